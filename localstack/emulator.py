@@ -1,0 +1,275 @@
+"""Local AWS for bgcloud's tests and demo: moto's server plus test controls.
+
+Stock moto cannot make a target unhealthy, an SSM command fail, or a CloudFront ETag go stale,
+and cannot say which requests a client made. This launcher patches those in and serves them
+under /_bgcloud/ on the same port as the AWS APIs:
+
+  GET  /_bgcloud/health                       readiness
+  GET  /_bgcloud/requests?access_key=AKID     requests signed with that access key, in order
+  POST /_bgcloud/target-health                {"target_group_arn", "target_id",
+                                               "states": [{"state", "reason", "description",
+                                                           "times": n}, ...]}
+       each entry answers `times` DescribeTargetHealth calls (default 1); the last one sticks.
+       An empty list clears the override.
+  POST /_bgcloud/ssm-invocation               {"instance_id", "status", "stdout", "stderr",
+                                               "response_code"}; status null clears it.
+  POST /_bgcloud/faults                       {"access_key", "action", "status", "code",
+                                               "times"}: fail that action with an error
+  POST /_bgcloud/reset                        clear every control
+
+Per-test access keys keep tests that share one emulator apart: requests are counted per key,
+and faults apply only to the key that asked for them.
+
+Usage: emulator.py [--port N] [--port-file F] [--parent-pid P]
+  --port 0 picks a free port; --port-file receives it once the server answers.
+  --parent-pid makes the server exit when that process is gone, so a test run that is killed
+  never leaves an emulator behind.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import threading
+import time
+import urllib.parse
+
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from moto.elbv2 import models as elbv2_models
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from moto.ssm import models as ssm_models
+
+LOCK = threading.Lock()
+TARGET_HEALTH = {}  # (tg_arn, target_id) -> list of [state dict, remaining]
+SSM_INVOCATIONS = {}  # instance_id -> override dict
+FAULTS = []  # dicts with access_key, action, status, code, times
+REQUESTS = {}  # access_key -> list of {"service", "action", "method", "path"}
+
+
+# --- target health -------------------------------------------------------------------------
+
+_stock_health_for = elbv2_models.FakeTargetGroup.health_for
+
+
+def _health_for(self, target, ec2_backend):
+    status = _stock_health_for(self, target, ec2_backend)
+    with LOCK:
+        queue = TARGET_HEALTH.get((self.arn, target["Id"]))
+        if not queue or target["Id"] not in self.targets:
+            return status
+        entry = queue[0]
+        if len(queue) > 1:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                queue.pop(0)
+        state = entry[0]
+    status.status = state["state"]
+    status.reason = state.get("reason")
+    status.description = state.get("description")
+    return status
+
+
+elbv2_models.FakeTargetGroup.health_for = _health_for
+
+
+# --- SSM invocations -----------------------------------------------------------------------
+
+_stock_get_invocation = ssm_models.Command.get_invocation
+
+
+def _get_invocation(self, instance_id, plugin_name):
+    invocation = dict(_stock_get_invocation(self, instance_id, plugin_name))
+    with LOCK:
+        override = SSM_INVOCATIONS.get(instance_id)
+    if override:
+        status = override["status"]
+        invocation.update(
+            {
+                "Status": status,
+                "StatusDetails": status,
+                "ResponseCode": override.get("response_code", 0 if status == "Success" else 1),
+                "StandardOutputContent": override.get("stdout", ""),
+                "StandardErrorContent": override.get("stderr", ""),
+            }
+        )
+    return invocation
+
+
+ssm_models.Command.get_invocation = _get_invocation
+
+
+# --- request log and faults ----------------------------------------------------------------
+
+_CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/")
+
+
+def _describe(request, body):
+    """(access key, service, action) of an AWS request."""
+    auth = request.headers.get("Authorization", "")
+    match = _CREDENTIAL.search(auth)
+    access_key, service = (match.group(1), match.group(2)) if match else ("", "")
+    target = request.headers.get("X-Amz-Target", "")
+    if target:
+        action = target.split(".")[-1]
+    else:
+        action = request.args.get("Action", "")
+        if not action and body and request.mimetype == "application/x-www-form-urlencoded":
+            action = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+        if not action:
+            # REST APIs (S3, CloudFront): method and path say what it is.
+            action = f"{request.method} {request.path}"
+    return access_key, service, action
+
+
+class Controls:
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        if request.path.startswith("/_bgcloud/"):
+            return self.control(request)(environ, start_response)
+        body = request.get_data(cache=True)
+        # get_data consumed the stream: hand moto a fresh one.
+        environ["wsgi.input"] = _BytesInput(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        access_key, service, action = _describe(request, body)
+        with LOCK:
+            REQUESTS.setdefault(access_key, []).append(
+                {"service": service, "action": action, "method": request.method, "path": request.path}
+            )
+            fault = None
+            for f in FAULTS:
+                if f["access_key"] == access_key and f["action"] == action and f["times"] > 0:
+                    f["times"] -= 1
+                    fault = f
+                    break
+        if fault:
+            return _fault_response(fault, service)(environ, start_response)
+        return self.app(environ, start_response)
+
+    def control(self, request):
+        path = request.path[len("/_bgcloud/") :]
+        if path == "health":
+            return _json({"ok": True})
+        if path == "requests":
+            with LOCK:
+                return _json(list(REQUESTS.get(request.args.get("access_key", ""), [])))
+        if request.method != "POST":
+            return _json({"error": f"unknown control {path}"}, 404)
+        data = json.loads(request.get_data() or b"{}")
+        with LOCK:
+            if path == "target-health":
+                key = (data["target_group_arn"], data["target_id"])
+                states = [[s, int(s.get("times", 1))] for s in data.get("states", [])]
+                if states:
+                    TARGET_HEALTH[key] = states
+                else:
+                    TARGET_HEALTH.pop(key, None)
+            elif path == "ssm-invocation":
+                if data.get("status"):
+                    SSM_INVOCATIONS[data["instance_id"]] = data
+                else:
+                    SSM_INVOCATIONS.pop(data["instance_id"], None)
+            elif path == "faults":
+                data.setdefault("times", 1)
+                FAULTS.append(data)
+            elif path == "reset":
+                TARGET_HEALTH.clear()
+                SSM_INVOCATIONS.clear()
+                FAULTS.clear()
+                REQUESTS.clear()
+            else:
+                return _json({"error": f"unknown control {path}"}, 404)
+        return _json({"ok": True})
+
+
+class _BytesInput:
+    def __init__(self, data):
+        self._data = data
+        self._pos = 0
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            size = len(self._data) - self._pos
+        chunk = self._data[self._pos : self._pos + size]
+        self._pos += len(chunk)
+        return chunk
+
+    def readline(self, size=-1):
+        end = self._data.find(b"\n", self._pos)
+        end = len(self._data) if end < 0 else end + 1
+        if size is not None and size >= 0:
+            end = min(end, self._pos + size)
+        chunk = self._data[self._pos : end]
+        self._pos = end
+        return chunk
+
+
+def _json(obj, status=200):
+    return Response(json.dumps(obj), status=status, mimetype="application/json")
+
+
+def _fault_response(fault, service):
+    status = int(fault.get("status", 503))
+    code = fault.get("code", "ServiceUnavailable")
+    message = f"injected fault ({code})"
+    if service in ("ssm", "ecr"):  # JSON protocols
+        body = json.dumps({"__type": code, "message": message})
+        return Response(body, status=status, mimetype="application/x-amz-json-1.1")
+    body = (
+        f'<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>'
+        f"</Error><RequestId>bgcloud-fault</RequestId></ErrorResponse>"
+    )
+    if service == "s3":
+        body = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    return Response(body, status=status, mimetype="text/xml")
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def _watch_parent(pid, server):
+    while True:
+        time.sleep(0.5)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            server.shutdown()
+            return
+        except PermissionError:
+            pass
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file")
+    parser.add_argument("--parent-pid", type=int)
+    args = parser.parse_args()
+
+    app = Controls(DomainDispatcherApplication(create_backend_app))
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    port = server.server_address[1]
+    os.environ["MOTO_PORT"] = str(port)
+    if args.parent_pid:
+        threading.Thread(target=_watch_parent, args=(args.parent_pid, server), daemon=True).start()
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(port))
+        os.replace(tmp, args.port_file)
+    print(f"bgcloud emulator listening on http://{args.host}:{port}", file=sys.stderr, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

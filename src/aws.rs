@@ -1,0 +1,65 @@
+//! One SdkConfig factory for every command, and the service clients built from it.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// The global flags that shape how bgcloud talks to AWS.
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// Overrides every service's endpoint (LocalStack, the emulator). Without it the SDK's own
+    /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` handling applies.
+    pub endpoint_url: Option<String>,
+}
+
+/// Loads the SDK config: flags first, then the config file's region, then the usual AWS chain
+/// (environment, profile, instance metadata).
+pub async fn sdk_config(opts: &AwsOptions, config_region: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = opts.region.as_deref().or(config_region) {
+        loader = loader.region(Region::new(region.to_string()));
+    }
+    if let Some(profile) = &opts.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &opts.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// Whether an endpoint override is in effect for S3, in which case bucket names go in the path:
+/// emulators do not resolve `bucket.localhost` hostnames.
+fn s3_endpoint_overridden(opts: &AwsOptions) -> bool {
+    let env_set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
+    let ignored = std::env::var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_ok_and(|v| v == "true");
+    opts.endpoint_url.is_some()
+        || (!ignored && (env_set("AWS_ENDPOINT_URL") || env_set("AWS_ENDPOINT_URL_S3")))
+}
+
+/// The service clients bgcloud uses, all from one SdkConfig.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub ecr: aws_sdk_ecr::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub cloudfront: aws_sdk_cloudfront::Client,
+}
+
+impl Clients {
+    pub fn new(sdk: &SdkConfig, opts: &AwsOptions) -> Clients {
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(s3_endpoint_overridden(opts))
+            .build();
+        Clients {
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            ecr: aws_sdk_ecr::Client::new(sdk),
+            ssm: aws_sdk_ssm::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            cloudfront: aws_sdk_cloudfront::Client::new(sdk),
+        }
+    }
+}

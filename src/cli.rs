@@ -1,0 +1,81 @@
+//! Command-line interface: global flags and one struct per subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::color::Color;
+use crate::output::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bgcloud",
+    version,
+    about = "Zero-downtime blue/green releases on AWS: the ALB is the traffic switch",
+    after_help = "Exit codes: 0 success, 1 the operation failed, 2 bad input or refused (nothing changed), \
+                  3 another deployment holds the lock."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Config file.
+    #[arg(
+        long,
+        global = true,
+        env = "BGCLOUD_CONFIG",
+        default_value = "bgcloud.toml"
+    )]
+    pub config: PathBuf,
+    /// AWS region (else the config's `region`, else the usual AWS chain).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// AWS profile from ~/.aws/config.
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Send every AWS request to this endpoint (LocalStack, the local emulator).
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Result format on stdout.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    /// More detail on stderr (-v: bgcloud's debug log, -vv: the AWS SDK's too).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the traffic split, target health per colour and what each colour runs.
+    Status,
+    /// Move traffic: WEIGHT % to one colour, the rest to the other.
+    Shift(ShiftArgs),
+    /// Finish a canary: all traffic to the colour that has the smaller share.
+    Promote(ForceArgs),
+    /// All traffic back to the previous stable colour, at once.
+    Rollback(ForceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShiftArgs {
+    /// The colour that gets WEIGHT %.
+    #[arg(long, value_enum)]
+    pub to: Color,
+    /// Percentage (0-100) for that colour; the other colour gets the rest.
+    #[arg(long, default_value = "100", allow_hyphen_values = true)]
+    pub weight: String,
+    #[command(flatten)]
+    pub force: ForceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ForceArgs {
+    /// Move traffic even to a colour with no healthy targets.
+    #[arg(long)]
+    pub force: bool,
+}

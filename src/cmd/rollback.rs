@@ -1,0 +1,44 @@
+//! `bgcloud rollback`: all traffic back to the previous stable colour, at once. The old colour's
+//! containers were kept running, so this is one listener write.
+
+use crate::cli::ForceArgs;
+use crate::cmd::shift::{self, Shifted};
+use crate::color::Color;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::live::Live;
+use crate::weights::Weights;
+
+/// Where rollback sends traffic: the stable colour before bgcloud's last change when the
+/// record still describes the listener; otherwise the stable colour when a canary is running
+/// (abort it), else the other colour.
+pub fn target(live: &Live) -> Color {
+    if live.record_matches() {
+        if let Some(previous) = live.record().and_then(|r| r.backend.previous_stable) {
+            return previous;
+        }
+    } else if live.record().is_some() {
+        tracing::warn!(
+            "the listener ({}) was changed outside bgcloud since its last recorded change; \
+             rolling back from what the listener says",
+            live.weights()
+        );
+    }
+    match live.canary() {
+        Some(_) => live.stable(),
+        None => live.stable().other(),
+    }
+}
+
+pub async fn run(ctx: &Context, args: &ForceArgs) -> Result<Shifted> {
+    let live = Live::read(ctx).await?;
+    let to = target(&live);
+    if live.weights().get(to) == 100 {
+        return Err(Error::refused(format!(
+            "nothing to roll back: {to} already has all traffic and is the previous stable colour \
+             on record. To move traffic anyway use `bgcloud shift --to {}`",
+            to.other()
+        )));
+    }
+    shift::apply(ctx, live, "rollback", Weights::all(to), args.force).await
+}

@@ -1,0 +1,165 @@
+//! `bgcloud shift`: the traffic primitive that promote and rollback use. Checks the receiving
+//! colour's health, writes the weights, verifies them by reading back, then records the change.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::cli::ShiftArgs;
+use crate::color::Color;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::health;
+use crate::live::Live;
+use crate::state::{new_id, now, Event};
+use crate::traffic;
+use crate::weights::{parse_percent, Weights};
+
+/// The result of a traffic change.
+#[derive(Debug, Serialize)]
+pub struct Shifted {
+    pub app: String,
+    pub action: &'static str,
+    pub from: Weights,
+    pub to: Weights,
+    pub stable: Color,
+    pub canary: Option<Color>,
+    /// False when the weights already were `to` and nothing was written.
+    pub changed: bool,
+    /// The weights as read back from the listener after the write.
+    pub verified: bool,
+    /// Set when the traffic change worked but recording it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+impl fmt::Display for Shifted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.changed {
+            writeln!(
+                f,
+                "{}: {} → {} (verified on the listener)",
+                self.action, self.from, self.to
+            )?;
+        } else {
+            writeln!(
+                f,
+                "{}: already at {}, nothing changed",
+                self.action, self.to
+            )?;
+        }
+        match self.canary {
+            Some(c) => writeln!(
+                f,
+                "stable {}, canary {c} at {} %",
+                self.stable,
+                self.to.get(c)
+            ),
+            None => writeln!(f, "{} is live", self.stable),
+        }
+    }
+}
+
+pub async fn run(ctx: &Context, args: &ShiftArgs) -> Result<Shifted> {
+    let percent = parse_percent(&args.weight, 0, 100)
+        .map_err(|e| Error::refused(format!("--weight: {e}")))?;
+    ctx.config.backend()?;
+    let live = Live::read(ctx).await?;
+    apply(
+        ctx,
+        live,
+        "shift",
+        Weights::split(args.to, percent),
+        args.force.force,
+    )
+    .await
+}
+
+/// Moves traffic from what `live` says to `to`. Refuses (exit 2, nothing changed) to give more
+/// traffic to a colour with no healthy targets, unless `force`.
+pub async fn apply(
+    ctx: &Context,
+    live: Live,
+    action: &'static str,
+    to: Weights,
+    force: bool,
+) -> Result<Shifted> {
+    let backend = ctx.config.backend()?;
+    let from = live.weights();
+    let previous_stable = live.stable();
+    let result = |changed: bool, warning: Option<String>| {
+        let stable = to.stable(previous_stable);
+        Shifted {
+            app: ctx.config.app.clone(),
+            action,
+            from,
+            to,
+            stable,
+            canary: to.canary(stable),
+            changed,
+            verified: true,
+            warning,
+        }
+    };
+    if from == to {
+        return Ok(result(false, None));
+    }
+
+    for color in Color::BOTH.into_iter().filter(|&c| to.get(c) > from.get(c)) {
+        let arn = backend.target_group_arn(color);
+        let targets = health::targets(&ctx.clients.elb, arn).await?;
+        let healthy = targets.iter().filter(|t| t.is_healthy()).count();
+        let listing = if targets.is_empty() {
+            "no targets registered".to_string()
+        } else {
+            targets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if healthy == 0 && !force {
+            return Err(Error::refused(format!(
+                "{color} has no healthy targets in {arn} ({listing}); bgcloud will not send \
+                 traffic to it. Fix the targets (see `bgcloud status`) or pass --force"
+            )));
+        }
+        if healthy < targets.len() || healthy == 0 {
+            tracing::warn!(
+                "{color}: {healthy} of {} targets healthy ({listing})",
+                targets.len()
+            );
+        }
+    }
+
+    tracing::info!("{action}: {from} → {to} on {}", live.forward.resource);
+    traffic::write(&ctx.clients.elb, backend, &live.forward, to).await?;
+
+    // The listener is the truth and it is already verified; a failed record write is reported
+    // but does not undo a good traffic change.
+    let event = Event {
+        id: new_id(),
+        kind: action.to_string(),
+        at: now(),
+        by: ctx.who.clone(),
+        from: Some(from),
+        to,
+        color: Color::BOTH.into_iter().find(|&c| to.get(c) > from.get(c)),
+        image: None,
+        digest: None,
+    };
+    let recorded = ctx
+        .store()
+        .update(Some(live.record), |r| {
+            r.backend.weights = Some(to);
+            r.backend.previous_stable = Some(previous_stable);
+            r.push(event.clone());
+        })
+        .await;
+    let warning = recorded.err().map(|e| {
+        let msg = format!("traffic is at {to} (verified), but recording it failed: {e}");
+        tracing::warn!("{msg}");
+        msg
+    });
+    Ok(result(true, warning))
+}

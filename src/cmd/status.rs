@@ -1,0 +1,144 @@
+//! `bgcloud status`: the traffic split, target health per colour, and what each colour runs.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::color::Color;
+use crate::context::Context;
+use crate::error::Result;
+use crate::health::{self, TargetState};
+use crate::live::Live;
+use crate::weights::Weights;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub app: String,
+    pub listener_arn: String,
+    pub rule_arn: Option<String>,
+    pub weights: Weights,
+    pub stable: Color,
+    pub canary: Option<Color>,
+    /// False when the listener was changed outside bgcloud since its last recorded change.
+    pub record_matches: bool,
+    pub colors: Colors,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Colors {
+    pub blue: ColorStatus,
+    pub green: ColorStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ColorStatus {
+    pub weight: u8,
+    pub role: &'static str,
+    pub target_group_arn: String,
+    pub port: u16,
+    pub targets: Vec<TargetState>,
+    pub image: Option<String>,
+    pub digest: Option<String>,
+    pub deployment_id: Option<String>,
+    pub deployed_at: Option<String>,
+    pub deployed_by: Option<String>,
+}
+
+pub async fn run(ctx: &Context) -> Result<Status> {
+    let backend = ctx.config.backend()?;
+    let elb = &ctx.clients.elb;
+    let (live, blue, green) = tokio::try_join!(
+        Live::read(ctx),
+        health::targets(elb, &backend.blue_target_group_arn),
+        health::targets(elb, &backend.green_target_group_arn),
+    )?;
+    let stable = live.stable();
+    let canary = live.canary();
+    let color = |c: Color, targets: Vec<TargetState>| {
+        let release = live.record().and_then(|r| r.backend.release(c));
+        ColorStatus {
+            weight: live.weights().get(c),
+            role: if c == stable {
+                "stable"
+            } else if Some(c) == canary {
+                "canary"
+            } else {
+                "idle"
+            },
+            target_group_arn: backend.target_group_arn(c).to_string(),
+            port: backend.port(c),
+            targets,
+            image: release.map(|r| r.image.clone()),
+            digest: release.map(|r| r.digest.clone()),
+            deployment_id: release.map(|r| r.deployment_id.clone()),
+            deployed_at: release.map(|r| r.at.clone()),
+            deployed_by: release.map(|r| r.by.clone()),
+        }
+    };
+    Ok(Status {
+        app: ctx.config.app.clone(),
+        listener_arn: backend.listener_arn.clone(),
+        rule_arn: backend.rule_arn.clone(),
+        weights: live.weights(),
+        stable,
+        canary,
+        record_matches: live.record_matches() || live.record().is_none(),
+        colors: Colors {
+            blue: color(Color::Blue, blue),
+            green: color(Color::Green, green),
+        },
+    })
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} is live", self.app, self.stable)?;
+        match self.canary {
+            Some(c) => writeln!(f, ", canary {c} at {} %", self.weights.get(c))?,
+            None => writeln!(f)?,
+        }
+        match &self.rule_arn {
+            Some(rule) => writeln!(f, "  rule      {rule}")?,
+            None => writeln!(f, "  listener  {}", self.listener_arn)?,
+        }
+        for (c, s) in [
+            (Color::Blue, &self.colors.blue),
+            (Color::Green, &self.colors.green),
+        ] {
+            write!(f, "  {c:<6} {:>3} %  {:<7}", s.weight, s.role)?;
+            match (&s.image, &s.digest) {
+                (Some(image), Some(digest)) => {
+                    write!(f, " {image} ({})", short_digest(digest))?;
+                    if let (Some(at), Some(by)) = (&s.deployed_at, &s.deployed_by) {
+                        write!(f, ", deployed {at} by {by}")?;
+                    }
+                    writeln!(f)?;
+                }
+                _ => writeln!(f, " (no deploy recorded)")?,
+            }
+            if s.targets.is_empty() {
+                writeln!(f, "           no targets registered on port {}", s.port)?;
+            }
+            for t in &s.targets {
+                writeln!(f, "           {t}")?;
+            }
+        }
+        if !self.record_matches {
+            writeln!(
+                f,
+                "  note: the listener was changed outside bgcloud since its last recorded change"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `sha256:` and the first 12 hex digits, the way docker shows image ids.
+pub fn short_digest(digest: &str) -> &str {
+    let end = digest
+        .find(':')
+        .map(|i| i + 13)
+        .unwrap_or(12)
+        .min(digest.len());
+    &digest[..end]
+}

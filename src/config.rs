@@ -1,0 +1,574 @@
+//! `bgcloud.toml`: schema and validation. Every error is found here, before any AWS call, and
+//! names the key and what to do about it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::color::Color;
+use crate::error::{Error, Result};
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub app: String,
+    pub region: Option<String>,
+    pub state: StateConfig,
+    pub backend: Option<BackendConfig>,
+    pub frontend: Option<FrontendConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    pub listener_arn: String,
+    pub rule_arn: Option<String>,
+    pub blue_target_group_arn: String,
+    pub green_target_group_arn: String,
+    pub repository: String,
+    pub container_port: u16,
+    pub blue_port: u16,
+    pub green_port: u16,
+    pub instances: Instances,
+    pub health_timeout: Duration,
+    pub poll_interval: Duration,
+    pub env: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Instances {
+    Tags(BTreeMap<String, String>),
+    Ids(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct FrontendConfig {
+    pub bucket: String,
+    pub distribution_id: String,
+    pub dir: Option<PathBuf>,
+}
+
+impl BackendConfig {
+    pub fn target_group_arn(&self, color: Color) -> &str {
+        match color {
+            Color::Blue => &self.blue_target_group_arn,
+            Color::Green => &self.green_target_group_arn,
+        }
+    }
+
+    pub fn port(&self, color: Color) -> u16 {
+        match color {
+            Color::Blue => self.blue_port,
+            Color::Green => self.green_port,
+        }
+    }
+}
+
+impl Config {
+    /// The `[backend]` section, or an error saying that this command needs it.
+    pub fn backend(&self) -> Result<&BackendConfig> {
+        self.backend.as_ref().ok_or_else(|| {
+            Error::refused(format!(
+                "{}: this command needs a [backend] section (listener_arn, blue_target_group_arn, \
+                 green_target_group_arn, ...); see the README's config reference",
+                self.path.display()
+            ))
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::refused(format!(
+                "cannot read config {}: {e}; create it (see the README's config reference) \
+                 or point --config / BGCLOUD_CONFIG at it",
+                path.display()
+            ))
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| Error::refused(format!("{}: {}", path.display(), e.to_string().trim())))?;
+        raw.validate(path)
+    }
+}
+
+// --- raw schema: every key optional so that a missing one gets our message, not serde's ---
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    app: Option<String>,
+    region: Option<String>,
+    state: Option<RawState>,
+    backend: Option<RawBackend>,
+    frontend: Option<RawFrontend>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    bucket: Option<String>,
+    prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    listener_arn: Option<String>,
+    rule_arn: Option<String>,
+    blue_target_group_arn: Option<String>,
+    green_target_group_arn: Option<String>,
+    repository: Option<String>,
+    container_port: Option<i64>,
+    blue_port: Option<i64>,
+    green_port: Option<i64>,
+    instance_tags: Option<BTreeMap<String, String>>,
+    instance_ids: Option<Vec<String>>,
+    health_timeout: Option<String>,
+    poll_interval: Option<String>,
+    env: Option<BTreeMap<String, String>>,
+    secrets: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFrontend {
+    bucket: Option<String>,
+    distribution_id: Option<String>,
+    dir: Option<PathBuf>,
+}
+
+/// Collects the file name into every message.
+struct Check<'a> {
+    path: &'a Path,
+}
+
+impl Check<'_> {
+    fn err(&self, key: &str, what: impl std::fmt::Display) -> Error {
+        Error::refused(format!("{}: {key} {what}", self.path.display()))
+    }
+
+    fn required<T>(&self, key: &str, value: Option<T>, hint: &str) -> Result<T> {
+        value.ok_or_else(|| self.err(key, format_args!("is missing: {hint}")))
+    }
+
+    fn arn(&self, key: &str, value: String, kind: &str) -> Result<String> {
+        // arn:partition:elasticloadbalancing:region:account:<kind>/...
+        let parts: Vec<&str> = value.splitn(6, ':').collect();
+        let ok = parts.len() == 6
+            && parts[0] == "arn"
+            && !parts[1].is_empty()
+            && parts[2] == "elasticloadbalancing"
+            && parts[5].starts_with(&format!("{kind}/"));
+        if ok {
+            Ok(value)
+        } else {
+            Err(self.err(
+                key,
+                format_args!(
+                    "= {value:?} is not an ELBv2 {kind} ARN \
+                     (arn:aws:elasticloadbalancing:REGION:ACCOUNT:{kind}/...): copy it from \
+                     `aws elbv2 describe-{kind}s` or the Terraform output"
+                ),
+            ))
+        }
+    }
+
+    fn port(&self, key: &str, value: i64) -> Result<u16> {
+        match u16::try_from(value) {
+            Ok(p) if p > 0 => Ok(p),
+            _ => Err(self.err(
+                key,
+                format_args!("= {value} is not a TCP port: use 1-65535"),
+            )),
+        }
+    }
+
+    fn duration(&self, key: &str, value: Option<String>, default: Duration) -> Result<Duration> {
+        let Some(text) = value else {
+            return Ok(default);
+        };
+        let d = humantime::parse_duration(&text).map_err(|e| {
+            self.err(
+                key,
+                format_args!(
+                    "= {text:?} is not a duration ({e}): write e.g. \"30s\", \"5m\", \"1m 30s\""
+                ),
+            )
+        })?;
+        if d.is_zero() {
+            return Err(self.err(key, "must be greater than zero"));
+        }
+        Ok(d)
+    }
+}
+
+fn is_app_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+impl RawConfig {
+    fn validate(self, path: &Path) -> Result<Config> {
+        let c = Check { path };
+        let app = c.required("app", self.app, "add app = \"NAME\" ([a-z0-9-]) at the top")?;
+        if !is_app_name(&app) {
+            return Err(c.err(
+                "app",
+                format_args!("= {app:?} is not a valid name: use lowercase letters, digits and '-' (e.g. \"shop\")"),
+            ));
+        }
+        let state = c.required(
+            "[state]",
+            self.state,
+            "add a [state] section with bucket = \"...\" (the S3 bucket for the lock and record)",
+        )?;
+        let bucket = c.required(
+            "[state].bucket",
+            state.bucket,
+            "set it to the S3 bucket that holds the lock and deployment record",
+        )?;
+        if bucket.is_empty() {
+            return Err(c.err("[state].bucket", "is empty: name the S3 bucket"));
+        }
+        let mut prefix = state.prefix.unwrap_or_else(|| "bgcloud/".to_string());
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        let backend = self.backend.map(|b| b.validate(&c)).transpose()?;
+        let frontend = self.frontend.map(|f| f.validate(&c)).transpose()?;
+        if backend.is_none() && frontend.is_none() {
+            return Err(c.err(
+                "[backend]",
+                "is missing (and so is [frontend]): add at least one of them",
+            ));
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            app,
+            region: self.region.filter(|r| !r.is_empty()),
+            state: StateConfig { bucket, prefix },
+            backend,
+            frontend,
+        })
+    }
+}
+
+impl RawBackend {
+    fn validate(self, c: &Check) -> Result<BackendConfig> {
+        let listener_arn = c.required(
+            "[backend].listener_arn",
+            self.listener_arn,
+            "set it to the ARN of the ALB listener that forwards to blue and green",
+        )?;
+        let listener_arn = c.arn("[backend].listener_arn", listener_arn, "listener")?;
+        let rule_arn = self
+            .rule_arn
+            .map(|r| c.arn("[backend].rule_arn", r, "listener-rule"))
+            .transpose()?;
+        let blue = c.required(
+            "[backend].blue_target_group_arn",
+            self.blue_target_group_arn,
+            "set it to the ARN of the blue target group",
+        )?;
+        let blue = c.arn("[backend].blue_target_group_arn", blue, "targetgroup")?;
+        let green = c.required(
+            "[backend].green_target_group_arn",
+            self.green_target_group_arn,
+            "set it to the ARN of the green target group",
+        )?;
+        let green = c.arn("[backend].green_target_group_arn", green, "targetgroup")?;
+        if blue == green {
+            return Err(c.err(
+                "[backend].green_target_group_arn",
+                "is the same as blue_target_group_arn: blue and green need two different target groups",
+            ));
+        }
+        let repository = c.required(
+            "[backend].repository",
+            self.repository,
+            "set it to the ECR repository name (e.g. \"shop-api\")",
+        )?;
+        if repository.is_empty() || repository.contains(':') || repository.contains('@') {
+            return Err(c.err(
+                "[backend].repository",
+                format_args!("= {repository:?} is not an ECR repository name: give the name only, no tag or digest"),
+            ));
+        }
+        let container_port = c.required(
+            "[backend].container_port",
+            self.container_port,
+            "set it to the port the app listens on inside the container",
+        )?;
+        let container_port = c.port("[backend].container_port", container_port)?;
+        let blue_port = c.required(
+            "[backend].blue_port",
+            self.blue_port,
+            "set it to blue's host port (e.g. 8081)",
+        )?;
+        let blue_port = c.port("[backend].blue_port", blue_port)?;
+        let green_port = c.required(
+            "[backend].green_port",
+            self.green_port,
+            "set it to green's host port (e.g. 8082)",
+        )?;
+        let green_port = c.port("[backend].green_port", green_port)?;
+        if blue_port == green_port {
+            return Err(c.err(
+                "[backend].green_port",
+                format_args!("= {green_port} equals blue_port: both colours run on the same instances, so they need two host ports"),
+            ));
+        }
+        let instances = match (self.instance_tags, self.instance_ids) {
+            (Some(_), Some(_)) => {
+                return Err(c.err(
+                    "[backend].instance_ids",
+                    "is set together with instance_tags: keep one of them",
+                ))
+            }
+            (Some(tags), None) if !tags.is_empty() => Instances::Tags(tags),
+            (None, Some(ids)) if !ids.is_empty() => {
+                if let Some(bad) = ids.iter().find(|id| !id.starts_with("i-")) {
+                    return Err(c.err(
+                        "[backend].instance_ids",
+                        format_args!("has {bad:?}, which is not an EC2 instance id (i-...)"),
+                    ));
+                }
+                Instances::Ids(ids)
+            }
+            _ => {
+                return Err(c.err(
+                    "[backend].instance_tags",
+                    "is missing: set instance_tags = { \"bgcloud:app\" = \"NAME\" } or instance_ids = [\"i-...\"]",
+                ))
+            }
+        };
+        let health_timeout = c.duration(
+            "[backend].health_timeout",
+            self.health_timeout,
+            Duration::from_secs(300),
+        )?;
+        let poll_interval = c.duration(
+            "[backend].poll_interval",
+            self.poll_interval,
+            Duration::from_secs(5),
+        )?;
+        let env = self.env.unwrap_or_default();
+        let secrets = self.secrets.unwrap_or_default();
+        for (table, map) in [("env", &env), ("secrets", &secrets)] {
+            if let Some(bad) = map.keys().find(|k| !is_env_name(k)) {
+                return Err(c.err(
+                    &format!("[backend].{table}"),
+                    format_args!("has {bad:?}, which is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+                ));
+            }
+        }
+        if let Some(both) = env.keys().find(|k| secrets.contains_key(*k)) {
+            return Err(c.err(
+                "[backend].secrets",
+                format_args!("sets {both} which env sets too: keep it in one of them"),
+            ));
+        }
+        if let Some((name, param)) = secrets
+            .iter()
+            .find(|(_, p)| p.is_empty() || p.chars().any(char::is_whitespace))
+        {
+            return Err(c.err(
+                "[backend].secrets",
+                format_args!("{name} = {param:?} is not an SSM parameter name: give the name (e.g. \"/shop/prod/{name}\"), never the value"),
+            ));
+        }
+        Ok(BackendConfig {
+            listener_arn,
+            rule_arn,
+            blue_target_group_arn: blue,
+            green_target_group_arn: green,
+            repository,
+            container_port,
+            blue_port,
+            green_port,
+            instances,
+            health_timeout,
+            poll_interval,
+            env,
+            secrets,
+        })
+    }
+}
+
+impl RawFrontend {
+    fn validate(self, c: &Check) -> Result<FrontendConfig> {
+        let bucket = c.required(
+            "[frontend].bucket",
+            self.bucket,
+            "set it to the S3 bucket that CloudFront serves the site from",
+        )?;
+        let distribution_id = c.required(
+            "[frontend].distribution_id",
+            self.distribution_id,
+            "set it to the CloudFront distribution id (e.g. \"E2ABCDEF\")",
+        )?;
+        if distribution_id.is_empty() || !distribution_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(c.err(
+                "[frontend].distribution_id",
+                format_args!("= {distribution_id:?} is not a CloudFront distribution id (letters and digits, e.g. \"E2ABCDEF\")"),
+            ));
+        }
+        Ok(FrontendConfig {
+            bucket,
+            distribution_id,
+            dir: self.dir,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTENER: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2";
+    const BLUE: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/shop-blue/73e2d6bc24d8a067";
+    const GREEN: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/shop-green/83e2d6bc24d8a067";
+
+    fn full() -> String {
+        format!(
+            r#"
+app = "shop"
+region = "us-east-1"
+[state]
+bucket = "shop-deploy-state"
+[backend]
+listener_arn = "{LISTENER}"
+blue_target_group_arn = "{BLUE}"
+green_target_group_arn = "{GREEN}"
+repository = "shop-api"
+container_port = 3000
+blue_port = 8081
+green_port = 8082
+instance_tags = {{ "bgcloud:app" = "shop" }}
+health_timeout = "2m"
+env = {{ NODE_ENV = "production" }}
+secrets = {{ DATABASE_URL = "/shop/prod/DATABASE_URL" }}
+[frontend]
+bucket = "shop-web"
+distribution_id = "E2ABCDEF"
+"#
+        )
+    }
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("bgcloud.toml"))
+    }
+
+    fn err(text: &str) -> String {
+        match parse(text) {
+            Err(Error::Refused(m)) => m,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn full_config_parses_with_defaults() {
+        let c = parse(&full()).unwrap();
+        let b = c.backend.as_ref().unwrap();
+        assert_eq!(c.state.prefix, "bgcloud/");
+        assert_eq!(b.health_timeout, Duration::from_secs(120));
+        assert_eq!(b.poll_interval, Duration::from_secs(5));
+        assert_eq!(b.target_group_arn(Color::Green), GREEN);
+        assert_eq!(b.port(Color::Blue), 8081);
+        assert!(matches!(&b.instances, Instances::Tags(t) if t["bgcloud:app"] == "shop"));
+    }
+
+    #[test]
+    fn every_required_key_is_named_when_missing() {
+        for key in [
+            "app =",
+            "bucket = \"shop-deploy-state\"",
+            "listener_arn =",
+            "blue_target_group_arn =",
+            "green_target_group_arn =",
+            "repository =",
+            "container_port =",
+            "blue_port =",
+            "green_port =",
+            "instance_tags =",
+            "distribution_id =",
+        ] {
+            let text: String = full()
+                .lines()
+                .filter(|l| !l.starts_with(key))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let name = key.split_whitespace().next().unwrap();
+            let msg = err(&text);
+            assert!(
+                msg.contains(name) && msg.contains("missing"),
+                "{key}: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let msg = err(&full().replace("container_port", "containerport"));
+        assert!(msg.contains("containerport"), "{msg}");
+    }
+
+    #[test]
+    fn blue_equal_to_green_is_refused() {
+        let msg = err(&full().replace(GREEN, BLUE));
+        assert!(
+            msg.contains("green_target_group_arn") && msg.contains("same"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn ports_must_differ_and_be_in_range() {
+        assert!(err(&full().replace("8082", "8081")).contains("green_port"));
+        assert!(err(&full().replace("3000", "70000")).contains("container_port"));
+        assert!(err(&full().replace("3000", "0")).contains("1-65535"));
+    }
+
+    #[test]
+    fn malformed_arn_and_duration_are_refused() {
+        assert!(err(&full().replace(LISTENER, "arn:aws:s3:::bucket")).contains("listener_arn"));
+        assert!(err(&full().replace(BLUE, LISTENER)).contains("targetgroup"));
+        let msg = err(&full().replace("\"2m\"", "\"two minutes\""));
+        assert!(
+            msg.contains("health_timeout") && msg.contains("5m"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn app_name_and_env_names_are_checked() {
+        assert!(err(&full().replace("app = \"shop\"", "app = \"Shop_1\"")).contains("app"));
+        assert!(err(&full().replace("NODE_ENV", "\"NODE-ENV\"")).contains("[backend].env"));
+    }
+}

@@ -1,0 +1,75 @@
+//! Target health of a colour's target group, as the ALB reports it.
+
+use aws_sdk_elasticloadbalancingv2::Client;
+use serde::Serialize;
+
+use crate::error::{aws, Result};
+
+/// One registered target and its state (`healthy`, `initial`, `unhealthy`, `unused`,
+/// `draining`, `unavailable`), with the ALB's reason code when it is not healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetState {
+    pub id: String,
+    pub port: Option<i32>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub description: Option<String>,
+}
+
+impl TargetState {
+    pub fn is_healthy(&self) -> bool {
+        self.state == "healthy"
+    }
+}
+
+impl std::fmt::Display for TargetState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.id)?;
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        write!(f, " {}", self.state)?;
+        if let Some(reason) = &self.reason {
+            write!(f, " ({reason}")?;
+            if let Some(d) = &self.description {
+                write!(f, ": {d}")?;
+            }
+            write!(f, ")")?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn targets(elb: &Client, target_group_arn: &str) -> Result<Vec<TargetState>> {
+    let out = elb
+        .describe_target_health()
+        .target_group_arn(target_group_arn)
+        .send()
+        .await
+        .map_err(aws(format!("reading target health of {target_group_arn}")))?;
+    let mut states: Vec<TargetState> = out
+        .target_health_descriptions()
+        .iter()
+        .map(|d| {
+            let health = d.target_health();
+            TargetState {
+                id: d
+                    .target()
+                    .and_then(|t| t.id())
+                    .unwrap_or_default()
+                    .to_string(),
+                port: d.target().and_then(|t| t.port()),
+                state: health
+                    .and_then(|h| h.state())
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|| "unknown".to_string()),
+                reason: health
+                    .and_then(|h| h.reason())
+                    .map(|r| r.as_str().to_string()),
+                description: health.and_then(|h| h.description()).map(str::to_string),
+            }
+        })
+        .collect();
+    states.sort_by(|a, b| (&a.id, a.port).cmp(&(&b.id, b.port)));
+    Ok(states)
+}

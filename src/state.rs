@@ -1,0 +1,252 @@
+//! The deployment record in the state bucket: what each colour runs, what the last traffic
+//! change replaced, and a history. Written with S3 compare-and-swap (`If-None-Match: *` to
+//! create, `If-Match: <etag>` to replace) so two writers never silently overwrite each other.
+
+use std::time::SystemTime;
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use serde::{Deserialize, Serialize};
+
+use crate::color::Color;
+use crate::config::Config;
+use crate::error::{aws, Error, Result};
+use crate::weights::Weights;
+
+/// How many history entries the record keeps.
+pub const HISTORY_LEN: usize = 50;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    #[serde(default)]
+    pub backend: BackendRecord,
+    #[serde(default)]
+    pub history: Vec<Event>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackendRecord {
+    /// Weights bgcloud last set and verified; if the listener differs, someone changed it
+    /// outside bgcloud and the rest of this record is advisory.
+    pub weights: Option<Weights>,
+    /// The stable colour before the last traffic change: where `rollback` goes.
+    pub previous_stable: Option<Color>,
+    #[serde(default)]
+    pub blue: Option<Release>,
+    #[serde(default)]
+    pub green: Option<Release>,
+}
+
+impl BackendRecord {
+    pub fn release(&self, color: Color) -> Option<&Release> {
+        match color {
+            Color::Blue => self.blue.as_ref(),
+            Color::Green => self.green.as_ref(),
+        }
+    }
+}
+
+/// What a colour runs, as recorded by the deploy that put it there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    pub image: String,
+    pub digest: String,
+    pub deployment_id: String,
+    pub at: String,
+    pub by: String,
+}
+
+/// One entry of the history: a deploy or a traffic change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub kind: String,
+    pub at: String,
+    pub by: String,
+    pub from: Option<Weights>,
+    pub to: Weights,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<Color>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+impl Record {
+    /// Appends to the history, dropping the oldest entries past [`HISTORY_LEN`].
+    pub fn push(&mut self, event: Event) {
+        self.history.push(event);
+        let excess = self.history.len().saturating_sub(HISTORY_LEN);
+        self.history.drain(..excess);
+    }
+}
+
+/// Now as RFC 3339 UTC, second precision.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// A sortable, unique-enough id: UTC timestamp plus a few random hex digits.
+pub fn new_id() -> String {
+    let stamp: String = now().chars().filter(char::is_ascii_digit).collect();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{stamp}-{:04x}", (nanos ^ std::process::id()) & 0xffff)
+}
+
+/// The record's place in S3.
+pub struct Store {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+}
+
+impl Store {
+    pub fn new(s3: aws_sdk_s3::Client, config: &Config) -> Store {
+        Store {
+            s3,
+            bucket: config.state.bucket.clone(),
+            key: format!("{}{}/record.json", config.state.prefix, config.app),
+        }
+    }
+
+    fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    /// The record and its ETag, or `None` when nothing was recorded yet.
+    pub async fn load(&self) -> Result<Option<(Record, String)>> {
+        let out = match self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => {
+                return Err(aws(format!(
+                    "reading the deployment record {} (does the state bucket exist?)",
+                    self.location()
+                ))(e))
+            }
+        };
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::failed(format!("reading {}: {e}", self.location())))?
+            .into_bytes();
+        let record = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::failed(format!(
+                "the deployment record {} is not valid JSON ({e}); fix or delete it \
+                 (the live colour is read from the ALB, not from this file)",
+                self.location()
+            ))
+        })?;
+        Ok(Some((record, etag)))
+    }
+
+    pub async fn read(&self) -> Result<Option<Record>> {
+        Ok(self.load().await?.map(|(r, _)| r))
+    }
+
+    /// Applies `change` to the record and writes it back with compare-and-swap, re-reading and
+    /// re-applying when another writer got there first. `loaded` is the record as the caller
+    /// already read it (saves a request); `None` reads it here.
+    pub async fn update(
+        &self,
+        loaded: Option<Option<(Record, String)>>,
+        mut change: impl FnMut(&mut Record),
+    ) -> Result<Record> {
+        let mut loaded = loaded;
+        for _ in 0..5 {
+            let current = match loaded.take() {
+                Some(l) => l,
+                None => self.load().await?,
+            };
+            let (mut record, etag) = match current {
+                Some((r, etag)) => (r, Some(etag)),
+                None => (Record::default(), None),
+            };
+            change(&mut record);
+            let body = serde_json::to_vec_pretty(&record).expect("record serializes");
+            let put = self
+                .s3
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .content_type("application/json")
+                .body(ByteStream::from(body));
+            let put = match &etag {
+                Some(etag) => put.if_match(etag),
+                None => put.if_none_match("*"),
+            };
+            match put.send().await {
+                Ok(_) => return Ok(record),
+                Err(e) if is_conflict(e.code(), e.raw_response().map(|r| r.status().as_u16())) => {
+                    tracing::debug!("{} changed while writing it; retrying", self.location());
+                }
+                Err(e) => {
+                    return Err(aws(format!(
+                        "writing the deployment record {}",
+                        self.location()
+                    ))(e))
+                }
+            }
+        }
+        Err(Error::failed(format!(
+            "the deployment record {} kept changing while bgcloud wrote it (5 tries); \
+             someone else is deploying: try again",
+            self.location()
+        )))
+    }
+}
+
+/// A lost compare-and-swap: 412 Precondition Failed, or 409 when a concurrent conditional
+/// write is still in progress.
+pub fn is_conflict(code: Option<&str>, status: Option<u16>) -> bool {
+    matches!(
+        code,
+        Some("PreconditionFailed" | "ConditionalRequestConflict")
+    ) || matches!(status, Some(412 | 409))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keeps_the_newest_fifty() {
+        let mut r = Record::default();
+        for i in 0..60 {
+            r.push(Event {
+                id: i.to_string(),
+                kind: "shift".into(),
+                at: now(),
+                by: "t".into(),
+                from: None,
+                to: Weights::all(Color::Blue),
+                color: None,
+                image: None,
+                digest: None,
+            });
+        }
+        assert_eq!(r.history.len(), HISTORY_LEN);
+        assert_eq!(r.history[0].id, "10");
+        assert_eq!(r.history.last().unwrap().id, "59");
+    }
+
+    #[test]
+    fn ids_sort_by_time() {
+        let a = new_id();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(new_id() > a);
+    }
+}

@@ -1,0 +1,169 @@
+//! Config validation through the real binary: each class of error exits 2, names the key, says
+//! what to do, and makes no AWS request.
+
+mod support;
+
+use support::Bare;
+
+const VALID: &str = r#"app = "shop"
+region = "us-east-1"
+
+[state]
+bucket = "shop-deploy-state"
+
+[backend]
+listener_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2"
+blue_target_group_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/shop-blue/73e2d6bc24d8a067"
+green_target_group_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/shop-green/83e2d6bc24d8a067"
+repository = "shop-api"
+container_port = 3000
+blue_port = 8081
+green_port = 8082
+instance_tags = { "bgcloud:app" = "shop" }
+health_timeout = "5m"
+poll_interval = "5s"
+"#;
+
+/// Runs `status` on `config`; asserts exit 2, that stderr contains every one of `expected`,
+/// and that no AWS request was made.
+fn refused(config: &str, expected: &[&str]) {
+    let bare = Bare::new(config);
+    let out = bare.bgcloud(&["status"]).code(2);
+    for e in expected {
+        assert!(out.stderr.contains(e), "expected {e:?} in:\n{}", out.stderr);
+    }
+    assert!(out.stdout.is_empty(), "nothing on stdout: {}", out.stdout);
+    assert_eq!(
+        bare.requests(),
+        vec![],
+        "no AWS request before validation passes"
+    );
+}
+
+fn without(key: &str) -> String {
+    VALID
+        .lines()
+        .filter(|l| !l.starts_with(key))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn each_missing_required_key_is_named() {
+    for (line, name) in [
+        ("app =", "app is missing"),
+        ("bucket =", "[state].bucket is missing"),
+        ("listener_arn =", "[backend].listener_arn is missing"),
+        (
+            "blue_target_group_arn =",
+            "[backend].blue_target_group_arn is missing",
+        ),
+        (
+            "green_target_group_arn =",
+            "[backend].green_target_group_arn is missing",
+        ),
+        ("repository =", "[backend].repository is missing"),
+        ("container_port =", "[backend].container_port is missing"),
+        ("blue_port =", "[backend].blue_port is missing"),
+        ("green_port =", "[backend].green_port is missing"),
+        ("instance_tags =", "[backend].instance_tags is missing"),
+    ] {
+        refused(&without(line), &[name]);
+    }
+}
+
+#[test]
+fn unknown_key() {
+    refused(
+        &VALID.replace("poll_interval", "poll_intervall"),
+        &["poll_intervall", "poll_interval"],
+    );
+}
+
+#[test]
+fn blue_equal_to_green() {
+    let green = VALID
+        .lines()
+        .find(|l| l.starts_with("green_target_group_arn"))
+        .unwrap();
+    let blue_arn = VALID
+        .lines()
+        .find(|l| l.starts_with("blue_target"))
+        .unwrap()
+        .split('"')
+        .nth(1)
+        .unwrap();
+    let config = VALID.replace(green, &format!("green_target_group_arn = \"{blue_arn}\""));
+    refused(
+        &config,
+        &["green_target_group_arn", "same as blue_target_group_arn"],
+    );
+}
+
+#[test]
+fn equal_ports() {
+    refused(
+        &VALID.replace("green_port = 8082", "green_port = 8081"),
+        &["[backend].green_port", "equals blue_port"],
+    );
+}
+
+#[test]
+fn port_out_of_range() {
+    refused(
+        &VALID.replace("container_port = 3000", "container_port = 65536"),
+        &["[backend].container_port", "1-65535"],
+    );
+}
+
+#[test]
+fn malformed_arn() {
+    refused(
+        &VALID.replace(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/",
+            "arn:aws:elb:us-east-1:1:listener/",
+        ),
+        &["[backend].listener_arn", "not an ELBv2 listener ARN"],
+    );
+}
+
+#[test]
+fn bad_duration() {
+    refused(
+        &VALID.replace("\"5m\"", "\"5 mins please\""),
+        &["[backend].health_timeout", "not a duration"],
+    );
+}
+
+#[test]
+fn malformed_toml() {
+    refused(
+        &VALID.replace("container_port = 3000", "container_port = "),
+        &["bgcloud.toml", "line"],
+    );
+}
+
+#[test]
+fn missing_config_file_says_where_to_put_it() {
+    let bare = Bare::new(VALID);
+    std::fs::remove_file(&bare.config).unwrap();
+    let out = bare.bgcloud(&["status"]).code(2);
+    assert!(
+        out.stderr.contains("cannot read config") && out.stderr.contains("--config"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(bare.requests(), vec![]);
+}
+
+#[test]
+fn bad_flag_value_exits_2() {
+    let bare = Bare::new(VALID);
+    let out = bare.bgcloud(&["shift", "--to", "purple"]).code(2);
+    assert!(
+        out.stderr.contains("blue") && out.stderr.contains("green"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(bare.requests(), vec![]);
+}

@@ -1,0 +1,383 @@
+//! Test support: the local emulator (started once per test binary, gone when the binary exits),
+//! a per-test stack with its own access key, and a small fluent helper that runs the real
+//! `bgcloud` binary.
+
+#![allow(dead_code)]
+
+pub mod stack;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::config::Credentials;
+use bgcloud::aws::{AwsOptions, Clients};
+use bgcloud::weights::Weights;
+use serde_json::Value;
+
+pub use stack::{Stack, StackSpec};
+
+/// The emulator's base URL. `BGCLOUD_TEST_ENDPOINT` points at one that is already running;
+/// otherwise this starts `localstack/emulator.py` from the project venv on a free port.
+pub fn endpoint() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        if let Ok(url) = std::env::var("BGCLOUD_TEST_ENDPOINT") {
+            return url;
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let python = root.join("localstack/.venv/bin/python");
+        assert!(
+            python.exists(),
+            "the local emulator is not installed: run `localstack/setup.sh` (or `scripts/test`, which does it)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port_file = dir.path().join("port");
+        let log = std::fs::File::create(std::env::temp_dir().join(format!(
+            "bgcloud-emulator-{}.log",
+            std::process::id()
+        )))
+        .expect("emulator log");
+        // Not waited on: the emulator watches this process (--parent-pid) and exits with it.
+        let child = Command::new(python)
+            .arg(root.join("localstack/emulator.py"))
+            .args(["--port", "0", "--parent-pid", &std::process::id().to_string()])
+            .arg("--port-file")
+            .arg(&port_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the emulator");
+        std::mem::forget(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let port = loop {
+            if let Ok(p) = std::fs::read_to_string(&port_file) {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "the emulator did not start within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let url = format!("http://127.0.0.1:{}", port.trim());
+        let (status, _) = http(&url, "GET", "/_bgcloud/health", "");
+        assert_eq!(status, 200, "emulator health check");
+        url
+    })
+}
+
+/// A minimal HTTP/1.1 client for the emulator's control endpoints (std only).
+pub fn http(base: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).expect("connect to the emulator");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn unique_name() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "t{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// One test's world: its own stack, its own access key, its own config file.
+pub struct Fixture {
+    pub stack: Stack,
+    pub aws: Clients,
+    pub access_key: String,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Fixture {
+    pub async fn new() -> Fixture {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(customize: impl FnOnce(&mut StackSpec)) -> Fixture {
+        let name = unique_name();
+        let mut spec = StackSpec::new(&name);
+        customize(&mut spec);
+        // bgcloud signs with its own key, the test's own SDK calls with another: the emulator's
+        // request log for `access_key` is then exactly what bgcloud did.
+        let access_key = format!("AKID{}", name.to_uppercase());
+        let aws = clients(&format!("AKIDSETUP{}", name.to_uppercase())).await;
+        let stack = Stack::create(&aws, spec)
+            .await
+            .expect("create the test stack");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("bgcloud.toml");
+        std::fs::write(&config, stack.config_toml("")).unwrap();
+        Fixture {
+            stack,
+            aws,
+            access_key,
+            dir,
+            config,
+        }
+    }
+
+    /// Rewrites the config file.
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// The real binary, with this fixture's config and credentials.
+    pub fn bgcloud(&self, args: &[&str]) -> Run {
+        Run::new(&self.access_key, &self.config, args)
+    }
+
+    /// The requests bgcloud made in this test, as (service, action).
+    pub fn requests(&self) -> Vec<(String, String)> {
+        requests(&self.access_key)
+    }
+
+    /// The listener's weights, read independently of bgcloud.
+    pub async fn weights(&self) -> Weights {
+        let out = self
+            .aws
+            .elb
+            .describe_listeners()
+            .listener_arns(&self.stack.listener_arn)
+            .send()
+            .await
+            .unwrap();
+        let actions = out.listeners()[0].default_actions();
+        let mut blue = 0;
+        let mut green = 0;
+        for action in actions {
+            let tuples = action
+                .forward_config()
+                .map(|f| f.target_groups())
+                .unwrap_or_default();
+            for t in tuples {
+                let w = t.weight().unwrap_or(1) as u32;
+                match t.target_group_arn() {
+                    Some(a) if a == self.stack.blue_target_group_arn => blue += w,
+                    Some(a) if a == self.stack.green_target_group_arn => green += w,
+                    other => panic!("unexpected target group {other:?}"),
+                }
+            }
+            if tuples.is_empty() {
+                match action.target_group_arn() {
+                    Some(a) if a == self.stack.blue_target_group_arn => blue += 1,
+                    Some(a) if a == self.stack.green_target_group_arn => green += 1,
+                    other => panic!("unexpected target group {other:?}"),
+                }
+            }
+        }
+        Weights::from_raw(blue, green).expect("some weight")
+    }
+
+    /// Sets the listener's weights directly, as someone outside bgcloud would.
+    pub async fn set_weights(&self, blue: i32, green: i32) {
+        self.aws
+            .elb
+            .modify_listener()
+            .listener_arn(&self.stack.listener_arn)
+            .default_actions(stack::forward(&[
+                (&self.stack.blue_target_group_arn, blue),
+                (&self.stack.green_target_group_arn, green),
+            ]))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Makes the emulator report `state` for every target of a target group.
+    pub fn set_target_health(&self, target_group_arn: &str, state: &str, reason: &str) {
+        for id in &self.stack.instance_ids {
+            let body = serde_json::json!({
+                "target_group_arn": target_group_arn,
+                "target_id": id,
+                "states": [{"state": state, "reason": reason, "description": format!("test: {state}")}],
+            });
+            let (status, _) = http(
+                endpoint(),
+                "POST",
+                "/_bgcloud/target-health",
+                &body.to_string(),
+            );
+            assert_eq!(status, 200);
+        }
+    }
+
+    /// The deployment record as stored, or Null.
+    pub async fn record(&self) -> Value {
+        let key = format!("bgcloud/{}/record.json", self.stack.spec.name);
+        match self
+            .aws
+            .s3
+            .get_object()
+            .bucket(&self.stack.state_bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                serde_json::from_slice(&out.body.collect().await.unwrap().into_bytes()).unwrap()
+            }
+            Err(_) => Value::Null,
+        }
+    }
+}
+
+/// A config file and an access key, no stack: for tests that must fail before any AWS call.
+pub struct Bare {
+    pub access_key: String,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Bare {
+    pub fn new(config_text: &str) -> Bare {
+        let name = unique_name();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("bgcloud.toml");
+        std::fs::write(&config, config_text).unwrap();
+        Bare {
+            access_key: format!("AKIDBARE{}", name.to_uppercase()),
+            dir,
+            config,
+        }
+    }
+
+    pub fn bgcloud(&self, args: &[&str]) -> Run {
+        Run::new(&self.access_key, &self.config, args)
+    }
+
+    pub fn requests(&self) -> Vec<(String, String)> {
+        requests(&self.access_key)
+    }
+}
+
+/// The requests the emulator logged for `access_key`, as (service, action).
+pub fn requests(access_key: &str) -> Vec<(String, String)> {
+    let (_, body) = http(
+        endpoint(),
+        "GET",
+        &format!("/_bgcloud/requests?access_key={access_key}"),
+        "",
+    );
+    let list: Vec<Value> = serde_json::from_str(&body).expect("request log");
+    list.iter()
+        .map(|r| {
+            (
+                r["service"].as_str().unwrap().to_string(),
+                r["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// SDK clients for the emulator, signed with `access_key`.
+pub async fn clients(access_key: &str) -> Clients {
+    let opts = AwsOptions {
+        endpoint_url: Some(endpoint().to_string()),
+        ..Default::default()
+    };
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(Credentials::new(access_key, "test", None, None, "tests"))
+        .load()
+        .await;
+    Clients::new(&sdk, &opts)
+}
+
+/// A command about to run; `.ok()`, `.code(n)` and `.json()` run it and check the outcome.
+pub struct Run {
+    cmd: Command,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The real binary, signed with `access_key`, reading `config`, isolated from the user's
+    /// AWS profile and CI variables.
+    pub fn new(access_key: &str, config: &Path, args: &[&str]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bgcloud"));
+        cmd.args(args)
+            .current_dir(config.parent().unwrap())
+            .env("BGCLOUD_CONFIG", config)
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_ACCESS_KEY_ID", access_key)
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("USER", "tester")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("RUST_LOG");
+        Run { cmd }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Run {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn run(mut self) -> Outcome {
+        let out = self.cmd.stdin(Stdio::null()).output().expect("run bgcloud");
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs and asserts exit code 0.
+    pub fn ok(self) -> Outcome {
+        self.code(0)
+    }
+
+    /// Runs and asserts the exit code.
+    pub fn code(self, expected: i32) -> Outcome {
+        let out = self.run();
+        assert_eq!(
+            out.code, expected,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            out.stdout, out.stderr
+        );
+        out
+    }
+
+    /// Runs with `--output json`, asserts success, parses stdout.
+    pub fn json(mut self) -> Value {
+        self.cmd.args(["--output", "json"]);
+        let out = self.ok();
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", out.stdout))
+    }
+}

@@ -1,0 +1,304 @@
+//! Creates the AWS shape bgcloud drives (VPC, instances, ALB, blue/green target groups, a
+//! listener forwarding 100/0, an ECR repository with an image, the state bucket) through the
+//! real SDK, against whatever endpoint the clients point at. Shared by the integration tests and
+//! `examples/bootstrap.rs` (the demo), so both run on the same stack.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetDescription, TargetGroupTuple,
+    TargetTypeEnum,
+};
+use bgcloud::aws::Clients;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct StackSpec {
+    /// Names every resource; [a-z0-9-], at most 20 characters (ALB names are limited to 32).
+    pub name: String,
+    pub instances: usize,
+    pub container_port: u16,
+    pub blue_port: u16,
+    pub green_port: u16,
+    /// Image tags to put in the repository, oldest first.
+    pub image_tags: Vec<String>,
+}
+
+impl StackSpec {
+    pub fn new(name: &str) -> StackSpec {
+        StackSpec {
+            name: name.to_string(),
+            instances: 2,
+            container_port: 3000,
+            blue_port: 8081,
+            green_port: 8082,
+            image_tags: vec!["v1".to_string()],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub spec: StackSpec,
+    pub vpc_id: String,
+    pub instance_ids: Vec<String>,
+    pub load_balancer_arn: String,
+    pub listener_arn: String,
+    pub blue_target_group_arn: String,
+    pub green_target_group_arn: String,
+    pub repository: String,
+    pub repository_uri: String,
+    /// Tag → digest of the images put in the repository.
+    pub images: BTreeMap<String, String>,
+    pub state_bucket: String,
+}
+
+impl Stack {
+    pub async fn create(aws: &Clients, spec: StackSpec) -> Result<Stack, BoxError> {
+        let name = spec.name.clone();
+        let vpc = aws
+            .ec2
+            .create_vpc()
+            .cidr_block("10.0.0.0/16")
+            .send()
+            .await?;
+        let vpc_id = vpc
+            .vpc()
+            .and_then(|v| v.vpc_id())
+            .ok_or("no vpc id")?
+            .to_string();
+        let mut subnets = Vec::new();
+        for (i, az) in ["a", "b"].iter().enumerate() {
+            let subnet = aws
+                .ec2
+                .create_subnet()
+                .vpc_id(&vpc_id)
+                .cidr_block(format!("10.0.{}.0/24", i + 1))
+                .availability_zone(format!("us-east-1{az}"))
+                .send()
+                .await?;
+            subnets.push(
+                subnet
+                    .subnet()
+                    .and_then(|s| s.subnet_id())
+                    .ok_or("no subnet id")?
+                    .to_string(),
+            );
+        }
+        let run = aws
+            .ec2
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .min_count(spec.instances as i32)
+            .max_count(spec.instances as i32)
+            .subnet_id(&subnets[0])
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .tags(Tag::builder().key("bgcloud:app").value(&name).build())
+                    .build(),
+            )
+            .send()
+            .await?;
+        let instance_ids: Vec<String> = run
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect();
+
+        let lb = aws
+            .elb
+            .create_load_balancer()
+            .name(format!("{name}-alb"))
+            .set_subnets(Some(subnets.clone()))
+            .send()
+            .await?;
+        let load_balancer_arn = lb
+            .load_balancers()
+            .first()
+            .and_then(|l| l.load_balancer_arn())
+            .ok_or("no load balancer arn")?
+            .to_string();
+
+        let mut tgs = Vec::new();
+        for (color, port) in [("blue", spec.blue_port), ("green", spec.green_port)] {
+            let tg = aws
+                .elb
+                .create_target_group()
+                .name(format!("{name}-{color}"))
+                .protocol(ProtocolEnum::Http)
+                .port(i32::from(port))
+                .vpc_id(&vpc_id)
+                .target_type(TargetTypeEnum::Instance)
+                .health_check_path("/healthz")
+                .health_check_interval_seconds(5)
+                .healthy_threshold_count(2)
+                .send()
+                .await?;
+            let arn = tg
+                .target_groups()
+                .first()
+                .and_then(|t| t.target_group_arn())
+                .ok_or("no target group arn")?
+                .to_string();
+            let targets = instance_ids
+                .iter()
+                .map(|id| {
+                    TargetDescription::builder()
+                        .id(id)
+                        .port(i32::from(port))
+                        .build()
+                })
+                .collect();
+            aws.elb
+                .register_targets()
+                .target_group_arn(&arn)
+                .set_targets(Some(targets))
+                .send()
+                .await?;
+            tgs.push(arn);
+        }
+        let listener = aws
+            .elb
+            .create_listener()
+            .load_balancer_arn(&load_balancer_arn)
+            .protocol(ProtocolEnum::Http)
+            .port(80)
+            .default_actions(forward(&[(&tgs[0], 100), (&tgs[1], 0)]))
+            .send()
+            .await?;
+        let listener_arn = listener
+            .listeners()
+            .first()
+            .and_then(|l| l.listener_arn())
+            .ok_or("no listener arn")?
+            .to_string();
+
+        let repository = format!("{name}-api");
+        let repo = aws
+            .ecr
+            .create_repository()
+            .repository_name(&repository)
+            .send()
+            .await?;
+        let repository_uri = repo
+            .repository()
+            .and_then(|r| r.repository_uri())
+            .ok_or("no repository uri")?
+            .to_string();
+        let mut images = BTreeMap::new();
+        for tag in &spec.image_tags {
+            let digest = put_image(aws, &repository, tag).await?;
+            images.insert(tag.clone(), digest);
+        }
+
+        let state_bucket = format!("{name}-state");
+        aws.s3.create_bucket().bucket(&state_bucket).send().await?;
+
+        Ok(Stack {
+            spec,
+            vpc_id,
+            instance_ids,
+            load_balancer_arn,
+            listener_arn,
+            blue_target_group_arn: tgs[0].clone(),
+            green_target_group_arn: tgs[1].clone(),
+            repository,
+            repository_uri,
+            images,
+            state_bucket,
+        })
+    }
+
+    /// A `bgcloud.toml` for this stack; `extra_backend` lines are appended to `[backend]`.
+    pub fn config_toml(&self, extra_backend: &str) -> String {
+        format!(
+            r#"app = "{name}"
+region = "us-east-1"
+
+[state]
+bucket = "{bucket}"
+
+[backend]
+listener_arn = "{listener}"
+blue_target_group_arn = "{blue}"
+green_target_group_arn = "{green}"
+repository = "{repository}"
+container_port = {container_port}
+blue_port = {blue_port}
+green_port = {green_port}
+instance_tags = {{ "bgcloud:app" = "{name}" }}
+health_timeout = "20s"
+poll_interval = "100ms"
+env = {{ NODE_ENV = "production" }}
+{extra_backend}
+"#,
+            name = self.spec.name,
+            bucket = self.state_bucket,
+            listener = self.listener_arn,
+            blue = self.blue_target_group_arn,
+            green = self.green_target_group_arn,
+            repository = self.repository,
+            container_port = self.spec.container_port,
+            blue_port = self.spec.blue_port,
+            green_port = self.spec.green_port,
+        )
+    }
+}
+
+/// A weighted forward action.
+pub fn forward(groups: &[(&str, i32)]) -> Action {
+    let tuples = groups
+        .iter()
+        .map(|(arn, weight)| {
+            TargetGroupTuple::builder()
+                .target_group_arn(*arn)
+                .weight(*weight)
+                .build()
+        })
+        .collect();
+    Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .forward_config(
+            ForwardActionConfig::builder()
+                .set_target_groups(Some(tuples))
+                .build(),
+        )
+        .build()
+}
+
+/// Puts an image manifest under `tag` and returns the digest ECR gives it.
+pub async fn put_image(aws: &Clients, repository: &str, tag: &str) -> Result<String, BoxError> {
+    // A distinct, valid-looking Docker v2 manifest per tag, so each tag gets its own digest.
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":7023,"digest":"sha256:{:064x}"}},"layers":[]}}"#,
+        fnv(&format!("{repository}:{tag}"))
+    );
+    let out = aws
+        .ecr
+        .put_image()
+        .repository_name(repository)
+        .image_tag(tag)
+        .image_manifest(manifest)
+        .send()
+        .await?;
+    let digest = out
+        .image()
+        .and_then(|i| i.image_id())
+        .and_then(|id| id.image_digest())
+        .ok_or("no image digest")?
+        .to_string();
+    Ok(digest)
+}
+
+fn fnv(s: &str) -> u128 {
+    s.bytes()
+        .fold(0x6c62272e07bb014262b821756295c58d_u128, |h, b| {
+            (h ^ u128::from(b)).wrapping_mul(0x0000000001000000000000000000013B)
+        })
+}

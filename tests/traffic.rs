@@ -1,0 +1,339 @@
+//! status, shift, promote and rollback against the emulator, with the listener read back
+//! independently through the SDK.
+
+mod support;
+
+use bgcloud::weights::Weights;
+use support::Fixture;
+
+fn w(blue: u8, green: u8) -> Weights {
+    Weights { blue, green }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_json_has_the_contract_fields() {
+    let fx = Fixture::new().await;
+    let s = fx.bgcloud(&["status"]).json();
+    assert_eq!(s["app"], fx.stack.spec.name);
+    assert_eq!(s["weights"]["blue"], 100);
+    assert_eq!(s["weights"]["green"], 0);
+    assert_eq!(s["stable"], "blue");
+    assert!(s["canary"].is_null());
+    for (color, port) in [("blue", 8081), ("green", 8082)] {
+        let c = &s["colors"][color];
+        let targets = c["targets"].as_array().unwrap();
+        assert_eq!(targets.len(), 2, "{color}: {c}");
+        for t in targets {
+            assert!(fx
+                .stack
+                .instance_ids
+                .contains(&t["id"].as_str().unwrap().to_string()));
+            assert_eq!(t["port"], port);
+            assert_eq!(t["state"], "healthy");
+        }
+        assert!(c["image"].is_null(), "no deploy recorded yet");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_text_shows_weights_roles_and_targets() {
+    let fx = Fixture::new().await;
+    fx.set_weights(90, 10).await;
+    let out = fx.bgcloud(&["status"]).ok();
+    assert!(
+        out.stdout.contains("blue is live, canary green at 10 %"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("blue    90 %  stable"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("green   10 %  canary"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("{}:8082 healthy", fx.stack.instance_ids[0])),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "status logs nothing on stderr: {}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shift_canary_then_promote_then_rollback() {
+    let fx = Fixture::new().await;
+    let out = fx
+        .bgcloud(&["shift", "--to", "green", "--weight", "10"])
+        .json();
+    assert_eq!(out["to"]["green"], 10);
+    assert_eq!(fx.weights().await, w(90, 10));
+    let s = fx.bgcloud(&["status"]).json();
+    assert_eq!(
+        (s["stable"].as_str(), s["canary"].as_str()),
+        (Some("blue"), Some("green"))
+    );
+
+    fx.bgcloud(&["promote"]).ok();
+    assert_eq!(fx.weights().await, w(0, 100));
+    assert_eq!(fx.bgcloud(&["status"]).json()["stable"], "green");
+
+    let out = fx.bgcloud(&["rollback"]).ok();
+    assert!(
+        out.stdout
+            .contains("rollback: blue 0 % / green 100 % → blue 100 % / green 0 %"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+
+    let record = fx.record().await;
+    let kinds: Vec<&str> = record["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["shift", "promote", "rollback"]);
+    assert_eq!(
+        record["history"][2]["by"]
+            .as_str()
+            .unwrap()
+            .split('@')
+            .next(),
+        Some("tester")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_during_a_canary_returns_everything_to_stable() {
+    let fx = Fixture::new().await;
+    fx.bgcloud(&["shift", "--to", "green", "--weight", "25"])
+        .ok();
+    fx.bgcloud(&["rollback"]).ok();
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_without_a_record_goes_to_the_healthy_other_colour() {
+    let fx = Fixture::new().await;
+    fx.set_weights(0, 1).await; // someone switched to green by hand; no record exists
+    fx.bgcloud(&["rollback"]).ok();
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_refuses_an_unhealthy_colour_unless_forced() {
+    let fx = Fixture::new().await;
+    fx.bgcloud(&["shift", "--to", "green"]).ok();
+    fx.set_target_health(
+        &fx.stack.blue_target_group_arn,
+        "unhealthy",
+        "Target.ResponseCodeMismatch",
+    );
+    let out = fx.bgcloud(&["rollback"]).code(2);
+    assert!(
+        out.stderr.contains("blue has no healthy targets"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("Target.ResponseCodeMismatch"),
+        "the ALB's reason is shown: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("--force"), "{}", out.stderr);
+    assert_eq!(fx.weights().await, w(0, 100), "nothing changed");
+
+    fx.bgcloud(&["rollback", "--force"]).ok();
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shift_refuses_to_send_traffic_to_a_colour_with_no_healthy_targets() {
+    let fx = Fixture::new().await;
+    fx.set_target_health(
+        &fx.stack.green_target_group_arn,
+        "initial",
+        "Elb.RegistrationInProgress",
+    );
+    let out = fx
+        .bgcloud(&["shift", "--to", "green", "--weight", "10"])
+        .code(2);
+    assert!(
+        out.stderr.contains("green has no healthy targets"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promote_with_no_canary_exits_2_and_changes_nothing() {
+    let fx = Fixture::new().await;
+    let out = fx.bgcloud(&["promote"]).code(2);
+    assert!(
+        out.stderr.contains("no canary in progress"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+    let writes: Vec<_> = fx
+        .requests()
+        .iter()
+        .filter(|(_, action)| action.starts_with("Modify") || action.starts_with("PUT"))
+        .cloned()
+        .collect();
+    assert!(writes.is_empty(), "promote wrote: {writes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_twice_undoes_the_first_and_no_op_shifts_are_not_recorded() {
+    let fx = Fixture::new().await;
+    fx.bgcloud(&["shift", "--to", "green"]).ok();
+    fx.bgcloud(&["rollback"]).ok();
+    // The previous stable colour on record is now green: a second rollback undoes the first.
+    fx.bgcloud(&["rollback"]).ok();
+    assert_eq!(fx.weights().await, w(0, 100));
+    let out = fx.bgcloud(&["shift", "--to", "green"]).ok();
+    assert!(out.stdout.contains("nothing changed"), "{}", out.stdout);
+    let record = fx.record().await;
+    assert_eq!(
+        record["history"].as_array().unwrap().len(),
+        3,
+        "a no-op shift is not recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_after_an_aborted_canary_has_nothing_to_do() {
+    let fx = Fixture::new().await;
+    fx.bgcloud(&["shift", "--to", "green", "--weight", "10"])
+        .ok();
+    fx.bgcloud(&["shift", "--to", "blue"]).ok(); // canary aborted by hand: blue was stable before
+    let out = fx.bgcloud(&["rollback"]).code(2);
+    assert!(
+        out.stderr.contains("nothing to roll back"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shift_weight_out_of_range_is_refused_before_any_request() {
+    let fx = Fixture::new().await;
+    for bad in ["101", "-1", "ten"] {
+        let out = fx
+            .bgcloud(&["shift", "--to", "green", "--weight", bad])
+            .code(2);
+        assert!(out.stderr.contains("0 to 100"), "{bad}: {}", out.stderr);
+    }
+    assert!(fx.requests().is_empty(), "{:?}", fx.requests());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_third_target_group_on_the_listener_is_refused() {
+    let fx = Fixture::new().await;
+    let other = fx
+        .aws
+        .elb
+        .create_target_group()
+        .name(format!("{}-other", fx.stack.spec.name))
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(9000)
+        .vpc_id(&fx.stack.vpc_id)
+        .send()
+        .await
+        .unwrap();
+    let other_arn = other.target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    fx.aws
+        .elb
+        .modify_listener()
+        .listener_arn(&fx.stack.listener_arn)
+        .default_actions(support::stack::forward(&[
+            (&fx.stack.blue_target_group_arn, 90),
+            (&fx.stack.green_target_group_arn, 0),
+            (&other_arn, 10),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    for args in [
+        &["status"][..],
+        &["shift", "--to", "green"],
+        &["promote"],
+        &["rollback"],
+    ] {
+        let out = fx.bgcloud(args).code(2);
+        assert!(
+            out.stderr.contains("3 target group(s)") && out.stderr.contains(&other_arn),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listener_rule_is_driven_when_rule_arn_is_set() {
+    let fx = Fixture::new().await;
+    let rule = fx
+        .aws
+        .elb
+        .create_rule()
+        .listener_arn(&fx.stack.listener_arn)
+        .priority(10)
+        .conditions(
+            aws_sdk_elasticloadbalancingv2::types::RuleCondition::builder()
+                .field("path-pattern")
+                .values("/api/*")
+                .build(),
+        )
+        .actions(support::stack::forward(&[
+            (&fx.stack.blue_target_group_arn, 100),
+            (&fx.stack.green_target_group_arn, 0),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let rule_arn = rule.rules()[0].rule_arn().unwrap().to_string();
+    fx.write_config(&fx.stack.config_toml(&format!("rule_arn = \"{rule_arn}\"")));
+    fx.bgcloud(&["shift", "--to", "green", "--weight", "30"])
+        .ok();
+
+    let rules = fx
+        .aws
+        .elb
+        .describe_rules()
+        .rule_arns(&rule_arn)
+        .send()
+        .await
+        .unwrap();
+    let tuples = rules.rules()[0].actions()[0]
+        .forward_config()
+        .unwrap()
+        .target_groups()
+        .to_vec();
+    let green = tuples
+        .iter()
+        .find(|t| t.target_group_arn() == Some(fx.stack.green_target_group_arn.as_str()))
+        .unwrap();
+    assert_eq!(green.weight(), Some(30));
+    assert_eq!(
+        fx.weights().await,
+        w(100, 0),
+        "the listener's default action is untouched"
+    );
+    assert_eq!(fx.bgcloud(&["status"]).json()["rule_arn"], rule_arn);
+}
