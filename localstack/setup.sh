@@ -14,7 +14,7 @@ fi
 py=""
 for cand in "${BGCLOUD_PYTHON:-}" python3.11 python3.13 python3.12 python3; do
   [ -n "$cand" ] || continue
-  if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys, venv; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
+  if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
     py="$cand"; break
   fi
 done
