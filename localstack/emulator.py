@@ -1,7 +1,8 @@
 """Local AWS for bgcloud's tests and demo: moto's server plus test controls.
 
 Stock moto cannot make a target unhealthy, an SSM command fail, or a CloudFront ETag go stale,
-and cannot say which requests a client made. This launcher patches those in and serves them
+and cannot say which requests a client made (it also sends SSM commands to every instance when
+given instance ids; fixed below). This launcher patches those in and serves them
 under /_bgcloud/ on the same port as the AWS APIs:
 
   GET  /_bgcloud/health                       readiness
@@ -14,7 +15,8 @@ under /_bgcloud/ on the same port as the AWS APIs:
   POST /_bgcloud/ssm-invocation               {"instance_id", "status", "stdout", "stderr",
                                                "response_code"}; status null clears it.
   POST /_bgcloud/faults                       {"access_key", "action", "status", "code",
-                                               "times"}: fail that action with an error
+                                               "times", "skip"}: after `skip` matching requests
+                                               pass, fail the next `times` with that error
   POST /_bgcloud/reset                        clear every control
 
 Per-test access keys keep tests that share one emulator apart: requests are counted per key,
@@ -104,6 +106,17 @@ def _get_invocation(self, instance_id, plugin_name):
 
 ssm_models.Command.get_invocation = _get_invocation
 
+# Stock moto treats "no Targets" as "every instance in the region", so SendCommand with
+# InstanceIds lists instances it was never sent to. Real SSM uses only what was asked for.
+_stock_targets = ssm_models.Command._get_instance_ids_from_targets
+
+
+def _instance_ids_from_targets(self):
+    return _stock_targets(self) if self.targets else []
+
+
+ssm_models.Command._get_instance_ids_from_targets = _instance_ids_from_targets
+
 
 # --- request log and faults ----------------------------------------------------------------
 
@@ -148,6 +161,9 @@ class Controls:
             fault = None
             for f in FAULTS:
                 if f["access_key"] == access_key and f["action"] == action and f["times"] > 0:
+                    if f.get("skip", 0) > 0:
+                        f["skip"] -= 1
+                        continue
                     f["times"] -= 1
                     fault = f
                     break

@@ -46,6 +46,8 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
     pub s3: aws_sdk_s3::Client,
     pub cloudfront: aws_sdk_cloudfront::Client,
+    /// The region the clients use ("" when none was found).
+    pub region: String,
 }
 
 impl Clients {
@@ -60,6 +62,7 @@ impl Clients {
             ssm: aws_sdk_ssm::Client::new(sdk),
             s3: aws_sdk_s3::Client::from_conf(s3),
             cloudfront: aws_sdk_cloudfront::Client::new(sdk),
+            region: sdk.region().map(ToString::to_string).unwrap_or_default(),
         }
     }
 }

@@ -53,12 +53,70 @@ pub struct Global {
 pub enum Command {
     /// Show the traffic split, target health per colour and what each colour runs.
     Status,
+    /// Release an image on the idle colour, wait until healthy, then move traffic to it.
+    Deploy(DeployArgs),
     /// Move traffic: WEIGHT % to one colour, the rest to the other.
     Shift(ShiftArgs),
     /// Finish a canary: all traffic to the colour that has the smaller share.
-    Promote(ForceArgs),
+    Promote(TrafficArgs),
     /// All traffic back to the previous stable colour, at once.
-    Rollback(ForceArgs),
+    Rollback(TrafficArgs),
+    /// The recorded deployments and traffic changes, newest first.
+    History(HistoryArgs),
+    /// Inspect or break the deployment lock.
+    #[command(subcommand)]
+    Lock(LockCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Image tag in the configured ECR repository (e.g. v1.4.2), or sha256:<digest>.
+    #[arg(long)]
+    pub image: String,
+    /// Send only N % (1-99) to the new colour; finish with `bgcloud promote`.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub canary: Option<String>,
+    /// How long to wait for the container and the targets (default: [backend].health_timeout).
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Print the plan (colour, digest, instances, script, weights) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub lock: LockWait,
+}
+
+#[derive(Debug, Args)]
+pub struct LockWait {
+    /// Wait this long for another deployment's lock instead of exiting 3.
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub lock_wait: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TrafficArgs {
+    #[command(flatten)]
+    pub force: ForceArgs,
+    #[command(flatten)]
+    pub lock: LockWait,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// How many entries to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Who holds the lock, why, since when, until when.
+    Status,
+    /// Delete the lock whoever holds it (for a run that died). Needs --force.
+    Release {
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +129,8 @@ pub struct ShiftArgs {
     pub weight: String,
     #[command(flatten)]
     pub force: ForceArgs,
+    #[command(flatten)]
+    pub lock: LockWait,
 }
 
 #[derive(Debug, Args)]
@@ -78,4 +138,13 @@ pub struct ForceArgs {
     /// Move traffic even to a colour with no healthy targets.
     #[arg(long)]
     pub force: bool,
+}
+
+/// Parses a duration flag, naming the flag in the error.
+pub fn parse_duration(flag: &str, text: &str) -> crate::error::Result<std::time::Duration> {
+    humantime::parse_duration(text).map_err(|e| {
+        crate::error::Error::refused(format!(
+            "{flag} {text:?} is not a duration ({e}): write e.g. 30s, 5m, 1h"
+        ))
+    })
 }

@@ -1,9 +1,13 @@
 //! What every command needs: the validated config, the AWS clients and who is acting.
 
+use std::future::Future;
+use std::time::Duration;
+
 use crate::aws::{self, AwsOptions, Clients};
 use crate::cli::Global;
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::lock::Lock;
 use crate::output::Format;
 use crate::state::Store;
 
@@ -36,6 +40,66 @@ impl Context {
     pub fn store(&self) -> Store {
         Store::new(self.clients.s3.clone(), &self.config)
     }
+
+    pub fn lock(&self) -> Lock {
+        Lock::new(self.clients.s3.clone(), &self.config)
+    }
+
+    /// How often to poll anything: the backend's `poll_interval`, else 2 s.
+    pub fn poll_interval(&self) -> Duration {
+        self.config
+            .backend
+            .as_ref()
+            .map_or(Duration::from_secs(2), |b| b.poll_interval)
+    }
+
+    /// Runs `work` holding the deployment lock, and releases the lock on every way out:
+    /// success, error, Ctrl-C or SIGTERM (exit 130; an interrupted step is abandoned where it was).
+    pub async fn locked<T>(
+        &self,
+        reason: &str,
+        wait: Duration,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        // Longer than any deploy can take, so a crashed run's lock expires by itself.
+        let ttl = self
+            .config
+            .backend
+            .as_ref()
+            .map_or(Duration::ZERO, |b| b.health_timeout * 2)
+            .max(Duration::from_secs(30 * 60));
+        let lock = self.lock();
+        let held = lock
+            .acquire(&self.who, reason, ttl, wait, self.poll_interval())
+            .await?;
+        let result = tokio::select! {
+            r = work => r,
+            _ = interrupted() => Err(Error::Interrupted),
+        };
+        if let Err(e) = lock.release(&held).await {
+            tracing::warn!(
+                "could not release the deployment lock {}: {e}",
+                lock.location()
+            );
+        }
+        result
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what CI sends when a job is cancelled).
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// "actor (GitHub Actions run URL)" in CI, else "user@host".

@@ -3,7 +3,7 @@
 use std::fmt::Display;
 
 /// Exit codes: 0 success, 1 operation failed, 2 bad input or refused (nothing changed),
-/// 3 another deployment holds the lock.
+/// 3 another deployment holds the lock, 130 interrupted.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The operation failed part-way or AWS said no: exit 1.
@@ -15,6 +15,11 @@ pub enum Error {
     /// Someone else holds the deployment lock: exit 3.
     #[error("{0}")]
     Locked(String),
+    /// Ctrl-C or SIGTERM: the lock was released, exit 130.
+    #[error(
+        "interrupted; the deployment lock was released. Run `bgcloud status` to see what is live"
+    )]
+    Interrupted,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -25,6 +30,7 @@ impl Error {
             Error::Failed(_) => 1,
             Error::Refused(_) => 2,
             Error::Locked(_) => 3,
+            Error::Interrupted => 130,
         }
     }
 

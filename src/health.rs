@@ -73,3 +73,101 @@ pub async fn targets(elb: &Client, target_group_arn: &str) -> Result<Vec<TargetS
     states.sort_by(|a, b| (&a.id, a.port).cmp(&(&b.id, b.port)));
     Ok(states)
 }
+
+/// Registers any of `instances` missing from the target group (on `port`), then polls every
+/// `poll` until all of them are healthy. At `deadline` it fails naming the targets that are not
+/// healthy and the ALB's reason for each.
+pub async fn wait_healthy(
+    elb: &Client,
+    target_group_arn: &str,
+    what: &str,
+    instances: &[String],
+    port: u16,
+    poll: std::time::Duration,
+    deadline: std::time::Instant,
+) -> Result<Vec<TargetState>> {
+    use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+    use std::time::Instant;
+
+    let registered = targets(elb, target_group_arn).await?;
+    let missing: Vec<&String> = instances
+        .iter()
+        .filter(|id| {
+            !registered
+                .iter()
+                .any(|t| &t.id == *id && t.port == Some(i32::from(port)))
+        })
+        .collect();
+    if !missing.is_empty() {
+        tracing::info!(
+            "registering {} on port {port} in {what}'s target group",
+            join(&missing)
+        );
+        let descriptions = missing
+            .iter()
+            .map(|id| {
+                TargetDescription::builder()
+                    .id(*id)
+                    .port(i32::from(port))
+                    .build()
+            })
+            .collect();
+        elb.register_targets()
+            .target_group_arn(target_group_arn)
+            .set_targets(Some(descriptions))
+            .send()
+            .await
+            .map_err(aws(format!("registering targets in {target_group_arn}")))?;
+    }
+    let mut last_report = String::new();
+    loop {
+        let states: Vec<TargetState> = targets(elb, target_group_arn)
+            .await?
+            .into_iter()
+            .filter(|t| instances.contains(&t.id) && t.port == Some(i32::from(port)))
+            .collect();
+        let healthy = states.iter().filter(|t| t.is_healthy()).count();
+        if healthy == instances.len() {
+            return Ok(states);
+        }
+        let waiting: Vec<String> = states
+            .iter()
+            .filter(|t| !t.is_healthy())
+            .map(ToString::to_string)
+            .collect();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < poll {
+            return Err(crate::error::Error::failed(format!(
+                "{what} did not become healthy in time: {healthy} of {} targets healthy; not healthy: {}. \
+                 Traffic was not changed. Check the container logs on the instance and the target \
+                 group's health check, then deploy again (or raise --health-timeout)",
+                instances.len(),
+                waiting.join(", ")
+            )));
+        }
+        let report = format!(
+            "{healthy}/{} healthy; waiting for {}",
+            instances.len(),
+            waiting.join(", ")
+        );
+        if report != last_report {
+            tracing::info!(
+                "{what}: {report} ({} left)",
+                humantime::format_duration(round_secs(left))
+            );
+            last_report = report;
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+fn join(ids: &[&String]) -> String {
+    ids.iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn round_secs(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_secs(d.as_secs())
+}

@@ -6,15 +6,19 @@ pub mod cmd;
 pub mod color;
 pub mod config;
 pub mod context;
+pub mod ecr;
 pub mod error;
+pub mod fleet;
 pub mod health;
 pub mod live;
+pub mod lock;
 pub mod output;
+pub mod script;
 pub mod state;
 pub mod traffic;
 pub mod weights;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, LockCommand};
 use context::Context;
 use error::Result;
 
@@ -23,10 +27,21 @@ pub async fn run(cli: Cli) -> Result<()> {
     let ctx = Context::new(&cli.global).await?;
     match &cli.command {
         Command::Status => output::print(ctx.format, &cmd::status::run(&ctx).await?),
+        Command::Deploy(args) => match cmd::deploy::run(&ctx, args).await? {
+            cmd::deploy::Outcome::Planned(plan) => output::print(ctx.format, &plan),
+            cmd::deploy::Outcome::Deployed(done) => output::print(ctx.format, &done),
+        },
         Command::Shift(args) => output::print(ctx.format, &cmd::shift::run(&ctx, args).await?),
         Command::Promote(args) => output::print(ctx.format, &cmd::promote::run(&ctx, args).await?),
         Command::Rollback(args) => {
             output::print(ctx.format, &cmd::rollback::run(&ctx, args).await?)
+        }
+        Command::History(args) => output::print(ctx.format, &cmd::history::run(&ctx, args).await?),
+        Command::Lock(LockCommand::Status) => {
+            output::print(ctx.format, &cmd::lock::status(&ctx).await?)
+        }
+        Command::Lock(LockCommand::Release { force }) => {
+            output::print(ctx.format, &cmd::lock::release(&ctx, *force).await?)
         }
     }
 }

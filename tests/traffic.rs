@@ -186,12 +186,7 @@ async fn promote_with_no_canary_exits_2_and_changes_nothing() {
         out.stderr
     );
     assert_eq!(fx.weights().await, w(100, 0));
-    let writes: Vec<_> = fx
-        .requests()
-        .iter()
-        .filter(|(_, action)| action.starts_with("Modify") || action.starts_with("PUT"))
-        .cloned()
-        .collect();
+    let writes = fx.writes_but_lock();
     assert!(writes.is_empty(), "promote wrote: {writes:?}");
 }
 

@@ -1,5 +1,8 @@
 //! One module per command.
 
+pub mod deploy;
+pub mod history;
+pub mod lock;
 pub mod promote;
 pub mod rollback;
 pub mod shift;

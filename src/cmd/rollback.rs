@@ -1,7 +1,7 @@
 //! `bgcloud rollback`: all traffic back to the previous stable colour, at once. The old colour's
 //! containers were kept running, so this is one listener write.
 
-use crate::cli::ForceArgs;
+use crate::cli::{parse_duration, TrafficArgs};
 use crate::cmd::shift::{self, Shifted};
 use crate::color::Color;
 use crate::context::Context;
@@ -30,15 +30,28 @@ pub fn target(live: &Live) -> Color {
     }
 }
 
-pub async fn run(ctx: &Context, args: &ForceArgs) -> Result<Shifted> {
-    let live = Live::read(ctx).await?;
-    let to = target(&live);
-    if live.weights().get(to) == 100 {
-        return Err(Error::refused(format!(
-            "nothing to roll back: {to} already has all traffic and is the previous stable colour \
-             on record. To move traffic anyway use `bgcloud shift --to {}`",
-            to.other()
-        )));
-    }
-    shift::apply(ctx, live, "rollback", Weights::all(to), args.force).await
+pub async fn run(ctx: &Context, args: &TrafficArgs) -> Result<Shifted> {
+    let wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
+    ctx.config.backend()?;
+    ctx.locked("rollback", wait, async {
+        let live = Live::read(ctx).await?;
+        let to = target(&live);
+        if live.weights().get(to) == 100 {
+            return Err(Error::refused(format!(
+                "nothing to roll back: {to} already has all traffic and is the previous stable \
+                 colour on record. To move traffic anyway use `bgcloud shift --to {}`",
+                to.other()
+            )));
+        }
+        shift::apply(
+            ctx,
+            live,
+            "rollback",
+            Weights::all(to),
+            args.force.force,
+            None,
+        )
+        .await
+    })
+    .await
 }

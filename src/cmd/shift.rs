@@ -5,13 +5,13 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::cli::ShiftArgs;
+use crate::cli::{parse_duration, ShiftArgs};
 use crate::color::Color;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::health;
 use crate::live::Live;
-use crate::state::{new_id, now, Event};
+use crate::state::{new_id, now, Event, Release};
 use crate::traffic;
 use crate::weights::{parse_percent, Weights};
 
@@ -63,26 +63,27 @@ impl fmt::Display for Shifted {
 pub async fn run(ctx: &Context, args: &ShiftArgs) -> Result<Shifted> {
     let percent = parse_percent(&args.weight, 0, 100)
         .map_err(|e| Error::refused(format!("--weight: {e}")))?;
+    let wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
     ctx.config.backend()?;
-    let live = Live::read(ctx).await?;
-    apply(
-        ctx,
-        live,
-        "shift",
-        Weights::split(args.to, percent),
-        args.force.force,
-    )
+    let reason = format!("shift {percent} % to {}", args.to);
+    ctx.locked(&reason, wait, async {
+        let live = Live::read(ctx).await?;
+        let to = Weights::split(args.to, percent);
+        apply(ctx, live, "shift", to, args.force.force, None).await
+    })
     .await
 }
 
 /// Moves traffic from what `live` says to `to`. Refuses (exit 2, nothing changed) to give more
-/// traffic to a colour with no healthy targets, unless `force`.
+/// traffic to a colour with no healthy targets, unless `force`. If the write or its read-back
+/// fails, puts the previous weights back. `release` records what a deploy put on a colour.
 pub async fn apply(
     ctx: &Context,
     live: Live,
     action: &'static str,
     to: Weights,
     force: bool,
+    release: Option<(Color, Release)>,
 ) -> Result<Shifted> {
     let backend = ctx.config.backend()?;
     let from = live.weights();
@@ -133,7 +134,9 @@ pub async fn apply(
     }
 
     tracing::info!("{action}: {from} → {to} on {}", live.forward.resource);
-    traffic::write(&ctx.clients.elb, backend, &live.forward, to).await?;
+    if let Err(e) = traffic::write(&ctx.clients.elb, backend, &live.forward, to).await {
+        return Err(restore(ctx, from, e).await);
+    }
 
     // The listener is the truth and it is already verified; a failed record write is reported
     // but does not undo a good traffic change.
@@ -145,14 +148,19 @@ pub async fn apply(
         from: Some(from),
         to,
         color: Color::BOTH.into_iter().find(|&c| to.get(c) > from.get(c)),
-        image: None,
-        digest: None,
+        image: release.as_ref().map(|(_, r)| r.image.clone()),
+        digest: release.as_ref().map(|(_, r)| r.digest.clone()),
     };
     let recorded = ctx
         .store()
         .update(Some(live.record), |r| {
             r.backend.weights = Some(to);
             r.backend.previous_stable = Some(previous_stable);
+            match &release {
+                Some((Color::Blue, rel)) => r.backend.blue = Some(rel.clone()),
+                Some((Color::Green, rel)) => r.backend.green = Some(rel.clone()),
+                None => {}
+            }
             r.push(event.clone());
         })
         .await;
@@ -162,4 +170,26 @@ pub async fn apply(
         msg
     });
     Ok(result(true, warning))
+}
+
+/// After a failed write: if the listener is not at `from` any more, put it back, so a failure
+/// part-way never leaves traffic where it was not verified to be.
+async fn restore(ctx: &Context, from: Weights, failure: Error) -> Error {
+    let Ok(backend) = ctx.config.backend() else {
+        return failure;
+    };
+    let elb = &ctx.clients.elb;
+    let outcome = match traffic::read(elb, backend).await {
+        Ok(now) if now.weights == from => format!("the listener is still at {from}"),
+        Ok(now) => match traffic::write(elb, backend, &now, from).await {
+            Ok(_) => format!("traffic was put back to {from} (verified)"),
+            Err(e) => {
+                format!("putting traffic back to {from} failed too: {e}; run `bgcloud status` now")
+            }
+        },
+        Err(e) => {
+            format!("the listener could not be read to check it ({e}); run `bgcloud status` now")
+        }
+    };
+    Error::failed(format!("{failure}\n{outcome}"))
 }

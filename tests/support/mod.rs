@@ -155,6 +155,14 @@ impl Fixture {
         requests(&self.access_key)
     }
 
+    /// The write requests bgcloud made, other than taking and releasing the lock.
+    pub fn writes_but_lock(&self) -> Vec<(String, String)> {
+        self.requests()
+            .into_iter()
+            .filter(|(_, a)| !is_read(a) && !a.ends_with("/lock.json"))
+            .collect()
+    }
+
     /// The listener's weights, read independently of bgcloud.
     pub async fn weights(&self) -> Weights {
         let out = self
@@ -272,6 +280,13 @@ impl Bare {
     pub fn requests(&self) -> Vec<(String, String)> {
         requests(&self.access_key)
     }
+}
+
+/// Whether an emulator-logged action only reads.
+pub fn is_read(action: &str) -> bool {
+    ["Describe", "Get", "List", "GET ", "HEAD "]
+        .iter()
+        .any(|p| action.starts_with(p))
 }
 
 /// The requests the emulator logged for `access_key`, as (service, action).

@@ -1,0 +1,208 @@
+//! The deployment lock: one S3 object per app, created with `If-None-Match: *` so only one
+//! writer can take it, and taken over when expired with `If-Match: <etag>` so two takers can't
+//! both win. Holds owner, reason, start and expiry.
+
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::error::{aws, Error, Result};
+use crate::state::{is_conflict, new_id};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub owner: String,
+    pub reason: String,
+    pub started_at: String,
+    pub expires_at: String,
+    /// Identifies this holder, so release never deletes someone else's lock.
+    pub token: String,
+}
+
+impl LockInfo {
+    pub fn expired(&self) -> bool {
+        humantime::parse_rfc3339(&self.expires_at).map_or(true, |t| t < SystemTime::now())
+    }
+}
+
+impl fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "held by {} since {} ({}), expires {}{}",
+            self.owner,
+            self.started_at,
+            self.reason,
+            self.expires_at,
+            if self.expired() { " — expired" } else { "" }
+        )
+    }
+}
+
+pub struct Lock {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+}
+
+/// A held lock; give it back with [`Lock::release`].
+#[derive(Debug)]
+pub struct Held {
+    pub info: LockInfo,
+    /// Set when an expired lock was taken over: whose it was.
+    pub took_over: Option<LockInfo>,
+}
+
+impl Lock {
+    pub fn new(s3: aws_sdk_s3::Client, config: &Config) -> Lock {
+        Lock {
+            s3,
+            bucket: config.state.bucket.clone(),
+            key: format!("{}{}/lock.json", config.state.prefix, config.app),
+        }
+    }
+
+    pub fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    /// The lock as stored, with its ETag.
+    pub async fn read(&self) -> Result<Option<(LockInfo, String)>> {
+        let out = match self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(aws(format!("reading the lock {}", self.location()))(e)),
+        };
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::failed(format!("reading {}: {e}", self.location())))?
+            .into_bytes();
+        let info = serde_json::from_slice(&bytes).unwrap_or_else(|_| LockInfo {
+            owner: "unknown (unreadable lock file)".into(),
+            reason: String::new(),
+            started_at: String::new(),
+            expires_at: String::new(), // unparsable: counts as expired
+            token: String::new(),
+        });
+        Ok(Some((info, etag)))
+    }
+
+    /// Takes the lock for `ttl`, waiting up to `wait` (polling every `poll`) while someone else
+    /// holds it. Held and not expired after the wait: exit 3 with who, why and since when.
+    pub async fn acquire(
+        &self,
+        owner: &str,
+        reason: &str,
+        ttl: Duration,
+        wait: Duration,
+        poll: Duration,
+    ) -> Result<Held> {
+        let deadline = Instant::now() + wait;
+        let mut announced = false;
+        loop {
+            let now = SystemTime::now();
+            let info = LockInfo {
+                owner: owner.to_string(),
+                reason: reason.to_string(),
+                started_at: humantime::format_rfc3339_seconds(now).to_string(),
+                expires_at: humantime::format_rfc3339_seconds(now + ttl).to_string(),
+                token: new_id(),
+            };
+            if self.put(&info, None).await? {
+                return Ok(Held {
+                    info,
+                    took_over: None,
+                });
+            }
+            match self.read().await? {
+                None => continue, // released in between: try again at once
+                Some((current, etag)) if current.expired() => {
+                    if self.put(&info, Some(&etag)).await? {
+                        tracing::warn!("took over the expired deployment lock ({current})");
+                        return Ok(Held {
+                            info,
+                            took_over: Some(current),
+                        });
+                    }
+                    // Someone else took it over first; look again.
+                }
+                Some((current, _)) => {
+                    if Instant::now() + poll > deadline {
+                        return Err(Error::Locked(format!(
+                            "another deployment holds the lock {}: {current}. Wait for it \
+                             (--lock-wait 10m), or if that run is dead: bgcloud lock release --force",
+                            self.location()
+                        )));
+                    }
+                    if !announced {
+                        tracing::info!("waiting for the deployment lock: {current}");
+                        announced = true;
+                    }
+                    tokio::time::sleep(poll).await;
+                }
+            }
+        }
+    }
+
+    /// Conditional put: create-only without `etag`, replace-only-this-version with it.
+    /// Ok(false) when the condition failed (someone else holds or changed the lock).
+    async fn put(&self, info: &LockInfo, etag: Option<&str>) -> Result<bool> {
+        let body = serde_json::to_vec_pretty(info).expect("lock serializes");
+        let put = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .content_type("application/json")
+            .body(ByteStream::from(body));
+        let put = match etag {
+            Some(etag) => put.if_match(etag),
+            None => put.if_none_match("*"),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conflict(e.code(), e.raw_response().map(|r| r.status().as_u16())) => {
+                Ok(false)
+            }
+            Err(e) => Err(aws(format!("writing the lock {}", self.location()))(e)),
+        }
+    }
+
+    /// Gives the lock back if it is still ours.
+    pub async fn release(&self, held: &Held) -> Result<()> {
+        match self.read().await? {
+            Some((current, _)) if current.token == held.info.token => self.delete().await,
+            Some((current, _)) => {
+                tracing::warn!("the deployment lock is no longer ours ({current}); leaving it");
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes the lock whoever holds it (`bgcloud lock release --force`).
+    pub async fn delete(&self) -> Result<()> {
+        self.s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await
+            .map_err(aws(format!("deleting the lock {}", self.location())))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,534 @@
+//! `bgcloud deploy`, the lock and history against the emulator: real binary, real SDK, the
+//! listener and record checked independently.
+
+mod support;
+
+use bgcloud::weights::Weights;
+use support::{http, Fixture};
+
+fn w(blue: u8, green: u8) -> Weights {
+    Weights { blue, green }
+}
+
+async fn fixture() -> Fixture {
+    Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_deploy_moves_all_traffic_to_the_idle_colour_and_records_it() {
+    let fx = fixture().await;
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).json();
+    assert_eq!(out["color"], "green");
+    assert_eq!(out["digest"], fx.stack.images["v1"]);
+    assert_eq!(fx.weights().await, w(0, 100));
+
+    let s = fx.bgcloud(&["status"]).json();
+    assert_eq!(s["stable"], "green");
+    assert_eq!(s["colors"]["green"]["image"], "v1");
+    assert_eq!(s["colors"]["green"]["digest"], fx.stack.images["v1"]);
+    assert!(s["colors"]["blue"]["image"].is_null());
+
+    let h = fx.bgcloud(&["history"]).json();
+    assert_eq!(h["entries"][0]["kind"], "deploy");
+    assert_eq!(h["entries"][0]["digest"], fx.stack.images["v1"]);
+
+    // The launch went through SSM with the rendered script, by digest, on every instance.
+    let commands = fx.aws.ssm.list_commands().send().await.unwrap();
+    let ours: Vec<_> = commands
+        .commands()
+        .iter()
+        .filter(|c| {
+            c.comment()
+                .unwrap_or_default()
+                .contains(&fx.stack.spec.name)
+        })
+        .collect();
+    assert_eq!(ours.len(), 1);
+    let script = ours[0].parameters().unwrap()["commands"].join("\n");
+    assert!(
+        script.contains(&format!(
+            "{}@{}",
+            fx.stack.repository_uri, fx.stack.images["v1"]
+        )),
+        "{script}"
+    );
+    assert!(script.contains("-p 8082:3000"), "{script}");
+    let mut ids = ours[0].instance_ids().to_vec();
+    ids.sort();
+    let mut expected = fx.stack.instance_ids.clone();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_lock_free(&fx).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canary_deploy_then_promote() {
+    let fx = fixture().await;
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--canary", "10"])
+        .ok();
+    assert!(out.stdout.contains("bgcloud promote"), "{}", out.stdout);
+    assert_eq!(fx.weights().await, w(90, 10));
+    let s = fx.bgcloud(&["status"]).json();
+    assert_eq!(
+        (s["stable"].as_str(), s["canary"].as_str()),
+        (Some("blue"), Some("green"))
+    );
+    fx.bgcloud(&["promote"]).ok();
+    assert_eq!(fx.weights().await, w(0, 100));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploys_alternate_colours_and_rollback_returns_to_the_old_digest() {
+    let fx = fixture().await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    let out = fx.bgcloud(&["deploy", "--image", "v2"]).json();
+    assert_eq!(out["color"], "blue");
+    assert_eq!(out["previous"]["digest"], fx.stack.images["v1"]);
+    assert_eq!(fx.weights().await, w(100, 0));
+
+    fx.bgcloud(&["rollback"]).ok();
+    assert_eq!(fx.weights().await, w(0, 100));
+    let s = fx.bgcloud(&["status"]).json();
+    assert_eq!(s["stable"], "green");
+    assert_eq!(s["colors"]["green"]["digest"], fx.stack.images["v1"]);
+    assert_eq!(s["colors"]["blue"]["digest"], fx.stack.images["v2"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_by_digest() {
+    let fx = fixture().await;
+    let digest = fx.stack.images["v2"].clone();
+    let out = fx.bgcloud(&["deploy", "--image", &digest]).json();
+    assert_eq!(out["digest"], digest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_tag_is_refused_with_the_newest_tags() {
+    let fx = fixture().await;
+    let out = fx.bgcloud(&["deploy", "--image", "v9"]).code(2);
+    assert!(
+        out.stderr.contains("v9") && out.stderr.contains(&fx.stack.repository),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("v1") && out.stderr.contains("v2"),
+        "newest tags listed: {}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+    assert_eq!(fx.writes_but_lock(), vec![]);
+    assert_lock_free(&fx).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_canary_and_image_are_refused_before_any_request() {
+    let fx = fixture().await;
+    for bad in ["0", "100", "-5", "half"] {
+        let out = fx
+            .bgcloud(&["deploy", "--image", "v1", "--canary", bad])
+            .code(2);
+        assert!(
+            out.stderr.contains("--canary") && out.stderr.contains("1 to 99"),
+            "{bad}: {}",
+            out.stderr
+        );
+    }
+    let out = fx.bgcloud(&["deploy", "--image", "v1;reboot"]).code(2);
+    assert!(out.stderr.contains("not an image tag"), "{}", out.stderr);
+    assert_eq!(fx.requests(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_during_a_canary_is_refused() {
+    let fx = fixture().await;
+    fx.bgcloud(&["deploy", "--image", "v1", "--canary", "20"])
+        .ok();
+    let out = fx.bgcloud(&["deploy", "--image", "v2"]).code(2);
+    assert!(
+        out.stderr.contains("promote") && out.stderr.contains("rollback"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(80, 20));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_instances_is_refused() {
+    let fx = fixture().await;
+    let config = fx.stack.config_toml("").replace(
+        &format!(
+            "instance_tags = {{ \"bgcloud:app\" = \"{}\" }}",
+            fx.stack.spec.name
+        ),
+        "instance_tags = { \"bgcloud:app\" = \"nobody-has-this\" }",
+    );
+    fx.write_config(&config);
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(2);
+    assert!(
+        out.stderr
+            .contains("no running instances tagged bgcloud:app=nobody-has-this"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_launch_shows_its_output_and_leaves_traffic_alone() {
+    let fx = fixture().await;
+    let bad = &fx.stack.instance_ids[1];
+    set_ssm(
+        bad,
+        "Failed",
+        "pulling image\nError: manifest unknown",
+        "docker: exit 125",
+    );
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(1);
+    assert!(
+        out.stderr.contains(bad) && out.stderr.contains("manifest unknown"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("docker: exit 125"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("traffic was not changed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+    assert!(fx.record().await.is_null(), "nothing recorded");
+    assert_lock_free(&fx).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_that_never_finishes_times_out() {
+    let fx = fixture().await;
+    set_ssm(&fx.stack.instance_ids[0], "InProgress", "", "");
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--health-timeout", "1s"])
+        .code(1);
+    assert!(
+        out.stderr.contains("still running on") && out.stderr.contains(&fx.stack.instance_ids[0]),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn targets_that_never_become_healthy_time_out_with_the_reason() {
+    let fx = fixture().await;
+    fx.set_target_health(
+        &fx.stack.green_target_group_arn,
+        "unhealthy",
+        "Target.Timeout",
+    );
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--health-timeout", "1s"])
+        .code(1);
+    assert!(
+        out.stderr.contains("green did not become healthy"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("Target.Timeout"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Traffic was not changed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn targets_that_become_healthy_after_a_while_are_waited_for() {
+    let fx = fixture().await;
+    for id in &fx.stack.instance_ids {
+        let body = serde_json::json!({
+            "target_group_arn": fx.stack.green_target_group_arn, "target_id": id,
+            "states": [{"state": "initial", "reason": "Elb.RegistrationInProgress", "times": 3}, {"state": "healthy"}],
+        });
+        assert_eq!(
+            http(
+                support::endpoint(),
+                "POST",
+                "/_bgcloud/target-health",
+                &body.to_string()
+            )
+            .0,
+            200
+        );
+    }
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    assert!(
+        out.stderr.contains("Elb.RegistrationInProgress"),
+        "progress names the wait: {}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(0, 100));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_target_is_registered_on_the_colour_port() {
+    let fx = fixture().await;
+    let id = fx.stack.instance_ids[0].clone();
+    fx.aws
+        .elb
+        .deregister_targets()
+        .target_group_arn(&fx.stack.green_target_group_arn)
+        .targets(
+            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                .id(&id)
+                .port(8082)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    let health = fx
+        .aws
+        .elb
+        .describe_target_health()
+        .target_group_arn(&fx.stack.green_target_group_arn)
+        .send()
+        .await
+        .unwrap();
+    let registered: Vec<_> = health
+        .target_health_descriptions()
+        .iter()
+        .filter_map(|d| d.target())
+        .map(|t| (t.id().unwrap_or_default().to_string(), t.port()))
+        .collect();
+    assert!(registered.contains(&(id, Some(8082))), "{registered:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_lock_exits_3_with_who_and_why() {
+    let fx = fixture().await;
+    put_lock(&fx, "alice@laptop", "deploy v7", "2999-01-01T00:00:00Z").await;
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(3);
+    assert!(
+        out.stderr.contains("alice@laptop") && out.stderr.contains("deploy v7"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("lock release --force"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+    for cmd in [&["promote"][..], &["rollback"], &["shift", "--to", "green"]] {
+        fx.bgcloud(cmd).code(3);
+    }
+
+    let status = fx.bgcloud(&["lock", "status"]).json();
+    assert_eq!(status["lock"]["owner"], "alice@laptop");
+    fx.bgcloud(&["lock", "release"]).code(2);
+    fx.bgcloud(&["lock", "release", "--force"]).ok();
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_wait_waits_for_the_holder() {
+    let fx = fixture().await;
+    put_lock(&fx, "bob@ci", "deploy v3", "2999-01-01T00:00:00Z").await;
+    let releaser = {
+        let s3 = fx.aws.s3.clone();
+        let bucket = fx.stack.state_bucket.clone();
+        let key = format!("bgcloud/{}/lock.json", fx.stack.spec.name);
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            s3.delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        })
+    };
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--lock-wait", "30s"])
+        .ok();
+    assert!(
+        out.stderr.contains("waiting for the deployment lock"),
+        "{}",
+        out.stderr
+    );
+    releaser.await.unwrap();
+    assert_eq!(fx.weights().await, w(0, 100));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_lock_is_taken_over() {
+    let fx = fixture().await;
+    put_lock(&fx, "dead@runner", "deploy v0", "2020-01-01T00:00:00Z").await;
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    assert!(
+        out.stderr.contains("took over the expired deployment lock")
+            && out.stderr.contains("dead@runner"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(0, 100));
+    assert_lock_free(&fx).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_deploys_at_the_same_moment_exactly_one_proceeds() {
+    let fx = fixture().await;
+    let a = fx.bgcloud(&["deploy", "--image", "v1"]);
+    let b = fx.bgcloud(&["deploy", "--image", "v2"]);
+    let (ra, rb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| a.run());
+        let hb = s.spawn(|| b.run());
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    let mut codes = [ra.code, rb.code];
+    codes.sort();
+    assert_eq!(codes, [0, 3], "a: {}\nb: {}", ra.stderr, rb.stderr);
+    assert_eq!(fx.weights().await, w(0, 100));
+    let history = fx.record().await["history"].as_array().unwrap().len();
+    assert_eq!(history, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_never_printed_nor_sent_in_the_command() {
+    let fx = fixture().await;
+    let parameter = format!("/{}/prod/DATABASE_URL", fx.stack.spec.name);
+    let secret = "postgres://app:hunter2-s3cr3t@db/prod";
+    fx.aws
+        .ssm
+        .put_parameter()
+        .name(&parameter)
+        .value(secret)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    fx.write_config(
+        &fx.stack
+            .config_toml(&format!("secrets = {{ DATABASE_URL = \"{parameter}\" }}")),
+    );
+    let dry = fx.bgcloud(&["deploy", "--image", "v1", "--dry-run"]).ok();
+    let real = fx.bgcloud(&["-v", "deploy", "--image", "v1"]).ok();
+    for text in [&dry.stdout, &dry.stderr, &real.stdout, &real.stderr] {
+        assert!(!text.contains("hunter2"), "secret leaked: {text}");
+    }
+    assert!(
+        dry.stdout.contains(&parameter),
+        "the plan names the parameter: {}",
+        dry.stdout
+    );
+    let commands = fx.aws.ssm.list_commands().send().await.unwrap();
+    for c in commands.commands() {
+        let text = format!("{:?}", c.parameters());
+        assert!(
+            !text.contains("hunter2"),
+            "secret in the SSM command: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_prints_the_plan_and_writes_nothing() {
+    let fx = fixture().await;
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v2", "--canary", "10", "--dry-run"])
+        .ok();
+    assert!(out.stdout.contains("dry run"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&fx.stack.images["v2"]),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("colour    green"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("blue 90 % / green 10 %"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("docker run"), "{}", out.stdout);
+    for id in &fx.stack.instance_ids {
+        assert!(out.stdout.contains(id), "{}", out.stdout);
+    }
+    let requests = fx.requests();
+    let writes: Vec<_> = requests
+        .iter()
+        .filter(|(_, a)| !support::is_read(a))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "dry run wrote (not even the lock): {writes:?}"
+    );
+    assert!(!requests.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_read_back_after_the_shift_puts_traffic_back() {
+    let fx = fixture().await;
+    // The shift's read-back (the 3rd DescribeListeners: plan, write, verify) fails on every
+    // retry; bgcloud must not leave traffic on the unverified colour.
+    let fault = serde_json::json!({
+        "access_key": fx.access_key, "action": "DescribeListeners", "status": 500,
+        "code": "InternalFailure", "times": 3, "skip": 1,
+    });
+    assert_eq!(
+        http(
+            support::endpoint(),
+            "POST",
+            "/_bgcloud/faults",
+            &fault.to_string()
+        )
+        .0,
+        200
+    );
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(1);
+    assert!(
+        out.stderr
+            .contains("traffic was put back to blue 100 % / green 0 %"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+// --- helpers ---------------------------------------------------------------------------------
+
+async fn assert_lock_free(fx: &Fixture) {
+    let status = fx.bgcloud(&["lock", "status"]).json();
+    assert_eq!(status["held"], false, "the lock was released: {status}");
+}
+
+fn set_ssm(instance: &str, status: &str, stdout: &str, stderr: &str) {
+    let body = serde_json::json!({"instance_id": instance, "status": status, "stdout": stdout, "stderr": stderr});
+    assert_eq!(
+        http(
+            support::endpoint(),
+            "POST",
+            "/_bgcloud/ssm-invocation",
+            &body.to_string()
+        )
+        .0,
+        200
+    );
+}
+
+async fn put_lock(fx: &Fixture, owner: &str, reason: &str, expires_at: &str) {
+    let body = serde_json::json!({
+        "owner": owner, "reason": reason, "started_at": "2026-01-01T00:00:00Z",
+        "expires_at": expires_at, "token": "someone-else",
+    });
+    fx.aws
+        .s3
+        .put_object()
+        .bucket(&fx.stack.state_bucket)
+        .key(format!("bgcloud/{}/lock.json", fx.stack.spec.name))
+        .body(body.to_string().into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+}
