@@ -156,7 +156,13 @@ class Controls:
         access_key, service, action = _describe(request, body)
         with LOCK:
             REQUESTS.setdefault(access_key, []).append(
-                {"service": service, "action": action, "method": request.method, "path": request.path}
+                {
+                    "service": service,
+                    "action": action,
+                    "method": request.method,
+                    "path": request.path,
+                    "t": time.time(),
+                }
             )
             fault = None
             for f in FAULTS:

@@ -119,10 +119,15 @@ pub async fn wait_healthy(
             .await
             .map_err(aws(format!("registering targets in {target_group_arn}")))?;
     }
+    // With nothing to register, the read above is the first poll.
+    let mut first = missing.is_empty().then_some(registered);
     let mut last_report = String::new();
     loop {
-        let states: Vec<TargetState> = targets(elb, target_group_arn)
-            .await?
+        let all = match first.take() {
+            Some(states) => states,
+            None => targets(elb, target_group_arn).await?,
+        };
+        let states: Vec<TargetState> = all
             .into_iter()
             .filter(|t| instances.contains(&t.id) && t.port == Some(i32::from(port)))
             .collect();

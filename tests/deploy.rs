@@ -11,7 +11,12 @@ fn w(blue: u8, green: u8) -> Weights {
 }
 
 async fn fixture() -> Fixture {
-    Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await
+    let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await;
+    assert_ne!(
+        fx.stack.images["v1"], fx.stack.images["v2"],
+        "tags need distinct digests"
+    );
+    fx
 }
 
 #[tokio::test(flavor = "multi_thread")]

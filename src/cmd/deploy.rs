@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::cli::{parse_duration, DeployArgs};
-use crate::cmd::shift::{self, Shifted};
+use crate::cmd::shift::{self, Gate, Shifted};
 use crate::cmd::status::short_digest;
 use crate::color::Color;
 use crate::config::BackendConfig;
@@ -263,8 +263,15 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         at: now(),
         by: ctx.who.clone(),
     };
-    // Health was just checked target by target; the shift's own check would repeat it.
-    let shift = shift::apply(ctx, live, "deploy", plan.to, true, Some((color, release))).await?;
+    let shift = shift::apply(
+        ctx,
+        live,
+        "deploy",
+        plan.to,
+        Gate::Checked,
+        Some((color, release)),
+    )
+    .await?;
     Ok(Deployed {
         plan,
         previous,

@@ -1,7 +1,7 @@
 //! `bgcloud promote`: all traffic to the canary colour.
 
 use crate::cli::{parse_duration, TrafficArgs};
-use crate::cmd::shift::{self, Shifted};
+use crate::cmd::shift::{self, Gate, Shifted};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::live::Live;
@@ -24,7 +24,7 @@ pub async fn run(ctx: &Context, args: &TrafficArgs) -> Result<Shifted> {
             live,
             "promote",
             Weights::all(canary),
-            args.force.force,
+            Gate::from_force(args.force.force),
             None,
         )
         .await

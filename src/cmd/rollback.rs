@@ -2,7 +2,7 @@
 //! containers were kept running, so this is one listener write.
 
 use crate::cli::{parse_duration, TrafficArgs};
-use crate::cmd::shift::{self, Shifted};
+use crate::cmd::shift::{self, Gate, Shifted};
 use crate::color::Color;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -48,7 +48,7 @@ pub async fn run(ctx: &Context, args: &TrafficArgs) -> Result<Shifted> {
             live,
             "rollback",
             Weights::all(to),
-            args.force.force,
+            Gate::from_force(args.force.force),
             None,
         )
         .await

@@ -69,20 +69,48 @@ pub async fn run(ctx: &Context, args: &ShiftArgs) -> Result<Shifted> {
     ctx.locked(&reason, wait, async {
         let live = Live::read(ctx).await?;
         let to = Weights::split(args.to, percent);
-        apply(ctx, live, "shift", to, args.force.force, None).await
+        apply(
+            ctx,
+            live,
+            "shift",
+            to,
+            Gate::from_force(args.force.force),
+            None,
+        )
+        .await
     })
     .await
 }
 
-/// Moves traffic from what `live` says to `to`. Refuses (exit 2, nothing changed) to give more
-/// traffic to a colour with no healthy targets, unless `force`. If the write or its read-back
+/// How a traffic change checks the health of the colour that gains traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Refuse (exit 2) when it has no healthy target; warn when some are not healthy.
+    Refuse,
+    /// `--force`: check and warn, never refuse.
+    Force,
+    /// The caller has just waited for every target to be healthy (deploy).
+    Checked,
+}
+
+impl Gate {
+    pub fn from_force(force: bool) -> Gate {
+        if force {
+            Gate::Force
+        } else {
+            Gate::Refuse
+        }
+    }
+}
+
+/// Moves traffic from what `live` says to `to`, gated by `gate`. If the write or its read-back
 /// fails, puts the previous weights back. `release` records what a deploy put on a colour.
 pub async fn apply(
     ctx: &Context,
     live: Live,
     action: &'static str,
     to: Weights,
-    force: bool,
+    gate: Gate,
     release: Option<(Color, Release)>,
 ) -> Result<Shifted> {
     let backend = ctx.config.backend()?;
@@ -106,7 +134,8 @@ pub async fn apply(
         return Ok(result(false, None));
     }
 
-    for color in Color::BOTH.into_iter().filter(|&c| to.get(c) > from.get(c)) {
+    let gaining = Color::BOTH.into_iter().filter(|&c| to.get(c) > from.get(c));
+    for color in gaining.filter(|_| gate != Gate::Checked) {
         let arn = backend.target_group_arn(color);
         let targets = health::targets(&ctx.clients.elb, arn).await?;
         let healthy = targets.iter().filter(|t| t.is_healthy()).count();
@@ -119,7 +148,7 @@ pub async fn apply(
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        if healthy == 0 && !force {
+        if healthy == 0 && gate == Gate::Refuse {
             return Err(Error::refused(format!(
                 "{color} has no healthy targets in {arn} ({listing}); bgcloud will not send \
                  traffic to it. Fix the targets (see `bgcloud status`) or pass --force"

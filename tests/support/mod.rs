@@ -308,6 +308,17 @@ pub fn requests(access_key: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The emulator's request log for `access_key`: service, action, method, path, t (seconds).
+pub fn request_log(access_key: &str) -> Vec<Value> {
+    let (_, body) = http(
+        endpoint(),
+        "GET",
+        &format!("/_bgcloud/requests?access_key={access_key}"),
+        "",
+    );
+    serde_json::from_str(&body).expect("request log")
+}
+
 /// SDK clients for the emulator, signed with `access_key`.
 pub async fn clients(access_key: &str) -> Clients {
     let opts = AwsOptions {

@@ -274,10 +274,12 @@ pub fn forward(groups: &[(&str, i32)]) -> Action {
 
 /// Puts an image manifest under `tag` and returns the digest ECR gives it.
 pub async fn put_image(aws: &Clients, repository: &str, tag: &str) -> Result<String, BoxError> {
-    // A distinct, valid-looking Docker v2 manifest per tag, so each tag gets its own digest.
+    // A distinct, valid-looking Docker v2 manifest per tag (moto derives the digest from the
+    // layer digests, so each tag gets its own layer).
+    let hash = fnv(&format!("{repository}:{tag}"));
     let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":7023,"digest":"sha256:{:064x}"}},"layers":[]}}"#,
-        fnv(&format!("{repository}:{tag}"))
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":7023,"digest":"sha256:{hash:064x}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":32654,"digest":"sha256:{:064x}"}}]}}"#,
+        hash.rotate_left(64)
     );
     let out = aws
         .ecr

@@ -1,0 +1,129 @@
+"""Runs bgcloud against a fresh emulator and reports wall time and AWS requests per command.
+
+Each command runs with its own access key, so the emulator's request log for that key is
+exactly the requests that command made.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def control(base, path):
+    with urllib.request.urlopen(base + path, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def post(base, path, body):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+class Runner:
+    def __init__(self, args, base, config):
+        self.bin = args.bin
+        self.base = base
+        self.config = config
+        self.n = 0
+
+    def run(self, *argv, key=None):
+        self.n += 1
+        key = key or f"AKIDBENCH{self.n}"
+        env = dict(os.environ)
+        env.update(
+            AWS_ENDPOINT_URL=self.base,
+            AWS_ACCESS_KEY_ID=key,
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_REGION="us-east-1",
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_CONFIG_FILE="/dev/null",
+            AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+            BGCLOUD_CONFIG=self.config,
+        )
+        env.pop("AWS_PROFILE", None)
+        start = time.perf_counter()
+        out = subprocess.run([self.bin, *argv], env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if out.returncode != 0:
+            sys.exit(f"bgcloud {' '.join(argv)} failed ({out.returncode}):\n{out.stderr}")
+        return wall, control(self.base, f"/_bgcloud/requests?access_key={key}"), out.stdout
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bin", required=True)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    work = tempfile.mkdtemp(prefix="bgcloud-bench-")
+    port_file = os.path.join(work, "port")
+    emulator = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "localstack/emulator.py"), "--port-file", port_file,
+         "--parent-pid", str(os.getpid())],
+        stderr=open(os.path.join(work, "emulator.log"), "w"),
+    )
+    try:
+        for _ in range(600):
+            if os.path.exists(port_file):
+                break
+            time.sleep(0.05)
+        base = "http://127.0.0.1:" + open(port_file).read().strip()
+        config = os.path.join(work, "bgcloud.toml")
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="setup", AWS_SECRET_ACCESS_KEY="x", AWS_REGION="us-east-1")
+        subprocess.run(
+            [args.bootstrap, "--endpoint-url", base, "--name", "bench", "--instances", "4",
+             "--images", "v1,v2", "--out", config],
+            env=env, check=True, capture_output=True,
+        )
+        r = Runner(args, base, config)
+        rows = {"deploy (full)": [], "deploy --canary 10": [], "promote": [], "rollback": [], "status": []}
+        counts = {}
+        for i in range(args.rounds):
+            for name, argv in [
+                ("deploy (full)", ["deploy", "--image", "v1" if i % 2 == 0 else "v2"]),
+                ("rollback", ["rollback"]),
+                ("rollback", ["rollback"]),  # back to where the deploy left it
+                ("deploy --canary 10", ["deploy", "--image", "v2" if i % 2 == 0 else "v1", "--canary", "10"]),
+                ("status", ["status"]),
+                ("promote", ["promote"]),
+            ]:
+                wall, requests, _ = r.run(*argv)
+                rows[name].append(wall)
+                elb = [q for q in requests if q["service"] == "elasticloadbalancing"]
+                counts[name] = (len(requests), len(elb))
+
+        # Poll spacing: targets stay `initial` for 5 polls; poll_interval in the config is 100ms.
+        status = json.loads(r.run("status", "--output", "json")[2])
+        idle = "green" if status["stable"] == "blue" else "blue"
+        for t in status["colors"][idle]["targets"]:
+            post(base, "/_bgcloud/target-health", {
+                "target_group_arn": status["colors"][idle]["target_group_arn"], "target_id": t["id"],
+                "states": [{"state": "initial", "reason": "Elb.RegistrationInProgress", "times": 5},
+                           {"state": "healthy"}]})
+        _, requests, _ = r.run("deploy", "--image", "v1", key="AKIDBENCHPOLL")
+        polls = [q["t"] for q in requests if q["action"] == "DescribeTargetHealth"]
+        gaps = [b - a for a, b in zip(polls, polls[1:])]
+
+        print(f"bgcloud against the local emulator: 4 instances, targets healthy at once, {args.rounds} rounds")
+        print(f"{'command':<22}{'median s':>10}{'max s':>8}{'requests':>10}{'ELB':>6}")
+        for name, walls in rows.items():
+            total, elb = counts[name]
+            print(f"{name:<22}{statistics.median(walls):>10.3f}{max(walls):>8.3f}{total:>10}{elb:>6}")
+        print(f"health wait: {len(polls)} DescribeTargetHealth calls, smallest gap between polls "
+              f"{min(gaps[1:] or gaps):.3f} s (poll_interval 0.100 s)")
+    finally:
+        emulator.terminate()
+
+
+if __name__ == "__main__":
+    main()
