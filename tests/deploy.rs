@@ -368,6 +368,39 @@ async fn lock_wait_waits_for_the_holder() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_releases_the_lock_and_leaves_traffic_alone() {
+    let fx = fixture().await;
+    set_ssm(&fx.stack.instance_ids[0], "InProgress", "", "");
+    let child = fx
+        .bgcloud(&["deploy", "--image", "v1", "--health-timeout", "5m"])
+        .spawn();
+    // Wait until the deploy holds the lock and is waiting on SSM.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !fx
+        .requests()
+        .iter()
+        .any(|(_, a)| a == "GetCommandInvocation")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deploy never reached the SSM wait"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_lock_free(&fx).await;
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_expired_lock_is_taken_over() {
     let fx = fixture().await;
     put_lock(&fx, "dead@runner", "deploy v0", "2020-01-01T00:00:00Z").await;

@@ -383,6 +383,16 @@ impl Run {
         }
     }
 
+    /// Starts it without waiting, output captured.
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start bgcloud")
+    }
+
     /// Runs and asserts exit code 0.
     pub fn ok(self) -> Outcome {
         self.code(0)
