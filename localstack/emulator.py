@@ -17,6 +17,9 @@ under /_bgcloud/ on the same port as the AWS APIs:
   POST /_bgcloud/faults                       {"access_key", "action", "status", "code",
                                                "times", "skip"}: after `skip` matching requests
                                                pass, fail the next `times` with that error
+  POST /_bgcloud/cloudfront-etag              {"distribution_id", "after_reads"}: another
+                                               writer changes it now, or right after each of
+                                               the next `after_reads` GetDistributionConfig
   POST /_bgcloud/reset                        clear every control
 
 Per-test access keys keep tests that share one emulator apart: requests are counted per key,
@@ -40,6 +43,8 @@ import urllib.parse
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from moto.cloudfront import models as cloudfront_models
+from moto.cloudfront.exceptions import CloudFrontException
 from moto.elbv2 import models as elbv2_models
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -116,6 +121,68 @@ def _instance_ids_from_targets(self):
 
 
 ssm_models.Command._get_instance_ids_from_targets = _instance_ids_from_targets
+
+
+# --- CloudFront ---------------------------------------------------------------------------
+# Stock moto accepts any If-Match and never changes a distribution's ETag; real CloudFront
+# answers 412 PreconditionFailed to a stale one and issues a new ETag on every update. Stock
+# invalidations also say "COMPLETED", which the real API (and the SDK waiter) spell "Completed".
+
+_stock_update_distribution = cloudfront_models.CloudFrontBackend.update_distribution
+
+
+def _update_distribution(self, dist_config, _id, if_match):
+    dist = self.distributions.get(_id)
+    if dist is not None and if_match and if_match != dist.etag:
+        raise CloudFrontException(
+            "PreconditionFailed",
+            "The precondition given in one or more of the request-header fields evaluated to false.",
+        )
+    _stock_update_distribution(self, dist_config, _id, if_match)
+    dist = self.distributions[_id]
+    dist.etag = cloudfront_models.random_id()
+    return dist, dist.location, dist.etag
+
+
+cloudfront_models.CloudFrontBackend.update_distribution = _update_distribution
+
+_stock_invalidation_init = cloudfront_models.Invalidation.__init__
+
+
+def _invalidation_init(self, *args, **kwargs):
+    _stock_invalidation_init(self, *args, **kwargs)
+    self.status = "Completed"
+
+
+cloudfront_models.Invalidation.__init__ = _invalidation_init
+
+
+STALE_READS = {}  # distribution id -> how many more GetDistributionConfig answers go stale
+_stock_get_distribution_config = cloudfront_models.CloudFrontBackend.get_distribution_config
+
+
+def _get_distribution_config(self, _id):
+    config, etag = _stock_get_distribution_config(self, _id)
+    with LOCK:
+        if STALE_READS.get(_id, 0) > 0:
+            # Someone else updates the distribution right after this read.
+            STALE_READS[_id] -= 1
+            self.distributions[_id].etag = cloudfront_models.random_id()
+    return config, etag
+
+
+cloudfront_models.CloudFrontBackend.get_distribution_config = _get_distribution_config
+
+
+def _rotate_etags(distribution_id):
+    """Another writer changed the distribution: its ETag moves on."""
+    for account in cloudfront_models.cloudfront_backends.values():
+        for backend in account.values():
+            dist = backend.distributions.get(distribution_id)
+            if dist is not None:
+                dist.etag = cloudfront_models.random_id()
+                return True
+    return False
 
 
 # --- request log and faults ----------------------------------------------------------------
@@ -203,9 +270,15 @@ class Controls:
             elif path == "faults":
                 data.setdefault("times", 1)
                 FAULTS.append(data)
+            elif path == "cloudfront-etag":
+                if data.get("after_reads"):
+                    STALE_READS[data["distribution_id"]] = int(data["after_reads"])
+                elif not _rotate_etags(data["distribution_id"]):
+                    return _json({"error": "no such distribution"}, 404)
             elif path == "reset":
                 TARGET_HEALTH.clear()
                 SSM_INVOCATIONS.clear()
+                STALE_READS.clear()
                 FAULTS.clear()
                 REQUESTS.clear()
             else:
