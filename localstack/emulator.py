@@ -203,8 +203,10 @@ def _describe(request, body):
         if not action and body and request.mimetype == "application/x-www-form-urlencoded":
             action = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
         if not action:
-            # REST APIs (S3, CloudFront): method and path say what it is.
-            action = f"{request.method} {request.path}"
+            # REST APIs (S3, CloudFront): method and path say what it is; a server-side copy
+            # is a PUT too, but sends no body.
+            method = "COPY" if request.headers.get("x-amz-copy-source") else request.method
+            action = f"{method} {request.path}"
     return access_key, service, action
 
 

@@ -66,6 +66,59 @@ pub enum Command {
     /// Inspect or break the deployment lock.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Static site releases on S3 + CloudFront.
+    #[command(subcommand)]
+    Frontend(FrontendCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FrontendCommand {
+    /// Upload the build as a new release, switch CloudFront to it, invalidate.
+    Deploy(FrontendDeployArgs),
+    /// List releases in the bucket; the live one is marked.
+    Releases,
+    /// Switch CloudFront back to the previous release (or --to ID).
+    Rollback(FrontendRollbackArgs),
+    /// Delete old releases, keeping the newest N and always the live and previous ones.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FrontendDeployArgs {
+    /// The build folder (default: [frontend].dir).
+    pub dir: Option<PathBuf>,
+    /// Release id (default: UTC timestamp and a short content hash).
+    #[arg(long)]
+    pub release_id: Option<String>,
+    /// Show what would be uploaded, copied and invalidated; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not wait for the invalidation to complete.
+    #[arg(long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub lock: LockWait,
+}
+
+#[derive(Debug, Args)]
+pub struct FrontendRollbackArgs {
+    /// The release to go back to (default: the previous one).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Do not wait for the invalidation to complete.
+    #[arg(long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub lock: LockWait,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// How many of the newest releases to keep (the live and previous ones are always kept).
+    #[arg(long)]
+    pub keep: usize,
+    #[command(flatten)]
+    pub lock: LockWait,
 }
 
 #[derive(Debug, Args)]

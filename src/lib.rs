@@ -1,6 +1,7 @@
 //! bgcloud: zero-downtime blue/green releases on AWS with the ALB as the traffic switch.
 
 pub mod aws;
+pub mod cdn;
 pub mod cli;
 pub mod cmd;
 pub mod color;
@@ -14,11 +15,12 @@ pub mod live;
 pub mod lock;
 pub mod output;
 pub mod script;
+pub mod site;
 pub mod state;
 pub mod traffic;
 pub mod weights;
 
-use cli::{Cli, Command, LockCommand};
+use cli::{Cli, Command, FrontendCommand, LockCommand};
 use context::Context;
 use error::Result;
 
@@ -42,6 +44,18 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Lock(LockCommand::Release { force }) => {
             output::print(ctx.format, &cmd::lock::release(&ctx, *force).await?)
+        }
+        Command::Frontend(FrontendCommand::Deploy(args)) => {
+            output::print(ctx.format, &cmd::frontend::deploy(&ctx, args).await?)
+        }
+        Command::Frontend(FrontendCommand::Releases) => {
+            output::print(ctx.format, &cmd::frontend::releases(&ctx).await?)
+        }
+        Command::Frontend(FrontendCommand::Rollback(args)) => {
+            output::print(ctx.format, &cmd::frontend::rollback(&ctx, args).await?)
+        }
+        Command::Frontend(FrontendCommand::Prune(args)) => {
+            output::print(ctx.format, &cmd::frontend::prune(&ctx, args).await?)
         }
     }
 }

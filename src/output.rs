@@ -45,3 +45,37 @@ pub fn init_logging(verbose: u8) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
+
+/// Files and bytes done, redrawn in place on stderr — only when stderr is a terminal.
+pub struct Progress {
+    files: usize,
+    bytes: u64,
+    tty: bool,
+}
+
+impl Progress {
+    pub fn new(files: usize, bytes: u64) -> Progress {
+        Progress {
+            files,
+            bytes,
+            tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        }
+    }
+
+    pub fn update(&self, files: usize, bytes: u64) {
+        if self.tty {
+            eprint!(
+                "\r{files}/{} files, {:.1}/{:.1} MB",
+                self.files,
+                bytes as f64 / 1e6,
+                self.bytes as f64 / 1e6
+            );
+        }
+    }
+
+    pub fn finish(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}

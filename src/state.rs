@@ -21,7 +21,33 @@ pub struct Record {
     #[serde(default)]
     pub backend: BackendRecord,
     #[serde(default)]
+    pub frontend: FrontendRecord,
+    #[serde(default)]
     pub history: Vec<Event>,
+}
+
+/// The frontend's releases as bgcloud made them (what is live is read from CloudFront).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FrontendRecord {
+    pub current: Option<String>,
+    /// Where `frontend rollback` goes by default.
+    pub previous: Option<String>,
+    #[serde(default)]
+    pub releases: Vec<SiteRelease>,
+}
+
+/// One frontend release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteRelease {
+    pub id: String,
+    pub files: usize,
+    pub uploaded: usize,
+    pub copied: usize,
+    pub bytes_uploaded: u64,
+    pub bytes_skipped: u64,
+    pub at: String,
+    pub by: String,
+    pub previous: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -63,14 +89,20 @@ pub struct Event {
     pub kind: String,
     pub at: String,
     pub by: String,
+    /// Backend events: the weights before and after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Weights>,
-    pub to: Weights,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Weights>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub color: Option<Color>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// Frontend events: the release that went live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 impl Record {
@@ -79,6 +111,34 @@ impl Record {
         self.history.push(event);
         let excess = self.history.len().saturating_sub(HISTORY_LEN);
         self.history.drain(..excess);
+    }
+
+    /// Records a frontend release going live (deploy or rollback).
+    pub fn push_site(&mut self, kind: &str, release: SiteRelease, by: &str) {
+        let f = &mut self.frontend;
+        f.previous = f
+            .current
+            .take()
+            .filter(|c| c != &release.id)
+            .or(f.previous.take());
+        f.current = Some(release.id.clone());
+        if kind == "frontend-deploy" {
+            f.releases.push(release.clone());
+            let excess = f.releases.len().saturating_sub(HISTORY_LEN);
+            f.releases.drain(..excess);
+        }
+        self.push(Event {
+            id: new_id(),
+            kind: kind.to_string(),
+            at: release.at.clone(),
+            by: by.to_string(),
+            from: None,
+            to: None,
+            color: None,
+            image: None,
+            digest: None,
+            release: Some(release.id),
+        });
     }
 }
 
@@ -232,10 +292,11 @@ mod tests {
                 at: now(),
                 by: "t".into(),
                 from: None,
-                to: Weights::all(Color::Blue),
+                to: Some(Weights::all(Color::Blue)),
                 color: None,
                 image: None,
                 digest: None,
+                release: None,
             });
         }
         assert_eq!(r.history.len(), HISTORY_LEN);

@@ -31,7 +31,13 @@ impl fmt::Display for History {
             return writeln!(f, "{}: no deployments recorded yet", self.app);
         }
         for e in &self.entries {
-            write!(f, "{}  {:<8} {}", e.at, e.kind, e.to)?;
+            write!(f, "{}  {:<17}", e.at, e.kind)?;
+            if let Some(to) = e.to {
+                write!(f, " {to}")?;
+            }
+            if let Some(release) = &e.release {
+                write!(f, " release {release}")?;
+            }
             if let Some(color) = e.color {
                 write!(f, "  → {color}")?;
             }

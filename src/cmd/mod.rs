@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod deploy;
+pub mod frontend;
 pub mod history;
 pub mod lock;
 pub mod promote;

@@ -175,10 +175,11 @@ pub async fn apply(
         at: now(),
         by: ctx.who.clone(),
         from: Some(from),
-        to,
+        to: Some(to),
         color: Color::BOTH.into_iter().find(|&c| to.get(c) > from.get(c)),
         image: release.as_ref().map(|(_, r)| r.image.clone()),
         digest: release.as_ref().map(|(_, r)| r.digest.clone()),
+        release: None,
     };
     let recorded = ctx
         .store()

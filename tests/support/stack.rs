@@ -55,6 +55,8 @@ pub struct Stack {
     /// Tag → digest of the images put in the repository.
     pub images: BTreeMap<String, String>,
     pub state_bucket: String,
+    pub site_bucket: String,
+    pub distribution_id: String,
 }
 
 impl Stack {
@@ -199,6 +201,9 @@ impl Stack {
 
         let state_bucket = format!("{name}-state");
         aws.s3.create_bucket().bucket(&state_bucket).send().await?;
+        let site_bucket = format!("{name}-web");
+        aws.s3.create_bucket().bucket(&site_bucket).send().await?;
+        let distribution_id = create_distribution(aws, &site_bucket).await?;
 
         Ok(Stack {
             spec,
@@ -212,6 +217,8 @@ impl Stack {
             repository_uri,
             images,
             state_bucket,
+            site_bucket,
+            distribution_id,
         })
     }
 
@@ -237,6 +244,12 @@ health_timeout = "20s"
 poll_interval = "100ms"
 env = {{ NODE_ENV = "production" }}
 {extra_backend}
+
+[frontend]
+bucket = "{site_bucket}"
+distribution_id = "{distribution_id}"
+poll_interval = "100ms"
+wait_timeout = "20s"
 "#,
             name = self.spec.name,
             bucket = self.state_bucket,
@@ -247,8 +260,70 @@ env = {{ NODE_ENV = "production" }}
             container_port = self.spec.container_port,
             blue_port = self.spec.blue_port,
             green_port = self.spec.green_port,
+            site_bucket = self.site_bucket,
+            distribution_id = self.distribution_id,
         )
     }
+}
+
+/// A CloudFront distribution serving `bucket` (origin path empty until the first release),
+/// with SPA error routing to /index.html.
+async fn create_distribution(aws: &Clients, bucket: &str) -> Result<String, BoxError> {
+    use aws_sdk_cloudfront::types::{
+        CustomErrorResponse, CustomErrorResponses, DefaultCacheBehavior, DistributionConfig,
+        Origin, Origins, S3OriginConfig, ViewerProtocolPolicy,
+    };
+    let origin_id = format!("{bucket}-origin");
+    let config = DistributionConfig::builder()
+        .caller_reference(bucket)
+        .comment(format!("bgcloud test site {bucket}"))
+        .enabled(true)
+        .default_root_object("index.html")
+        .origins(
+            Origins::builder()
+                .quantity(1)
+                .items(
+                    Origin::builder()
+                        .id(&origin_id)
+                        .domain_name(format!("{bucket}.s3.us-east-1.amazonaws.com"))
+                        .origin_path("")
+                        .s3_origin_config(
+                            S3OriginConfig::builder().origin_access_identity("").build(),
+                        )
+                        .build()?,
+                )
+                .build()?,
+        )
+        .default_cache_behavior(
+            DefaultCacheBehavior::builder()
+                .target_origin_id(&origin_id)
+                .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
+                .cache_policy_id("658327ea-f89d-4fab-a63d-7e88639e58f6")
+                .build()?,
+        )
+        .custom_error_responses(
+            CustomErrorResponses::builder()
+                .quantity(1)
+                .items(
+                    CustomErrorResponse::builder()
+                        .error_code(403)
+                        .response_code("200")
+                        .response_page_path("/index.html")
+                        .build()?,
+                )
+                .build()?,
+        )
+        .build()?;
+    let out = aws
+        .cloudfront
+        .create_distribution()
+        .distribution_config(config)
+        .send()
+        .await?;
+    Ok(out
+        .distribution()
+        .map(|d| d.id().to_string())
+        .ok_or("no distribution id")?)
 }
 
 /// A weighted forward action.

@@ -1,0 +1,254 @@
+//! CloudFront: which release the distribution serves (its S3 origin's path), switching it with
+//! `If-Match` (retried when another writer got in between), invalidating and waiting.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudfront::error::ProvideErrorMetadata;
+use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
+use aws_sdk_cloudfront::Client;
+
+use crate::config::FrontendConfig;
+use crate::error::{aws, Error, Result};
+
+/// The S3 key prefix of a release, and the origin path that serves it.
+pub fn release_prefix(id: &str) -> String {
+    format!("releases/{id}/")
+}
+
+pub fn origin_path(id: &str) -> String {
+    format!("/releases/{id}")
+}
+
+/// Whether a CloudFront origin domain is `bucket`'s S3 endpoint.
+fn is_bucket_origin(domain: &str, bucket: &str) -> bool {
+    domain
+        .strip_prefix(bucket)
+        .and_then(|rest| rest.strip_prefix(".s3"))
+        .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('-'))
+}
+
+/// The release the distribution serves now (from its origin path), if it is a bgcloud release.
+pub async fn live_release(cf: &Client, config: &FrontendConfig) -> Result<Option<String>> {
+    let (dist, _) = read(cf, config).await?;
+    let index = origin_index(&dist, config)?;
+    let path = dist
+        .origins
+        .as_ref()
+        .map(|o| o.items[index].origin_path.clone().unwrap_or_default());
+    Ok(path
+        .and_then(|p| p.strip_prefix("/releases/").map(str::to_string))
+        .filter(|id| !id.is_empty()))
+}
+
+async fn read(
+    cf: &Client,
+    config: &FrontendConfig,
+) -> Result<(aws_sdk_cloudfront::types::DistributionConfig, String)> {
+    let out = cf
+        .get_distribution_config()
+        .id(&config.distribution_id)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_no_such_distribution())
+            {
+                Error::refused(format!(
+                    "CloudFront distribution {} does not exist: check [frontend].distribution_id",
+                    config.distribution_id
+                ))
+            } else {
+                aws(format!(
+                    "reading CloudFront distribution {}",
+                    config.distribution_id
+                ))(e)
+            }
+        })?;
+    let etag = out.e_tag().unwrap_or_default().to_string();
+    let dist = out.distribution_config.ok_or_else(|| {
+        Error::failed(format!(
+            "distribution {} returned no config",
+            config.distribution_id
+        ))
+    })?;
+    Ok((dist, etag))
+}
+
+fn origin_index(
+    dist: &aws_sdk_cloudfront::types::DistributionConfig,
+    config: &FrontendConfig,
+) -> Result<usize> {
+    let origins = dist
+        .origins
+        .as_ref()
+        .map(|o| o.items.as_slice())
+        .unwrap_or_default();
+    let matching: Vec<usize> = origins
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| is_bucket_origin(&o.domain_name, &config.bucket))
+        .map(|(i, _)| i)
+        .collect();
+    match matching.as_slice() {
+        [i] => Ok(*i),
+        [] => Err(Error::refused(format!(
+            "CloudFront distribution {} has no origin for S3 bucket {} (origins: {}): point \
+             [frontend].bucket at the bucket the distribution serves",
+            config.distribution_id,
+            config.bucket,
+            origins
+                .iter()
+                .map(|o| o.domain_name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        _ => Err(Error::refused(format!(
+            "CloudFront distribution {} has {} origins for bucket {}; bgcloud switches exactly one",
+            config.distribution_id,
+            matching.len(),
+            config.bucket
+        ))),
+    }
+}
+
+/// Points the distribution's S3 origin at `/releases/<id>`. Uses the ETag from the read in
+/// `If-Match`; when another writer changed the distribution in between (412), reads again and
+/// retries, at most 5 times.
+pub async fn switch(cf: &Client, config: &FrontendConfig, id: &str) -> Result<()> {
+    for attempt in 1..=5 {
+        let (mut dist, etag) = read(cf, config).await?;
+        let index = origin_index(&dist, config)?;
+        if let Some(origins) = dist.origins.as_mut() {
+            origins.items[index].origin_path = Some(origin_path(id));
+        }
+        let sent = cf
+            .update_distribution()
+            .id(&config.distribution_id)
+            .if_match(&etag)
+            .distribution_config(dist)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code() == Some("PreconditionFailed") => {
+                tracing::info!(
+                    "distribution {} changed while switching it (attempt {attempt}); reading it again",
+                    config.distribution_id
+                );
+            }
+            Err(e) => {
+                return Err(aws(format!(
+                    "switching distribution {} to release {id}",
+                    config.distribution_id
+                ))(e))
+            }
+        }
+    }
+    Err(Error::failed(format!(
+        "distribution {} kept changing while bgcloud switched it (5 tries): someone else is \
+         editing it; try again",
+        config.distribution_id
+    )))
+}
+
+/// Starts an invalidation of `paths`; returns its id.
+pub async fn invalidate(
+    cf: &Client,
+    config: &FrontendConfig,
+    paths: &[String],
+    caller_reference: &str,
+) -> Result<String> {
+    let batch = InvalidationBatch::builder()
+        .paths(
+            Paths::builder()
+                .quantity(paths.len() as i32)
+                .set_items(Some(paths.to_vec()))
+                .build()
+                .map_err(|e| Error::failed(format!("building the invalidation: {e}")))?,
+        )
+        .caller_reference(caller_reference)
+        .build()
+        .map_err(|e| Error::failed(format!("building the invalidation: {e}")))?;
+    let out = cf
+        .create_invalidation()
+        .distribution_id(&config.distribution_id)
+        .invalidation_batch(batch)
+        .send()
+        .await
+        .map_err(aws(format!(
+            "invalidating {} on distribution {}",
+            paths.join(" "),
+            config.distribution_id
+        )))?;
+    Ok(out
+        .invalidation()
+        .map(|i| i.id().to_string())
+        .unwrap_or_default())
+}
+
+/// Polls the invalidation every `poll_interval` until `Completed`; returns the distribution's
+/// status (`Deployed` once the config change reached every edge, else `InProgress`).
+pub async fn wait(cf: &Client, config: &FrontendConfig, invalidation_id: &str) -> Result<String> {
+    let deadline = Instant::now() + config.wait_timeout;
+    loop {
+        let out = cf
+            .get_invalidation()
+            .distribution_id(&config.distribution_id)
+            .id(invalidation_id)
+            .send()
+            .await
+            .map_err(aws(format!("reading invalidation {invalidation_id}")))?;
+        let status = out
+            .invalidation()
+            .map(|i| i.status().to_string())
+            .unwrap_or_default();
+        if status.eq_ignore_ascii_case("completed") {
+            break;
+        }
+        if Instant::now() + config.poll_interval > deadline {
+            return Err(Error::failed(format!(
+                "invalidation {invalidation_id} was still {status} after {}; the release is \
+                 switched, but edges may serve cached HTML until it completes",
+                humantime::format_duration(config.wait_timeout)
+            )));
+        }
+        tracing::info!("invalidation {invalidation_id}: {status}");
+        tokio::time::sleep(config.poll_interval.max(Duration::from_millis(10))).await;
+    }
+    let dist = cf
+        .get_distribution()
+        .id(&config.distribution_id)
+        .send()
+        .await
+        .map_err(aws(format!(
+            "reading distribution {}",
+            config.distribution_id
+        )))?;
+    Ok(dist
+        .distribution()
+        .map(|d| d.status().to_string())
+        .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_origins_are_recognised() {
+        assert!(is_bucket_origin("shop-web.s3.amazonaws.com", "shop-web"));
+        assert!(is_bucket_origin(
+            "shop-web.s3.us-east-1.amazonaws.com",
+            "shop-web"
+        ));
+        assert!(is_bucket_origin(
+            "shop-web.s3-website-us-east-1.amazonaws.com",
+            "shop-web"
+        ));
+        assert!(!is_bucket_origin(
+            "shop-web-old.s3.amazonaws.com",
+            "shop-web"
+        ));
+        assert!(!is_bucket_origin("api.example.com", "shop-web"));
+    }
+}

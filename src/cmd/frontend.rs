@@ -1,0 +1,788 @@
+//! `bgcloud frontend deploy|releases|rollback|prune`: atomic static-site releases. Each release
+//! is a complete tree under `releases/<id>/`; CloudFront's origin path is switched to it in one
+//! update, so visitors see the old release or the new one, never a mix.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier,
+};
+use serde::Serialize;
+
+use crate::cdn;
+use crate::cli::{parse_duration, FrontendDeployArgs, FrontendRollbackArgs, PruneArgs};
+use crate::config::FrontendConfig;
+use crate::context::Context;
+use crate::error::{aws, Error, Result};
+use crate::output::Progress;
+use crate::site::{self, Manifest, SiteFile, Step};
+use crate::state::{now, FrontendRecord, SiteRelease};
+
+/// Files above this size go up in parts.
+const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
+const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Invalidate the unhashed paths one by one up to this many; past it, `/*`.
+const MAX_INVALIDATION_PATHS: usize = 10;
+
+#[derive(Debug, Serialize)]
+pub struct SiteDeployed {
+    pub app: String,
+    pub release_id: String,
+    pub previous: Option<String>,
+    pub dry_run: bool,
+    /// True when the tree equals the live release: nothing was written.
+    pub unchanged: bool,
+    pub files: usize,
+    pub uploaded: usize,
+    pub copied: usize,
+    pub bytes_uploaded: u64,
+    pub bytes_skipped: u64,
+    pub invalidation_paths: Vec<String>,
+    pub invalidation_id: Option<String>,
+    pub distribution_status: Option<String>,
+}
+
+impl fmt::Display for SiteDeployed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.unchanged {
+            return writeln!(
+                f,
+                "release {} is live and has the same content: nothing to do",
+                self.release_id
+            );
+        }
+        let verb = if self.dry_run {
+            "would release"
+        } else {
+            "released"
+        };
+        writeln!(
+            f,
+            "{verb} {}: {} files, {} uploaded ({} bytes), {} unchanged copied server-side ({} bytes not sent)",
+            self.release_id, self.files, self.uploaded, self.bytes_uploaded, self.copied, self.bytes_skipped
+        )?;
+        if let Some(p) = &self.previous {
+            writeln!(
+                f,
+                "previous release: {p} (undo with `bgcloud frontend rollback`)"
+            )?;
+        }
+        writeln!(f, "invalidate: {}", self.invalidation_paths.join(" "))?;
+        match (&self.invalidation_id, &self.distribution_status) {
+            (Some(id), Some(status)) => {
+                writeln!(f, "invalidation {id} completed; distribution {status}")
+            }
+            (Some(id), None) => writeln!(f, "invalidation {id} started (not waited for)"),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn resolve_dir(ctx: &Context, fe: &FrontendConfig, dir: Option<&PathBuf>) -> Result<PathBuf> {
+    match (dir, &fe.dir) {
+        (Some(d), _) => Ok(d.clone()),
+        (None, Some(d)) if d.is_relative() => {
+            let base = ctx
+                .config
+                .path
+                .parent()
+                .unwrap_or_else(|| std::path::Path::new("."));
+            Ok(base.join(d))
+        }
+        (None, Some(d)) => Ok(d.clone()),
+        (None, None) => Err(Error::refused(
+            "no build folder: pass it (`bgcloud frontend deploy web/dist`) or set [frontend].dir",
+        )),
+    }
+}
+
+fn check_release_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !id.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::refused(format!(
+            "--release-id {id:?} is not usable: 1-64 letters, digits, '.', '_' or '-'"
+        )))
+    }
+}
+
+/// Where a release's manifest is kept: beside the record in the state bucket.
+fn manifest_key(ctx: &Context, id: &str) -> String {
+    format!(
+        "{}{}/frontend/{id}.json",
+        ctx.config.state.prefix, ctx.config.app
+    )
+}
+
+async fn load_manifest(ctx: &Context, id: &str) -> Result<Option<Manifest>> {
+    let key = manifest_key(ctx, id);
+    let out = ctx
+        .clients
+        .s3
+        .get_object()
+        .bucket(&ctx.config.state.bucket)
+        .key(&key)
+        .send()
+        .await;
+    match out {
+        Ok(out) => {
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| Error::failed(format!("reading {key}: {e}")))?
+                .into_bytes();
+            Ok(serde_json::from_slice(&bytes).ok())
+        }
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+        Err(e) => Err(aws(format!("reading the manifest of release {id}"))(e)),
+    }
+}
+
+async fn save_manifest(ctx: &Context, manifest: &Manifest) -> Result<()> {
+    let body = serde_json::to_vec(manifest).expect("manifest serializes");
+    ctx.clients
+        .s3
+        .put_object()
+        .bucket(&ctx.config.state.bucket)
+        .key(manifest_key(ctx, &manifest.id))
+        .content_type("application/json")
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .map_err(aws(format!(
+            "writing the manifest of release {}",
+            manifest.id
+        )))?;
+    Ok(())
+}
+
+/// Whether `releases/<id>/` holds anything in the site bucket.
+async fn release_exists(ctx: &Context, fe: &FrontendConfig, id: &str) -> Result<bool> {
+    let out = ctx
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&fe.bucket)
+        .prefix(cdn::release_prefix(id))
+        .max_keys(1)
+        .send()
+        .await
+        .map_err(aws(format!(
+            "listing s3://{}/{}",
+            fe.bucket,
+            cdn::release_prefix(id)
+        )))?;
+    Ok(out.key_count().unwrap_or(0) > 0)
+}
+
+pub async fn deploy(ctx: &Context, args: &FrontendDeployArgs) -> Result<SiteDeployed> {
+    let fe = ctx.config.frontend()?;
+    let wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
+    if let Some(id) = &args.release_id {
+        check_release_id(id)?;
+    }
+    let dir = resolve_dir(ctx, fe, args.dir.as_ref())?;
+    let files = site::scan(&dir, fe)?;
+    let digest = site::tree_digest(&files);
+    let id = args.release_id.clone().unwrap_or_else(|| {
+        let stamp: String = now().chars().filter(char::is_ascii_alphanumeric).collect();
+        format!("{stamp}-{}", &digest[..8])
+    });
+    if args.dry_run {
+        return release(ctx, fe, &files, &id, &digest, true, args.no_wait).await;
+    }
+    ctx.locked(
+        &format!("frontend deploy {id}"),
+        wait,
+        release(ctx, fe, &files, &id, &digest, false, args.no_wait),
+    )
+    .await
+}
+
+async fn release(
+    ctx: &Context,
+    fe: &FrontendConfig,
+    files: &[SiteFile],
+    id: &str,
+    digest: &str,
+    dry_run: bool,
+    no_wait: bool,
+) -> Result<SiteDeployed> {
+    let live = cdn::live_release(&ctx.clients.cloudfront, fe).await?;
+    let live_manifest = match &live {
+        Some(l) => load_manifest(ctx, l).await?,
+        None => None,
+    };
+    let manifest = site::manifest(id, files);
+    let steps = site::plan(files, live_manifest.as_ref());
+    let count = |step: Step| {
+        steps
+            .iter()
+            .filter(|(_, s)| *s == step)
+            .map(|(f, _)| f.size)
+            .fold((0, 0), |(n, b), size| (n + 1, b + size))
+    };
+    let (uploaded, bytes_uploaded) = count(Step::Upload);
+    let (copied, bytes_skipped) = count(Step::Copy);
+    let mut result = SiteDeployed {
+        app: ctx.config.app.clone(),
+        release_id: id.to_string(),
+        previous: live.clone(),
+        dry_run,
+        unchanged: false,
+        files: files.len(),
+        uploaded,
+        copied,
+        bytes_uploaded,
+        bytes_skipped,
+        invalidation_paths: site::invalidation_paths(&manifest.files, MAX_INVALIDATION_PATHS),
+        invalidation_id: None,
+        distribution_status: None,
+    };
+    if live_manifest.as_ref().is_some_and(|m| m.digest == digest) {
+        result.release_id = live.unwrap_or_default();
+        result.unchanged = true;
+        return Ok(result);
+    }
+    if dry_run {
+        return Ok(result);
+    }
+    if release_exists(ctx, fe, id).await? {
+        return Err(Error::refused(format!(
+            "release {id} already exists in s3://{}/releases/: pick another --release-id",
+            fe.bucket
+        )));
+    }
+
+    tracing::info!(
+        "release {id}: uploading {uploaded} files, copying {copied} unchanged (HTML last)"
+    );
+    transfer(ctx, fe, &steps, id, live.as_deref()).await?;
+    save_manifest(ctx, &manifest).await?;
+
+    tracing::info!(
+        "switching distribution {} to /releases/{id}",
+        fe.distribution_id
+    );
+    cdn::switch(&ctx.clients.cloudfront, fe, id).await?;
+    let invalidation =
+        cdn::invalidate(&ctx.clients.cloudfront, fe, &result.invalidation_paths, id).await?;
+    result.invalidation_id = Some(invalidation.clone());
+
+    let record = SiteRelease {
+        id: id.to_string(),
+        files: files.len(),
+        uploaded,
+        copied,
+        bytes_uploaded,
+        bytes_skipped,
+        at: now(),
+        by: ctx.who.clone(),
+        previous: live,
+    };
+    let recorded = ctx
+        .store()
+        .update(None, |r| {
+            r.push_site("frontend-deploy", record.clone(), &ctx.who)
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!("release {id} is live, but recording it failed: {e}");
+    }
+    if !no_wait {
+        result.distribution_status =
+            Some(cdn::wait(&ctx.clients.cloudfront, fe, &invalidation).await?);
+    }
+    Ok(result)
+}
+
+/// Writes the release: everything but HTML first, then HTML, each phase `concurrency` at a time.
+async fn transfer(
+    ctx: &Context,
+    fe: &FrontendConfig,
+    steps: &[(&SiteFile, Step)],
+    id: &str,
+    live: Option<&str>,
+) -> Result<()> {
+    let total_bytes: u64 = steps.iter().map(|(f, _)| f.size).sum();
+    let progress = Arc::new(Progress::new(steps.len(), total_bytes));
+    let done = Arc::new(AtomicUsize::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    for html in [false, true] {
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(fe.concurrency));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (file, step) in steps.iter().filter(|(f, _)| f.is_html() == html) {
+            let permit = semaphore
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore open");
+            let s3 = ctx.clients.s3.clone();
+            let bucket = fe.bucket.clone();
+            let key = format!("{}{}", cdn::release_prefix(id), file.path);
+            let source = live.map(|l| format!("{}{}", cdn::release_prefix(l), file.path));
+            let (file, step) = ((*file).clone(), step.clone());
+            let (progress, done, bytes) = (progress.clone(), done.clone(), bytes.clone());
+            tasks.spawn(async move {
+                let _permit = permit;
+                let r = match (step, source) {
+                    (Step::Copy, Some(source)) => copy(&s3, &bucket, &source, &key, &file).await,
+                    _ => upload(&s3, &bucket, &key, &file).await,
+                };
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                let b = bytes.fetch_add(file.size, Ordering::Relaxed) + file.size;
+                progress.update(n, b);
+                r
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            joined.map_err(|e| Error::failed(format!("upload task failed: {e}")))??;
+        }
+    }
+    progress.finish();
+    Ok(())
+}
+
+async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, file: &SiteFile) -> Result<()> {
+    let doing = || format!("uploading {} to s3://{bucket}/{key}", file.local.display());
+    if file.size > MULTIPART_THRESHOLD {
+        return upload_multipart(s3, bucket, key, file).await;
+    }
+    let body = ByteStream::from_path(&file.local)
+        .await
+        .map_err(|e| Error::failed(format!("{}: {e}", doing())))?;
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type(file.content_type)
+        .cache_control(&file.cache_control)
+        .body(body)
+        .send()
+        .await
+        .map_err(aws(doing()))?;
+    Ok(())
+}
+
+async fn upload_multipart(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    file: &SiteFile,
+) -> Result<()> {
+    let doing = format!(
+        "uploading {} to s3://{bucket}/{key} in parts",
+        file.local.display()
+    );
+    let data = std::fs::read(&file.local).map_err(|e| Error::failed(format!("{doing}: {e}")))?;
+    let started = s3
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .content_type(file.content_type)
+        .cache_control(&file.cache_control)
+        .send()
+        .await
+        .map_err(aws(&doing))?;
+    let upload_id = started.upload_id().unwrap_or_default().to_string();
+    let mut parts = Vec::new();
+    for (i, chunk) in data.chunks(PART_SIZE).enumerate() {
+        let number = i as i32 + 1;
+        let part = s3
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(ByteStream::from(chunk.to_vec()))
+            .send()
+            .await;
+        match part {
+            Ok(p) => parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(p.e_tag().map(str::to_string))
+                    .build(),
+            ),
+            Err(e) => {
+                let _ = s3
+                    .abort_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                return Err(aws(&doing)(e));
+            }
+        }
+    }
+    s3.complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(aws(&doing))?;
+    Ok(())
+}
+
+/// Server-side copy from the live release; headers are set anew in case the rules changed.
+async fn copy(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    source: &str,
+    key: &str,
+    file: &SiteFile,
+) -> Result<()> {
+    s3.copy_object()
+        .bucket(bucket)
+        .key(key)
+        .copy_source(format!("{bucket}/{}", encode_key(source)))
+        .metadata_directive(MetadataDirective::Replace)
+        .content_type(file.content_type)
+        .cache_control(&file.cache_control)
+        .send()
+        .await
+        .map_err(aws(format!("copying s3://{bucket}/{source} to {key}")))?;
+    Ok(())
+}
+
+/// Percent-encodes an S3 key for `x-amz-copy-source`, keeping `/`.
+fn encode_key(key: &str) -> String {
+    key.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+// --- releases ---------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct Releases {
+    pub app: String,
+    pub current: Option<String>,
+    pub previous: Option<String>,
+    pub releases: Vec<ReleaseRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReleaseRow {
+    pub id: String,
+    pub current: bool,
+    pub previous: bool,
+    #[serde(flatten)]
+    pub recorded: Option<SiteRelease>,
+}
+
+impl fmt::Display for Releases {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.releases.is_empty() {
+            return writeln!(f, "{}: no frontend releases yet", self.app);
+        }
+        for r in &self.releases {
+            let mark = if r.current {
+                "*"
+            } else if r.previous {
+                "-"
+            } else {
+                " "
+            };
+            write!(f, "{mark} {}", r.id)?;
+            if let Some(rec) = &r.recorded {
+                write!(
+                    f,
+                    "  {} files, {} uploaded, by {} at {}",
+                    rec.files, rec.uploaded, rec.by, rec.at
+                )?;
+            }
+            writeln!(
+                f,
+                "{}",
+                if r.current {
+                    "  (live)"
+                } else if r.previous {
+                    "  (previous)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Release ids present in the bucket, oldest first (ids start with a timestamp).
+async fn bucket_releases(ctx: &Context, fe: &FrontendConfig) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut pages = ctx
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&fe.bucket)
+        .prefix("releases/")
+        .delimiter("/")
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(aws(format!("listing s3://{}/releases/", fe.bucket)))?;
+        for p in page.common_prefixes() {
+            if let Some(id) = p
+                .prefix()
+                .and_then(|p| p.strip_prefix("releases/"))
+                .and_then(|p| p.strip_suffix('/'))
+            {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+/// Release ids in the bucket, the live one (from CloudFront) and the frontend record, together.
+async fn snapshot(
+    ctx: &Context,
+    fe: &FrontendConfig,
+) -> Result<(Vec<String>, Option<String>, FrontendRecord)> {
+    let store = ctx.store();
+    let (ids, live, record) = tokio::try_join!(
+        bucket_releases(ctx, fe),
+        cdn::live_release(&ctx.clients.cloudfront, fe),
+        store.read(),
+    )?;
+    Ok((ids, live, record.unwrap_or_default().frontend))
+}
+
+pub async fn releases(ctx: &Context) -> Result<Releases> {
+    let fe = ctx.config.frontend()?;
+    let (ids, live, record) = snapshot(ctx, fe).await?;
+    let previous = record.previous.clone().filter(|p| Some(p) != live.as_ref());
+    let releases = ids
+        .into_iter()
+        .rev()
+        .map(|id| ReleaseRow {
+            current: Some(&id) == live.as_ref(),
+            previous: Some(&id) == previous.as_ref(),
+            recorded: record.releases.iter().find(|r| r.id == id).cloned(),
+            id,
+        })
+        .collect();
+    Ok(Releases {
+        app: ctx.config.app.clone(),
+        current: live,
+        previous,
+        releases,
+    })
+}
+
+// --- rollback ---------------------------------------------------------------------------------
+
+pub async fn rollback(ctx: &Context, args: &FrontendRollbackArgs) -> Result<SiteDeployed> {
+    let fe = ctx.config.frontend()?;
+    let wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
+    if let Some(id) = &args.to {
+        check_release_id(id)?;
+    }
+    ctx.locked("frontend rollback", wait, async {
+        let live = cdn::live_release(&ctx.clients.cloudfront, fe).await?;
+        let record = ctx.store().read().await?.unwrap_or_default().frontend;
+        let target = match &args.to {
+            Some(id) => id.clone(),
+            None => record.previous.clone().filter(|p| Some(p) != live.as_ref()).ok_or_else(|| {
+                Error::refused("no previous frontend release on record: name one with --to ID (see `bgcloud frontend releases`)")
+            })?,
+        };
+        if Some(&target) == live.as_ref() {
+            return Err(Error::refused(format!("release {target} is already live: nothing to roll back")));
+        }
+        if !release_exists(ctx, fe, &target).await? {
+            return Err(Error::refused(format!(
+                "release {target} does not exist in s3://{}/releases/: see `bgcloud frontend releases`",
+                fe.bucket
+            )));
+        }
+        let manifest = load_manifest(ctx, &target).await?;
+        let paths = match &manifest {
+            Some(m) => site::invalidation_paths(&m.files, MAX_INVALIDATION_PATHS),
+            None => vec!["/*".to_string()],
+        };
+        tracing::info!("switching distribution {} back to /releases/{target}", fe.distribution_id);
+        cdn::switch(&ctx.clients.cloudfront, fe, &target).await?;
+        let invalidation = cdn::invalidate(&ctx.clients.cloudfront, fe, &paths, &format!("rollback-{}", crate::state::new_id())).await?;
+        let info = record.releases.iter().find(|r| r.id == target).cloned().unwrap_or(SiteRelease {
+            id: target.clone(),
+            files: manifest.as_ref().map_or(0, |m| m.files.len()),
+            uploaded: 0,
+            copied: 0,
+            bytes_uploaded: 0,
+            bytes_skipped: 0,
+            at: now(),
+            by: ctx.who.clone(),
+            previous: None,
+        });
+        let event = SiteRelease { at: now(), ..info.clone() };
+        if let Err(e) = ctx.store().update(None, |r| r.push_site("frontend-rollback", event.clone(), &ctx.who)).await {
+            tracing::warn!("release {target} is live again, but recording it failed: {e}");
+        }
+        let status = if args.no_wait { None } else { Some(cdn::wait(&ctx.clients.cloudfront, fe, &invalidation).await?) };
+        Ok(SiteDeployed {
+            app: ctx.config.app.clone(),
+            release_id: target,
+            previous: live,
+            dry_run: false,
+            unchanged: false,
+            files: info.files,
+            uploaded: 0,
+            copied: 0,
+            bytes_uploaded: 0,
+            bytes_skipped: 0,
+            invalidation_paths: paths,
+            invalidation_id: Some(invalidation),
+            distribution_status: status,
+        })
+    })
+    .await
+}
+
+// --- prune ------------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct Pruned {
+    pub kept: Vec<String>,
+    pub deleted: Vec<String>,
+    pub objects_deleted: usize,
+}
+
+impl fmt::Display for Pruned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "kept {} release(s): {}",
+            self.kept.len(),
+            self.kept.join(", ")
+        )?;
+        if self.deleted.is_empty() {
+            writeln!(f, "nothing to delete")
+        } else {
+            writeln!(
+                f,
+                "deleted {} release(s) ({} objects): {}",
+                self.deleted.len(),
+                self.objects_deleted,
+                self.deleted.join(", ")
+            )
+        }
+    }
+}
+
+pub async fn prune(ctx: &Context, args: &PruneArgs) -> Result<Pruned> {
+    let fe = ctx.config.frontend()?;
+    let wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
+    ctx.locked("frontend prune", wait, async {
+        let (ids, live, record) = snapshot(ctx, fe).await?;
+        let previous = record.previous;
+        let newest: Vec<&String> = ids.iter().rev().take(args.keep).collect();
+        let (kept, deleted): (Vec<String>, Vec<String>) = ids.iter().cloned().partition(|id| {
+            newest.contains(&id) || Some(id) == live.as_ref() || Some(id) == previous.as_ref()
+        });
+        let mut objects_deleted = 0;
+        for id in &deleted {
+            objects_deleted += delete_prefix(ctx, &fe.bucket, &cdn::release_prefix(id)).await?;
+            let _ = ctx
+                .clients
+                .s3
+                .delete_object()
+                .bucket(&ctx.config.state.bucket)
+                .key(manifest_key(ctx, id))
+                .send()
+                .await;
+        }
+        Ok(Pruned {
+            kept,
+            deleted,
+            objects_deleted,
+        })
+    })
+    .await
+}
+
+async fn delete_prefix(ctx: &Context, bucket: &str, prefix: &str) -> Result<usize> {
+    let mut deleted = 0;
+    let mut pages = ctx
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(aws(format!("listing s3://{bucket}/{prefix}")))?;
+        let ids: Vec<ObjectIdentifier> = page
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        deleted += ids.len();
+        let delete = Delete::builder()
+            .set_objects(Some(ids))
+            .quiet(true)
+            .build()
+            .map_err(|e| Error::failed(format!("building the delete: {e}")))?;
+        ctx.clients
+            .s3
+            .delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(aws(format!("deleting s3://{bucket}/{prefix}")))?;
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_source_keys_are_encoded() {
+        assert_eq!(
+            encode_key("releases/r1/assets/a b+c.js"),
+            "releases/r1/assets/a%20b%2Bc.js"
+        );
+        assert_eq!(encode_key("releases/r1/é.txt"), "releases/r1/%C3%A9.txt");
+    }
+
+    #[test]
+    fn release_ids_are_checked() {
+        assert!(check_release_id("20261127T0300Z-abcd1234").is_ok());
+        for bad in ["", ".hidden", "a/b", "a b", &"x".repeat(65)] {
+            assert_eq!(check_release_id(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+    }
+}

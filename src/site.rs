@@ -1,0 +1,360 @@
+//! The static site on disk: walking the build output, content hashes, Content-Type and
+//! Cache-Control per file, and the diff against the live release (pure logic, no AWS).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::FrontendConfig;
+use crate::error::{Error, Result};
+
+/// One file of the build.
+#[derive(Debug, Clone)]
+pub struct SiteFile {
+    /// Path relative to the build folder, with `/` separators: the S3 key below the release.
+    pub path: String,
+    pub local: PathBuf,
+    pub size: u64,
+    /// MD5 of the content, hex: compared with the live release, never mtimes or S3 ETags
+    /// (multipart ETags are not MD5s).
+    pub md5: String,
+    pub content_type: &'static str,
+    pub cache_control: String,
+    pub hashed: bool,
+}
+
+impl SiteFile {
+    pub fn is_html(&self) -> bool {
+        self.content_type.starts_with("text/html")
+    }
+}
+
+/// What a release contains, kept in the state bucket beside the record: the diff of the next
+/// release is computed against it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub id: String,
+    /// Hash over all paths and MD5s: equal trees have equal digests.
+    pub digest: String,
+    pub files: BTreeMap<String, ManifestEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    pub md5: String,
+    pub size: u64,
+    pub hashed: bool,
+}
+
+/// Content-Type by extension.
+pub fn content_type(path: &str) -> &'static str {
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" | "cjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "map" => "application/json",
+        "webmanifest" => "application/manifest+json",
+        "svg" => "image/svg+xml",
+        "wasm" => "application/wasm",
+        "woff2" => "font/woff2",
+        "woff" => "font/woff",
+        "ttf" => "font/ttf",
+        "txt" => "text/plain; charset=utf-8",
+        "xml" => "application/xml",
+        "ico" => "image/x-icon",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Whether `path` is a content-hashed asset: under `hashed_dir`, with a name like Vite's
+/// `name-HASH.ext` or `name.HASH.ext` (HASH: 8+ letters/digits/`_`, with a digit in it).
+pub fn is_hashed(path: &str, hashed_dir: &str) -> bool {
+    if !path.starts_with(hashed_dir) {
+        return false;
+    }
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let stem = name.split_once('.').map_or(name, |(s, _)| s);
+    // name-HASH.ext: the last '-' segment of the stem; name.HASH.ext: the middle segment.
+    let candidates = [
+        stem.rsplit_once('-').map(|(_, h)| h),
+        name.split('.')
+            .nth(1)
+            .filter(|_| name.matches('.').count() >= 2),
+    ];
+    candidates.into_iter().flatten().any(|h| {
+        h.len() >= 8
+            && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && h.bytes().any(|b| b.is_ascii_digit())
+    })
+}
+
+/// Walks the build folder. Refuses (exit 2) a missing or empty folder, or one without
+/// `index.html` at its top.
+pub fn scan(dir: &Path, config: &FrontendConfig) -> Result<Vec<SiteFile>> {
+    if !dir.is_dir() {
+        return Err(Error::refused(format!(
+            "{} is not a folder: build the site first (e.g. `npm run build`) or pass the build folder",
+            dir.display()
+        )));
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, config, &mut files)?;
+    if files.is_empty() {
+        return Err(Error::refused(format!(
+            "{} is empty: build the site first (e.g. `npm run build`)",
+            dir.display()
+        )));
+    }
+    if !files.iter().any(|f| f.path == "index.html") {
+        return Err(Error::refused(format!(
+            "{} has no index.html at its top: is it the build output (e.g. web/dist), not the source?",
+            dir.display()
+        )));
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+fn walk(root: &Path, dir: &Path, config: &FrontendConfig, out: &mut Vec<SiteFile>) -> Result<()> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::refused(format!("cannot read {}: {e}", dir.display())))?;
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| Error::refused(format!("cannot read {}: {e}", dir.display())))?;
+        let local = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| Error::refused(format!("{}: {e}", local.display())))?;
+        if kind.is_dir() {
+            walk(root, &local, config, out)?;
+            continue;
+        }
+        let rel = local.strip_prefix(root).expect("below root");
+        let path = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        if path.split('/').any(|part| part == ".DS_Store") {
+            continue;
+        }
+        let bytes = std::fs::read(&local)
+            .map_err(|e| Error::refused(format!("cannot read {}: {e}", local.display())))?;
+        let hashed = is_hashed(&path, &config.hashed_dir);
+        out.push(SiteFile {
+            content_type: content_type(&path),
+            cache_control: if hashed {
+                config.cache_control_hashed.clone()
+            } else {
+                config.cache_control_other.clone()
+            },
+            md5: format!("{:x}", md5::compute(&bytes)),
+            size: bytes.len() as u64,
+            hashed,
+            path,
+            local,
+        });
+    }
+    Ok(())
+}
+
+/// The manifest of a scanned tree, under `id`.
+pub fn manifest(id: &str, files: &[SiteFile]) -> Manifest {
+    Manifest {
+        id: id.to_string(),
+        digest: tree_digest(files),
+        files: files
+            .iter()
+            .map(|f| {
+                (
+                    f.path.clone(),
+                    ManifestEntry {
+                        md5: f.md5.clone(),
+                        size: f.size,
+                        hashed: f.hashed,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// MD5 over every path and content MD5, in path order.
+pub fn tree_digest(files: &[SiteFile]) -> String {
+    let mut ctx = md5::Context::new();
+    for f in files {
+        ctx.consume(f.path.as_bytes());
+        ctx.consume([0]);
+        ctx.consume(f.md5.as_bytes());
+        ctx.consume([b'\n']);
+    }
+    format!("{:x}", ctx.finalize())
+}
+
+/// How each file gets into the new release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Same content as in the live release: server-side copy, no body sent.
+    Copy,
+    Upload,
+}
+
+/// Files in the order they are written: everything else before HTML, so no visitor gets an
+/// index.html whose bundles are not there yet; each with how it is written.
+pub fn plan<'a>(files: &'a [SiteFile], live: Option<&Manifest>) -> Vec<(&'a SiteFile, Step)> {
+    let mut steps: Vec<(&SiteFile, Step)> = files
+        .iter()
+        .map(|f| {
+            let same = live
+                .and_then(|m| m.files.get(&f.path))
+                .is_some_and(|e| e.md5 == f.md5);
+            (f, if same { Step::Copy } else { Step::Upload })
+        })
+        .collect();
+    steps.sort_by_key(|(f, _)| f.is_html());
+    steps
+}
+
+/// CloudFront paths to invalidate for a release: the unhashed files (HTML, favicon, manifest…),
+/// with `/dir/` beside each `dir/index.html`. Hashed assets have new names when they change and
+/// never need it. More than `max` paths: `/*` (one path in the quota).
+pub fn invalidation_paths(files: &BTreeMap<String, ManifestEntry>, max: usize) -> Vec<String> {
+    let mut paths = Vec::new();
+    for (path, entry) in files {
+        if entry.hashed {
+            continue;
+        }
+        if path == "index.html" {
+            paths.push("/".to_string());
+        } else if let Some(dir) = path.strip_suffix("/index.html") {
+            paths.push(format!("/{dir}/"));
+        }
+        paths.push(format!("/{path}"));
+    }
+    if paths.len() > max {
+        return vec!["/*".to_string()];
+    }
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        for (p, t) in [
+            ("index.html", "text/html; charset=utf-8"),
+            ("assets/app-1a2b3c4d.js", "text/javascript; charset=utf-8"),
+            ("a.mjs", "text/javascript; charset=utf-8"),
+            ("assets/x.css", "text/css; charset=utf-8"),
+            ("logo.svg", "image/svg+xml"),
+            ("data.json", "application/json"),
+            ("m.wasm", "application/wasm"),
+            ("f.woff2", "font/woff2"),
+            ("site.webmanifest", "application/manifest+json"),
+            ("app.js.map", "application/json"),
+            ("robots.txt", "text/plain; charset=utf-8"),
+            ("favicon.ico", "image/x-icon"),
+            ("a.png", "image/png"),
+            ("a.JPG", "image/jpeg"),
+            ("a.webp", "image/webp"),
+            ("a.avif", "image/avif"),
+            ("LICENSE", "application/octet-stream"),
+        ] {
+            assert_eq!(content_type(p), t, "{p}");
+        }
+    }
+
+    #[test]
+    fn hashed_assets_are_recognised() {
+        assert!(is_hashed("assets/index-BxK3f9a2.js", "assets/"));
+        assert!(is_hashed("assets/vendor-react-4f8a1c2e.css", "assets/"));
+        assert!(is_hashed("assets/logo.8c2e1f0a.svg", "assets/"));
+        assert!(!is_hashed("assets/logo.svg", "assets/"));
+        assert!(
+            !is_hashed("assets/my-component.js", "assets/"),
+            "a word is not a hash"
+        );
+        assert!(
+            !is_hashed("index-BxK3f9a2.js", "assets/"),
+            "outside the hashed folder"
+        );
+        assert!(!is_hashed("assets/index.html", "assets/"));
+    }
+
+    fn file(path: &str, md5: &str) -> SiteFile {
+        SiteFile {
+            path: path.into(),
+            local: PathBuf::new(),
+            size: 1,
+            md5: md5.into(),
+            content_type: content_type(path),
+            cache_control: String::new(),
+            hashed: is_hashed(path, "assets/"),
+        }
+    }
+
+    #[test]
+    fn plan_copies_unchanged_files_and_writes_html_last() {
+        let old = [
+            file("index.html", "a"),
+            file("assets/app-11111111.js", "b"),
+            file("robots.txt", "c"),
+        ];
+        let live = manifest("r1", &old);
+        let new = [
+            file("about/index.html", "d"),
+            file("assets/app-22222222.js", "e"),
+            file("index.html", "f"),
+            file("robots.txt", "c"),
+        ];
+        let steps = plan(&new, Some(&live));
+        let order: Vec<&str> = steps.iter().map(|(f, _)| f.path.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "assets/app-22222222.js",
+                "robots.txt",
+                "about/index.html",
+                "index.html"
+            ]
+        );
+        let robots = steps.iter().find(|(f, _)| f.path == "robots.txt").unwrap();
+        assert_eq!(robots.1, Step::Copy);
+        assert!(steps
+            .iter()
+            .filter(|(f, _)| f.path != "robots.txt")
+            .all(|(_, s)| *s == Step::Upload));
+        assert_ne!(tree_digest(&old), tree_digest(&new));
+    }
+
+    #[test]
+    fn invalidation_covers_unhashed_paths_or_falls_back_to_wildcard() {
+        let m = manifest(
+            "r",
+            &[
+                file("index.html", "a"),
+                file("about/index.html", "b"),
+                file("assets/app-11111111.js", "c"),
+            ],
+        );
+        assert_eq!(
+            invalidation_paths(&m.files, 10),
+            ["/about/", "/about/index.html", "/", "/index.html"]
+        );
+        assert_eq!(invalidation_paths(&m.files, 3), ["/*"]);
+    }
+}

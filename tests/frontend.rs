@@ -1,0 +1,384 @@
+//! Frontend releases against the emulator: S3 objects checked with HeadObject, CloudFront's
+//! origin path read back with the SDK, writes counted in the emulator's request log.
+
+mod support;
+
+use std::path::Path;
+
+use support::{http, Fixture};
+
+/// Writes a Vite-like build: hashed bundles under assets/, HTML (with a nested route) and
+/// unhashed public files. `version` changes the app bundle and index.html only.
+fn build(dir: &Path, version: &str) {
+    let app = format!("console.log('app {version}');");
+    let app_name = format!("index-{:08x}.js", fnv(&app));
+    let files: Vec<(String, Vec<u8>)> = vec![
+        (
+            "index.html".into(),
+            format!("<!doctype html><script type=module src=/assets/{app_name}></script>")
+                .into_bytes(),
+        ),
+        (
+            "about/index.html".into(),
+            b"<!doctype html><p>about</p>".to_vec(),
+        ),
+        (format!("assets/{app_name}"), app.into_bytes()),
+        (
+            "assets/vendor-3f9a1c2e.js".into(),
+            b"/* react */".repeat(100),
+        ),
+        (
+            "assets/index-8b2d4e6f.css".into(),
+            b"body{margin:0}".to_vec(),
+        ),
+        ("assets/logo-1a2b3c4d.svg".into(), b"<svg/>".to_vec()),
+        ("assets/inter-5e6f7a8b.woff2".into(), vec![1, 2, 3]),
+        ("assets/module-9c8d7e6f.wasm".into(), vec![0, 97, 115, 109]),
+        ("assets/index-4d3c2b1a.js.map".into(), b"{}".to_vec()),
+        ("favicon.ico".into(), vec![0, 0, 1, 0]),
+        ("robots.txt".into(), b"User-agent: *".to_vec()),
+        ("manifest.webmanifest".into(), b"{}".to_vec()),
+        ("data.json".into(), b"[]".to_vec()),
+        ("hero.webp".into(), vec![82, 73, 70, 70]),
+    ];
+    for (path, body) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+}
+
+fn fnv(s: &str) -> u32 {
+    s.bytes().fold(0x811c9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x01000193)
+    })
+}
+
+fn site(fx: &Fixture, version: &str) -> String {
+    let dir = fx.dir.path().join(format!("dist-{version}"));
+    build(&dir, version);
+    dir.to_string_lossy().into_owned()
+}
+
+async fn origin_path(fx: &Fixture) -> String {
+    let out = fx
+        .aws
+        .cloudfront
+        .get_distribution_config()
+        .id(&fx.stack.distribution_id)
+        .send()
+        .await
+        .unwrap();
+    let config = out.distribution_config().unwrap();
+    config.origins().unwrap().items()[0]
+        .origin_path()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// S3 writes bgcloud sent to the site bucket since `from` (index into the request log):
+/// (uploads with a body, server-side copies).
+fn site_writes(fx: &Fixture, from: usize) -> (Vec<String>, Vec<String>) {
+    let prefix = format!("/{}/", fx.stack.site_bucket);
+    let log = &fx.requests()[from..];
+    let pick = |method: &str| {
+        log.iter()
+            .filter_map(|(_, a)| a.strip_prefix(method))
+            .filter(|p| p.starts_with(&prefix))
+            .map(|p| p[prefix.len()..].to_string())
+            .collect::<Vec<_>>()
+    };
+    (pick("PUT "), pick("COPY "))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_release_sets_types_cache_headers_and_switches_the_origin() {
+    let fx = Fixture::new().await;
+    let dir = site(&fx, "1");
+    let out = fx
+        .bgcloud(&["frontend", "deploy", &dir, "--release-id", "r1"])
+        .json();
+    assert_eq!(out["release_id"], "r1");
+    assert_eq!(out["files"], 14);
+    assert_eq!(out["uploaded"], 14);
+    assert_eq!(out["distribution_status"], "Deployed");
+    assert_eq!(origin_path(&fx).await, "/releases/r1");
+
+    let immutable = "public, max-age=31536000, immutable";
+    for (key, content_type, cache) in [
+        ("index.html", "text/html; charset=utf-8", "no-cache"),
+        ("about/index.html", "text/html; charset=utf-8", "no-cache"),
+        (
+            "assets/vendor-3f9a1c2e.js",
+            "text/javascript; charset=utf-8",
+            immutable,
+        ),
+        (
+            "assets/index-8b2d4e6f.css",
+            "text/css; charset=utf-8",
+            immutable,
+        ),
+        ("assets/logo-1a2b3c4d.svg", "image/svg+xml", immutable),
+        ("assets/inter-5e6f7a8b.woff2", "font/woff2", immutable),
+        ("assets/module-9c8d7e6f.wasm", "application/wasm", immutable),
+        ("favicon.ico", "image/x-icon", "no-cache"),
+        ("robots.txt", "text/plain; charset=utf-8", "no-cache"),
+        (
+            "manifest.webmanifest",
+            "application/manifest+json",
+            "no-cache",
+        ),
+        ("data.json", "application/json", "no-cache"),
+        ("hero.webp", "image/webp", "no-cache"),
+    ] {
+        let head = fx
+            .aws
+            .s3
+            .head_object()
+            .bucket(&fx.stack.site_bucket)
+            .key(format!("releases/r1/{key}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e:?}"));
+        assert_eq!(head.content_type(), Some(content_type), "{key}");
+        assert_eq!(head.cache_control(), Some(cache), "{key}");
+    }
+
+    // HTML went up after every other file.
+    let (puts, _) = site_writes(&fx, 0);
+    let first_html = puts.iter().position(|k| k.ends_with(".html")).unwrap();
+    assert!(
+        puts[first_html..].iter().all(|k| k.ends_with(".html")),
+        "{puts:?}"
+    );
+
+    // Only the unhashed paths were invalidated.
+    let paths: Vec<&str> = out["invalidation_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"/") && paths.contains(&"/index.html") && paths.contains(&"/about/"),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.iter().any(|p| p.starts_with("/assets/")),
+        "{paths:?}"
+    );
+
+    let releases = fx.bgcloud(&["frontend", "releases"]).json();
+    assert_eq!(releases["current"], "r1");
+    assert_eq!(releases["releases"][0]["current"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_with_no_change_writes_nothing() {
+    let fx = Fixture::new().await;
+    let dir = site(&fx, "1");
+    fx.bgcloud(&["frontend", "deploy", &dir]).ok();
+    let before = fx.requests().len();
+    let out = fx.bgcloud(&["frontend", "deploy", &dir]).ok();
+    assert!(out.stdout.contains("nothing to do"), "{}", out.stdout);
+    let (puts, copies) = site_writes(&fx, before);
+    assert!(
+        puts.is_empty() && copies.is_empty(),
+        "puts {puts:?} copies {copies:?}"
+    );
+    let cloudfront_writes: Vec<_> = fx.requests()[before..]
+        .iter()
+        .filter(|(s, a)| s == "cloudfront" && !support::is_read(a))
+        .cloned()
+        .collect();
+    assert!(cloudfront_writes.is_empty(), "{cloudfront_writes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_bundle_uploads_exactly_the_changed_files() {
+    let fx = Fixture::new().await;
+    fx.bgcloud(&["frontend", "deploy", &site(&fx, "1"), "--release-id", "r1"])
+        .ok();
+    let before = fx.requests().len();
+    let out = fx
+        .bgcloud(&["frontend", "deploy", &site(&fx, "2"), "--release-id", "r2"])
+        .json();
+    let (mut puts, copies) = site_writes(&fx, before);
+    puts.sort();
+    let app = format!(
+        "releases/r2/assets/index-{:08x}.js",
+        fnv("console.log('app 2');")
+    );
+    assert_eq!(puts, [app, "releases/r2/index.html".to_string()]);
+    assert_eq!(copies.len(), 12, "{copies:?}");
+    assert_eq!(out["uploaded"], 2);
+    assert_eq!(out["copied"], 12);
+    assert_eq!(out["previous"], "r1");
+    assert_eq!(origin_path(&fx).await, "/releases/r2");
+    // Copies keep their headers.
+    let head = fx
+        .aws
+        .s3
+        .head_object()
+        .bucket(&fx.stack.site_bucket)
+        .key("releases/r2/assets/vendor-3f9a1c2e.js")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.cache_control(),
+        Some("public, max-age=31536000, immutable")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_restores_the_previous_origin_path() {
+    let fx = Fixture::new().await;
+    fx.bgcloud(&["frontend", "deploy", &site(&fx, "1"), "--release-id", "r1"])
+        .ok();
+    fx.bgcloud(&["frontend", "deploy", &site(&fx, "2"), "--release-id", "r2"])
+        .ok();
+    let out = fx.bgcloud(&["frontend", "rollback"]).json();
+    assert_eq!(out["release_id"], "r1");
+    assert_eq!(origin_path(&fx).await, "/releases/r1");
+    fx.bgcloud(&["frontend", "rollback", "--to", "r2"]).ok();
+    assert_eq!(origin_path(&fx).await, "/releases/r2");
+    let history = fx.bgcloud(&["history"]).json();
+    let kinds: Vec<&str> = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "frontend-rollback",
+            "frontend-rollback",
+            "frontend-deploy",
+            "frontend-deploy"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_etag_is_retried() {
+    let fx = Fixture::new().await;
+    // Another writer updates the distribution right after bgcloud reads its config, once.
+    let body = serde_json::json!({"distribution_id": fx.stack.distribution_id, "after_reads": 2});
+    assert_eq!(
+        http(
+            support::endpoint(),
+            "POST",
+            "/_bgcloud/cloudfront-etag",
+            &body.to_string()
+        )
+        .0,
+        200
+    );
+    let out = fx
+        .bgcloud(&["frontend", "deploy", &site(&fx, "1"), "--release-id", "r1"])
+        .ok();
+    assert!(
+        out.stderr.contains("changed while switching it"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(origin_path(&fx).await, "/releases/r1");
+    let updates = fx
+        .requests()
+        .iter()
+        .filter(|(s, a)| s == "cloudfront" && a.starts_with("PUT "))
+        .count();
+    assert_eq!(updates, 2, "one 412, one success");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_folders_and_unknown_releases_are_refused() {
+    let fx = Fixture::new().await;
+    let missing = fx.dir.path().join("nope");
+    let out = fx
+        .bgcloud(&["frontend", "deploy", missing.to_str().unwrap()])
+        .code(2);
+    assert!(out.stderr.contains("is not a folder"), "{}", out.stderr);
+
+    let empty = fx.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = fx
+        .bgcloud(&["frontend", "deploy", empty.to_str().unwrap()])
+        .code(2);
+    assert!(out.stderr.contains("is empty"), "{}", out.stderr);
+
+    let no_index = fx.dir.path().join("src");
+    std::fs::create_dir_all(no_index.join("assets")).unwrap();
+    std::fs::write(no_index.join("assets/app.js"), "x").unwrap();
+    let out = fx
+        .bgcloud(&["frontend", "deploy", no_index.to_str().unwrap()])
+        .code(2);
+    assert!(out.stderr.contains("no index.html"), "{}", out.stderr);
+    assert_eq!(fx.requests(), vec![], "refused before any request");
+
+    fx.bgcloud(&["frontend", "deploy", &site(&fx, "1"), "--release-id", "r1"])
+        .ok();
+    let out = fx.bgcloud(&["frontend", "rollback", "--to", "r0"]).code(2);
+    assert!(
+        out.stderr.contains("release r0 does not exist"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(origin_path(&fx).await, "/releases/r1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prune_keeps_the_newest_and_always_current_and_previous() {
+    let fx = Fixture::new().await;
+    for (v, id) in [("1", "r1"), ("2", "r2"), ("3", "r3"), ("4", "r4")] {
+        fx.bgcloud(&[
+            "frontend",
+            "deploy",
+            &site(&fx, v),
+            "--release-id",
+            id,
+            "--no-wait",
+        ])
+        .ok();
+    }
+    fx.bgcloud(&["frontend", "rollback", "--to", "r1"]).ok(); // live r1, previous r4
+    let out = fx.bgcloud(&["frontend", "prune", "--keep", "1"]).json();
+    let deleted: Vec<&str> = out["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(deleted, ["r2", "r3"]);
+    let releases = fx.bgcloud(&["frontend", "releases"]).json();
+    let ids: Vec<&str> = releases["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["r4", "r1"]);
+    assert_eq!(origin_path(&fx).await, "/releases/r1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_writes_nothing() {
+    let fx = Fixture::new().await;
+    let out = fx
+        .bgcloud(&["frontend", "deploy", &site(&fx, "1"), "--dry-run"])
+        .ok();
+    assert!(
+        out.stdout.contains("would release") && out.stdout.contains("14 uploaded"),
+        "{}",
+        out.stdout
+    );
+    let writes: Vec<_> = fx
+        .requests()
+        .into_iter()
+        .filter(|(_, a)| !support::is_read(a))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert_eq!(origin_path(&fx).await, "");
+}
