@@ -33,6 +33,9 @@ struct Args {
     /// Extra lines for the [backend] section (e.g. `poll_interval = "1s"`).
     #[arg(long, default_value = "")]
     backend_extra: String,
+    /// Also write a small generated frontend build (Vite-like) into this folder.
+    #[arg(long)]
+    site_dir: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -56,6 +59,9 @@ async fn main() -> Result<(), stack::BoxError> {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&args.out, stack.config_toml(&args.backend_extra))?;
+    if let Some(dir) = &args.site_dir {
+        stack::sample_site(dir, "1");
+    }
     eprintln!(
         "bootstrap: {} instances, ALB {}, images {:?}; config written to {}",
         stack.instance_ids.len(),

@@ -3,60 +3,12 @@
 
 mod support;
 
-use std::path::Path;
-
+use support::stack::fnv32 as fnv;
 use support::{http, Fixture};
-
-/// Writes a Vite-like build: hashed bundles under assets/, HTML (with a nested route) and
-/// unhashed public files. `version` changes the app bundle and index.html only.
-fn build(dir: &Path, version: &str) {
-    let app = format!("console.log('app {version}');");
-    let app_name = format!("index-{:08x}.js", fnv(&app));
-    let files: Vec<(String, Vec<u8>)> = vec![
-        (
-            "index.html".into(),
-            format!("<!doctype html><script type=module src=/assets/{app_name}></script>")
-                .into_bytes(),
-        ),
-        (
-            "about/index.html".into(),
-            b"<!doctype html><p>about</p>".to_vec(),
-        ),
-        (format!("assets/{app_name}"), app.into_bytes()),
-        (
-            "assets/vendor-3f9a1c2e.js".into(),
-            b"/* react */".repeat(100),
-        ),
-        (
-            "assets/index-8b2d4e6f.css".into(),
-            b"body{margin:0}".to_vec(),
-        ),
-        ("assets/logo-1a2b3c4d.svg".into(), b"<svg/>".to_vec()),
-        ("assets/inter-5e6f7a8b.woff2".into(), vec![1, 2, 3]),
-        ("assets/module-9c8d7e6f.wasm".into(), vec![0, 97, 115, 109]),
-        ("assets/index-4d3c2b1a.js.map".into(), b"{}".to_vec()),
-        ("favicon.ico".into(), vec![0, 0, 1, 0]),
-        ("robots.txt".into(), b"User-agent: *".to_vec()),
-        ("manifest.webmanifest".into(), b"{}".to_vec()),
-        ("data.json".into(), b"[]".to_vec()),
-        ("hero.webp".into(), vec![82, 73, 70, 70]),
-    ];
-    for (path, body) in files {
-        let p = dir.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, body).unwrap();
-    }
-}
-
-fn fnv(s: &str) -> u32 {
-    s.bytes().fold(0x811c9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x01000193)
-    })
-}
 
 fn site(fx: &Fixture, version: &str) -> String {
     let dir = fx.dir.path().join(format!("dist-{version}"));
-    build(&dir, version);
+    support::stack::sample_site(&dir, version);
     dir.to_string_lossy().into_owned()
 }
 

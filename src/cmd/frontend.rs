@@ -31,6 +31,8 @@ const MAX_INVALIDATION_PATHS: usize = 10;
 #[derive(Debug, Serialize)]
 pub struct SiteDeployed {
     pub app: String,
+    /// "deploy" or "rollback".
+    pub action: &'static str,
     pub release_id: String,
     pub previous: Option<String>,
     pub dry_run: bool,
@@ -55,20 +57,24 @@ impl fmt::Display for SiteDeployed {
                 self.release_id
             );
         }
-        let verb = if self.dry_run {
-            "would release"
+        if self.action == "rollback" {
+            writeln!(f, "rolled back to release {}", self.release_id)?;
         } else {
-            "released"
-        };
-        writeln!(
-            f,
-            "{verb} {}: {} files, {} uploaded ({} bytes), {} unchanged copied server-side ({} bytes not sent)",
-            self.release_id, self.files, self.uploaded, self.bytes_uploaded, self.copied, self.bytes_skipped
-        )?;
+            let verb = if self.dry_run {
+                "would release"
+            } else {
+                "released"
+            };
+            writeln!(
+                f,
+                "{verb} {}: {} files, {} uploaded ({} bytes), {} unchanged copied server-side ({} bytes not sent)",
+                self.release_id, self.files, self.uploaded, self.bytes_uploaded, self.copied, self.bytes_skipped
+            )?;
+        }
         if let Some(p) = &self.previous {
             writeln!(
                 f,
-                "previous release: {p} (undo with `bgcloud frontend rollback`)"
+                "previous release: {p} (back to it with `bgcloud frontend rollback`)"
             )?;
         }
         writeln!(f, "invalidate: {}", self.invalidation_paths.join(" "))?;
@@ -237,6 +243,7 @@ async fn release(
     let (copied, bytes_skipped) = count(Step::Copy);
     let mut result = SiteDeployed {
         app: ctx.config.app.clone(),
+        action: "deploy",
         release_id: id.to_string(),
         previous: live.clone(),
         dry_run,
@@ -647,6 +654,7 @@ pub async fn rollback(ctx: &Context, args: &FrontendRollbackArgs) -> Result<Site
         let status = if args.no_wait { None } else { Some(cdn::wait(&ctx.clients.cloudfront, fe, &invalidation).await?) };
         Ok(SiteDeployed {
             app: ctx.config.app.clone(),
+            action: "rollback",
             release_id: target,
             previous: live,
             dry_run: false,
