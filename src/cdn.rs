@@ -10,11 +10,7 @@ use aws_sdk_cloudfront::Client;
 use crate::config::FrontendConfig;
 use crate::error::{aws, Error, Result};
 
-/// The S3 key prefix of a release, and the origin path that serves it.
-pub fn release_prefix(id: &str) -> String {
-    format!("releases/{id}/")
-}
-
+/// The origin path that serves a release.
 pub fn origin_path(id: &str) -> String {
     format!("/releases/{id}")
 }
@@ -27,17 +23,49 @@ fn is_bucket_origin(domain: &str, bucket: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('-'))
 }
 
-/// The release the distribution serves now (from its origin path), if it is a bgcloud release.
-pub async fn live_release(cf: &Client, config: &FrontendConfig) -> Result<Option<String>> {
+/// What the distribution says about bgcloud's releases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// The release it serves now (its site origin's path), if it is a bgcloud release.
+    pub live: Option<String>,
+    /// True when a cache behavior for `/<hashed_dir>*` serves the bucket root: content-hashed
+    /// assets are then stored once under `<hashed_dir>` and shared by every release, and a
+    /// release writes only its new assets and its unhashed files.
+    pub shared_assets: bool,
+}
+
+pub async fn inspect(cf: &Client, config: &FrontendConfig) -> Result<Site> {
     let (dist, _) = read(cf, config).await?;
     let index = origin_index(&dist, config)?;
-    let path = dist
+    let origins = dist
         .origins
         .as_ref()
-        .map(|o| o.items[index].origin_path.clone().unwrap_or_default());
-    Ok(path
-        .and_then(|p| p.strip_prefix("/releases/").map(str::to_string))
-        .filter(|id| !id.is_empty()))
+        .map(|o| o.items.as_slice())
+        .unwrap_or_default();
+    let path = origins[index].origin_path.clone().unwrap_or_default();
+    let live = path
+        .strip_prefix("/releases/")
+        .filter(|id| !id.is_empty())
+        .map(str::to_string);
+    let pattern = format!("/{}*", config.hashed_dir);
+    let shared_assets = !config.hashed_dir.is_empty()
+        && dist
+            .cache_behaviors
+            .as_ref()
+            .and_then(|b| b.items.as_ref())
+            .map(|items| items.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter(|b| b.path_pattern == pattern || format!("/{}", b.path_pattern) == pattern)
+            .filter_map(|b| origins.iter().find(|o| o.id == b.target_origin_id))
+            .any(|o| {
+                is_bucket_origin(&o.domain_name, &config.bucket)
+                    && o.origin_path.as_deref().unwrap_or("").is_empty()
+            });
+    Ok(Site {
+        live,
+        shared_assets,
+    })
 }
 
 async fn read(
@@ -74,6 +102,7 @@ async fn read(
     Ok((dist, etag))
 }
 
+/// The site origin: the one the default cache behavior uses, which must be the bucket's.
 fn origin_index(
     dist: &aws_sdk_cloudfront::types::DistributionConfig,
     config: &FrontendConfig,
@@ -83,30 +112,21 @@ fn origin_index(
         .as_ref()
         .map(|o| o.items.as_slice())
         .unwrap_or_default();
-    let matching: Vec<usize> = origins
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| is_bucket_origin(&o.domain_name, &config.bucket))
-        .map(|(i, _)| i)
-        .collect();
-    match matching.as_slice() {
-        [i] => Ok(*i),
-        [] => Err(Error::refused(format!(
-            "CloudFront distribution {} has no origin for S3 bucket {} (origins: {}): point \
-             [frontend].bucket at the bucket the distribution serves",
-            config.distribution_id,
-            config.bucket,
-            origins
-                .iter()
-                .map(|o| o.domain_name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+    let target = dist
+        .default_cache_behavior
+        .as_ref()
+        .map(|b| b.target_origin_id.as_str())
+        .unwrap_or_default();
+    match origins.iter().position(|o| o.id == target) {
+        Some(i) if is_bucket_origin(&origins[i].domain_name, &config.bucket) => Ok(i),
+        Some(i) => Err(Error::refused(format!(
+            "CloudFront distribution {}'s default behavior serves {} (origin {}), not S3 bucket {}: \
+             point [frontend].bucket at the bucket the distribution serves",
+            config.distribution_id, origins[i].domain_name, origins[i].id, config.bucket
         ))),
-        _ => Err(Error::refused(format!(
-            "CloudFront distribution {} has {} origins for bucket {}; bgcloud switches exactly one",
-            config.distribution_id,
-            matching.len(),
-            config.bucket
+        None => Err(Error::refused(format!(
+            "CloudFront distribution {} has no origin {target:?} for its default behavior",
+            config.distribution_id
         ))),
     }
 }

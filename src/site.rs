@@ -37,6 +37,9 @@ pub struct Manifest {
     pub id: String,
     /// Hash over all paths and MD5s: equal trees have equal digests.
     pub digest: String,
+    /// Hashed assets were stored once at the bucket root (shared), not under the release.
+    #[serde(default)]
+    pub shared_assets: bool,
     pub files: BTreeMap<String, ManifestEntry>,
 }
 
@@ -170,11 +173,17 @@ fn walk(root: &Path, dir: &Path, config: &FrontendConfig, out: &mut Vec<SiteFile
     Ok(())
 }
 
+/// The S3 key prefix of a release; CloudFront's site origin path is `/releases/<id>`.
+pub fn release_prefix(id: &str) -> String {
+    format!("releases/{id}/")
+}
+
 /// The manifest of a scanned tree, under `id`.
-pub fn manifest(id: &str, files: &[SiteFile]) -> Manifest {
+pub fn manifest(id: &str, files: &[SiteFile], shared_assets: bool) -> Manifest {
     Manifest {
         id: id.to_string(),
         digest: tree_digest(files),
+        shared_assets,
         files: files
             .iter()
             .map(|f| {
@@ -206,25 +215,67 @@ pub fn tree_digest(files: &[SiteFile]) -> String {
 /// How each file gets into the new release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Same content as in the live release: server-side copy, no body sent.
-    Copy,
+    /// Same content as in the live release: server-side copy from `source`, no body sent.
+    Copy {
+        source: String,
+    },
     Upload,
+    /// A hashed asset already in the shared store: nothing to write.
+    Reuse,
 }
 
-/// Files in the order they are written: everything else before HTML, so no visitor gets an
-/// index.html whose bundles are not there yet; each with how it is written.
-pub fn plan<'a>(files: &'a [SiteFile], live: Option<&Manifest>) -> Vec<(&'a SiteFile, Step)> {
-    let mut steps: Vec<(&SiteFile, Step)> = files
+/// One file's place in the new release.
+#[derive(Debug, Clone)]
+pub struct Placed<'a> {
+    pub file: &'a SiteFile,
+    pub key: String,
+    pub step: Step,
+}
+
+/// Where each file goes and how, in write order: everything else before HTML, so no visitor
+/// gets an index.html whose bundles are not there yet. `shared` holds the keys (and sizes) of the
+/// shared asset store when the distribution has one; hashed assets then go there, once.
+pub fn plan<'a>(
+    files: &'a [SiteFile],
+    id: &str,
+    live: Option<&Manifest>,
+    shared: Option<&BTreeMap<String, u64>>,
+) -> Vec<Placed<'a>> {
+    let mut placed: Vec<Placed> = files
         .iter()
-        .map(|f| {
-            let same = live
-                .and_then(|m| m.files.get(&f.path))
-                .is_some_and(|e| e.md5 == f.md5);
-            (f, if same { Step::Copy } else { Step::Upload })
+        .map(|file| match shared.filter(|_| file.hashed) {
+            Some(store) => Placed {
+                file,
+                key: file.path.clone(),
+                step: if store.get(&file.path) == Some(&file.size) {
+                    Step::Reuse
+                } else {
+                    Step::Upload
+                },
+            },
+            None => {
+                let unchanged = live
+                    .and_then(|m| m.files.get(&file.path).map(|e| (m, e)))
+                    .filter(|(_, e)| e.md5 == file.md5);
+                let step = match unchanged {
+                    Some((m, e)) if m.shared_assets && e.hashed => Step::Copy {
+                        source: file.path.clone(),
+                    },
+                    Some((m, _)) => Step::Copy {
+                        source: format!("{}{}", release_prefix(&m.id), file.path),
+                    },
+                    None => Step::Upload,
+                };
+                Placed {
+                    file,
+                    key: format!("{}{}", release_prefix(id), file.path),
+                    step,
+                }
+            }
         })
         .collect();
-    steps.sort_by_key(|(f, _)| f.is_html());
-    steps
+    placed.sort_by_key(|p| p.file.is_html());
+    placed
 }
 
 /// CloudFront paths to invalidate for a release: the unhashed files (HTML, favicon, manifest…),
@@ -314,15 +365,15 @@ mod tests {
             file("assets/app-11111111.js", "b"),
             file("robots.txt", "c"),
         ];
-        let live = manifest("r1", &old);
+        let live = manifest("r1", &old, false);
         let new = [
             file("about/index.html", "d"),
             file("assets/app-22222222.js", "e"),
             file("index.html", "f"),
             file("robots.txt", "c"),
         ];
-        let steps = plan(&new, Some(&live));
-        let order: Vec<&str> = steps.iter().map(|(f, _)| f.path.as_str()).collect();
+        let steps = plan(&new, "r2", Some(&live), None);
+        let order: Vec<&str> = steps.iter().map(|p| p.file.path.as_str()).collect();
         assert_eq!(
             order,
             [
@@ -332,13 +383,50 @@ mod tests {
                 "index.html"
             ]
         );
-        let robots = steps.iter().find(|(f, _)| f.path == "robots.txt").unwrap();
-        assert_eq!(robots.1, Step::Copy);
+        let robots = steps.iter().find(|p| p.file.path == "robots.txt").unwrap();
+        assert_eq!(
+            robots.step,
+            Step::Copy {
+                source: "releases/r1/robots.txt".into()
+            }
+        );
+        assert_eq!(robots.key, "releases/r2/robots.txt");
         assert!(steps
             .iter()
-            .filter(|(f, _)| f.path != "robots.txt")
-            .all(|(_, s)| *s == Step::Upload));
+            .filter(|p| p.file.path != "robots.txt")
+            .all(|p| p.step == Step::Upload));
         assert_ne!(tree_digest(&old), tree_digest(&new));
+    }
+
+    #[test]
+    fn shared_assets_are_stored_once_at_the_root() {
+        let old = [file("index.html", "a"), file("assets/app-11111111.js", "b")];
+        let live = manifest("r1", &old, true);
+        let new = [
+            file("index.html", "c"),
+            file("assets/app-11111111.js", "b"),
+            file("assets/new-22222222.js", "d"),
+        ];
+        let store = BTreeMap::from([("assets/app-11111111.js".to_string(), 1)]);
+        let steps = plan(&new, "r2", Some(&live), Some(&store));
+        let find = |p: &str| steps.iter().find(|s| s.file.path == p).unwrap().clone();
+        assert_eq!(find("assets/app-11111111.js").step, Step::Reuse);
+        assert_eq!(find("assets/new-22222222.js").key, "assets/new-22222222.js");
+        assert_eq!(find("assets/new-22222222.js").step, Step::Upload);
+        assert_eq!(find("index.html").key, "releases/r2/index.html");
+
+        // Back to one origin: unchanged hashed assets are copied from the shared store.
+        let steps = plan(&new, "r3", Some(&live), None);
+        let app = steps
+            .iter()
+            .find(|s| s.file.path == "assets/app-11111111.js")
+            .unwrap();
+        assert_eq!(
+            app.step,
+            Step::Copy {
+                source: "assets/app-11111111.js".into()
+            }
+        );
     }
 
     #[test]
@@ -350,6 +438,7 @@ mod tests {
                 file("about/index.html", "b"),
                 file("assets/app-11111111.js", "c"),
             ],
+            false,
         );
         assert_eq!(
             invalidation_paths(&m.files, 10),

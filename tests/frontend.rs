@@ -12,6 +12,16 @@ fn site(fx: &Fixture, version: &str) -> String {
     dir.to_string_lossy().into_owned()
 }
 
+/// Where a file of release `id` is stored with the shared asset layout (the default fixture):
+/// hashed assets once at the bucket root, the rest under the release.
+fn stored_key(id: &str, path: &str) -> String {
+    if path.starts_with("assets/") {
+        path.to_string()
+    } else {
+        format!("releases/{id}/{path}")
+    }
+}
+
 async fn origin_path(fx: &Fixture) -> String {
     let out = fx
         .aws
@@ -88,7 +98,7 @@ async fn first_release_sets_types_cache_headers_and_switches_the_origin() {
             .s3
             .head_object()
             .bucket(&fx.stack.site_bucket)
-            .key(format!("releases/r1/{key}"))
+            .key(stored_key("r1", key))
             .send()
             .await
             .unwrap_or_else(|e| panic!("{key}: {e:?}"));
@@ -157,17 +167,53 @@ async fn a_changed_bundle_uploads_exactly_the_changed_files() {
         .json();
     let (mut puts, copies) = site_writes(&fx, before);
     puts.sort();
+    // The new bundle goes to the shared store once; the 6 unchanged hashed assets are not
+    // written at all; the 6 unchanged unhashed files are copied into the new release.
+    let app = format!("assets/index-{:08x}.js", fnv("console.log('app 2');"));
+    assert_eq!(puts, [app, "releases/r2/index.html".to_string()]);
+    assert_eq!(copies.len(), 6, "{copies:?}");
+    assert_eq!(
+        (
+            out["uploaded"].as_u64(),
+            out["copied"].as_u64(),
+            out["reused"].as_u64()
+        ),
+        (Some(2), Some(6), Some(6))
+    );
+    assert_eq!(out["previous"], "r1");
+    assert_eq!(origin_path(&fx).await, "/releases/r2");
+    // Copies keep their headers.
+    let head = fx
+        .aws
+        .s3
+        .head_object()
+        .bucket(&fx.stack.site_bucket)
+        .key("releases/r2/robots.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.cache_control(), Some("no-cache"));
+    assert_eq!(head.content_type(), Some("text/plain; charset=utf-8"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_one_origin_every_release_is_a_full_tree_and_unchanged_files_are_copied() {
+    let fx = Fixture::with(|s| s.shared_assets = false).await;
+    fx.bgcloud(&["frontend", "deploy", &site(&fx, "1"), "--release-id", "r1"])
+        .ok();
+    let before = fx.requests().len();
+    let out = fx
+        .bgcloud(&["frontend", "deploy", &site(&fx, "2"), "--release-id", "r2"])
+        .json();
+    let (mut puts, copies) = site_writes(&fx, before);
+    puts.sort();
     let app = format!(
         "releases/r2/assets/index-{:08x}.js",
         fnv("console.log('app 2');")
     );
     assert_eq!(puts, [app, "releases/r2/index.html".to_string()]);
     assert_eq!(copies.len(), 12, "{copies:?}");
-    assert_eq!(out["uploaded"], 2);
-    assert_eq!(out["copied"], 12);
-    assert_eq!(out["previous"], "r1");
-    assert_eq!(origin_path(&fx).await, "/releases/r2");
-    // Copies keep their headers.
+    assert_eq!(out["shared_assets"], false);
     let head = fx
         .aws
         .s3

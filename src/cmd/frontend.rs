@@ -41,6 +41,9 @@ pub struct SiteDeployed {
     pub files: usize,
     pub uploaded: usize,
     pub copied: usize,
+    /// Hashed assets already in the shared store: not written at all.
+    pub reused: usize,
+    pub shared_assets: bool,
     pub bytes_uploaded: u64,
     pub bytes_skipped: u64,
     pub invalidation_paths: Vec<String>,
@@ -67,8 +70,8 @@ impl fmt::Display for SiteDeployed {
             };
             writeln!(
                 f,
-                "{verb} {}: {} files, {} uploaded ({} bytes), {} unchanged copied server-side ({} bytes not sent)",
-                self.release_id, self.files, self.uploaded, self.bytes_uploaded, self.copied, self.bytes_skipped
+                "{verb} {}: {} files, {} uploaded ({} bytes), {} unchanged copied server-side, {} shared assets reused ({} bytes not sent)",
+                self.release_id, self.files, self.uploaded, self.bytes_uploaded, self.copied, self.reused, self.bytes_skipped
             )?;
         }
         if let Some(p) = &self.previous {
@@ -180,14 +183,14 @@ async fn release_exists(ctx: &Context, fe: &FrontendConfig, id: &str) -> Result<
         .s3
         .list_objects_v2()
         .bucket(&fe.bucket)
-        .prefix(cdn::release_prefix(id))
+        .prefix(site::release_prefix(id))
         .max_keys(1)
         .send()
         .await
         .map_err(aws(format!(
             "listing s3://{}/{}",
             fe.bucket,
-            cdn::release_prefix(id)
+            site::release_prefix(id)
         )))?;
     Ok(out.key_count().unwrap_or(0) > 0)
 }
@@ -225,22 +228,28 @@ async fn release(
     dry_run: bool,
     no_wait: bool,
 ) -> Result<SiteDeployed> {
-    let live = cdn::live_release(&ctx.clients.cloudfront, fe).await?;
+    let dist = cdn::inspect(&ctx.clients.cloudfront, fe).await?;
+    let live = dist.live;
     let live_manifest = match &live {
         Some(l) => load_manifest(ctx, l).await?,
         None => None,
     };
-    let manifest = site::manifest(id, files);
-    let steps = site::plan(files, live_manifest.as_ref());
-    let count = |step: Step| {
+    let store = match dist.shared_assets {
+        true => Some(list_objects(ctx, fe, &fe.hashed_dir).await?),
+        false => None,
+    };
+    let manifest = site::manifest(id, files, dist.shared_assets);
+    let steps = site::plan(files, id, live_manifest.as_ref(), store.as_ref());
+    let count = |want: fn(&Step) -> bool| {
         steps
             .iter()
-            .filter(|(_, s)| *s == step)
-            .map(|(f, _)| f.size)
-            .fold((0, 0), |(n, b), size| (n + 1, b + size))
+            .filter(|p| want(&p.step))
+            .fold((0, 0), |(n, b), p| (n + 1, b + p.file.size))
     };
-    let (uploaded, bytes_uploaded) = count(Step::Upload);
-    let (copied, bytes_skipped) = count(Step::Copy);
+    let (uploaded, bytes_uploaded) = count(|s| *s == Step::Upload);
+    let (copied, bytes_copied) = count(|s| matches!(s, Step::Copy { .. }));
+    let (reused, bytes_reused) = count(|s| *s == Step::Reuse);
+    let bytes_skipped = bytes_copied + bytes_reused;
     let mut result = SiteDeployed {
         app: ctx.config.app.clone(),
         action: "deploy",
@@ -251,6 +260,8 @@ async fn release(
         files: files.len(),
         uploaded,
         copied,
+        reused,
+        shared_assets: dist.shared_assets,
         bytes_uploaded,
         bytes_skipped,
         invalidation_paths: site::invalidation_paths(&manifest.files, MAX_INVALIDATION_PATHS),
@@ -273,9 +284,9 @@ async fn release(
     }
 
     tracing::info!(
-        "release {id}: uploading {uploaded} files, copying {copied} unchanged (HTML last)"
+        "release {id}: uploading {uploaded} files, copying {copied} unchanged, reusing {reused} shared assets (HTML last)"
     );
-    transfer(ctx, fe, &steps, id, live.as_deref()).await?;
+    transfer(ctx, fe, &steps).await?;
     save_manifest(ctx, &manifest).await?;
 
     tracing::info!(
@@ -315,21 +326,16 @@ async fn release(
 }
 
 /// Writes the release: everything but HTML first, then HTML, each phase `concurrency` at a time.
-async fn transfer(
-    ctx: &Context,
-    fe: &FrontendConfig,
-    steps: &[(&SiteFile, Step)],
-    id: &str,
-    live: Option<&str>,
-) -> Result<()> {
-    let total_bytes: u64 = steps.iter().map(|(f, _)| f.size).sum();
-    let progress = Arc::new(Progress::new(steps.len(), total_bytes));
+async fn transfer(ctx: &Context, fe: &FrontendConfig, steps: &[site::Placed<'_>]) -> Result<()> {
+    let writes: Vec<&site::Placed> = steps.iter().filter(|p| p.step != Step::Reuse).collect();
+    let total_bytes: u64 = writes.iter().map(|p| p.file.size).sum();
+    let progress = Arc::new(Progress::new(writes.len(), total_bytes));
     let done = Arc::new(AtomicUsize::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
     for html in [false, true] {
         let semaphore = Arc::new(tokio::sync::Semaphore::new(fe.concurrency));
         let mut tasks = tokio::task::JoinSet::new();
-        for (file, step) in steps.iter().filter(|(f, _)| f.is_html() == html) {
+        for placed in writes.iter().filter(|p| p.file.is_html() == html) {
             let permit = semaphore
                 .clone()
                 .acquire_owned()
@@ -337,14 +343,12 @@ async fn transfer(
                 .expect("semaphore open");
             let s3 = ctx.clients.s3.clone();
             let bucket = fe.bucket.clone();
-            let key = format!("{}{}", cdn::release_prefix(id), file.path);
-            let source = live.map(|l| format!("{}{}", cdn::release_prefix(l), file.path));
-            let (file, step) = ((*file).clone(), step.clone());
+            let (key, step, file) = (placed.key.clone(), placed.step.clone(), placed.file.clone());
             let (progress, done, bytes) = (progress.clone(), done.clone(), bytes.clone());
             tasks.spawn(async move {
                 let _permit = permit;
-                let r = match (step, source) {
-                    (Step::Copy, Some(source)) => copy(&s3, &bucket, &source, &key, &file).await,
+                let r = match step {
+                    Step::Copy { source } => copy(&s3, &bucket, &source, &key, &file).await,
                     _ => upload(&s3, &bucket, &key, &file).await,
                 };
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -359,6 +363,33 @@ async fn transfer(
     }
     progress.finish();
     Ok(())
+}
+
+/// Keys and sizes of the site bucket's objects under `prefix` (the shared asset store is
+/// `<hashed_dir>` at the bucket root).
+async fn list_objects(
+    ctx: &Context,
+    fe: &FrontendConfig,
+    prefix: &str,
+) -> Result<std::collections::BTreeMap<String, u64>> {
+    let mut store = std::collections::BTreeMap::new();
+    let mut pages = ctx
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&fe.bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(aws(format!("listing s3://{}/{prefix}", fe.bucket)))?;
+        for o in page.contents() {
+            if let Some(key) = o.key() {
+                store.insert(key.to_string(), o.size().unwrap_or(0).max(0) as u64);
+            }
+        }
+    }
+    Ok(store)
 }
 
 async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, file: &SiteFile) -> Result<()> {
@@ -574,10 +605,10 @@ async fn snapshot(
     let store = ctx.store();
     let (ids, live, record) = tokio::try_join!(
         bucket_releases(ctx, fe),
-        cdn::live_release(&ctx.clients.cloudfront, fe),
+        cdn::inspect(&ctx.clients.cloudfront, fe),
         store.read(),
     )?;
-    Ok((ids, live, record.unwrap_or_default().frontend))
+    Ok((ids, live.live, record.unwrap_or_default().frontend))
 }
 
 pub async fn releases(ctx: &Context) -> Result<Releases> {
@@ -611,7 +642,7 @@ pub async fn rollback(ctx: &Context, args: &FrontendRollbackArgs) -> Result<Site
         check_release_id(id)?;
     }
     ctx.locked("frontend rollback", wait, async {
-        let live = cdn::live_release(&ctx.clients.cloudfront, fe).await?;
+        let live = cdn::inspect(&ctx.clients.cloudfront, fe).await?.live;
         let record = ctx.store().read().await?.unwrap_or_default().frontend;
         let target = match &args.to {
             Some(id) => id.clone(),
@@ -662,6 +693,8 @@ pub async fn rollback(ctx: &Context, args: &FrontendRollbackArgs) -> Result<Site
             files: info.files,
             uploaded: 0,
             copied: 0,
+            reused: 0,
+            shared_assets: false,
             bytes_uploaded: 0,
             bytes_skipped: 0,
             invalidation_paths: paths,
@@ -679,6 +712,40 @@ pub struct Pruned {
     pub kept: Vec<String>,
     pub deleted: Vec<String>,
     pub objects_deleted: usize,
+    /// Shared hashed assets that no kept release uses any more.
+    pub assets_deleted: usize,
+}
+
+/// Deletes shared assets that no kept release references. Skipped (with a warning) when a kept
+/// release has no manifest: what it uses is then unknown.
+async fn prune_shared_assets(ctx: &Context, fe: &FrontendConfig, kept: &[String]) -> Result<usize> {
+    if !cdn::inspect(&ctx.clients.cloudfront, fe)
+        .await?
+        .shared_assets
+    {
+        return Ok(0);
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for id in kept {
+        match load_manifest(ctx, id).await? {
+            Some(m) => used.extend(
+                m.files
+                    .into_iter()
+                    .filter(|(_, e)| e.hashed)
+                    .map(|(p, _)| p),
+            ),
+            None => {
+                tracing::warn!("release {id} has no manifest: not deleting any shared asset");
+                return Ok(0);
+            }
+        }
+    }
+    let unused: Vec<String> = list_objects(ctx, fe, &fe.hashed_dir)
+        .await?
+        .into_keys()
+        .filter(|k| !used.contains(k))
+        .collect();
+    delete_keys(ctx, &fe.bucket, unused).await
 }
 
 impl fmt::Display for Pruned {
@@ -715,7 +782,11 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> Result<Pruned> {
         });
         let mut objects_deleted = 0;
         for id in &deleted {
-            objects_deleted += delete_prefix(ctx, &fe.bucket, &cdn::release_prefix(id)).await?;
+            let keys = list_objects(ctx, fe, &site::release_prefix(id))
+                .await?
+                .into_keys()
+                .collect();
+            objects_deleted += delete_keys(ctx, &fe.bucket, keys).await?;
             let _ = ctx
                 .clients
                 .s3
@@ -725,37 +796,24 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> Result<Pruned> {
                 .send()
                 .await;
         }
+        let assets_deleted = prune_shared_assets(ctx, fe, &kept).await?;
         Ok(Pruned {
             kept,
             deleted,
             objects_deleted,
+            assets_deleted,
         })
     })
     .await
 }
 
-async fn delete_prefix(ctx: &Context, bucket: &str, prefix: &str) -> Result<usize> {
-    let mut deleted = 0;
-    let mut pages = ctx
-        .clients
-        .s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(aws(format!("listing s3://{bucket}/{prefix}")))?;
-        let ids: Vec<ObjectIdentifier> = page
-            .contents()
+/// Deletes `keys` from `bucket`, 1,000 per request; returns how many.
+async fn delete_keys(ctx: &Context, bucket: &str, keys: Vec<String>) -> Result<usize> {
+    for chunk in keys.chunks(1000) {
+        let ids: Vec<ObjectIdentifier> = chunk
             .iter()
-            .filter_map(|o| o.key())
             .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
             .collect();
-        if ids.is_empty() {
-            continue;
-        }
-        deleted += ids.len();
         let delete = Delete::builder()
             .set_objects(Some(ids))
             .quiet(true)
@@ -768,9 +826,9 @@ async fn delete_prefix(ctx: &Context, bucket: &str, prefix: &str) -> Result<usiz
             .delete(delete)
             .send()
             .await
-            .map_err(aws(format!("deleting s3://{bucket}/{prefix}")))?;
+            .map_err(aws(format!("deleting objects in s3://{bucket}")))?;
     }
-    Ok(deleted)
+    Ok(keys.len())
 }
 
 #[cfg(test)]

@@ -26,6 +26,9 @@ pub struct StackSpec {
     pub green_port: u16,
     /// Image tags to put in the repository, oldest first.
     pub image_tags: Vec<String>,
+    /// Give the distribution a `/assets/*` behavior on the bucket root (shared hashed assets),
+    /// as infra/ does; false: one origin only.
+    pub shared_assets: bool,
 }
 
 impl StackSpec {
@@ -37,6 +40,7 @@ impl StackSpec {
             blue_port: 8081,
             green_port: 8082,
             image_tags: vec!["v1".to_string()],
+            shared_assets: true,
         }
     }
 }
@@ -203,7 +207,7 @@ impl Stack {
         aws.s3.create_bucket().bucket(&state_bucket).send().await?;
         let site_bucket = format!("{name}-web");
         aws.s3.create_bucket().bucket(&site_bucket).send().await?;
-        let distribution_id = create_distribution(aws, &site_bucket).await?;
+        let distribution_id = create_distribution(aws, &site_bucket, spec.shared_assets).await?;
 
         Ok(Stack {
             spec,
@@ -267,13 +271,41 @@ wait_timeout = "20s"
 }
 
 /// A CloudFront distribution serving `bucket` (origin path empty until the first release),
-/// with SPA error routing to /index.html.
-async fn create_distribution(aws: &Clients, bucket: &str) -> Result<String, BoxError> {
+/// with SPA error routing to /index.html and, if `shared_assets`, `/assets/*` served from the
+/// bucket root by a second origin.
+async fn create_distribution(
+    aws: &Clients,
+    bucket: &str,
+    shared_assets: bool,
+) -> Result<String, BoxError> {
     use aws_sdk_cloudfront::types::{
-        CustomErrorResponse, CustomErrorResponses, DefaultCacheBehavior, DistributionConfig,
-        Origin, Origins, S3OriginConfig, ViewerProtocolPolicy,
+        CacheBehavior, CacheBehaviors, CustomErrorResponse, CustomErrorResponses,
+        DefaultCacheBehavior, DistributionConfig, Origin, Origins, S3OriginConfig,
+        ViewerProtocolPolicy,
     };
+    const CACHING_OPTIMIZED: &str = "658327ea-f89d-4fab-a63d-7e88639e58f6";
     let origin_id = format!("{bucket}-origin");
+    let origin = |id: &str| {
+        Origin::builder()
+            .id(id)
+            .domain_name(format!("{bucket}.s3.us-east-1.amazonaws.com"))
+            .origin_path("")
+            .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
+            .build()
+    };
+    let mut origins = vec![origin(&origin_id)?];
+    let mut behaviors = Vec::new();
+    if shared_assets {
+        origins.push(origin("assets")?);
+        behaviors.push(
+            CacheBehavior::builder()
+                .path_pattern("/assets/*")
+                .target_origin_id("assets")
+                .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
+                .cache_policy_id(CACHING_OPTIMIZED)
+                .build()?,
+        );
+    }
     let config = DistributionConfig::builder()
         .caller_reference(bucket)
         .comment(format!("bgcloud test site {bucket}"))
@@ -281,24 +313,21 @@ async fn create_distribution(aws: &Clients, bucket: &str) -> Result<String, BoxE
         .default_root_object("index.html")
         .origins(
             Origins::builder()
-                .quantity(1)
-                .items(
-                    Origin::builder()
-                        .id(&origin_id)
-                        .domain_name(format!("{bucket}.s3.us-east-1.amazonaws.com"))
-                        .origin_path("")
-                        .s3_origin_config(
-                            S3OriginConfig::builder().origin_access_identity("").build(),
-                        )
-                        .build()?,
-                )
+                .quantity(origins.len() as i32)
+                .set_items(Some(origins))
+                .build()?,
+        )
+        .cache_behaviors(
+            CacheBehaviors::builder()
+                .quantity(behaviors.len() as i32)
+                .set_items(Some(behaviors).filter(|b| !b.is_empty()))
                 .build()?,
         )
         .default_cache_behavior(
             DefaultCacheBehavior::builder()
                 .target_origin_id(&origin_id)
                 .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
-                .cache_policy_id("658327ea-f89d-4fab-a63d-7e88639e58f6")
+                .cache_policy_id(CACHING_OPTIMIZED)
                 .build()?,
         )
         .custom_error_responses(

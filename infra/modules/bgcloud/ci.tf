@@ -1,0 +1,218 @@
+# GitHub Actions: an OIDC identity provider and the role the deploy workflow assumes. No
+# long-lived keys: each job gets short-lived credentials for its own run.
+#
+# Who may assume the role (the token's `sub` claim):
+#   repo:<owner/name>:ref:refs/heads/main       jobs on main without an environment
+#                                               (build, canary deploy, frontend, rollback)
+#   repo:<owner/name>:environment:production    jobs that use the `production` environment
+#                                               (promote, after a required reviewer approves)
+# Pull requests, other branches and forks get nothing.
+
+locals {
+  github_oidc_url = "https://token.actions.githubusercontent.com"
+}
+
+resource "aws_iam_openid_connect_provider" "github" {
+  count = var.create_github_oidc_provider ? 1 : 0
+
+  url            = local.github_oidc_url
+  client_id_list = ["sts.amazonaws.com"]
+  # AWS validates GitHub's tokens against its own trusted CAs and no longer uses these
+  # thumbprints for this provider; older 5.x provider versions still require the argument.
+  thumbprint_list = [
+    "6938fd4d98bab03faadb97b34396831e3780aea1",
+    "1c58a3a8518e8759bf075b76b750d4f2df264fcd",
+  ]
+
+  tags = local.tags
+}
+
+data "aws_iam_openid_connect_provider" "github" {
+  count = var.create_github_oidc_provider ? 0 : 1
+
+  url = local.github_oidc_url
+}
+
+locals {
+  github_oidc_provider_arn = var.create_github_oidc_provider ? aws_iam_openid_connect_provider.github[0].arn : data.aws_iam_openid_connect_provider.github[0].arn
+}
+
+data "aws_iam_policy_document" "ci_assume" {
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [local.github_oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "token.actions.githubusercontent.com:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringLike"
+      variable = "token.actions.githubusercontent.com:sub"
+      values = [
+        "repo:${var.github_repository}:ref:refs/heads/main",
+        "repo:${var.github_repository}:environment:production",
+      ]
+    }
+  }
+}
+
+resource "aws_iam_role" "ci" {
+  name                 = "${var.app}-bgcloud-ci"
+  description          = "GitHub Actions (${var.github_repository}): push ${var.app}-api images and release with bgcloud"
+  assume_role_policy   = data.aws_iam_policy_document.ci_assume.json
+  max_session_duration = 3600
+
+  tags = local.tags
+}
+
+# Exactly the calls bgcloud makes (plus the image push), on this stack's resources only.
+data "aws_iam_policy_document" "ci" {
+  # --- ALB: read the listener, rule and target health; change the weights; register targets.
+
+  statement {
+    sid = "ElbRead"
+    actions = [
+      "elasticloadbalancing:DescribeListeners",
+      "elasticloadbalancing:DescribeRules",
+      "elasticloadbalancing:DescribeTargetHealth",
+    ]
+    resources = ["*"] # Describe* calls do not support resource-level permissions
+  }
+
+  statement {
+    sid     = "ElbWriteWeights"
+    actions = ["elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyRule"]
+    resources = [
+      # the listener bgcloud drives (HTTPS with a certificate, else HTTP)
+      local.bgcloud_listener_arn,
+      # rules of this load balancer's listeners, for a config that sets rule_arn
+      "arn:${local.partition}:elasticloadbalancing:${local.region}:${local.account_id}:listener-rule/${aws_lb.main.arn_suffix}/*",
+    ]
+  }
+
+  statement {
+    sid       = "ElbRegisterTargets"
+    actions   = ["elasticloadbalancing:RegisterTargets"]
+    resources = [for tg in aws_lb_target_group.color : tg.arn]
+  }
+
+  # --- State bucket: lock, deployment record, frontend release manifests.
+
+  statement {
+    sid       = "StateObjects"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.state.arn}/*"]
+  }
+
+  statement {
+    sid       = "StateList"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.state.arn]
+  }
+
+  # --- Frontend bucket: upload releases (multipart for large files), copy unchanged files
+  # server-side (GetObject on the source + PutObject), prune old releases.
+
+  statement {
+    sid = "WebObjects"
+    actions = [
+      "s3:GetObject",
+      "s3:PutObject",
+      "s3:DeleteObject",
+      "s3:AbortMultipartUpload",
+    ]
+    resources = ["${aws_s3_bucket.web.arn}/*"]
+  }
+
+  statement {
+    sid       = "WebList"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.web.arn]
+  }
+
+  # --- ECR: bgcloud resolves tags to digests; CI pushes the image.
+
+  statement {
+    sid       = "EcrLogin"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"] # no resource-level permissions
+  }
+
+  statement {
+    sid = "EcrRepository"
+    actions = [
+      "ecr:DescribeRepositories",
+      "ecr:DescribeImages",
+      "ecr:BatchCheckLayerAvailability",
+      "ecr:InitiateLayerUpload",
+      "ecr:UploadLayerPart",
+      "ecr:CompleteLayerUpload",
+      "ecr:PutImage",
+      "ecr:BatchGetImage",
+      "ecr:GetDownloadUrlForLayer", # the image scan in CI pulls what it just pushed
+    ]
+    resources = [aws_ecr_repository.api.arn]
+  }
+
+  # --- EC2: find the app's running instances by tag.
+
+  statement {
+    sid       = "Ec2Describe"
+    actions   = ["ec2:DescribeInstances"]
+    resources = ["*"] # no resource-level permissions
+  }
+
+  # --- SSM Run Command: only AWS-RunShellScript, only on instances tagged bgcloud:app = app.
+  # SendCommand is authorized against the document AND every target instance.
+
+  statement {
+    sid       = "SsmSendCommandDocument"
+    actions   = ["ssm:SendCommand"]
+    resources = ["arn:${local.partition}:ssm:${local.region}::document/AWS-RunShellScript"]
+  }
+
+  statement {
+    sid       = "SsmSendCommandAppInstances"
+    actions   = ["ssm:SendCommand"]
+    resources = ["arn:${local.partition}:ec2:${local.region}:${local.account_id}:instance/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ssm:resourceTag/bgcloud:app"
+      values   = [var.app]
+    }
+  }
+
+  statement {
+    sid       = "SsmCommandResults"
+    actions   = ["ssm:GetCommandInvocation"]
+    resources = ["*"] # no resource-level permissions
+  }
+
+  # --- CloudFront: switch the site origin's path, invalidate, wait.
+
+  statement {
+    sid = "CloudFrontRelease"
+    actions = [
+      "cloudfront:GetDistribution",
+      "cloudfront:GetDistributionConfig",
+      "cloudfront:UpdateDistribution",
+      "cloudfront:CreateInvalidation",
+      "cloudfront:GetInvalidation",
+    ]
+    resources = [aws_cloudfront_distribution.web.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "ci" {
+  name   = "${var.app}-bgcloud"
+  role   = aws_iam_role.ci.id
+  policy = data.aws_iam_policy_document.ci.json
+}
