@@ -58,8 +58,6 @@ def main():
         config = os.path.join(work, "bgcloud.toml")
         subprocess.run([args.bootstrap, "--name", "fe", "--instances", "1", "--images", "v1", "--out", config],
                        env=env, check=True, capture_output=True)
-        with open(config, "a") as f:
-            pass
         env["BGCLOUD_CONFIG"] = config
         site = os.path.join(work, "dist")
         generate(site, args.files, args.megabytes * 1024 * 1024)
@@ -95,8 +93,12 @@ def main():
                            env=env, check=True)
             sync = time.perf_counter() - start
 
-        with open(os.path.join(site, "assets", "chunk0-00000000.js"), "ab") as f:
+        # One bundle changes: as with Vite, its name (content hash) changes and index.html with it.
+        os.remove(os.path.join(site, "assets", "chunk0-00000000.js"))
+        with open(os.path.join(site, "assets", "chunk0-ffffffff.js"), "wb") as f:
             f.write(b"// changed")
+        with open(os.path.join(site, "index.html"), "w") as f:
+            f.write("<!doctype html><script type=module src=/assets/chunk0-ffffffff.js></script>")
         again, requests = bgcloud("frontend", "deploy", site, "--release-id", "r2", key="again")
         s3_writes = [q for q in requests if q["service"] == "s3" and q["method"] in ("PUT", "POST", "DELETE")]
         uploads = [q for q in s3_writes if q["action"].startswith("PUT /fe-web/")]
