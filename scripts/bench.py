@@ -28,6 +28,23 @@ def post(base, path, body):
         return json.loads(r.read())
 
 
+def start_emulator(work):
+    """Starts localstack/emulator.py on a free port; returns (process, base URL)."""
+    port_file = os.path.join(work, "port")
+    emulator = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "localstack/emulator.py"), "--port-file", port_file,
+         "--parent-pid", str(os.getpid())],
+        stderr=open(os.path.join(work, "emulator.log"), "w"),
+    )
+    for _ in range(600):
+        if os.path.exists(port_file):
+            break
+        time.sleep(0.05)
+    else:
+        sys.exit(f"the emulator did not start; see {work}/emulator.log")
+    return emulator, "http://127.0.0.1:" + open(port_file).read().strip()
+
+
 class Runner:
     def __init__(self, args, base, config):
         self.bin = args.bin
@@ -66,18 +83,8 @@ def main():
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="bgcloud-bench-")
-    port_file = os.path.join(work, "port")
-    emulator = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "localstack/emulator.py"), "--port-file", port_file,
-         "--parent-pid", str(os.getpid())],
-        stderr=open(os.path.join(work, "emulator.log"), "w"),
-    )
+    emulator, base = start_emulator(work)
     try:
-        for _ in range(600):
-            if os.path.exists(port_file):
-                break
-            time.sleep(0.05)
-        base = "http://127.0.0.1:" + open(port_file).read().strip()
         config = os.path.join(work, "bgcloud.toml")
         env = dict(os.environ, AWS_ACCESS_KEY_ID="setup", AWS_SECRET_ACCESS_KEY="x", AWS_REGION="us-east-1")
         subprocess.run(

@@ -13,7 +13,7 @@ import boto3
 from botocore.config import Config
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import ROOT, control  # noqa: E402
+from bench import control, start_emulator  # noqa: E402
 
 
 def generate(dir, files, total_bytes):
@@ -40,18 +40,8 @@ def main():
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="bgcloud-bench-fe-")
-    port_file = os.path.join(work, "port")
-    emulator = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "localstack/emulator.py"), "--port-file", port_file,
-         "--parent-pid", str(os.getpid())],
-        stderr=open(os.path.join(work, "emulator.log"), "w"),
-    )
+    emulator, base = start_emulator(work)
     try:
-        for _ in range(600):
-            if os.path.exists(port_file):
-                break
-            time.sleep(0.05)
-        base = "http://127.0.0.1:" + open(port_file).read().strip()
         env = dict(os.environ, AWS_ENDPOINT_URL=base, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                    AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true",
                    AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null")

@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod health;
 pub mod live;
 pub mod lock;
+pub mod object;
 pub mod output;
 pub mod script;
 pub mod site;

@@ -5,13 +5,12 @@
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::error::{aws, Error, Result};
-use crate::state::{is_conflict, new_id};
+use crate::error::{Error, Result};
+use crate::object::{Condition, Object};
+use crate::state::new_id;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -44,9 +43,7 @@ impl fmt::Display for LockInfo {
 }
 
 pub struct Lock {
-    s3: aws_sdk_s3::Client,
-    bucket: String,
-    key: String,
+    object: Object,
 }
 
 /// A held lock; give it back with [`Lock::release`].
@@ -59,38 +56,21 @@ pub struct Held {
 
 impl Lock {
     pub fn new(s3: aws_sdk_s3::Client, config: &Config) -> Lock {
+        let key = format!("{}{}/lock.json", config.state.prefix, config.app);
         Lock {
-            s3,
-            bucket: config.state.bucket.clone(),
-            key: format!("{}{}/lock.json", config.state.prefix, config.app),
+            object: Object::new(s3, &config.state.bucket, key),
         }
     }
 
     pub fn location(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.key)
+        self.object.location()
     }
 
     /// The lock as stored, with its ETag.
     pub async fn read(&self) -> Result<Option<(LockInfo, String)>> {
-        let out = match self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-            Err(e) => return Err(aws(format!("reading the lock {}", self.location()))(e)),
+        let Some((bytes, etag)) = self.object.get().await? else {
+            return Ok(None);
         };
-        let etag = out.e_tag().unwrap_or_default().to_string();
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| Error::failed(format!("reading {}: {e}", self.location())))?
-            .into_bytes();
         let info = serde_json::from_slice(&bytes).unwrap_or_else(|_| LockInfo {
             owner: "unknown (unreadable lock file)".into(),
             reason: String::new(),
@@ -158,28 +138,12 @@ impl Lock {
         }
     }
 
-    /// Conditional put: create-only without `etag`, replace-only-this-version with it.
-    /// Ok(false) when the condition failed (someone else holds or changed the lock).
+    /// Create-only without `etag`, replace-only-this-version with it; Ok(false) when someone
+    /// else holds or changed the lock.
     async fn put(&self, info: &LockInfo, etag: Option<&str>) -> Result<bool> {
         let body = serde_json::to_vec_pretty(info).expect("lock serializes");
-        let put = self
-            .s3
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .content_type("application/json")
-            .body(ByteStream::from(body));
-        let put = match etag {
-            Some(etag) => put.if_match(etag),
-            None => put.if_none_match("*"),
-        };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_conflict(e.code(), e.raw_response().map(|r| r.status().as_u16())) => {
-                Ok(false)
-            }
-            Err(e) => Err(aws(format!("writing the lock {}", self.location()))(e)),
-        }
+        let condition = etag.map_or(Condition::Absent, Condition::Version);
+        self.object.put(body, condition).await
     }
 
     /// Gives the lock back if it is still ours.
@@ -196,13 +160,6 @@ impl Lock {
 
     /// Deletes the lock whoever holds it (`bgcloud lock release --force`).
     pub async fn delete(&self) -> Result<()> {
-        self.s3
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .send()
-            .await
-            .map_err(aws(format!("deleting the lock {}", self.location())))?;
-        Ok(())
+        self.object.delete().await
     }
 }

@@ -4,13 +4,12 @@
 
 use std::time::SystemTime;
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 
 use crate::color::Color;
 use crate::config::Config;
-use crate::error::{aws, Error, Result};
+use crate::error::{Error, Result};
+use crate::object::{Condition, Object};
 use crate::weights::Weights;
 
 /// How many history entries the record keeps.
@@ -159,55 +158,27 @@ pub fn new_id() -> String {
 
 /// The record's place in S3.
 pub struct Store {
-    s3: aws_sdk_s3::Client,
-    bucket: String,
-    key: String,
+    object: Object,
 }
 
 impl Store {
     pub fn new(s3: aws_sdk_s3::Client, config: &Config) -> Store {
+        let key = format!("{}{}/record.json", config.state.prefix, config.app);
         Store {
-            s3,
-            bucket: config.state.bucket.clone(),
-            key: format!("{}{}/record.json", config.state.prefix, config.app),
+            object: Object::new(s3, &config.state.bucket, key),
         }
-    }
-
-    fn location(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.key)
     }
 
     /// The record and its ETag, or `None` when nothing was recorded yet.
     pub async fn load(&self) -> Result<Option<(Record, String)>> {
-        let out = match self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-            Err(e) => {
-                return Err(aws(format!(
-                    "reading the deployment record {} (does the state bucket exist?)",
-                    self.location()
-                ))(e))
-            }
+        let Some((bytes, etag)) = self.object.get().await? else {
+            return Ok(None);
         };
-        let etag = out.e_tag().unwrap_or_default().to_string();
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| Error::failed(format!("reading {}: {e}", self.location())))?
-            .into_bytes();
         let record = serde_json::from_slice(&bytes).map_err(|e| {
             Error::failed(format!(
                 "the deployment record {} is not valid JSON ({e}); fix or delete it \
                  (the live colour is read from the ALB, not from this file)",
-                self.location()
+                self.object.location()
             ))
         })?;
         Ok(Some((record, etag)))
@@ -237,45 +208,23 @@ impl Store {
             };
             change(&mut record);
             let body = serde_json::to_vec_pretty(&record).expect("record serializes");
-            let put = self
-                .s3
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .content_type("application/json")
-                .body(ByteStream::from(body));
-            let put = match &etag {
-                Some(etag) => put.if_match(etag),
-                None => put.if_none_match("*"),
-            };
-            match put.send().await {
-                Ok(_) => return Ok(record),
-                Err(e) if is_conflict(e.code(), e.raw_response().map(|r| r.status().as_u16())) => {
-                    tracing::debug!("{} changed while writing it; retrying", self.location());
-                }
-                Err(e) => {
-                    return Err(aws(format!(
-                        "writing the deployment record {}",
-                        self.location()
-                    ))(e))
-                }
+            let condition = etag
+                .as_deref()
+                .map_or(Condition::Absent, Condition::Version);
+            if self.object.put(body, condition).await? {
+                return Ok(record);
             }
+            tracing::debug!(
+                "{} changed while writing it; retrying",
+                self.object.location()
+            );
         }
         Err(Error::failed(format!(
             "the deployment record {} kept changing while bgcloud wrote it (5 tries); \
              someone else is deploying: try again",
-            self.location()
+            self.object.location()
         )))
     }
-}
-
-/// A lost compare-and-swap: 412 Precondition Failed, or 409 when a concurrent conditional
-/// write is still in progress.
-pub fn is_conflict(code: Option<&str>, status: Option<u16>) -> bool {
-    matches!(
-        code,
-        Some("PreconditionFailed" | "ConditionalRequestConflict")
-    ) || matches!(status, Some(412 | 409))
 }
 
 #[cfg(test)]

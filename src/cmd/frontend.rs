@@ -18,6 +18,7 @@ use crate::cli::{parse_duration, FrontendDeployArgs, FrontendRollbackArgs, Prune
 use crate::config::FrontendConfig;
 use crate::context::Context;
 use crate::error::{aws, Error, Result};
+use crate::object::{Condition, Object};
 use crate::output::Progress;
 use crate::site::{self, Manifest, SiteFile, Step};
 use crate::state::{now, FrontendRecord, SiteRelease};
@@ -126,53 +127,24 @@ fn check_release_id(id: &str) -> Result<()> {
 }
 
 /// Where a release's manifest is kept: beside the record in the state bucket.
-fn manifest_key(ctx: &Context, id: &str) -> String {
-    format!(
+fn manifest_object(ctx: &Context, id: &str) -> Object {
+    let key = format!(
         "{}{}/frontend/{id}.json",
         ctx.config.state.prefix, ctx.config.app
-    )
+    );
+    Object::new(ctx.clients.s3.clone(), &ctx.config.state.bucket, key)
 }
 
 async fn load_manifest(ctx: &Context, id: &str) -> Result<Option<Manifest>> {
-    let key = manifest_key(ctx, id);
-    let out = ctx
-        .clients
-        .s3
-        .get_object()
-        .bucket(&ctx.config.state.bucket)
-        .key(&key)
-        .send()
-        .await;
-    match out {
-        Ok(out) => {
-            let bytes = out
-                .body
-                .collect()
-                .await
-                .map_err(|e| Error::failed(format!("reading {key}: {e}")))?
-                .into_bytes();
-            Ok(serde_json::from_slice(&bytes).ok())
-        }
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-        Err(e) => Err(aws(format!("reading the manifest of release {id}"))(e)),
-    }
+    let found = manifest_object(ctx, id).get().await?;
+    Ok(found.and_then(|(bytes, _)| serde_json::from_slice(&bytes).ok()))
 }
 
 async fn save_manifest(ctx: &Context, manifest: &Manifest) -> Result<()> {
     let body = serde_json::to_vec(manifest).expect("manifest serializes");
-    ctx.clients
-        .s3
-        .put_object()
-        .bucket(&ctx.config.state.bucket)
-        .key(manifest_key(ctx, &manifest.id))
-        .content_type("application/json")
-        .body(ByteStream::from(body))
-        .send()
-        .await
-        .map_err(aws(format!(
-            "writing the manifest of release {}",
-            manifest.id
-        )))?;
+    manifest_object(ctx, &manifest.id)
+        .put(body, Condition::None)
+        .await?;
     Ok(())
 }
 
@@ -787,14 +759,7 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> Result<Pruned> {
                 .into_keys()
                 .collect();
             objects_deleted += delete_keys(ctx, &fe.bucket, keys).await?;
-            let _ = ctx
-                .clients
-                .s3
-                .delete_object()
-                .bucket(&ctx.config.state.bucket)
-                .key(manifest_key(ctx, id))
-                .send()
-                .await;
+            manifest_object(ctx, id).delete().await?;
         }
         let assets_deleted = prune_shared_assets(ctx, fe, &kept).await?;
         Ok(Pruned {

@@ -1,0 +1,111 @@
+//! One JSON-sized S3 object with the conditional operations the lock, the record and the
+//! release manifests need: read with its ETag, create-only or replace-this-version writes.
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+
+use crate::error::{aws, Error, Result};
+
+/// What a write requires of the object as stored.
+#[derive(Debug, Clone, Copy)]
+pub enum Condition<'a> {
+    /// Write whatever is there.
+    None,
+    /// Only if it does not exist (`If-None-Match: *`).
+    Absent,
+    /// Only if it is still this version (`If-Match: <etag>`).
+    Version(&'a str),
+}
+
+pub struct Object {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+}
+
+impl Object {
+    pub fn new(s3: aws_sdk_s3::Client, bucket: &str, key: String) -> Object {
+        Object {
+            s3,
+            bucket: bucket.to_string(),
+            key,
+        }
+    }
+
+    pub fn location(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    /// The body and ETag, or `None` when there is no such object.
+    pub async fn get(&self) -> Result<Option<(Vec<u8>, String)>> {
+        let out = match self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => {
+                return Err(aws(format!(
+                    "reading {} (does the bucket exist?)",
+                    self.location()
+                ))(e))
+            }
+        };
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::failed(format!("reading {}: {e}", self.location())))?
+            .into_bytes();
+        Ok(Some((bytes.to_vec(), etag)))
+    }
+
+    /// Writes `body` as JSON under `condition`. Ok(false) when the condition failed: someone
+    /// else created or changed the object first.
+    pub async fn put(&self, body: Vec<u8>, condition: Condition<'_>) -> Result<bool> {
+        let put = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .content_type("application/json")
+            .body(ByteStream::from(body));
+        let put = match condition {
+            Condition::None => put,
+            Condition::Absent => put.if_none_match("*"),
+            Condition::Version(etag) => put.if_match(etag),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conflict(e.code(), e.raw_response().map(|r| r.status().as_u16())) => {
+                Ok(false)
+            }
+            Err(e) => Err(aws(format!("writing {}", self.location()))(e)),
+        }
+    }
+
+    pub async fn delete(&self) -> Result<()> {
+        self.s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await
+            .map_err(aws(format!("deleting {}", self.location())))?;
+        Ok(())
+    }
+}
+
+/// A lost compare-and-swap: 412 Precondition Failed, or 409 when a concurrent conditional
+/// write is still in progress.
+fn is_conflict(code: Option<&str>, status: Option<u16>) -> bool {
+    matches!(
+        code,
+        Some("PreconditionFailed" | "ConditionalRequestConflict")
+    ) || matches!(status, Some(412 | 409))
+}
