@@ -573,19 +573,20 @@ async fn bucket_releases(ctx: &Context, fe: &FrontendConfig) -> Result<Vec<Strin
 async fn snapshot(
     ctx: &Context,
     fe: &FrontendConfig,
-) -> Result<(Vec<String>, Option<String>, FrontendRecord)> {
+) -> Result<(Vec<String>, cdn::Site, FrontendRecord)> {
     let store = ctx.store();
-    let (ids, live, record) = tokio::try_join!(
+    let (ids, dist, record) = tokio::try_join!(
         bucket_releases(ctx, fe),
         cdn::inspect(&ctx.clients.cloudfront, fe),
         store.read(),
     )?;
-    Ok((ids, live.live, record.unwrap_or_default().frontend))
+    Ok((ids, dist, record.unwrap_or_default().frontend))
 }
 
 pub async fn releases(ctx: &Context) -> Result<Releases> {
     let fe = ctx.config.frontend()?;
-    let (ids, live, record) = snapshot(ctx, fe).await?;
+    let (ids, dist, record) = snapshot(ctx, fe).await?;
+    let live = dist.live;
     let previous = record.previous.clone().filter(|p| Some(p) != live.as_ref());
     let releases = ids
         .into_iter()
@@ -746,7 +747,8 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> Result<Pruned> {
     let fe = ctx.config.frontend()?;
     let wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
     ctx.locked("frontend prune", wait, async {
-        let (ids, live, record) = snapshot(ctx, fe).await?;
+        let (ids, dist, record) = snapshot(ctx, fe).await?;
+        let live = dist.live;
         let previous = record.previous;
         let newest: Vec<&String> = ids.iter().rev().take(args.keep).collect();
         let (kept, deleted): (Vec<String>, Vec<String>) = ids.iter().cloned().partition(|id| {
@@ -761,7 +763,10 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> Result<Pruned> {
             objects_deleted += delete_keys(ctx, &fe.bucket, keys).await?;
             manifest_object(ctx, id).delete().await?;
         }
-        let assets_deleted = prune_shared_assets(ctx, fe, &kept).await?;
+        let assets_deleted = match dist.shared_assets {
+            true => prune_shared_assets(ctx, fe, &kept).await?,
+            false => 0,
+        };
         Ok(Pruned {
             kept,
             deleted,
