@@ -410,6 +410,15 @@ impl RawBackend {
                 ));
             }
         }
+        // The launch script assigns secrets as shell variables before calling aws and docker.
+        if let Some(bad) = secrets.keys().find(|k| {
+            ["PATH", "IFS", "HOME", "SHELL"].contains(&k.as_str()) || k.starts_with("AWS_")
+        }) {
+            return Err(c.err(
+                "[backend].secrets",
+                format_args!("has {bad}, which would break the launch script's own aws and docker calls: rename it"),
+            ));
+        }
         if let Some(both) = env.keys().find(|k| secrets.contains_key(*k)) {
             return Err(c.err(
                 "[backend].secrets",
@@ -628,5 +637,6 @@ distribution_id = "E2ABCDEF"
     fn app_name_and_env_names_are_checked() {
         assert!(err(&full().replace("app = \"shop\"", "app = \"Shop_1\"")).contains("app"));
         assert!(err(&full().replace("NODE_ENV", "\"NODE-ENV\"")).contains("[backend].env"));
+        assert!(err(&full().replace("DATABASE_URL =", "PATH =")).contains("[backend].secrets"));
     }
 }

@@ -61,13 +61,25 @@ impl Context {
         wait: Duration,
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        // Longer than any deploy can take, so a crashed run's lock expires by itself.
-        let ttl = self
+        let longest = self
             .config
             .backend
             .as_ref()
-            .map_or(Duration::ZERO, |b| b.health_timeout * 2)
-            .max(Duration::from_secs(30 * 60));
+            .map_or(Duration::ZERO, |b| b.health_timeout);
+        self.locked_for(reason, wait, longest, work).await
+    }
+
+    /// [`Context::locked`] for work that may wait up to `longest` (a deploy's --health-timeout):
+    /// the lock outlives it, so nobody can take it over as expired while the work still runs.
+    pub async fn locked_for<T>(
+        &self,
+        reason: &str,
+        wait: Duration,
+        longest: Duration,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        // Longer than the work can take, so only a crashed run's lock ever expires.
+        let ttl = (longest * 2 + Duration::from_secs(10 * 60)).max(Duration::from_secs(30 * 60));
         let lock = self.lock();
         let held = lock
             .acquire(&self.who, reason, ttl, wait, self.poll_interval())

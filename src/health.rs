@@ -46,7 +46,18 @@ pub async fn targets(elb: &Client, target_group_arn: &str) -> Result<Vec<TargetS
         .target_group_arn(target_group_arn)
         .send()
         .await
-        .map_err(aws(format!("reading target health of {target_group_arn}")))?;
+        .map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_target_group_not_found_exception())
+            {
+                crate::error::Error::refused(format!(
+                    "target group {target_group_arn} does not exist: check blue_target_group_arn / \
+                     green_target_group_arn in the config"
+                ))
+            } else {
+                aws(format!("reading target health of {target_group_arn}"))(e)
+            }
+        })?;
     let mut states: Vec<TargetState> = out
         .target_health_descriptions()
         .iter()

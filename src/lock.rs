@@ -110,6 +110,14 @@ impl Lock {
             }
             match self.read().await? {
                 None => continue, // released in between: try again at once
+                // Our own create went through but its answer was lost and the SDK's retry got
+                // 412: the lock is ours.
+                Some((current, _)) if current.token == info.token => {
+                    return Ok(Held {
+                        info,
+                        took_over: None,
+                    })
+                }
                 Some((current, etag)) if current.expired() => {
                     if self.put(&info, Some(&etag)).await? {
                         tracing::warn!("took over the expired deployment lock ({current})");

@@ -116,6 +116,15 @@ impl Forward {
             .build();
         let mut actions = self.actions.clone();
         actions[self.index] = action;
+        // The API never returns an OIDC client secret and refuses a write without one unless
+        // told to keep the one it has.
+        for a in &mut actions {
+            if let Some(oidc) = a.authenticate_oidc_config.as_mut() {
+                if oidc.client_secret.is_none() {
+                    oidc.use_existing_client_secret = Some(true);
+                }
+            }
+        }
         actions
     }
 }
@@ -155,7 +164,17 @@ pub async fn read(elb: &Client, backend: &BackendConfig) -> Result<Forward> {
             .rule_arns(rule_arn)
             .send()
             .await
-            .map_err(aws(format!("reading {resource}")))?;
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_rule_not_found_exception())
+                {
+                    Error::refused(format!(
+                        "{resource} does not exist: check rule_arn in the config"
+                    ))
+                } else {
+                    aws(format!("reading {resource}"))(e)
+                }
+            })?;
         let rule = out.rules().first().ok_or_else(|| {
             Error::refused(format!(
                 "{resource} does not exist: check rule_arn in the config"
@@ -169,7 +188,17 @@ pub async fn read(elb: &Client, backend: &BackendConfig) -> Result<Forward> {
             .listener_arns(&backend.listener_arn)
             .send()
             .await
-            .map_err(aws(format!("reading {resource}")))?;
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_listener_not_found_exception())
+                {
+                    Error::refused(format!(
+                        "{resource} does not exist: check listener_arn in the config"
+                    ))
+                } else {
+                    aws(format!("reading {resource}"))(e)
+                }
+            })?;
         let listener = out.listeners().first().ok_or_else(|| {
             Error::refused(format!(
                 "{resource} does not exist: check listener_arn in the config"
@@ -318,9 +347,17 @@ instance_ids = ["i-1"]
     #[test]
     fn rewrite_keeps_other_actions_and_both_groups() {
         let b = backend();
+        let oidc = aws_sdk_elasticloadbalancingv2::types::AuthenticateOidcActionConfig::builder()
+            .issuer("https://idp.example.com")
+            .authorization_endpoint("https://idp.example.com/auth")
+            .token_endpoint("https://idp.example.com/token")
+            .user_info_endpoint("https://idp.example.com/userinfo")
+            .client_id("client")
+            .build();
         let auth = Action::builder()
             .r#type(ActionTypeEnum::AuthenticateOidc)
             .order(1)
+            .authenticate_oidc_config(oidc)
             .build();
         let fwd = weighted(&[
             (&b.blue_target_group_arn, 100),
@@ -328,7 +365,12 @@ instance_ids = ["i-1"]
         ]);
         let f = Forward::parse("l".into(), vec![auth.clone(), fwd], &b).unwrap();
         let actions = f.with_weights(Weights::all(Color::Green), &b);
-        assert_eq!(actions[0], auth);
+        // Kept, but told to keep its secret: the API never returns it and refuses the write
+        // without it.
+        let kept = actions[0].authenticate_oidc_config().unwrap();
+        assert_eq!(kept.use_existing_client_secret(), Some(true));
+        assert_eq!(kept.client_id(), Some("client"));
+        assert_eq!(actions[0].order(), Some(1));
         let again = Forward::parse("l".into(), actions.clone(), &b).unwrap();
         assert_eq!(
             again.weights,

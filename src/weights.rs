@@ -34,13 +34,19 @@ impl Weights {
         }
     }
 
-    /// Percentages from raw ALB weights (0-999 each), rounded so that they add up to 100.
+    /// Percentages from raw ALB weights (0-999 each), rounded so that they add up to 100. A
+    /// colour with any raw weight gets at least 1 %: 999/1 is a canary, not 100/0.
     pub fn from_raw(blue: u32, green: u32) -> Option<Weights> {
         let total = blue + green;
         if total == 0 {
             return None;
         }
-        let b = ((blue * 200 + total) / (total * 2)) as u8; // round half up
+        let mut b = ((blue * 200 + total) / (total * 2)) as u8; // round half up
+        if blue > 0 && b == 0 {
+            b = 1;
+        } else if green > 0 && b == 100 {
+            b = 99;
+        }
         Some(Weights {
             blue: b,
             green: 100 - b,
@@ -114,12 +120,14 @@ mod tests {
                 green: 67
             })
         );
+        // Any raw weight is at least 1 %: 999/1 still sends traffic to green.
         assert_eq!(
             Weights::from_raw(999, 1),
-            Some(Weights {
-                blue: 100,
-                green: 0
-            })
+            Some(Weights { blue: 99, green: 1 })
+        );
+        assert_eq!(
+            Weights::from_raw(1, 999),
+            Some(Weights { blue: 1, green: 99 })
         );
         assert_eq!(
             Weights::from_raw(1, 1),

@@ -144,9 +144,14 @@ pub async fn run(ctx: &Context, args: &DeployArgs) -> Result<Outcome> {
         return Ok(Outcome::Planned(plan(ctx, backend, &inputs).await?.0));
     }
     let reason = format!("deploy {}", args.image);
-    ctx.locked(&reason, inputs.lock_wait, deploy(ctx, backend, &inputs))
-        .await
-        .map(Outcome::Deployed)
+    ctx.locked_for(
+        &reason,
+        inputs.lock_wait,
+        inputs.timeout,
+        deploy(ctx, backend, &inputs),
+    )
+    .await
+    .map(Outcome::Deployed)
 }
 
 /// The read-only part: live state, digest, colour, instances, script.
