@@ -81,26 +81,13 @@ pub fn content_type(path: &str) -> &'static str {
     }
 }
 
-/// Whether `path` is a content-hashed asset: under `hashed_dir`, with a name like Vite's
-/// `name-HASH.ext` or `name.HASH.ext` (HASH: 8+ letters/digits/`_`, with a digit in it).
+/// Whether `path` is a content-hashed asset: anything but HTML under `hashed_dir`. Vite (and
+/// most bundlers) put only content-hashed output there — `index-BxK3f9a2.js`, and with Rollup 4
+/// url-safe hashes such as `index-aD-elAj9.js` that no name pattern recognises reliably — so the
+/// folder, not the name, decides. Such files are cached as immutable and, with a shared asset
+/// store, stored once at the bucket root.
 pub fn is_hashed(path: &str, hashed_dir: &str) -> bool {
-    if !path.starts_with(hashed_dir) {
-        return false;
-    }
-    let name = path.rsplit('/').next().unwrap_or(path);
-    let stem = name.split_once('.').map_or(name, |(s, _)| s);
-    // name-HASH.ext: the last '-' segment of the stem; name.HASH.ext: the middle segment.
-    let candidates = [
-        stem.rsplit_once('-').map(|(_, h)| h),
-        name.split('.')
-            .nth(1)
-            .filter(|_| name.matches('.').count() >= 2),
-    ];
-    candidates.into_iter().flatten().any(|h| {
-        h.len() >= 8
-            && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            && h.bytes().any(|b| b.is_ascii_digit())
-    })
+    !hashed_dir.is_empty() && path.starts_with(hashed_dir) && !path.ends_with(".html")
 }
 
 /// Walks the build folder. Refuses (exit 2) a missing or empty folder, or one without
@@ -233,13 +220,15 @@ pub struct Placed<'a> {
 }
 
 /// Where each file goes and how, in write order: everything else before HTML, so no visitor
-/// gets an index.html whose bundles are not there yet. `shared` holds the keys (and sizes) of the
-/// shared asset store when the distribution has one; hashed assets then go there, once.
+/// gets an index.html whose bundles are not there yet. `shared` holds the keys and ETags of the
+/// shared asset store when the distribution has one; hashed assets then go there, once, and are
+/// reused only when the stored ETag is their MD5 (true of single-part uploads; a multipart one
+/// is simply uploaded again).
 pub fn plan<'a>(
     files: &'a [SiteFile],
     id: &str,
     live: Option<&Manifest>,
-    shared: Option<&BTreeMap<String, u64>>,
+    shared: Option<&BTreeMap<String, String>>,
 ) -> Vec<Placed<'a>> {
     let mut placed: Vec<Placed> = files
         .iter()
@@ -247,7 +236,7 @@ pub fn plan<'a>(
             Some(store) => Placed {
                 file,
                 key: file.path.clone(),
-                step: if store.get(&file.path) == Some(&file.size) {
+                step: if store.get(&file.path) == Some(&file.md5) {
                     Step::Reuse
                 } else {
                     Step::Upload
@@ -332,18 +321,20 @@ mod tests {
     #[test]
     fn hashed_assets_are_recognised() {
         assert!(is_hashed("assets/index-BxK3f9a2.js", "assets/"));
-        assert!(is_hashed("assets/vendor-react-4f8a1c2e.css", "assets/"));
-        assert!(is_hashed("assets/logo.8c2e1f0a.svg", "assets/"));
-        assert!(!is_hashed("assets/logo.svg", "assets/"));
         assert!(
-            !is_hashed("assets/my-component.js", "assets/"),
-            "a word is not a hash"
+            is_hashed("assets/index-aD-elAj9.js", "assets/"),
+            "Rollup 4 url-safe hash"
         );
+        assert!(is_hashed("assets/logo.8c2e1f0a.svg", "assets/"));
+        assert!(!is_hashed("assets/index.html", "assets/"));
         assert!(
             !is_hashed("index-BxK3f9a2.js", "assets/"),
             "outside the hashed folder"
         );
-        assert!(!is_hashed("assets/index.html", "assets/"));
+        assert!(
+            !is_hashed("assets/app.js", ""),
+            "no hashed folder configured"
+        );
     }
 
     fn file(path: &str, md5: &str) -> SiteFile {
@@ -407,7 +398,13 @@ mod tests {
             file("assets/app-11111111.js", "b"),
             file("assets/new-22222222.js", "d"),
         ];
-        let store = BTreeMap::from([("assets/app-11111111.js".to_string(), 1)]);
+        let store = BTreeMap::from([
+            ("assets/app-11111111.js".to_string(), "b".to_string()),
+            (
+                "assets/new-22222222.js".to_string(),
+                "old content".to_string(),
+            ),
+        ]);
         let steps = plan(&new, "r2", Some(&live), Some(&store));
         let find = |p: &str| steps.iter().find(|s| s.file.path == p).unwrap().clone();
         assert_eq!(find("assets/app-11111111.js").step, Step::Reuse);

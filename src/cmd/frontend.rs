@@ -266,10 +266,8 @@ async fn release(
         fe.distribution_id
     );
     cdn::switch(&ctx.clients.cloudfront, fe, id).await?;
-    let invalidation =
-        cdn::invalidate(&ctx.clients.cloudfront, fe, &result.invalidation_paths, id).await?;
-    result.invalidation_id = Some(invalidation.clone());
 
+    // Recorded as soon as it is live, before anything else can fail: rollback and prune go by it.
     let record = SiteRelease {
         id: id.to_string(),
         files: files.len(),
@@ -290,6 +288,9 @@ async fn release(
     if let Err(e) = recorded {
         tracing::warn!("release {id} is live, but recording it failed: {e}");
     }
+    let invalidation =
+        cdn::invalidate(&ctx.clients.cloudfront, fe, &result.invalidation_paths, id).await?;
+    result.invalidation_id = Some(invalidation.clone());
     if !no_wait {
         result.distribution_status =
             Some(cdn::wait(&ctx.clients.cloudfront, fe, &invalidation).await?);
@@ -337,13 +338,13 @@ async fn transfer(ctx: &Context, fe: &FrontendConfig, steps: &[site::Placed<'_>]
     Ok(())
 }
 
-/// Keys and sizes of the site bucket's objects under `prefix` (the shared asset store is
-/// `<hashed_dir>` at the bucket root).
+/// Keys and ETags (unquoted) of the site bucket's objects under `prefix` (the shared asset
+/// store is `<hashed_dir>` at the bucket root).
 async fn list_objects(
     ctx: &Context,
     fe: &FrontendConfig,
     prefix: &str,
-) -> Result<std::collections::BTreeMap<String, u64>> {
+) -> Result<std::collections::BTreeMap<String, String>> {
     let mut store = std::collections::BTreeMap::new();
     let mut pages = ctx
         .clients
@@ -357,7 +358,10 @@ async fn list_objects(
         let page = page.map_err(aws(format!("listing s3://{}/{prefix}", fe.bucket)))?;
         for o in page.contents() {
             if let Some(key) = o.key() {
-                store.insert(key.to_string(), o.size().unwrap_or(0).max(0) as u64);
+                store.insert(
+                    key.to_string(),
+                    o.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+                );
             }
         }
     }
@@ -789,7 +793,8 @@ async fn delete_keys(ctx: &Context, bucket: &str, keys: Vec<String>) -> Result<u
             .quiet(true)
             .build()
             .map_err(|e| Error::failed(format!("building the delete: {e}")))?;
-        ctx.clients
+        let out = ctx
+            .clients
             .s3
             .delete_objects()
             .bucket(bucket)
@@ -797,6 +802,16 @@ async fn delete_keys(ctx: &Context, bucket: &str, keys: Vec<String>) -> Result<u
             .send()
             .await
             .map_err(aws(format!("deleting objects in s3://{bucket}")))?;
+        // Quiet mode reports only failures, inside a 200 answer.
+        if let Some(e) = out.errors().first() {
+            return Err(Error::failed(format!(
+                "could not delete s3://{bucket}/{} ({}: {}) and {} more; nothing else was deleted after it",
+                e.key().unwrap_or_default(),
+                e.code().unwrap_or_default(),
+                e.message().unwrap_or_default(),
+                out.errors().len() - 1
+            )));
+        }
     }
     Ok(keys.len())
 }
