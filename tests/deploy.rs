@@ -276,6 +276,49 @@ async fn targets_that_become_healthy_after_a_while_are_waited_for() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_listener_changed_during_the_health_wait_is_not_overwritten() {
+    let fx = fixture().await;
+    for id in &fx.stack.instance_ids {
+        let body = serde_json::json!({
+            "target_group_arn": fx.stack.green_target_group_arn, "target_id": id,
+            "states": [{"state": "initial", "times": 15}, {"state": "healthy"}],
+        });
+        assert_eq!(
+            http(
+                support::endpoint(),
+                "POST",
+                "/_bgcloud/target-health",
+                &body.to_string()
+            )
+            .0,
+            200
+        );
+    }
+    let child = fx.bgcloud(&["deploy", "--image", "v1"]).spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !fx
+        .requests()
+        .iter()
+        .any(|(_, a)| a == "DescribeTargetHealth")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deploy never reached the health wait"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    fx.set_weights(50, 50).await; // someone else moves traffic meanwhile
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the listener changed while green was being prepared"),
+        "{stderr}"
+    );
+    assert_eq!(fx.weights().await, w(50, 50), "the other change is kept");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_missing_target_is_registered_on_the_colour_port() {
     let fx = fixture().await;
     let id = fx.stack.instance_ids[0].clone();
@@ -508,11 +551,11 @@ async fn dry_run_prints_the_plan_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_read_back_after_the_shift_puts_traffic_back() {
     let fx = fixture().await;
-    // The shift's read-back (the 3rd DescribeListeners: plan, write, verify) fails on every
+    // The shift's read-back (the 3rd DescribeListeners: plan, before the shift, verify) fails on every
     // retry; bgcloud must not leave traffic on the unverified colour.
     let fault = serde_json::json!({
         "access_key": fx.access_key, "action": "DescribeListeners", "status": 500,
-        "code": "InternalFailure", "times": 3, "skip": 1,
+        "code": "InternalFailure", "times": 3, "skip": 2,
     });
     assert_eq!(
         http(

@@ -212,7 +212,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
 async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result<Deployed> {
     let started = Instant::now();
     let deadline = started + inputs.timeout;
-    let (plan, live) = plan(ctx, backend, inputs).await?;
+    let (plan, _) = plan(ctx, backend, inputs).await?;
     let color = plan.color;
     tracing::info!(
         "deploying {} ({}) to {color} on {}",
@@ -257,6 +257,16 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
     )
     .await?;
 
+    // The wait can be long: shift from the listener as it is now, not as it was read before.
+    let live = Live::read(ctx).await?;
+    if live.weights() != plan.from {
+        return Err(Error::failed(format!(
+            "the listener changed while {color} was being prepared ({} → {}); traffic was not \
+             changed by this deploy. Check `bgcloud status`, then deploy again",
+            plan.from,
+            live.weights()
+        )));
+    }
     let previous = live
         .record()
         .and_then(|r| r.backend.release(color.other()))
