@@ -65,31 +65,50 @@ pub async fn discover(ec2: &aws_sdk_ec2::Client, which: &Instances) -> Result<Ve
     Ok(running)
 }
 
-/// Sends the script to every instance at once with `AWS-RunShellScript`; returns the command id.
+/// SendCommand takes at most this many instance ids.
+const SEND_BATCH: usize = 50;
+
+/// One instance's launch: the command it was sent in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub command_id: String,
+    pub instance_id: String,
+}
+
+/// Sends the script to every instance at once with `AWS-RunShellScript` (one command per 50
+/// instances, SSM's limit).
 pub async fn send(
     ssm: &aws_sdk_ssm::Client,
     instances: &[String],
     lines: Vec<String>,
     comment: &str,
     timeout: Duration,
-) -> Result<String> {
-    let out = ssm
-        .send_command()
-        .document_name("AWS-RunShellScript")
-        .set_instance_ids(Some(instances.to_vec()))
-        .parameters("commands", lines)
-        .parameters(
-            "executionTimeout",
-            vec![timeout.as_secs().max(30).to_string()],
-        )
-        .comment(comment.chars().take(100).collect::<String>())
-        .send()
-        .await
-        .map_err(aws("sending the launch command through SSM"))?;
-    out.command()
-        .and_then(|c| c.command_id())
-        .map(str::to_string)
-        .ok_or_else(|| Error::failed("SSM SendCommand returned no command id"))
+) -> Result<Vec<Sent>> {
+    let mut sent = Vec::new();
+    for batch in instances.chunks(SEND_BATCH) {
+        let out = ssm
+            .send_command()
+            .document_name("AWS-RunShellScript")
+            .set_instance_ids(Some(batch.to_vec()))
+            .parameters("commands", lines.clone())
+            .parameters(
+                "executionTimeout",
+                vec![timeout.as_secs().max(30).to_string()],
+            )
+            .comment(comment.chars().take(100).collect::<String>())
+            .send()
+            .await
+            .map_err(aws("sending the launch command through SSM"))?;
+        let command_id = out
+            .command()
+            .and_then(|c| c.command_id())
+            .ok_or_else(|| Error::failed("SSM SendCommand returned no command id"))?;
+        sent.extend(batch.iter().map(|id| Sent {
+            command_id: command_id.to_string(),
+            instance_id: id.clone(),
+        }));
+    }
+    Ok(sent)
 }
 
 /// One instance's result.
@@ -111,20 +130,20 @@ fn tail(s: &str, n: usize) -> String {
 /// Any instance that did not succeed fails the whole step, with its output.
 pub async fn wait(
     ssm: &aws_sdk_ssm::Client,
-    command_id: &str,
-    instances: &[String],
+    sent: &[Sent],
     poll: Duration,
     deadline: Instant,
 ) -> Result<Vec<Invocation>> {
     let mut done: Vec<Invocation> = Vec::new();
-    let mut pending: Vec<String> = instances.to_vec();
+    let mut pending: Vec<Sent> = sent.to_vec();
     loop {
         let mut still = Vec::new();
-        for id in pending {
+        for s in pending {
+            let id = &s.instance_id;
             let got = ssm
                 .get_command_invocation()
-                .command_id(command_id)
-                .instance_id(&id)
+                .command_id(&s.command_id)
+                .instance_id(id)
                 .send()
                 .await;
             let out = match got {
@@ -132,9 +151,9 @@ pub async fn wait(
                 // Right after SendCommand the invocation may not exist yet.
                 Err(e)
                     if e.as_service_error()
-                        .is_some_and(|s| s.is_invocation_does_not_exist()) =>
+                        .is_some_and(|e| e.is_invocation_does_not_exist()) =>
                 {
-                    still.push(id);
+                    still.push(s);
                     continue;
                 }
                 Err(e) => {
@@ -147,9 +166,9 @@ pub async fn wait(
                 Some(CommandInvocationStatus::Pending)
                 | Some(CommandInvocationStatus::InProgress)
                 | Some(CommandInvocationStatus::Delayed)
-                | None => still.push(id),
+                | None => still.push(s),
                 Some(status) => done.push(Invocation {
-                    instance_id: id,
+                    instance_id: s.instance_id.clone(),
                     status: status.as_str().to_string(),
                     stdout: out
                         .standard_output_content()
@@ -164,12 +183,14 @@ pub async fn wait(
             break;
         }
         if Instant::now() + poll > deadline {
+            let ids: Vec<&str> = pending.iter().map(|s| s.instance_id.as_str()).collect();
             return Err(Error::failed(format!(
-                "the launch command {command_id} was still running on {} when the deadline passed; \
-                 traffic was not changed. Check `aws ssm get-command-invocation --command-id {command_id} \
-                 --instance-id {}` and retry with a longer --health-timeout",
-                pending.join(", "),
-                pending[0]
+                "the launch command was still running on {} when the deadline passed; traffic was \
+                 not changed. Check `aws ssm get-command-invocation --command-id {} --instance-id {}` \
+                 and retry with a longer --health-timeout",
+                ids.join(", "),
+                pending[0].command_id,
+                pending[0].instance_id
             )));
         }
         tokio::time::sleep(poll).await;
@@ -192,7 +213,7 @@ pub async fn wait(
         return Err(Error::failed(format!(
             "the container did not start on {} of {} instances; traffic was not changed.\n{details}",
             failed.len(),
-            instances.len()
+            sent.len()
         )));
     }
     done.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));

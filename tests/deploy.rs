@@ -67,6 +67,26 @@ async fn full_deploy_moves_all_traffic_to_the_idle_colour_and_records_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn more_than_fifty_instances_are_sent_in_batches() {
+    let fx = Fixture::with(|s| s.instances = 51).await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    let commands = fx.aws.ssm.list_commands().send().await.unwrap();
+    let mut sizes: Vec<usize> = commands
+        .commands()
+        .iter()
+        .filter(|c| {
+            c.comment()
+                .unwrap_or_default()
+                .contains(&fx.stack.spec.name)
+        })
+        .map(|c| c.instance_ids().len())
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, [1, 50], "SendCommand takes at most 50 instance ids");
+    assert_eq!(fx.weights().await, w(0, 100));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn canary_deploy_then_promote() {
     let fx = fixture().await;
     let out = fx

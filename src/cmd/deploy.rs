@@ -225,7 +225,7 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         "bgcloud deploy {} {} to {color}",
         ctx.config.app, plan.image
     );
-    let command_id = fleet::send(
+    let sent = fleet::send(
         &ctx.clients.ssm,
         &plan.instances,
         plan.script.clone(),
@@ -233,15 +233,14 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         inputs.timeout,
     )
     .await?;
-    tracing::info!("launch command {command_id} sent; waiting for it on every instance");
-    fleet::wait(
-        &ctx.clients.ssm,
-        &command_id,
-        &plan.instances,
-        backend.poll_interval,
-        deadline,
-    )
-    .await?;
+    let ids: std::collections::BTreeSet<&str> =
+        sent.iter().map(|s| s.command_id.as_str()).collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    tracing::info!(
+        "launch command {} sent; waiting for it on every instance",
+        ids.join(", ")
+    );
+    fleet::wait(&ctx.clients.ssm, &sent, backend.poll_interval, deadline).await?;
 
     tracing::info!(
         "container running on every instance; waiting for {color}'s targets to be healthy"
