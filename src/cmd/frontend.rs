@@ -545,7 +545,7 @@ impl fmt::Display for Releases {
     }
 }
 
-/// Release ids present in the bucket, oldest first (ids start with a timestamp).
+/// Release ids present in the bucket.
 async fn bucket_releases(ctx: &Context, fe: &FrontendConfig) -> Result<Vec<String>> {
     let mut ids = Vec::new();
     let mut pages = ctx
@@ -584,7 +584,19 @@ async fn snapshot(
         cdn::inspect(&ctx.clients.cloudfront, fe),
         store.read(),
     )?;
-    Ok((ids, dist, record.unwrap_or_default().frontend))
+    let record = record.unwrap_or_default().frontend;
+    // Oldest first by when each release was made (a custom --release-id says nothing about
+    // time), then by id; releases bgcloud has no record of count as oldest.
+    let mut ids = ids;
+    let made = |id: &String| {
+        record
+            .releases
+            .iter()
+            .find(|r| &r.id == id)
+            .map(|r| r.at.clone())
+    };
+    ids.sort_by_cached_key(|id| (made(id).unwrap_or_default(), id.clone()));
+    Ok((ids, dist, record))
 }
 
 pub async fn releases(ctx: &Context) -> Result<Releases> {
