@@ -4,7 +4,7 @@
 mod support;
 
 use bgcloud::weights::Weights;
-use support::{http, Fixture};
+use support::Fixture;
 
 fn w(blue: u8, green: u8) -> Weights {
     Weights { blue, green }
@@ -270,22 +270,10 @@ async fn targets_that_never_become_healthy_time_out_with_the_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn targets_that_become_healthy_after_a_while_are_waited_for() {
     let fx = fixture().await;
-    for id in &fx.stack.instance_ids {
-        let body = serde_json::json!({
-            "target_group_arn": fx.stack.green_target_group_arn, "target_id": id,
-            "states": [{"state": "initial", "reason": "Elb.RegistrationInProgress", "times": 3}, {"state": "healthy"}],
-        });
-        assert_eq!(
-            http(
-                support::endpoint(),
-                "POST",
-                "/_bgcloud/target-health",
-                &body.to_string()
-            )
-            .0,
-            200
-        );
-    }
+    fx.set_target_states(
+        &fx.stack.green_target_group_arn,
+        serde_json::json!([{"state": "initial", "reason": "Elb.RegistrationInProgress", "times": 3}, {"state": "healthy"}]),
+    );
     let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
     assert!(
         out.stderr.contains("Elb.RegistrationInProgress"),
@@ -293,27 +281,26 @@ async fn targets_that_become_healthy_after_a_while_are_waited_for() {
         out.stderr
     );
     assert_eq!(fx.weights().await, w(0, 100));
+
+    // Never polls faster than poll_interval (100ms in the fixture's config).
+    let polls: Vec<f64> = support::request_log(&fx.access_key)
+        .iter()
+        .filter(|r| r["action"] == "DescribeTargetHealth")
+        .map(|r| r["t"].as_f64().unwrap())
+        .collect();
+    assert_eq!(polls.len(), 4, "3 polls see `initial`, the 4th `healthy`");
+    for gap in polls.windows(2).map(|p| p[1] - p[0]) {
+        assert!(gap >= 0.099, "polled again after {gap:.3} s");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_listener_changed_during_the_health_wait_is_not_overwritten() {
     let fx = fixture().await;
-    for id in &fx.stack.instance_ids {
-        let body = serde_json::json!({
-            "target_group_arn": fx.stack.green_target_group_arn, "target_id": id,
-            "states": [{"state": "initial", "times": 15}, {"state": "healthy"}],
-        });
-        assert_eq!(
-            http(
-                support::endpoint(),
-                "POST",
-                "/_bgcloud/target-health",
-                &body.to_string()
-            )
-            .0,
-            200
-        );
-    }
+    fx.set_target_states(
+        &fx.stack.green_target_group_arn,
+        serde_json::json!([{"state": "initial", "times": 15}, {"state": "healthy"}]),
+    );
     let child = fx.bgcloud(&["deploy", "--image", "v1"]).spawn();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !fx
@@ -577,16 +564,7 @@ async fn a_failed_read_back_after_the_shift_puts_traffic_back() {
         "access_key": fx.access_key, "action": "DescribeListeners", "status": 500,
         "code": "InternalFailure", "times": 3, "skip": 2,
     });
-    assert_eq!(
-        http(
-            support::endpoint(),
-            "POST",
-            "/_bgcloud/faults",
-            &fault.to_string()
-        )
-        .0,
-        200
-    );
+    support::control("faults", fault);
     let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(1);
     assert!(
         out.stderr
@@ -606,16 +584,7 @@ async fn assert_lock_free(fx: &Fixture) {
 
 fn set_ssm(instance: &str, status: &str, stdout: &str, stderr: &str) {
     let body = serde_json::json!({"instance_id": instance, "status": status, "stdout": stdout, "stderr": stderr});
-    assert_eq!(
-        http(
-            support::endpoint(),
-            "POST",
-            "/_bgcloud/ssm-invocation",
-            &body.to_string()
-        )
-        .0,
-        200
-    );
+    support::control("ssm-invocation", body);
 }
 
 async fn put_lock(fx: &Fixture, owner: &str, reason: &str, expires_at: &str) {

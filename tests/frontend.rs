@@ -4,7 +4,7 @@
 mod support;
 
 use support::stack::fnv32 as fnv;
-use support::{http, Fixture};
+use support::Fixture;
 
 fn site(fx: &Fixture, version: &str) -> String {
     let dir = fx.dir.path().join(format!("dist-{version}"));
@@ -264,16 +264,7 @@ async fn a_stale_etag_is_retried() {
     let fx = Fixture::new().await;
     // Another writer updates the distribution right after bgcloud reads its config, once.
     let body = serde_json::json!({"distribution_id": fx.stack.distribution_id, "after_reads": 2});
-    assert_eq!(
-        http(
-            support::endpoint(),
-            "POST",
-            "/_bgcloud/cloudfront-etag",
-            &body.to_string()
-        )
-        .0,
-        200
-    );
+    support::control("cloudfront-etag", body);
     let out = fx
         .bgcloud(&["frontend", "deploy", &site(&fx, "1"), "--release-id", "r1"])
         .ok();

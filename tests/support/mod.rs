@@ -217,19 +217,21 @@ impl Fixture {
 
     /// Makes the emulator report `state` for every target of a target group.
     pub fn set_target_health(&self, target_group_arn: &str, state: &str, reason: &str) {
+        let description = format!("test: {state}");
+        self.set_target_states(
+            target_group_arn,
+            serde_json::json!([{"state": state, "reason": reason, "description": description}]),
+        );
+    }
+
+    /// Makes the emulator answer DescribeTargetHealth for every target of a target group with
+    /// `states` in turn (each `times` polls, default 1); the last one sticks.
+    pub fn set_target_states(&self, target_group_arn: &str, states: Value) {
         for id in &self.stack.instance_ids {
-            let body = serde_json::json!({
-                "target_group_arn": target_group_arn,
-                "target_id": id,
-                "states": [{"state": state, "reason": reason, "description": format!("test: {state}")}],
-            });
-            let (status, _) = http(
-                endpoint(),
-                "POST",
-                "/_bgcloud/target-health",
-                &body.to_string(),
+            control(
+                "target-health",
+                serde_json::json!({"target_group_arn": target_group_arn, "target_id": id, "states": states}),
             );
-            assert_eq!(status, 200);
         }
     }
 
@@ -280,6 +282,17 @@ impl Bare {
     pub fn requests(&self) -> Vec<(String, String)> {
         requests(&self.access_key)
     }
+}
+
+/// Posts a test control to the emulator (`/_bgcloud/<path>`, see localstack/emulator.py).
+pub fn control(path: &str, body: Value) {
+    let (status, answer) = http(
+        endpoint(),
+        "POST",
+        &format!("/_bgcloud/{path}"),
+        &body.to_string(),
+    );
+    assert_eq!(status, 200, "control {path}: {answer}");
 }
 
 /// Whether an emulator-logged action only reads.
