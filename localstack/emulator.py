@@ -1,22 +1,42 @@
-"""Local AWS for bgcloud's tests and demo: moto's server plus test controls.
+"""Local AWS for bgcloud's tests and demo: moto's server, made to behave like AWS where moto is
+kinder, plus test controls.
 
-Stock moto cannot make a target unhealthy, an SSM command fail, or a CloudFront ETag go stale,
-and cannot say which requests a client made (it also sends SSM commands to every instance when
-given instance ids; fixed below). This launcher patches those in and serves them
-under /_bgcloud/ on the same port as the AWS APIs:
+Models that are ON by default (tests cannot pass on the emulator's kindness):
+  model_alb.py   the ALB's health checks: targets keyed by id and port, `initial` after
+                 registration, verdicts that change only after HealthyThresholdCount /
+                 UnhealthyThresholdCount checks one interval apart (a replaced container keeps
+                 its old verdict for a while), `unused` for groups no forward uses, `draining`
+                 for the deregistration delay
+  model_ssm.py   SSM agents (DescribeInstanceInformation, InvalidInstanceId), launches that start
+                 containers the ALB model checks, CancelCommand, output truncated as SSM does
+  this file      CloudFront If-Match and ETag rotation, invalidations "Completed"
+
+Controls, served under /_bgcloud/ on the same port as the AWS APIs:
 
   GET  /_bgcloud/health                       readiness
   GET  /_bgcloud/requests?access_key=AKID     requests signed with that access key, in order
   POST /_bgcloud/target-health                {"target_group_arn", "target_id",
                                                "states": [{"state", "reason", "description",
                                                            "times": n}, ...]}
-       each entry answers `times` DescribeTargetHealth calls (default 1); the last one sticks.
-       An empty list clears the override.
-  POST /_bgcloud/ssm-invocation               {"instance_id", "status", "stdout", "stderr",
-                                               "response_code"}; status null clears it.
+       forces what DescribeTargetHealth says, over the model: each entry answers `times` calls
+       (default 1); the last one sticks. An empty list clears the override.
+  POST /_bgcloud/image-behaviour              {"digest", "behaviour"}: containers started from
+                                               that image behave so (model_alb.py)
+  POST /_bgcloud/container                    {"instance_id", "port", "behaviour"}: what answers
+                                               on that instance port from now on
+  POST /_bgcloud/settle                       {"target_group_arn"}: its targets were registered
+                                               long ago (their verdict is settled)
+  POST /_bgcloud/ssm-invocation               {"instance_id", "status", "status_details",
+                                               "stdout", "stderr", "response_code"}; status null
+                                               clears it
+  POST /_bgcloud/ssm-agent                    {"instance_id", "status"}: Online,
+                                               ConnectionLost or unregistered
   POST /_bgcloud/faults                       {"access_key", "action", "status", "code",
-                                               "times", "skip"}: after `skip` matching requests
-                                               pass, fail the next `times` with that error
+                                               "times", "skip", "unimplemented"}: after `skip`
+                                               matching requests pass, fail the next `times`
+                                               with that error; "unimplemented": true answers
+                                               as stock moto does for an action it lacks (500,
+                                               an HTML page)
   POST /_bgcloud/cloudfront-etag              {"distribution_id", "after_reads"}: another
                                                writer changes it now, or right after each of
                                                the next `after_reads` GetDistributionConfig
@@ -45,82 +65,20 @@ from werkzeug.wrappers import Request, Response
 
 from moto.cloudfront import models as cloudfront_models
 from moto.cloudfront.exceptions import CloudFrontException
-from moto.elbv2 import models as elbv2_models
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
-from moto.ssm import models as ssm_models
+
+# The AWS behaviours moto lacks, modelled in their own modules (each documents its controls).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import model_alb  # noqa: E402
+import model_ssm  # noqa: E402
 
 LOCK = threading.Lock()
-TARGET_HEALTH = {}  # (tg_arn, target_id) -> list of [state dict, remaining]
-SSM_INVOCATIONS = {}  # instance_id -> override dict
 FAULTS = []  # dicts with access_key, action, status, code, times
 REQUESTS = {}  # access_key -> list of {"service", "action", "method", "path"}
-
-
-# --- target health -------------------------------------------------------------------------
-
-_stock_health_for = elbv2_models.FakeTargetGroup.health_for
-
-
-def _health_for(self, target, ec2_backend):
-    status = _stock_health_for(self, target, ec2_backend)
-    with LOCK:
-        queue = TARGET_HEALTH.get((self.arn, target["Id"]))
-        if not queue or target["Id"] not in self.targets:
-            return status
-        entry = queue[0]
-        if len(queue) > 1:
-            entry[1] -= 1
-            if entry[1] <= 0:
-                queue.pop(0)
-        state = entry[0]
-    status.status = state["state"]
-    status.reason = state.get("reason")
-    status.description = state.get("description")
-    return status
-
-
-elbv2_models.FakeTargetGroup.health_for = _health_for
-
-
-# --- SSM invocations -----------------------------------------------------------------------
-
-_stock_get_invocation = ssm_models.Command.get_invocation
-
-
-def _get_invocation(self, instance_id, plugin_name):
-    invocation = dict(_stock_get_invocation(self, instance_id, plugin_name))
-    with LOCK:
-        override = SSM_INVOCATIONS.get(instance_id)
-    if override:
-        status = override["status"]
-        invocation.update(
-            {
-                "Status": status,
-                "StatusDetails": status,
-                "ResponseCode": override.get("response_code", 0 if status == "Success" else 1),
-                "StandardOutputContent": override.get("stdout", ""),
-                "StandardErrorContent": override.get("stderr", ""),
-            }
-        )
-    return invocation
-
-
-ssm_models.Command.get_invocation = _get_invocation
-
-# Stock moto treats "no Targets" as "every instance in the region", so SendCommand with
-# InstanceIds lists instances it was never sent to. Real SSM uses only what was asked for.
-_stock_targets = ssm_models.Command._get_instance_ids_from_targets
-
-
-def _instance_ids_from_targets(self):
-    return _stock_targets(self) if self.targets else []
-
-
-ssm_models.Command._get_instance_ids_from_targets = _instance_ids_from_targets
 
 
 # --- CloudFront ---------------------------------------------------------------------------
@@ -244,7 +202,10 @@ class Controls:
                     break
         if fault:
             return _fault_response(fault, service)(environ, start_response)
-        return self.app(environ, start_response)
+        response = self.app(environ, start_response)
+        if service == "elasticloadbalancing" and action in model_alb.USAGE_ACTIONS:
+            model_alb.refresh_usage()
+        return response
 
     def control(self, request):
         path = request.path[len("/_bgcloud/") :]
@@ -256,20 +217,10 @@ class Controls:
         if request.method != "POST":
             return _json({"error": f"unknown control {path}"}, 404)
         data = json.loads(request.get_data() or b"{}")
+        if model_alb.control(path, data) or model_ssm.control(path, data):
+            return _json({"ok": True})
         with LOCK:
-            if path == "target-health":
-                key = (data["target_group_arn"], data["target_id"])
-                states = [[s, int(s.get("times", 1))] for s in data.get("states", [])]
-                if states:
-                    TARGET_HEALTH[key] = states
-                else:
-                    TARGET_HEALTH.pop(key, None)
-            elif path == "ssm-invocation":
-                if data.get("status"):
-                    SSM_INVOCATIONS[data["instance_id"]] = data
-                else:
-                    SSM_INVOCATIONS.pop(data["instance_id"], None)
-            elif path == "faults":
+            if path == "faults":
                 data.setdefault("times", 1)
                 FAULTS.append(data)
             elif path == "cloudfront-etag":
@@ -278,8 +229,8 @@ class Controls:
                 elif not _rotate_etags(data["distribution_id"]):
                     return _json({"error": "no such distribution"}, 404)
             elif path == "reset":
-                TARGET_HEALTH.clear()
-                SSM_INVOCATIONS.clear()
+                model_alb.reset()
+                model_ssm.reset()
                 STALE_READS.clear()
                 FAULTS.clear()
                 REQUESTS.clear()
@@ -315,6 +266,9 @@ def _json(obj, status=200):
 
 
 def _fault_response(fault, service):
+    if fault.get("unimplemented"):
+        page = "<!doctype html>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>"
+        return Response(page, status=500, mimetype="text/html")
     status = int(fault.get("status", 503))
     code = fault.get("code", "ServiceUnavailable")
     message = f"injected fault ({code})"

@@ -249,6 +249,35 @@ fn is_app_name(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// Whether setting `name` in the launch script's environment would change the script's own
+/// commands (the shell, the AWS CLI, docker/podman, Python under the CLI, TLS and proxies).
+fn changes_the_script(name: &str) -> bool {
+    const EXACT: [&str; 10] = [
+        "PATH",
+        "IFS",
+        "HOME",
+        "SHELL",
+        "ENV",
+        "BASH_ENV",
+        "CDPATH",
+        "TMPDIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+    ];
+    const PREFIXES: [&str; 6] = [
+        "AWS_",
+        "LD_",
+        "DOCKER_",
+        "CONTAINERS_",
+        "PYTHON",
+        "SSL_CERT_",
+    ];
+    let upper = name.to_ascii_uppercase();
+    EXACT.contains(&upper.as_str())
+        || PREFIXES.iter().any(|p| upper.starts_with(p))
+        || upper.ends_with("_PROXY")
+}
+
 fn is_env_name(s: &str) -> bool {
     let mut bytes = s.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
@@ -410,13 +439,19 @@ impl RawBackend {
                 ));
             }
         }
-        // The launch script assigns secrets as shell variables before calling aws and docker.
-        if let Some(bad) = secrets.keys().find(|k| {
-            ["PATH", "IFS", "HOME", "SHELL"].contains(&k.as_str()) || k.starts_with("AWS_")
-        }) {
+        // The launch script sets each secret as a shell variable of its own and exports it
+        // before calling aws and docker: a name those programs (or the shell) read would
+        // change what the script does.
+        if let Some(bad) = secrets.keys().find(|k| changes_the_script(k)) {
             return Err(c.err(
                 "[backend].secrets",
-                format_args!("has {bad}, which would break the launch script's own aws and docker calls: rename it"),
+                format_args!(
+                    "has {bad}, which the launch script's own shell, aws or docker would read \
+                     (PATH, IFS, HOME, SHELL, ENV, BASH_ENV, CDPATH, TMPDIR, AWS_*, LD_*, \
+                     DOCKER_*, CONTAINERS_*, PYTHON*, SSL_CERT_*, REQUESTS_CA_BUNDLE, \
+                     CURL_CA_BUNDLE, *_proxy are refused): rename it, and read the new name in \
+                     the app"
+                ),
             ));
         }
         if let Some(both) = env.keys().find(|k| secrets.contains_key(*k)) {
@@ -638,5 +673,56 @@ distribution_id = "E2ABCDEF"
         assert!(err(&full().replace("app = \"shop\"", "app = \"Shop_1\"")).contains("app"));
         assert!(err(&full().replace("NODE_ENV", "\"NODE-ENV\"")).contains("[backend].env"));
         assert!(err(&full().replace("DATABASE_URL =", "PATH =")).contains("[backend].secrets"));
+    }
+
+    #[test]
+    fn secret_names_the_script_itself_would_read_are_refused() {
+        for name in [
+            "PATH",
+            "IFS",
+            "HOME",
+            "SHELL",
+            "ENV",
+            "BASH_ENV",
+            "CDPATH",
+            "TMPDIR",
+            "AWS_REGION",
+            "LD_PRELOAD",
+            "DOCKER_HOST",
+            "CONTAINERS_CONF",
+            "PYTHONPATH",
+            "SSL_CERT_FILE",
+            "REQUESTS_CA_BUNDLE",
+            "CURL_CA_BUNDLE",
+            "https_proxy",
+            "HTTP_PROXY",
+            "no_proxy",
+            "path",
+            "Ld_Library_Path",
+        ] {
+            let msg = err(&full().replace("DATABASE_URL =", &format!("{name} =")));
+            assert!(
+                msg.contains("[backend].secrets") && msg.contains(name) && msg.contains("rename"),
+                "{name}: {msg}"
+            );
+        }
+        for fine in [
+            "DATABASE_URL",
+            "API_TOKEN",
+            "PROXY_TARGET",
+            "PATHS",
+            "HOMEPAGE_KEY",
+        ] {
+            let text = full().replace("DATABASE_URL =", &format!("{fine} ="));
+            assert!(parse(&text).is_ok(), "{fine} is an ordinary name");
+        }
+    }
+
+    #[test]
+    fn env_entries_never_reach_the_scripts_own_environment() {
+        // env goes to docker as one quoted `-e NAME=value` word, never set in the script's
+        // shell: even PATH is the container's business only.
+        let c = parse(&full().replace("NODE_ENV", "PATH")).unwrap();
+        assert_eq!(c.backend.unwrap().env["PATH"], "production");
     }
 }

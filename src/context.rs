@@ -7,6 +7,7 @@ use crate::aws::{self, AwsOptions, Clients};
 use crate::cli::Global;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::fleet::{self, InFlight};
 use crate::lock::Lock;
 use crate::output::Format;
 use crate::state::Store;
@@ -17,6 +18,8 @@ pub struct Context {
     pub format: Format,
     /// Who is acting, for the record and the lock: the CI run, or user@host.
     pub who: String,
+    /// SSM launches not known to be finished: cancelled if the run is interrupted.
+    pub in_flight: InFlight,
 }
 
 impl Context {
@@ -34,6 +37,7 @@ impl Context {
             config,
             format: global.output,
             who: who(),
+            in_flight: InFlight::default(),
         })
     }
 
@@ -88,6 +92,11 @@ impl Context {
             r = work => r,
             _ = interrupted() => Err(Error::Interrupted),
         };
+        if matches!(result, Err(Error::Interrupted)) {
+            // A launch still running could replace the idle colour's container after bgcloud
+            // has said the deploy stopped.
+            fleet::cancel(&self.clients.ssm, &self.in_flight.take()).await;
+        }
         if let Err(e) = lock.release(&held).await {
             tracing::warn!(
                 "could not release the deployment lock {}: {e}",
@@ -130,6 +139,7 @@ pub fn who() -> String {
     }
     let user = var("USER")
         .or_else(|| var("USERNAME"))
+        .or_else(os_user)
         .unwrap_or_else(|| "unknown".into());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -138,4 +148,22 @@ pub fn who() -> String {
         .or_else(|| var("HOSTNAME"))
         .unwrap_or_else(|| "localhost".into());
     format!("{user}@{host}")
+}
+
+/// The login name of this process's user from the system (`/etc/passwd`), for when `USER` is
+/// unset (cron, some containers and CI runners).
+fn os_user() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let name = passwd.lines().find_map(|l| {
+        let fields: Vec<&str> = l.split(':').collect();
+        (fields.len() > 2 && fields[2] == uid).then(|| fields[0].to_string())
+    });
+    name.or(Some(format!("uid{uid}")))
 }

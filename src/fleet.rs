@@ -1,13 +1,15 @@
-//! The instances a backend runs on: discovery through EC2, launching the container through SSM
-//! Run Command, and waiting for that command on every instance.
+//! The instances a backend runs on: discovery through EC2, their SSM agents, launching the
+//! container through SSM Run Command, waiting for that command on every instance, and cancelling
+//! it when bgcloud gives up.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
-use aws_sdk_ssm::types::CommandInvocationStatus;
+use aws_sdk_ssm::types::{CommandInvocationStatus, InstanceInformationStringFilter, PingStatus};
 
 use crate::config::Instances;
-use crate::error::{aws, Error, Result};
+use crate::error::{aws, AwsFailure, Error, Result};
 
 /// Running instance ids, sorted. None found is a refusal (exit 2): nothing to deploy to.
 pub async fn discover(ec2: &aws_sdk_ec2::Client, which: &Instances) -> Result<Vec<String>> {
@@ -65,8 +67,137 @@ pub async fn discover(ec2: &aws_sdk_ec2::Client, which: &Instances) -> Result<Ve
     Ok(running)
 }
 
-/// SendCommand takes at most this many instance ids.
+/// SendCommand (and an InstanceIds filter) takes at most this many instance ids.
 const SEND_BATCH: usize = 50;
+
+/// Refuses (exit 2), before anything is sent, when an instance has no SSM agent that is
+/// registered and Online: the launch could never run there. AccessDenied on the check is a
+/// refusal naming the permission; an endpoint without the call (stock moto, some LocalStack
+/// versions) gets one warning and no check.
+pub async fn check_agents(ssm: &aws_sdk_ssm::Client, instances: &[String]) -> Result<()> {
+    let mut pings = std::collections::BTreeMap::new();
+    for batch in instances.chunks(SEND_BATCH) {
+        let filter = InstanceInformationStringFilter::builder()
+            .key("InstanceIds")
+            .set_values(Some(batch.to_vec()))
+            .build()
+            .map_err(|e| Error::failed(format!("building the SSM agent query: {e}")))?;
+        let mut pages = ssm
+            .describe_instance_information()
+            .filters(filter)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    let failure = AwsFailure::of(&e);
+                    if failure.is_access_denied() {
+                        return Err(Error::refused(format!(
+                            "checking the instances' SSM agents was denied: the role needs \
+                             ssm:DescribeInstanceInformation (see the README's IAM table); \
+                             nothing was sent or changed ({})",
+                            failure.code.unwrap_or_else(|| "AccessDenied".into())
+                        )));
+                    }
+                    if failure.is_unimplemented() {
+                        tracing::warn!(
+                            "this endpoint does not implement ssm:DescribeInstanceInformation; \
+                             the instances' SSM agents were not checked"
+                        );
+                        return Ok(());
+                    }
+                    return Err(aws("checking the instances' SSM agents")(e));
+                }
+            };
+            for info in page.instance_information_list() {
+                if let Some(id) = info.instance_id() {
+                    pings.insert(id.to_string(), info.ping_status().cloned());
+                }
+            }
+        }
+    }
+    let problems: Vec<String> = instances
+        .iter()
+        .filter_map(|id| match pings.get(id) {
+            Some(Some(PingStatus::Online)) => None,
+            Some(Some(status)) => Some(format!(
+                "{id} (its SSM agent's connection is {}: the agent stopped or lost its network \
+                 path to SSM)",
+                status.as_str()
+            )),
+            _ => Some(format!(
+                "{id} (not managed by SSM: no agent registered — it needs the SSM agent running, \
+                 an instance profile with AmazonSSMManagedInstanceCore, and a route to the SSM \
+                 endpoints)"
+            )),
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::refused(format!(
+        "SSM cannot run the launch on {} of {} instances: {}. Nothing was sent or changed; fix \
+         the agents (`aws ssm describe-instance-information`) or the instance selection, then \
+         deploy again",
+        problems.len(),
+        instances.len(),
+        problems.join("; ")
+    )))
+}
+
+/// Launch commands sent and not known to be finished: what to cancel when bgcloud gives up or is
+/// interrupted, so a deploy reported as failed cannot replace a container later.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<Mutex<Vec<Sent>>>);
+
+impl InFlight {
+    fn add(&self, sent: &[Sent]) {
+        self.0
+            .lock()
+            .expect("in-flight list")
+            .extend_from_slice(sent);
+    }
+
+    fn finished(&self, sent: &Sent) {
+        self.0.lock().expect("in-flight list").retain(|s| s != sent);
+    }
+
+    pub fn take(&self) -> Vec<Sent> {
+        std::mem::take(&mut *self.0.lock().expect("in-flight list"))
+    }
+}
+
+/// Cancels `sent` (best effort: a failure is a warning), one CancelCommand per command.
+pub async fn cancel(ssm: &aws_sdk_ssm::Client, sent: &[Sent]) {
+    let mut by_command: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for s in sent {
+        by_command
+            .entry(s.command_id.as_str())
+            .or_default()
+            .push(s.instance_id.clone());
+    }
+    for (command_id, instances) in by_command {
+        match ssm
+            .cancel_command()
+            .command_id(command_id)
+            .set_instance_ids(Some(instances.clone()))
+            .send()
+            .await
+        {
+            Ok(_) => tracing::warn!(
+                "cancelled launch command {command_id} on {}",
+                instances.join(", ")
+            ),
+            Err(e) => tracing::warn!(
+                "could not cancel launch command {command_id} on {} ({}); it may still replace \
+                 the idle colour's container there — traffic is not affected",
+                instances.join(", "),
+                AwsFailure::of(&e).explain("CancelCommand")
+            ),
+        }
+    }
+}
 
 /// One instance's launch: the command it was sent in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +210,7 @@ pub struct Sent {
 /// instances, SSM's limit).
 pub async fn send(
     ssm: &aws_sdk_ssm::Client,
+    in_flight: &InFlight,
     instances: &[String],
     lines: Vec<String>,
     comment: &str,
@@ -103,10 +235,15 @@ pub async fn send(
             .command()
             .and_then(|c| c.command_id())
             .ok_or_else(|| Error::failed("SSM SendCommand returned no command id"))?;
-        sent.extend(batch.iter().map(|id| Sent {
-            command_id: command_id.to_string(),
-            instance_id: id.clone(),
-        }));
+        let batch: Vec<Sent> = batch
+            .iter()
+            .map(|id| Sent {
+                command_id: command_id.to_string(),
+                instance_id: id.clone(),
+            })
+            .collect();
+        in_flight.add(&batch);
+        sent.extend(batch);
     }
     Ok(sent)
 }
@@ -116,20 +253,30 @@ pub async fn send(
 pub struct Invocation {
     pub instance_id: String,
     pub status: String,
+    /// SSM's detail: Undeliverable, DeliveryTimedOut, ExecutionTimedOut, Terminated, …
+    pub status_details: String,
     pub stdout: String,
     pub stderr: String,
+    /// When bgcloud saw it finish: the health gate counts from here.
+    pub seen_at: Instant,
 }
 
-/// The last `n` lines of `s`.
-fn tail(s: &str, n: usize) -> String {
+/// The last `n` lines of `s`, at most `max` bytes (the newest kept).
+fn tail(s: &str, n: usize, max: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    let text = lines[lines.len().saturating_sub(n)..].join("\n");
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_string()
 }
 
 /// Polls `GetCommandInvocation` for each instance every `poll` until all are done or `deadline`.
 /// Any instance that did not succeed fails the whole step, with its output.
 pub async fn wait(
     ssm: &aws_sdk_ssm::Client,
+    in_flight: &InFlight,
     sent: &[Sent],
     poll: Duration,
     deadline: Instant,
@@ -167,15 +314,20 @@ pub async fn wait(
                 | Some(CommandInvocationStatus::InProgress)
                 | Some(CommandInvocationStatus::Delayed)
                 | None => still.push(s),
-                Some(status) => done.push(Invocation {
-                    instance_id: s.instance_id.clone(),
-                    status: status.as_str().to_string(),
-                    stdout: out
-                        .standard_output_content()
-                        .unwrap_or_default()
-                        .to_string(),
-                    stderr: out.standard_error_content().unwrap_or_default().to_string(),
-                }),
+                Some(status) => {
+                    in_flight.finished(&s);
+                    done.push(Invocation {
+                        instance_id: s.instance_id.clone(),
+                        status: status.as_str().to_string(),
+                        status_details: out.status_details().unwrap_or_default().to_string(),
+                        stdout: out
+                            .standard_output_content()
+                            .unwrap_or_default()
+                            .to_string(),
+                        stderr: out.standard_error_content().unwrap_or_default().to_string(),
+                        seen_at: Instant::now(),
+                    })
+                }
             }
         }
         pending = still;
@@ -184,14 +336,16 @@ pub async fn wait(
         }
         if Instant::now() + poll > deadline {
             let ids: Vec<&str> = pending.iter().map(|s| s.instance_id.as_str()).collect();
-            return Err(Error::failed(format!(
-                "the launch command was still running on {} when the deadline passed; traffic was \
-                 not changed. Check `aws ssm get-command-invocation --command-id {} --instance-id {}` \
-                 and retry with a longer --health-timeout",
+            let message = format!(
+                "the launch command was still running on {} when the deadline passed, and was \
+                 cancelled there; traffic was not changed. Check `aws ssm get-command-invocation \
+                 --command-id {} --instance-id {}` and retry with a longer --health-timeout",
                 ids.join(", "),
                 pending[0].command_id,
                 pending[0].instance_id
-            )));
+            );
+            cancel(ssm, &in_flight.take()).await;
+            return Err(Error::failed(message));
         }
         tokio::time::sleep(poll).await;
     }
@@ -200,12 +354,17 @@ pub async fn wait(
         let details = failed
             .iter()
             .map(|i| {
+                let detail = if i.status_details.is_empty() || i.status_details == i.status {
+                    String::new()
+                } else {
+                    format!(" ({})", i.status_details)
+                };
                 format!(
-                    "{} {}:\n--- stdout (tail)\n{}\n--- stderr (tail)\n{}",
+                    "{} {}{detail}:\n--- stdout (tail)\n{}\n--- stderr (tail)\n{}",
                     i.instance_id,
                     i.status,
-                    tail(&i.stdout, 20),
-                    tail(&i.stderr, 20)
+                    tail(&i.stdout, 20, 2_000),
+                    tail(&i.stderr, 30, 4_000)
                 )
             })
             .collect::<Vec<_>>()

@@ -11,6 +11,7 @@ pub mod ecr;
 pub mod error;
 pub mod fleet;
 pub mod health;
+pub mod health_gate;
 pub mod live;
 pub mod lock;
 pub mod object;
@@ -18,6 +19,7 @@ pub mod output;
 pub mod script;
 pub mod site;
 pub mod state;
+pub mod target_group;
 pub mod traffic;
 pub mod weights;
 

@@ -27,10 +27,11 @@ pub fn print<T: Display + Serialize>(format: Format, value: &T) -> Result<()> {
     Ok(())
 }
 
-/// Sets up logging to stderr: bgcloud's progress at info, -v for debug, -vv for the SDK too.
-/// `RUST_LOG` overrides.
+/// Sets up logging to stderr: bgcloud's progress at info, -v for debug (and AWS errors with the
+/// SDK's whole chain), -vv for the SDK too. `RUST_LOG` overrides.
 pub fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
+    crate::error::set_verbose(verbose > 0);
     let default = match verbose {
         0 => "warn,bgcloud=info",
         1 => "warn,bgcloud=debug",

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::target_group::HealthCheck;
+
 /// Quotes `s` for a POSIX shell: the result is one word whose value is exactly `s`.
 pub fn quote(s: &str) -> String {
     if !s.is_empty()
@@ -30,7 +32,9 @@ pub struct Launch<'a> {
     pub env: &'a BTreeMap<String, String>,
     /// Variable name → SSM parameter name.
     pub secrets: &'a BTreeMap<String, String>,
-    /// How long the on-instance readiness probe waits for the port to answer.
+    /// The target group's health check, which the on-instance readiness probe mirrors.
+    pub health_check: &'a HealthCheck,
+    /// How long the on-instance readiness probe waits for a passing answer.
     pub ready_seconds: u32,
 }
 
@@ -95,27 +99,84 @@ impl Launch<'_> {
         }
         run.push_str(&format!(" \\\n  {image} >/dev/null"));
         lines.push(run);
-        // Readiness: the container must stay up and its host port must answer HTTP locally.
-        lines.push(format!(
-            "i=0; while [ $i -lt {} ]; do\n  \
-               if [ \"$(docker inspect -f '{{{{.State.Running}}}}' {container} 2>/dev/null)\" != true ]; then break; fi\n  \
-               if curl -s -o /dev/null --max-time 2 http://127.0.0.1:{}/; then echo \"bgcloud: {} is up on port {}\"; exit 0; fi\n  \
-               i=$((i+1)); sleep 1\n\
-             done",
-            self.ready_seconds,
-            self.host_port,
-            self.container(),
-            self.host_port,
-        ));
-        lines.push(format!(
-            "echo \"bgcloud: {} did not answer on port {} within {} s; last 50 log lines:\" >&2",
-            self.container(),
-            self.host_port,
-            self.ready_seconds
-        ));
-        lines.push(format!("docker logs --tail 50 {container} >&2 || true"));
-        lines.push("exit 1".to_string());
+        lines.extend(self.readiness());
         lines
+    }
+
+    /// The URL the ALB's health check would ask, on this instance.
+    pub fn probe_url(&self) -> String {
+        let hc = self.health_check;
+        let scheme = if hc.protocol.eq_ignore_ascii_case("HTTPS") {
+            "https"
+        } else {
+            "http"
+        };
+        let port = hc.port.unwrap_or(self.host_port);
+        format!("{scheme}://127.0.0.1:{port}{}", hc.path)
+    }
+
+    /// The readiness probe: what the ALB's health check will ask (path, protocol, port), judged
+    /// by its matcher, every second while the container runs. Not ready in time: the container's
+    /// last log lines, bounded so the reason fits SSM's 8,000 characters of stderr, and the
+    /// reason itself as the very last line.
+    fn readiness(&self) -> Vec<String> {
+        let hc = self.health_check;
+        let container = quote(&self.container());
+        let name = self.container();
+        let insecure = if self.probe_url().starts_with("https") {
+            " -k"
+        } else {
+            ""
+        };
+        let tests: Vec<String> = hc
+            .matcher
+            .ranges
+            .iter()
+            .map(|&(lo, hi)| {
+                if lo == hi {
+                    format!("  [ \"$1\" -eq {lo} ] && return 0")
+                } else {
+                    format!("  [ \"$1\" -ge {lo} ] && [ \"$1\" -le {hi} ] && return 0")
+                }
+            })
+            .collect();
+        vec![
+            format!(
+                "# Ready when the container answers as the target group's health check expects ({}).",
+                hc.matcher
+            ),
+            format!(
+                "bgcloud_passes() {{\n  case \"$1\" in ''|*[!0-9]*) return 1 ;; esac\n{}\n  return 1\n}}",
+                tests.join("\n")
+            ),
+            format!("url={}", quote(&self.probe_url())),
+            format!(
+                "code=none; state=missing; i=0\n\
+                 while [ $i -lt {seconds} ]; do\n  \
+                   state=\"$(docker inspect -f '{{{{.State.Status}}}} (exit code {{{{.State.ExitCode}}}})' {container} 2>/dev/null || echo missing)\"\n  \
+                   case \"$state\" in running*) ;; *) break ;; esac\n  \
+                   code=\"$(curl -s -o /dev/null -w '%{{http_code}}' --max-time {timeout}{insecure} \"$url\" || true)\"\n  \
+                   if bgcloud_passes \"$code\"; then echo \"bgcloud: {name} answers $code on $url\"; exit 0; fi\n  \
+                   i=$((i+1)); sleep 1\n\
+                 done",
+                seconds = self.ready_seconds,
+                timeout = hc.timeout.as_secs().clamp(1, 10),
+            ),
+            format!("echo \"bgcloud: last log lines of {name}:\" >&2"),
+            format!("docker logs --tail 50 {container} 2>&1 | tail -c 3000 >&2 || true"),
+            format!(
+                "case \"$state\" in\n  \
+                   running*) case \"$code\" in\n    \
+                     none|000) echo \"bgcloud: {name} is not ready: no answer on $url within {seconds} s\" >&2 ;;\n    \
+                     *) echo \"bgcloud: {name} is not ready: $url answered $code, the target group expects {matcher} (waited {seconds} s)\" >&2 ;;\n  \
+                   esac ;;\n  \
+                   *) echo \"bgcloud: {name} is not running: $state\" >&2 ;;\n\
+                 esac",
+                seconds = self.ready_seconds,
+                matcher = hc.matcher,
+            ),
+            "exit 1".to_string(),
+        ]
     }
 }
 
@@ -166,11 +227,28 @@ mod tests {
         }
     }
 
+    fn health_check(path: &str, matcher: &str) -> HealthCheck {
+        HealthCheck {
+            protocol: "HTTP".into(),
+            port: None,
+            path: path.into(),
+            matcher: crate::target_group::Matcher::parse(matcher).unwrap(),
+            interval: std::time::Duration::from_secs(10),
+            timeout: std::time::Duration::from_secs(5),
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+        }
+    }
+
+    static HEALTHZ: std::sync::LazyLock<HealthCheck> =
+        std::sync::LazyLock::new(|| health_check("/healthz", "200-399"));
+
     fn launch<'a>(
         env: &'a BTreeMap<String, String>,
         secrets: &'a BTreeMap<String, String>,
     ) -> Launch<'a> {
         Launch {
+            health_check: &HEALTHZ,
             app: "shop",
             color: "green",
             region: "us-east-1",
@@ -198,6 +276,10 @@ mod tests {
         assert!(script.contains("-e NODE_ENV=production"));
         assert!(script.contains("--label bgcloud.digest=sha256:abc"));
         assert!(script.contains("docker logs --tail 50 shop-green"));
+        assert!(
+            script.contains("url=http://127.0.0.1:8082/healthz"),
+            "the probe asks the health check's path on the colour port: {script}"
+        );
         let pull = script.find("docker pull").unwrap();
         assert!(
             pull < script.find("docker rm -f").unwrap(),
@@ -253,6 +335,135 @@ mod tests {
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A local HTTP server that answers `GET /<status>` with that status, for the probe tests.
+    fn status_server() -> u16 {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let status: u16 = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.trim_start_matches('/').parse().ok())
+                    .unwrap_or(404);
+                let mut out = stream;
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        port
+    }
+
+    /// Runs the script's readiness part under `sh` with a fake `docker` on PATH (the container
+    /// "runs" and has a long log) and the real curl: (exit code, stdout, stderr).
+    fn run_readiness(launch: &Launch<'_>) -> (i32, String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = dir.path().join("docker");
+        std::fs::write(
+            &docker,
+            "#!/bin/sh\ncase \"$1\" in\n  inspect) echo 'running (exit code 0)' ;;\n  logs) i=0; while [ $i -lt 3000 ]; do echo \"log line $i: the app said something long enough to matter\"; i=$((i+1)); done ;;\nesac\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = format!("set -eu\n{}", launch.readiness().join("\n"));
+        let path = format!(
+            "{}:{}",
+            dir.path().display(),
+            std::env::var("PATH").unwrap()
+        );
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn the_probe_judges_answers_by_the_target_groups_matcher() {
+        let port = status_server();
+        let (env, secrets) = (BTreeMap::new(), BTreeMap::new());
+        let mut cases = Vec::new();
+        for matcher in ["200", "200-399", "200,302"] {
+            for status in [200u16, 302, 404, 500] {
+                cases.push((matcher, status));
+            }
+        }
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = cases
+                .iter()
+                .map(|&(matcher, status)| {
+                    let (env, secrets) = (&env, &secrets);
+                    s.spawn(move || {
+                        let hc = health_check(&format!("/{status}"), matcher);
+                        let mut l = launch(env, secrets);
+                        l.health_check = &hc;
+                        l.host_port = port;
+                        l.ready_seconds = 1;
+                        (matcher, status, run_readiness(&l))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (matcher, status, (code, stdout, stderr)) in results {
+            let expected = crate::target_group::Matcher::parse(matcher)
+                .unwrap()
+                .matches(status);
+            assert_eq!(
+                code == 0,
+                expected,
+                "matcher {matcher}, answer {status}: exit {code}\n{stdout}\n{stderr}"
+            );
+            if !expected {
+                let last = stderr.lines().last().unwrap_or_default();
+                assert!(
+                    last.contains(&format!("answered {status}")) && last.contains(matcher),
+                    "the reason is the last line: {last}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_probe_fits_ssm_stderr_with_the_reason_last() {
+        let port = status_server();
+        let (env, secrets) = (BTreeMap::new(), BTreeMap::new());
+        let hc = health_check("/500", "200");
+        let mut l = launch(&env, &secrets);
+        l.health_check = &hc;
+        l.host_port = port;
+        l.ready_seconds = 1;
+        let (code, _, stderr) = run_readiness(&l);
+        assert_eq!(code, 1);
+        assert!(
+            stderr.len() < 8_000,
+            "SSM keeps 8,000 characters of stderr; the script wrote {}",
+            stderr.len()
+        );
+        assert!(
+            stderr.contains("log line 2999"),
+            "the newest log lines are kept"
+        );
+        let last = stderr.lines().last().unwrap();
+        assert!(
+            last.starts_with("bgcloud: shop-green is not ready") && last.contains("answered 500"),
+            "{last}"
         );
     }
 }

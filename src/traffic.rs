@@ -19,6 +19,9 @@ pub struct Forward {
     actions: Vec<Action>,
     index: usize,
     pub weights: Weights,
+    /// The forward names one target group only (a plain `TargetGroupArn`, as most listeners
+    /// are created): the other colour's group is then `unused` and never health-checked.
+    pub plain: bool,
 }
 
 impl Forward {
@@ -84,6 +87,7 @@ impl Forward {
             actions,
             index,
             weights,
+            plain: groups.len() == 1,
         })
     }
 
@@ -180,6 +184,13 @@ pub async fn read(elb: &Client, backend: &BackendConfig) -> Result<Forward> {
                 "{resource} does not exist: check rule_arn in the config"
             ))
         })?;
+        if rule.is_default() == Some(true) {
+            return Err(Error::refused(format!(
+                "{resource} is its listener's default rule, which ModifyRule cannot change: \
+                 remove rule_arn from the config so bgcloud drives the listener's default action \
+                 (listener_arn), or set it to a rule with conditions"
+            )));
+        }
         Forward::parse(resource, rule.actions().to_vec(), backend)
     } else {
         let resource = format!("listener {}", backend.listener_arn);

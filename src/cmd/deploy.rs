@@ -1,7 +1,8 @@
 //! `bgcloud deploy`: the release of a backend image, as explicit steps. Validate → lock →
-//! resolve the digest → pick the idle colour → find instances → launch through SSM → wait for
-//! the command → wait for healthy targets → shift (all, or the canary share) and verify →
-//! record → unlock. Any failure before the shift leaves traffic untouched.
+//! resolve the digest → pick the idle colour → find instances and check their SSM agents →
+//! adopt a plain forward → launch through SSM → wait for the command → wait until the ALB has
+//! judged the new containers healthy (the health gate) → shift (all, or the canary share) and
+//! verify → record → unlock. Any failure before the shift leaves traffic untouched.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::cli::{parse_duration, DeployArgs};
-use crate::cmd::shift::{self, Gate, Shifted};
+use crate::cmd::shift::{self, Shifted};
 use crate::cmd::status::short_digest;
 use crate::color::Color;
 use crate::config::BackendConfig;
@@ -17,10 +18,12 @@ use crate::context::Context;
 use crate::ecr::{self, Image, ImageRef};
 use crate::error::{Error, Result};
 use crate::fleet;
-use crate::health;
+use crate::health_gate::{self, Gate, Launched};
 use crate::live::Live;
 use crate::script::Launch;
 use crate::state::{new_id, now, Release};
+use crate::target_group::{self, HealthCheck};
+use crate::traffic;
 use crate::weights::{parse_percent, Weights};
 
 /// What a deploy will do (`--dry-run`) or did.
@@ -35,6 +38,13 @@ pub struct Plan {
     pub instances: Vec<String>,
     pub from: Weights,
     pub to: Weights,
+    /// The listener forwards to one colour only and will first be rewritten as a weighted
+    /// forward to both (no traffic moves), so the ALB health-checks the idle colour.
+    pub adopt: bool,
+    /// The idle colour's target group health check: the probe mirrors it, and the health gate
+    /// waits `judge_seconds` after a launch before it trusts a `healthy` verdict.
+    pub health_check: HealthCheck,
+    pub judge_seconds: f64,
     /// The script SSM runs on each instance; secrets appear as parameter names only.
     pub script: Vec<String>,
 }
@@ -47,6 +57,18 @@ pub struct Deployed {
     pub previous: Option<Release>,
     pub shift: Shifted,
     pub seconds: f64,
+    pub timings: Timings,
+}
+
+/// Where a deploy's time went, in seconds.
+#[derive(Debug, Default, Serialize)]
+pub struct Timings {
+    /// Until SSM reported the launch script done on every instance.
+    pub launch: f64,
+    /// Until the health gate trusted every target.
+    pub health: f64,
+    /// The shift, its read-back and the record.
+    pub shift: f64,
 }
 
 impl fmt::Display for Plan {
@@ -60,6 +82,27 @@ impl fmt::Display for Plan {
         writeln!(f, "  colour    {} (idle)", self.color)?;
         writeln!(f, "  instances {}", self.instances.join(", "))?;
         writeln!(f, "  traffic   {} → {}", self.from, self.to)?;
+        if self.adopt {
+            writeln!(
+                f,
+                "  adopt     the listener forwards to {} only: it will first be rewritten as a \
+                 weighted forward {} (no traffic moves) so the ALB health-checks {}",
+                self.from.stable(self.color.other()),
+                self.from,
+                self.color
+            )?;
+        }
+        let hc = &self.health_check;
+        writeln!(
+            f,
+            "  health    {} {} expecting {}; a healthy verdict is trusted {} after the launch \
+             ({})",
+            hc.protocol,
+            hc.path,
+            hc.matcher,
+            humantime::format_duration(Duration::from_secs_f64(self.judge_seconds)),
+            hc.judge_arithmetic()
+        )?;
         writeln!(f, "  script (SSM AWS-RunShellScript on each instance):")?;
         for line in self.script.iter().flat_map(|l| l.lines()) {
             writeln!(f, "    {line}")?;
@@ -84,6 +127,15 @@ impl fmt::Display for Deployed {
             f,
             "traffic: {} → {} (verified on the listener)",
             p.from, p.to
+        )?;
+        let t = &self.timings;
+        writeln!(
+            f,
+            "time: launch {:.1} s, health gate {:.1} s (the ALB's judgement: {}), shift {:.1} s",
+            t.launch,
+            t.health,
+            p.health_check.judge_arithmetic(),
+            t.shift
         )?;
         if p.to.get(p.color) < 100 {
             writeln!(
@@ -133,15 +185,17 @@ fn validate(args: &DeployArgs, backend: &BackendConfig) -> Result<Inputs> {
 }
 
 pub enum Outcome {
-    Planned(Plan),
-    Deployed(Deployed),
+    Planned(Box<Plan>),
+    Deployed(Box<Deployed>),
 }
 
 pub async fn run(ctx: &Context, args: &DeployArgs) -> Result<Outcome> {
     let backend = ctx.config.backend()?;
     let inputs = validate(args, backend)?;
     if args.dry_run {
-        return Ok(Outcome::Planned(plan(ctx, backend, &inputs).await?.0));
+        return Ok(Outcome::Planned(Box::new(
+            plan(ctx, backend, &inputs).await?.0,
+        )));
     }
     let reason = format!("deploy {}", args.image);
     ctx.locked_for(
@@ -151,7 +205,7 @@ pub async fn run(ctx: &Context, args: &DeployArgs) -> Result<Outcome> {
         deploy(ctx, backend, &inputs),
     )
     .await
-    .map(Outcome::Deployed)
+    .map(|d| Outcome::Deployed(Box::new(d)))
 }
 
 /// The read-only part: live state, digest, colour, instances, script.
@@ -165,10 +219,26 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
         )));
     }
     let color = live.stable().other();
-    let (image, instances) = tokio::try_join!(
+    let idle_group = [backend.target_group_arn(color)];
+    let (image, instances, checks) = tokio::try_join!(
         ecr::resolve(&ctx.clients.ecr, &backend.repository, &inputs.image),
         fleet::discover(&ctx.clients.ec2, &backend.instances),
+        target_group::health_checks(&ctx.clients.elb, &idle_group),
     )?;
+    let health_check = checks.into_iter().next().expect("one target group asked");
+    let judge = health_check.judge_time();
+    if judge >= inputs.timeout {
+        return Err(Error::refused(format!(
+            "--health-timeout {} is too short: after a launch the ALB needs {} to judge the new \
+             container on {color}'s target group, so no deploy could pass. Raise \
+             --health-timeout (or [backend].health_timeout) to at least {}, or shorten the \
+             target group's health check interval or thresholds",
+            humantime::format_duration(inputs.timeout),
+            health_check.judge_arithmetic(),
+            humantime::format_duration(judge + Duration::from_secs(30))
+        )));
+    }
+    fleet::check_agents(&ctx.clients.ssm, &instances).await?;
     let Image {
         reference,
         digest,
@@ -187,6 +257,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
         container_port: backend.container_port,
         env: &backend.env,
         secrets: &backend.secrets,
+        health_check: &health_check,
         ready_seconds: inputs.timeout.as_secs().clamp(10, 120) as u32,
     }
     .render();
@@ -204,6 +275,9 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
         instances,
         from: live.weights(),
         to,
+        adopt: live.forward.plain,
+        judge_seconds: judge.as_secs_f64(),
+        health_check,
         script,
     };
     Ok((plan, live))
@@ -212,7 +286,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
 async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result<Deployed> {
     let started = Instant::now();
     let deadline = started + inputs.timeout;
-    let (plan, _) = plan(ctx, backend, inputs).await?;
+    let (plan, live) = plan(ctx, backend, inputs).await?;
     let color = plan.color;
     tracing::info!(
         "deploying {} ({}) to {color} on {}",
@@ -220,41 +294,44 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         short_digest(&plan.digest),
         plan.instances.join(", ")
     );
+    if plan.adopt {
+        adopt(ctx, backend, &live, color).await?;
+    }
 
-    let comment = format!(
-        "bgcloud deploy {} {} to {color}",
-        ctx.config.app, plan.image
-    );
-    let sent = fleet::send(
-        &ctx.clients.ssm,
-        &plan.instances,
-        plan.script.clone(),
-        &comment,
-        inputs.timeout,
-    )
-    .await?;
-    let ids: std::collections::BTreeSet<&str> =
-        sent.iter().map(|s| s.command_id.as_str()).collect();
-    let ids: Vec<&str> = ids.into_iter().collect();
-    tracing::info!(
-        "launch command {} sent; waiting for it on every instance",
-        ids.join(", ")
-    );
-    fleet::wait(&ctx.clients.ssm, &sent, backend.poll_interval, deadline).await?;
+    let launched = launch(ctx, backend, &plan, deadline).await?;
+    let launched_at = Instant::now();
 
+    let arn = backend.target_group_arn(color);
+    let port = backend.port(color);
+    let registered =
+        health_gate::register(&ctx.clients.elb, arn, color.as_str(), &plan.instances, port).await?;
     tracing::info!(
-        "container running on every instance; waiting for {color}'s targets to be healthy"
+        "container running on every instance; waiting until the ALB has judged {color}'s new \
+         containers ({}, at most {} from now)",
+        plan.health_check.judge_arithmetic(),
+        humantime::format_duration(Duration::from_secs(
+            deadline.saturating_duration_since(Instant::now()).as_secs()
+        ))
     );
-    health::wait_healthy(
-        &ctx.clients.elb,
-        backend.target_group_arn(color),
+    let gate = Gate::new(
         color.as_str(),
-        &plan.instances,
-        backend.port(color),
+        port,
+        plan.health_check.judge_time(),
+        &launched,
+        &registered.fresh,
+    );
+    health_gate::wait(
+        &ctx.clients.elb,
+        arn,
+        &plan.health_check,
+        &format!("{}-{color}", ctx.config.app),
+        gate,
+        registered.unchanged,
         backend.poll_interval,
         deadline,
     )
     .await?;
+    let trusted_at = Instant::now();
 
     // The wait can be long: shift from the listener as it is now, not as it was read before.
     let live = Live::read(ctx).await?;
@@ -282,14 +359,80 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         live,
         "deploy",
         plan.to,
-        Gate::Checked,
+        shift::Gate::Checked,
         Some((color, release)),
     )
     .await?;
+    let timings = Timings {
+        launch: (launched_at - started).as_secs_f64(),
+        health: (trusted_at - launched_at).as_secs_f64(),
+        shift: trusted_at.elapsed().as_secs_f64(),
+    };
     Ok(Deployed {
         plan,
         previous,
         shift,
         seconds: started.elapsed().as_secs_f64(),
+        timings,
     })
+}
+
+/// A listener that forwards to one colour only leaves the other `unused`: the ALB would never
+/// check the new containers. Rewrite it as a weighted forward to both, the idle colour at 0
+/// (no traffic moves), and read it back.
+async fn adopt(ctx: &Context, backend: &BackendConfig, live: &Live, idle: Color) -> Result<()> {
+    let weights = live.weights();
+    traffic::write(&ctx.clients.elb, backend, &live.forward, weights).await?;
+    tracing::warn!(
+        "{} forwarded to {} only; rewrote it as a weighted forward {weights} so the ALB \
+         health-checks {idle} (no traffic moved)",
+        live.forward.resource,
+        weights.stable(idle.other()),
+    );
+    Ok(())
+}
+
+/// Sends the launch script to every instance and waits for it; returns when bgcloud saw it
+/// succeed on each.
+async fn launch(
+    ctx: &Context,
+    backend: &BackendConfig,
+    plan: &Plan,
+    deadline: Instant,
+) -> Result<Vec<Launched>> {
+    let comment = format!(
+        "bgcloud deploy {} {} to {}",
+        ctx.config.app, plan.image, plan.color
+    );
+    let sent = fleet::send(
+        &ctx.clients.ssm,
+        &ctx.in_flight,
+        &plan.instances,
+        plan.script.clone(),
+        &comment,
+        deadline.saturating_duration_since(Instant::now()),
+    )
+    .await?;
+    let ids: std::collections::BTreeSet<&str> =
+        sent.iter().map(|s| s.command_id.as_str()).collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    tracing::info!(
+        "launch command {} sent; waiting for it on every instance",
+        ids.join(", ")
+    );
+    let done = fleet::wait(
+        &ctx.clients.ssm,
+        &ctx.in_flight,
+        &sent,
+        backend.poll_interval,
+        deadline,
+    )
+    .await?;
+    Ok(done
+        .into_iter()
+        .map(|i| Launched {
+            instance_id: i.instance_id,
+            at: i.seen_at,
+        })
+        .collect())
 }

@@ -128,6 +128,10 @@ impl Fixture {
         let stack = Stack::create(&aws, spec)
             .await
             .expect("create the test stack");
+        // Both colours have been serving for a while: their targets have a verdict already.
+        for arn in [&stack.blue_target_group_arn, &stack.green_target_group_arn] {
+            control("settle", serde_json::json!({ "target_group_arn": arn }));
+        }
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("bgcloud.toml");
         std::fs::write(&config, stack.config_toml("")).unwrap();
@@ -232,6 +236,77 @@ impl Fixture {
                 "target-health",
                 serde_json::json!({"target_group_arn": target_group_arn, "target_id": id, "states": states}),
             );
+        }
+    }
+
+    /// Containers started from image `tag` behave so on the emulator's instances (see
+    /// localstack/model_alb.py: {"status": 500}, {"down": true}, {"then": {"after": s, …}}).
+    pub fn image_behaviour(&self, tag: &str, behaviour: Value) {
+        control(
+            "image-behaviour",
+            serde_json::json!({"digest": self.stack.images[tag], "behaviour": behaviour}),
+        );
+    }
+
+    /// What answers on `port` of every instance from now on, as if its container changed.
+    pub fn containers(&self, port: u16, behaviour: Value) {
+        for id in &self.stack.instance_ids {
+            control(
+                "container",
+                serde_json::json!({"instance_id": id, "port": port, "behaviour": behaviour}),
+            );
+        }
+    }
+
+    /// (instance id, port, state, reason) of a target group's targets, read with the test's
+    /// own client.
+    pub async fn target_states(
+        &self,
+        target_group_arn: &str,
+    ) -> Vec<(String, i32, String, String)> {
+        let out = self
+            .aws
+            .elb
+            .describe_target_health()
+            .target_group_arn(target_group_arn)
+            .send()
+            .await
+            .unwrap();
+        let mut states: Vec<_> = out
+            .target_health_descriptions()
+            .iter()
+            .map(|d| {
+                let t = d.target().unwrap();
+                let h = d.target_health().unwrap();
+                (
+                    t.id().unwrap().to_string(),
+                    t.port().unwrap_or_default(),
+                    h.state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    h.reason()
+                        .map(|r| r.as_str().to_string())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        states.sort();
+        states
+    }
+
+    /// Waits (up to 30 s) until every target of the group reads `state`.
+    pub async fn wait_for_targets(&self, target_group_arn: &str, state: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let states = self.target_states(target_group_arn).await;
+            if !states.is_empty() && states.iter().all(|s| s.2 == state) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "targets never read {state}: {states:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -384,6 +459,11 @@ impl Run {
 
     pub fn env(mut self, key: &str, value: &str) -> Run {
         self.cmd.env(key, value);
+        self
+    }
+
+    pub fn env_remove(mut self, key: &str) -> Run {
+        self.cmd.env_remove(key);
         self
     }
 

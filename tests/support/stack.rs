@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetDescription, TargetGroupTuple,
-    TargetTypeEnum,
+    Action, ActionTypeEnum, ForwardActionConfig, Matcher, ProtocolEnum, TargetDescription,
+    TargetGroupAttribute, TargetGroupTuple, TargetTypeEnum,
 };
 use bgcloud::aws::Clients;
 
@@ -29,6 +29,10 @@ pub struct StackSpec {
     /// Give the distribution a `/assets/*` behavior on the bucket root (shared hashed assets),
     /// as infra/ does; false: one origin only.
     pub shared_assets: bool,
+    /// The target groups' health check: interval (s), healthy and unhealthy thresholds. Tests
+    /// use 1 s and 2/2 (below AWS's 5 s minimum, which the emulator allows), so the health
+    /// gate's (max(2, 2) + 1) × 1 s costs 3 s per deploy.
+    pub health_check: (i32, i32, i32),
 }
 
 impl StackSpec {
@@ -41,6 +45,7 @@ impl StackSpec {
             green_port: 8082,
             image_tags: vec!["v1".to_string()],
             shared_assets: true,
+            health_check: (1, 2, 2),
         }
     }
 }
@@ -142,8 +147,11 @@ impl Stack {
                 .vpc_id(&vpc_id)
                 .target_type(TargetTypeEnum::Instance)
                 .health_check_path("/healthz")
-                .health_check_interval_seconds(5)
-                .healthy_threshold_count(2)
+                .health_check_interval_seconds(spec.health_check.0)
+                .health_check_timeout_seconds(spec.health_check.0.min(2))
+                .healthy_threshold_count(spec.health_check.1)
+                .unhealthy_threshold_count(spec.health_check.2)
+                .matcher(Matcher::builder().http_code("200-399").build())
                 .send()
                 .await?;
             let arn = tg
@@ -152,6 +160,18 @@ impl Stack {
                 .and_then(|t| t.target_group_arn())
                 .ok_or("no target group arn")?
                 .to_string();
+            // What infra/ sets for the lane and tests: a deregistered target drains for 1 s.
+            aws.elb
+                .modify_target_group_attributes()
+                .target_group_arn(&arn)
+                .attributes(
+                    TargetGroupAttribute::builder()
+                        .key("deregistration_delay.timeout_seconds")
+                        .value("1")
+                        .build(),
+                )
+                .send()
+                .await?;
             let targets = instance_ids
                 .iter()
                 .map(|id| {
@@ -244,7 +264,7 @@ container_port = {container_port}
 blue_port = {blue_port}
 green_port = {green_port}
 instance_tags = {{ "bgcloud:app" = "{name}" }}
-health_timeout = "20s"
+health_timeout = "30s"
 poll_interval = "100ms"
 env = {{ NODE_ENV = "production" }}
 {extra_backend}

@@ -1,0 +1,386 @@
+"""The ALB's health checking, modelled on top of moto (which calls every target healthy).
+
+What real ELBv2 does and this module makes moto do:
+- Targets are keyed by instance id *and* port: one instance can be registered twice on two ports.
+- A registered target starts `initial` (Elb.RegistrationInProgress, then Elb.InitialHealthChecking)
+  and the ALB checks it every HealthCheckIntervalSeconds. It turns `healthy` after
+  HealthyThresholdCount consecutive passes and `unhealthy` after UnhealthyThresholdCount
+  consecutive failures; from either verdict it needs as many opposite results to change. So a
+  target that was healthy **keeps reading healthy** for a while after its container is replaced
+  by a broken one: the stale verdict the health gate must not trust.
+- A target group that no listener or rule forwards to is not checked: its targets read `unused`
+  (Target.NotInUse). When a forward starts using it, its targets start again from `initial`.
+- DeregisterTargets leaves the target `draining` (Target.DeregistrationInProgress) for the
+  group's deregistration delay; registering it again starts it from `initial`.
+
+What a check sees is the "container" on the instance's port: by default something that answers
+200 (the stack is assumed to run an app there); the SSM model (ssm.py) starts a new container at
+each launch, which behaves as its image was told to (control `image-behaviour`), and the
+`container` control sets one directly. A behaviour is {"status": N} (an HTTP answer), {"down":
+true} (connection refused), {"timeout": true}, optionally {"then": {"after": S, ...}}: after S
+seconds it behaves as the inner one.
+
+Health-check intervals below AWS's 5 s minimum are accepted, for test speed (the health check
+timeout is then capped below the interval).
+"""
+
+import hashlib
+import re
+import threading
+import time
+
+from moto.elbv2 import models as elbv2_models
+from moto.elbv2.exceptions import InvalidTargetError, TargetGroupNotFoundError, TargetNotRunning
+
+LOCK = threading.RLock()
+TARGETS = {}  # (tg_arn, id, port) -> Target
+USAGE = {}  # tg_arn -> time since when a forward uses it, or None
+CONTAINERS = {}  # (instance_id, port) -> [(start time, behaviour)]
+FORCED = {}  # (tg_arn, target_id) -> [[state dict, answers left], ...]: control target-health
+IMAGES = {}  # image digest -> behaviour of containers started from it
+DEFAULT_BEHAVIOUR = {"status": 200}
+
+
+class Target:
+    def __init__(self, now, tg_arn, target_id, port):
+        self.id = target_id
+        self.port = port
+        self.registered_at = now
+        self.draining_until = None
+        # Checks are spread over the interval, as the ALB's are; fixed per target so a test
+        # run is repeatable.
+        digest = hashlib.sha256(f"{tg_arn}{target_id}{port}".encode()).digest()
+        self.phase = 0.1 + 0.8 * digest[0] / 255
+        self.reset(now)
+
+    def reset(self, since):
+        self.since = since
+        self.state = "initial"
+        self.reason = "Elb.RegistrationInProgress"
+        self.description = "Target registration is in progress"
+        self.passes = 0
+        self.fails = 0
+        self.next_check = None
+
+
+# --- what a check sees ------------------------------------------------------------------------
+
+
+def behaviour_at(instance_id, port, t):
+    """The behaviour of the container on instance:port at time t, and when it started."""
+    start, behaviour = 0.0, DEFAULT_BEHAVIOUR
+    for s, b in CONTAINERS.get((instance_id, port), []):
+        if s <= t:
+            start, behaviour = s, b
+    while "then" in behaviour and t - start >= float(behaviour["then"].get("after", 0)):
+        start, behaviour = start + float(behaviour["then"].get("after", 0)), behaviour["then"]
+    return behaviour
+
+
+def matches(matcher, status):
+    """Whether an HTTP status passes a target group matcher such as 200, 200-399 or 200,302."""
+    for part in (matcher or "200").split(","):
+        lo, _, hi = part.strip().partition("-")
+        if lo and int(lo) <= status <= int(hi or lo):
+            return True
+    return False
+
+
+def check(tg, target, t):
+    """One health check at time t: (passed, reason, description)."""
+    b = behaviour_at(target.id, target.port, t)
+    if b.get("down"):
+        return False, "Target.FailedHealthChecks", "Health checks failed"
+    if b.get("timeout"):
+        return False, "Target.Timeout", "Request timed out"
+    status = int(b.get("status", 200))
+    matcher = (getattr(tg, "matcher", None) or {}).get("HttpCode", "200")
+    if matches(matcher, status):
+        return True, None, None
+    return False, "Target.ResponseCodeMismatch", f"Health checks failed with these codes: [{status}]"
+
+
+# --- the state machine ------------------------------------------------------------------------
+
+
+def _in_use(tg_arn):
+    """Whether any listener or rule forwards to the group (any weight, 0 included)."""
+    for account in elbv2_models.elbv2_backends.values():
+        for backend in account.values():
+            for lb in backend.load_balancers.values():
+                for listener in lb.listeners.values():
+                    actions = list(listener.default_actions)
+                    for rule in listener._non_default_rules.values():
+                        actions.extend(rule.actions)
+                    for action in actions:
+                        data = getattr(action, "data", {}) or {}
+                        if data.get("TargetGroupArn") == tg_arn:
+                            return True
+                        groups = (data.get("ForwardConfig") or {}).get("TargetGroups", [])
+                        if any(g.get("TargetGroupArn") == tg_arn for g in groups):
+                            return True
+    return False
+
+
+def refresh_usage(now=None):
+    """Called after every listener or rule change: groups that start being used start checking."""
+    now = now or time.time()
+    with LOCK:
+        arns = {k[0] for k in TARGETS} | set(USAGE)
+        for arn in arns:
+            used = _in_use(arn)
+            if used and USAGE.get(arn) is None:
+                USAGE[arn] = now
+            elif not used:
+                USAGE[arn] = None
+
+
+def _evaluate(tg, target, now):
+    """Brings the target's verdict up to `now`; returns (state, reason, description)."""
+    if target.draining_until is not None:
+        return "draining", "Target.DeregistrationInProgress", "Target deregistration is in progress"
+    if not tg.health_check_enabled:
+        return "unavailable", "Target.HealthCheckDisabled", "Health checks are disabled"
+    used_since = USAGE.get(tg.arn)
+    if used_since is None:
+        target.reset(now)
+        return "unused", "Target.NotInUse", "Target group is not configured to receive traffic from the load balancer"
+    since = max(target.registered_at, used_since)
+    if target.since != since:
+        target.reset(since)
+    interval = float(tg.health_check_interval_seconds)
+    healthy_n = int(tg.healthy_threshold_count)
+    unhealthy_n = int(tg.unhealthy_threshold_count)
+    if target.next_check is None:
+        target.next_check = since + target.phase * interval
+    # Long idle stretches: the verdict only depends on the last few checks.
+    skip = int((now - target.next_check) / interval) - 4 * max(healthy_n, unhealthy_n)
+    if skip > 0:
+        target.next_check += skip * interval
+    while target.next_check <= now:
+        passed, reason, description = check(tg, target, target.next_check)
+        target.next_check += interval
+        if target.state == "initial" and target.reason == "Elb.RegistrationInProgress":
+            target.reason = "Elb.InitialHealthChecking"
+            target.description = "Initial health checks in progress"
+        if passed:
+            target.passes += 1
+            target.fails = 0
+            if target.state != "healthy" and target.passes >= healthy_n:
+                target.state, target.reason, target.description = "healthy", None, None
+        else:
+            target.fails += 1
+            target.passes = 0
+            if target.state == "unhealthy" or target.fails >= unhealthy_n:
+                target.state, target.reason, target.description = "unhealthy", reason, description
+    return target.state, target.reason, target.description
+
+
+def health(tg, target_id, port, ec2_backend, now=None):
+    """(state, reason, description) of one target, or None when it is not registered."""
+    now = now or time.time()
+    with LOCK:
+        target = TARGETS.get((tg.arn, target_id, port))
+        if target is None:
+            return None
+        if target.draining_until is not None and target.draining_until <= now:
+            del TARGETS[(tg.arn, target_id, port)]
+            return None
+        if target_id.startswith("i-"):
+            instance = ec2_backend.get_instance_by_id(target_id)
+            if instance is not None and instance.state == "stopped":
+                return "unused", "Target.InvalidState", "Target is in the stopped state"
+        return _evaluate(tg, target, now)
+
+
+def targets_of(tg_arn, now=None):
+    """(id, port) of every target the group lists: registered, and draining until it is done."""
+    now = now or time.time()
+    with LOCK:
+        keys = [k for k, t in TARGETS.items() if k[0] == tg_arn]
+        return [
+            (k[1], k[2])
+            for k in keys
+            if TARGETS[k].draining_until is None or TARGETS[k].draining_until > now
+        ]
+
+
+def _forced(tg_arn, target_id):
+    """The next state the target-health control queued for this target, if any."""
+    with LOCK:
+        queue = FORCED.get((tg_arn, target_id))
+        if not queue:
+            return None
+        entry = queue[0]
+        if len(queue) > 1:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                queue.pop(0)
+    state = entry[0]
+    return state["state"], state.get("reason"), state.get("description")
+
+
+# --- moto patches -----------------------------------------------------------------------------
+
+
+def _port(tg, target):
+    return int(target.get("Port") or tg.port)
+
+
+def _register(self, targets):
+    now = time.time()
+    for target in targets:
+        if target["Id"].startswith("i-"):
+            instance = self.ec2_backend.get_instance_by_id(target["Id"])
+            if instance is not None and instance.state != "running":
+                raise TargetNotRunning(instance_id=target["Id"])
+        port = _port(self, target)
+        key = (self.arn, target["Id"], port)
+        with LOCK:
+            existing = TARGETS.get(key)
+            # Registering a registered target changes nothing; a draining one starts over.
+            if existing is None or existing.draining_until is not None:
+                TARGETS[key] = Target(now, self.arn, target["Id"], port)
+        self.targets[f"{target['Id']}:{port}"] = {"Id": target["Id"], "Port": port}
+        self.deregistered_targets.pop(target["Id"], None)
+    refresh_usage(now)
+
+
+def _deregister(self, targets):
+    now = time.time()
+    delay = float(self.attributes.get("deregistration_delay.timeout_seconds", 300))
+    for target in targets:
+        port = _port(self, target)
+        key = (self.arn, target["Id"], port)
+        with LOCK:
+            current = TARGETS.get(key)
+            if current is None or current.draining_until is not None:
+                raise InvalidTargetError()
+            current.draining_until = now + delay
+        self.targets.pop(f"{target['Id']}:{port}", None)
+
+
+def _deregister_terminated(self, instance_ids):
+    with LOCK:
+        for key in [k for k in TARGETS if k[0] == self.arn and k[1] in instance_ids]:
+            del TARGETS[key]
+    for key in [k for k, t in self.targets.items() if t["Id"] in instance_ids]:
+        self.targets.pop(key)
+
+
+def _describe_target_health(self, target_group_arn, targets):
+    tg = self.target_groups.get(target_group_arn)
+    if tg is None:
+        raise TargetGroupNotFoundError()
+    now = time.time()
+    asked = (
+        [(t["Id"], _port(tg, t)) for t in targets] if targets else targets_of(tg.arn, now)
+    )
+    out = []
+    for target_id, port in asked:
+        found = health(tg, target_id, port, self.ec2_backend, now)
+        state, reason, description = found or (
+            "unused",
+            "Target.NotRegistered",
+            "Target is not registered to the target group",
+        )
+        if found and found[0] != "draining":
+            state, reason, description = _forced(tg.arn, target_id) or found
+        status = elbv2_models.FakeHealthStatus(
+            target_id, port, tg.health_check_port, state, reason, description
+        )
+        out.append(status)
+    return out
+
+
+_stock_create_target_group = elbv2_models.ELBv2Backend.create_target_group
+
+
+def _create_target_group(self, name, **kwargs):
+    # AWS's minimum interval is 5 s; tests use 1-2 s. moto insists on timeout < interval.
+    interval = kwargs.get("healthcheck_interval_seconds")
+    short = interval is not None and int(interval) < 5
+    if short:
+        kwargs["healthcheck_interval_seconds"] = 5
+        kwargs["healthcheck_timeout_seconds"] = min(int(kwargs.get("healthcheck_timeout_seconds") or 2), 4)
+    tg = _stock_create_target_group(self, name, **kwargs)
+    if short:
+        tg.health_check_interval_seconds = int(interval)
+        tg.health_check_timeout_seconds = min(tg.health_check_timeout_seconds, int(interval))
+    return tg
+
+
+elbv2_models.FakeTargetGroup.register = _register
+elbv2_models.FakeTargetGroup.deregister = _deregister
+elbv2_models.FakeTargetGroup.deregister_terminated_instances = _deregister_terminated
+elbv2_models.ELBv2Backend.describe_target_health = _describe_target_health
+elbv2_models.ELBv2Backend.create_target_group = _create_target_group
+
+# ELB actions after which the set of used target groups may have changed.
+USAGE_ACTIONS = {
+    "CreateListener",
+    "ModifyListener",
+    "DeleteListener",
+    "CreateRule",
+    "ModifyRule",
+    "DeleteRule",
+    "DeleteLoadBalancer",
+}
+
+
+# --- containers, as the SSM model starts them ---------------------------------------------------
+
+_PORT = re.compile(r"-p\s+(\d+):(\d+)")
+_DIGEST = re.compile(r"bgcloud\.digest=(sha256:[0-9a-f]{64})")
+
+
+def launched(instance_id, script, now=None):
+    """A launch script ran on the instance: the container it starts is there from now on."""
+    port = _PORT.search(script)
+    if not port:
+        return
+    digest = _DIGEST.search(script)
+    behaviour = IMAGES.get(digest.group(1), DEFAULT_BEHAVIOUR) if digest else DEFAULT_BEHAVIOUR
+    with LOCK:
+        CONTAINERS.setdefault((instance_id, int(port.group(1))), []).append(
+            (now or time.time(), behaviour)
+        )
+
+
+# --- controls -----------------------------------------------------------------------------------
+
+
+def control(path, data):
+    """Handles /_bgcloud/<path> for this model; returns False when the path is not its own."""
+    now = time.time()
+    with LOCK:
+        if path == "target-health":
+            key = (data["target_group_arn"], data["target_id"])
+            states = [[s, int(s.get("times", 1))] for s in data.get("states", [])]
+            if states:
+                FORCED[key] = states
+            else:
+                FORCED.pop(key, None)
+        elif path == "image-behaviour":
+            IMAGES[data["digest"]] = data["behaviour"]
+        elif path == "container":
+            CONTAINERS.setdefault((data["instance_id"], int(data["port"])), []).append(
+                (now, data["behaviour"])
+            )
+        elif path == "settle":
+            # The stack has been up for a while: every target of the group has its verdict.
+            for key, target in TARGETS.items():
+                if key[0] == data["target_group_arn"] and target.draining_until is None:
+                    target.registered_at = now - 3600
+            if USAGE.get(data["target_group_arn"]) is not None:
+                USAGE[data["target_group_arn"]] = now - 3600
+        else:
+            return False
+    return True
+
+
+def reset():
+    with LOCK:
+        CONTAINERS.clear()
+        IMAGES.clear()
+        FORCED.clear()

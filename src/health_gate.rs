@@ -1,0 +1,412 @@
+//! The health gate of a deploy: when the ALB's verdict on a target is about the container the
+//! deploy just started, not the one it replaced.
+//!
+//! The rule. A target whose container bgcloud saw start at `launched` is trusted when it reads
+//! `healthy` and either
+//! - at least `(max(HealthyThresholdCount, UnhealthyThresholdCount) + 1) × HealthCheckInterval`
+//!   has passed since `launched` (an old `healthy` survives at most `UnhealthyThresholdCount`
+//!   failed checks of a broken new container, and the first of those checks can come up to one
+//!   interval after the replacement; an old `unhealthy` needs `HealthyThresholdCount` passes), or
+//! - bgcloud registered the target itself after `launched` and it was not registered before
+//!   (not even draining): a fresh registration starts at `initial`, so its first `healthy` is
+//!   the new container's.
+//!
+//! A target that read `healthy` since the launch and then reads `unhealthy` fails the deploy at
+//! once: the ALB has noticed the new container. One that has not read `healthy` yet is waited for.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+use aws_sdk_elasticloadbalancingv2::Client;
+
+use crate::error::{aws, Error, Result};
+use crate::health::{targets, TargetState};
+use crate::target_group::HealthCheck;
+
+/// One instance whose container was started, and when bgcloud saw that succeed.
+#[derive(Debug, Clone)]
+pub struct Launched {
+    pub instance_id: String,
+    pub at: Instant,
+}
+
+/// What the gate concluded from one read of the target group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every instance's target is trusted healthy.
+    Trusted,
+    /// Not yet: a progress line, and when the last healthy target will be trusted (if all are
+    /// healthy now).
+    Waiting {
+        report: String,
+        all_healthy_trusted_in: Option<Duration>,
+    },
+    /// A target went unhealthy after reading healthy since the launch.
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+struct Watch {
+    launched: Instant,
+    fresh: bool,
+    seen_healthy: bool,
+}
+
+/// The rule, as pure logic over successive reads (unit-tested without AWS).
+#[derive(Debug, Clone)]
+pub struct Gate {
+    what: String,
+    port: i32,
+    judge: Duration,
+    watches: BTreeMap<String, Watch>,
+}
+
+impl Gate {
+    /// `fresh`: instances whose target bgcloud registered after their launch.
+    pub fn new(
+        what: &str,
+        port: u16,
+        judge: Duration,
+        launched: &[Launched],
+        fresh: &BTreeSet<String>,
+    ) -> Gate {
+        let watches = launched
+            .iter()
+            .map(|l| {
+                let watch = Watch {
+                    launched: l.at,
+                    fresh: fresh.contains(&l.instance_id),
+                    seen_healthy: false,
+                };
+                (l.instance_id.clone(), watch)
+            })
+            .collect();
+        Gate {
+            what: what.to_string(),
+            port: i32::from(port),
+            judge,
+            watches,
+        }
+    }
+
+    pub fn observe(&mut self, now: Instant, states: &[TargetState]) -> Verdict {
+        let mut healthy = 0;
+        let mut not_healthy = Vec::new();
+        let mut went_bad = Vec::new();
+        let mut trusted_in = Duration::ZERO;
+        for (id, watch) in &mut self.watches {
+            let state = states
+                .iter()
+                .find(|t| &t.id == id && t.port == Some(self.port));
+            match state {
+                Some(t) if t.is_healthy() => {
+                    watch.seen_healthy = true;
+                    healthy += 1;
+                    if !watch.fresh {
+                        let trust_at = watch.launched + self.judge;
+                        trusted_in = trusted_in.max(trust_at.saturating_duration_since(now));
+                    }
+                }
+                Some(t) if t.state == "unhealthy" && watch.seen_healthy => {
+                    went_bad.push(t.to_string())
+                }
+                Some(t) => not_healthy.push(t.to_string()),
+                None => not_healthy.push(format!("{id}:{} not registered", self.port)),
+            }
+        }
+        if !went_bad.is_empty() {
+            return Verdict::Failed(format!(
+                "{} went unhealthy after reading healthy: the ALB's checks of the new container \
+                 fail: {}",
+                self.what,
+                went_bad.join(", ")
+            ));
+        }
+        let total = self.watches.len();
+        if healthy == total && trusted_in.is_zero() {
+            return Verdict::Trusted;
+        }
+        let mut report = format!("{}: {healthy} of {total} healthy", self.what);
+        if !not_healthy.is_empty() {
+            report.push_str(&format!("; waiting for {}", not_healthy.join(", ")));
+        }
+        Verdict::Waiting {
+            report,
+            all_healthy_trusted_in: (healthy == total).then_some(trusted_in),
+        }
+    }
+}
+
+/// What [`register`] did.
+#[derive(Debug, Default)]
+pub struct Registered {
+    /// Instances registered fresh: not listed at all before, so the ALB's verdict is new.
+    pub fresh: BTreeSet<String>,
+    /// The group as read, when nothing had to change: it serves as the wait's first poll.
+    pub unchanged: Option<Vec<TargetState>>,
+}
+
+/// Puts `instances` in the target group on `port` and takes out their registrations on other
+/// ports (a changed colour port).
+pub async fn register(
+    elb: &Client,
+    target_group_arn: &str,
+    what: &str,
+    instances: &[String],
+    port: u16,
+) -> Result<Registered> {
+    let listed = targets(elb, target_group_arn).await?;
+    let on = |id: &str, p: i32| listed.iter().find(|t| t.id == id && t.port == Some(p));
+    let port_i32 = i32::from(port);
+    let mut fresh = BTreeSet::new();
+    let mut add = Vec::new();
+    for id in instances {
+        match on(id, port_i32) {
+            None => {
+                fresh.insert(id.clone());
+                add.push(id.clone());
+            }
+            // Registering a draining target again does not clear its verdict for certain:
+            // it gets the time rule, not the fresh-registration one.
+            Some(t) if t.state == "draining" => add.push(id.clone()),
+            Some(_) => {}
+        }
+    }
+    let stale: Vec<&TargetState> = listed
+        .iter()
+        .filter(|t| instances.contains(&t.id) && t.port != Some(port_i32) && t.state != "draining")
+        .collect();
+    if !add.is_empty() {
+        tracing::info!(
+            "registering {} on port {port} in {what}'s target group",
+            add.join(", ")
+        );
+        let descriptions = add
+            .iter()
+            .map(|id| TargetDescription::builder().id(id).port(port_i32).build())
+            .collect();
+        elb.register_targets()
+            .target_group_arn(target_group_arn)
+            .set_targets(Some(descriptions))
+            .send()
+            .await
+            .map_err(aws(format!("registering targets in {target_group_arn}")))?;
+    }
+    if !stale.is_empty() {
+        let names: Vec<String> = stale
+            .iter()
+            .map(|t| format!("{}:{}", t.id, t.port.unwrap_or_default()))
+            .collect();
+        tracing::info!(
+            "deregistering {} from {what}'s target group: the colour's port is {port} now",
+            names.join(", ")
+        );
+        let descriptions = stale
+            .iter()
+            .map(|t| {
+                TargetDescription::builder()
+                    .id(&t.id)
+                    .set_port(t.port)
+                    .build()
+            })
+            .collect();
+        elb.deregister_targets()
+            .target_group_arn(target_group_arn)
+            .set_targets(Some(descriptions))
+            .send()
+            .await
+            .map_err(aws(format!(
+                "deregistering old-port targets in {target_group_arn}"
+            )))?;
+    }
+    let unchanged = (add.is_empty() && stale.is_empty()).then_some(listed.clone());
+    Ok(Registered { fresh, unchanged })
+}
+
+/// Polls the target group every `poll` (the first poll may be a read just made, `first`) until
+/// the gate trusts every target, a target goes bad, or `deadline` passes. Progress goes to
+/// stderr when it changes.
+#[allow(clippy::too_many_arguments)]
+pub async fn wait(
+    elb: &Client,
+    target_group_arn: &str,
+    check: &HealthCheck,
+    container: &str,
+    mut gate: Gate,
+    mut first: Option<Vec<TargetState>>,
+    poll: Duration,
+    deadline: Instant,
+) -> Result<Vec<TargetState>> {
+    let mut last_report = String::new();
+    loop {
+        let states = match first.take() {
+            Some(states) => states,
+            None => targets(elb, target_group_arn).await?,
+        };
+        let now = Instant::now();
+        let left = deadline.saturating_duration_since(now);
+        let (report, trusted_in) = match gate.observe(now, &states) {
+            Verdict::Trusted => return Ok(states),
+            Verdict::Failed(why) => {
+                return Err(Error::failed(format!(
+                    "{why}. Traffic was not changed. Check the container's logs on the instance \
+                     (`docker logs {container}`) and the target group's health check ({} {} \
+                     expecting {}), then deploy a fixed image",
+                    check.protocol, check.path, check.matcher
+                )))
+            }
+            Verdict::Waiting {
+                report,
+                all_healthy_trusted_in,
+            } => (report, all_healthy_trusted_in),
+        };
+        if let Some(wait) = trusted_in.filter(|w| *w > left) {
+            return Err(Error::failed(format!(
+                "{report}, but the ALB needs {} after the launch to judge the new container and \
+                 --health-timeout leaves {} ({} more would be needed). Traffic was not changed; \
+                 raise --health-timeout",
+                check.judge_arithmetic(),
+                secs(left),
+                secs(wait - left),
+            )));
+        }
+        if left < poll {
+            return Err(Error::failed(format!(
+                "{} did not become healthy in time: {report}. Traffic was not changed. Check the \
+                 container's logs on the instance and the target group's health check ({} {} \
+                 expecting {}), then deploy again (or raise --health-timeout)",
+                gate.what, check.protocol, check.path, check.matcher
+            )));
+        }
+        let line = match trusted_in {
+            Some(w) => format!("{report}, trusting in {}", secs(w)),
+            None => format!("{report} ({} left)", secs(left)),
+        };
+        // A new line when the states change, not every poll of a countdown.
+        if report != last_report {
+            tracing::info!("{line}");
+            last_report = report;
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64().ceil() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(id: &str, state: &str) -> TargetState {
+        TargetState {
+            id: id.into(),
+            port: Some(8082),
+            state: state.into(),
+            reason: (state != "healthy").then(|| "Target.ResponseCodeMismatch".into()),
+            description: None,
+        }
+    }
+
+    fn gate(t0: Instant, fresh: &[&str]) -> Gate {
+        let launched = ["i-1", "i-2"].map(|id| Launched {
+            instance_id: id.into(),
+            at: t0,
+        });
+        let fresh = fresh.iter().map(|s| s.to_string()).collect();
+        Gate::new("green", 8082, Duration::from_secs(3), &launched, &fresh)
+    }
+
+    #[test]
+    fn a_stale_healthy_is_not_trusted_before_the_judge_time() {
+        let t0 = Instant::now();
+        let mut g = gate(t0, &[]);
+        let both = [state("i-1", "healthy"), state("i-2", "healthy")];
+        match g.observe(t0 + Duration::from_millis(500), &both) {
+            Verdict::Waiting {
+                all_healthy_trusted_in: Some(w),
+                report,
+            } => {
+                assert_eq!(w, Duration::from_millis(2500));
+                assert_eq!(report, "green: 2 of 2 healthy");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            g.observe(t0 + Duration::from_secs(3), &both),
+            Verdict::Trusted
+        );
+    }
+
+    #[test]
+    fn healthy_then_unhealthy_fails_at_once() {
+        let t0 = Instant::now();
+        let mut g = gate(t0, &[]);
+        g.observe(t0, &[state("i-1", "healthy"), state("i-2", "healthy")]);
+        match g.observe(
+            t0 + Duration::from_secs(1),
+            &[state("i-1", "unhealthy"), state("i-2", "healthy")],
+        ) {
+            Verdict::Failed(why) => {
+                assert!(
+                    why.contains("i-1:8082 unhealthy (Target.ResponseCodeMismatch"),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unhealthy_before_any_healthy_read_is_waited_for() {
+        let t0 = Instant::now();
+        let mut g = gate(t0, &[]);
+        let v = g.observe(t0, &[state("i-1", "unhealthy"), state("i-2", "initial")]);
+        assert!(
+            matches!(
+                v,
+                Verdict::Waiting {
+                    all_healthy_trusted_in: None,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        let both = [state("i-1", "healthy"), state("i-2", "healthy")];
+        assert!(matches!(
+            g.observe(t0 + Duration::from_secs(2), &both),
+            Verdict::Waiting { .. }
+        ));
+        assert_eq!(
+            g.observe(t0 + Duration::from_secs(4), &both),
+            Verdict::Trusted
+        );
+    }
+
+    #[test]
+    fn a_fresh_registration_is_trusted_on_its_first_healthy_read() {
+        let t0 = Instant::now();
+        let mut g = gate(t0, &["i-1", "i-2"]);
+        let v = g.observe(t0, &[state("i-1", "initial"), state("i-2", "healthy")]);
+        assert!(matches!(v, Verdict::Waiting { .. }));
+        let both = [state("i-1", "healthy"), state("i-2", "healthy")];
+        assert_eq!(
+            g.observe(t0 + Duration::from_millis(100), &both),
+            Verdict::Trusted
+        );
+    }
+
+    #[test]
+    fn a_missing_target_is_named() {
+        let t0 = Instant::now();
+        let mut g = gate(t0, &[]);
+        match g.observe(t0, &[state("i-1", "healthy")]) {
+            Verdict::Waiting { report, .. } => {
+                assert!(report.contains("i-2:8082 not registered"), "{report}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

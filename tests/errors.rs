@@ -1,0 +1,92 @@
+//! What a person reads when AWS says no: one or two lines naming the resource, the AWS error
+//! and the next step; the SDK's whole chain only with -v.
+
+mod support;
+
+use support::Fixture;
+
+/// The lines of stderr from the `error:` line on.
+fn error_lines(stderr: &str) -> Vec<&str> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line in {stderr}"));
+    lines[start..].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_bucket_is_named_in_two_lines() {
+    let fx = Fixture::new().await;
+    let missing = format!("{}-gone", fx.stack.spec.name);
+    fx.write_config(&fx.stack.config_toml("").replace(
+        &format!("bucket = \"{}\"", fx.stack.state_bucket),
+        &format!("bucket = \"{missing}\""),
+    ));
+    let out = fx.bgcloud(&["status"]).code(1);
+    let lines = error_lines(&out.stderr);
+    assert!(lines.len() <= 2, "{}", out.stderr);
+    let text = lines.join("\n");
+    assert!(
+        text.contains(&missing) && text.contains("NoSuchBucket"),
+        "{text}"
+    );
+    for noise in ["SdkBody", "ServiceError", "Unhandled", "raw:"] {
+        assert!(!text.contains(noise), "{noise} in {text}");
+    }
+    let verbose = fx.bgcloud(&["-v", "status"]).code(1);
+    assert!(verbose.stderr.contains("caused by:"), "{}", verbose.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_denied_names_the_action() {
+    let fx = Fixture::new().await;
+    support::control(
+        "faults",
+        serde_json::json!({"access_key": fx.access_key, "action": "DescribeListeners",
+                           "status": 403, "code": "AccessDenied", "times": 10}),
+    );
+    let out = fx.bgcloud(&["status"]).code(1);
+    let text = error_lines(&out.stderr).join("\n");
+    assert!(
+        text.contains("elasticloadbalancing:DescribeListeners") && text.contains("IAM"),
+        "{text}"
+    );
+    assert!(error_lines(&out.stderr).len() <= 2, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_credentials_says_how_to_provide_them() {
+    let fx = Fixture::new().await;
+    let out = fx
+        .bgcloud(&["status"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .run();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let text = error_lines(&out.stderr).join("\n");
+    assert!(
+        text.contains("no AWS credentials were found") && text.contains("AWS_PROFILE"),
+        "{text}"
+    );
+    assert!(error_lines(&out.stderr).len() <= 2, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_record_names_the_os_user_when_user_is_unset() {
+    let fx = Fixture::new().await;
+    fx.bgcloud(&["deploy", "--image", "v1"])
+        .env_remove("USER")
+        .env_remove("USERNAME")
+        .ok();
+    let me = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let me = String::from_utf8(me.stdout).unwrap().trim().to_string();
+    let by = fx.record().await["history"][0]["by"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(by.starts_with(&format!("{me}@")), "{by}");
+}

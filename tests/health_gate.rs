@@ -1,0 +1,271 @@
+//! The health gate against the emulator's model of the ALB's health checks: a stale `healthy`
+//! never lets a broken image get traffic, the wait is the ALB's physics and no longer, plain
+//! listeners are adopted, a changed port leaves no target behind.
+
+mod support;
+
+use std::time::Duration;
+
+use bgcloud::weights::Weights;
+use serde_json::json;
+use support::Fixture;
+
+fn w(blue: u8, green: u8) -> Weights {
+    Weights { blue, green }
+}
+
+async fn fixture() -> Fixture {
+    Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into(), "bad".into()]).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_image_on_a_colour_that_was_healthy_never_gets_traffic() {
+    let fx = fixture().await;
+    // Green has been healthy all along; the new image answers 500 on the health check path.
+    fx.image_behaviour("bad", json!({"status": 500}));
+    let started = std::time::Instant::now();
+    let out = fx.bgcloud(&["deploy", "--image", "bad"]).code(1);
+    assert!(
+        out.stderr
+            .contains("green went unhealthy after reading healthy")
+            && out.stderr.contains("Target.ResponseCodeMismatch")
+            && out.stderr.contains("[500]"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("Traffic was not changed"),
+        "{}",
+        out.stderr
+    );
+    // It failed as soon as the ALB noticed, not at --health-timeout (30 s).
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+    assert!(fx.record().await.is_null(), "nothing recorded");
+    assert!(
+        !fx.requests().iter().any(|(_, a)| a == "ModifyListener"),
+        "no listener write at all"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_healthy_verdict_is_trusted_only_after_the_alb_had_time_to_judge() {
+    // interval 5 s, thresholds 2/2: (max(2, 2) + 1) × 5 s = 15 s after the launch.
+    let fx = Fixture::with(|s| s.health_check = (5, 2, 2)).await;
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    assert!(
+        out.stderr.contains("green: 2 of 2 healthy, trusting in"),
+        "the progress line says what it waits for: {}",
+        out.stderr
+    );
+    let log = support::request_log(&fx.access_key);
+    let t = |action: &str| -> Vec<f64> {
+        log.iter()
+            .filter(|r| r["action"] == action)
+            .map(|r| r["t"].as_f64().unwrap())
+            .collect()
+    };
+    let launched = *t("GetCommandInvocation").last().unwrap();
+    let shifted = t("ModifyListener")[0];
+    let waited = shifted - launched;
+    // poll_interval is 100 ms in the fixture's config.
+    assert!(
+        (15.0..=15.0 + 0.1 + 2.0).contains(&waited),
+        "waited {waited:.2} s between the launch and the shift"
+    );
+    assert_eq!(fx.weights().await, w(0, 100));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_colour_that_is_down_is_waited_for_until_its_new_container_is_healthy() {
+    let fx = fixture().await;
+    fx.containers(8082, json!({"down": true}));
+    fx.wait_for_targets(&fx.stack.green_target_group_arn, "unhealthy")
+        .await;
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    assert!(
+        out.stderr.contains("unhealthy (Target.FailedHealthChecks"),
+        "the wait names what it waits for: {}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(0, 100));
+
+    // The same colour down again, and an image that never passes: the deploy gives up at
+    // --health-timeout with the reason codes, traffic untouched.
+    fx.bgcloud(&["deploy", "--image", "v2"]).ok(); // blue now
+    fx.containers(8082, json!({"down": true}));
+    fx.wait_for_targets(&fx.stack.green_target_group_arn, "unhealthy")
+        .await;
+    fx.image_behaviour("bad", json!({"timeout": true}));
+    let out = fx
+        .bgcloud(&["deploy", "--image", "bad", "--health-timeout", "8s"])
+        .code(1);
+    assert!(
+        out.stderr.contains("green did not become healthy in time")
+            && out.stderr.contains("Target.Timeout"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_health_timeout_shorter_than_the_albs_judgement_is_refused_before_any_change() {
+    let fx = Fixture::with(|s| s.health_check = (5, 3, 2)).await;
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--health-timeout", "10s"])
+        .code(2);
+    assert!(
+        out.stderr.contains("(max(3, 2) + 1) × 5s = 20s")
+            && out.stderr.contains("--health-timeout"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.writes_but_lock(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_colour_port_takes_the_old_registration_out() {
+    let fx = fixture().await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green on 8082
+    fx.bgcloud(&["deploy", "--image", "v2"]).ok(); // blue
+    fx.write_config(
+        &fx.stack
+            .config_toml("")
+            .replace("green_port = 8082", "green_port = 8092"),
+    );
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    assert!(
+        out.stderr.contains("deregistering") && out.stderr.contains(":8082"),
+        "{}",
+        out.stderr
+    );
+    let states = fx.target_states(&fx.stack.green_target_group_arn).await;
+    for id in &fx.stack.instance_ids {
+        assert!(
+            states
+                .iter()
+                .any(|s| &s.0 == id && s.1 == 8092 && s.2 == "healthy"),
+            "{states:?}"
+        );
+        assert!(
+            !states
+                .iter()
+                .any(|s| &s.0 == id && s.1 == 8082 && s.2 != "draining"),
+            "the old port's target is draining or gone: {states:?}"
+        );
+    }
+    assert_eq!(fx.weights().await, w(0, 100));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_forward_is_adopted_before_the_health_wait() {
+    let fx = fixture().await;
+    plain_forward(&fx, &fx.stack.blue_target_group_arn).await;
+    fx.wait_for_targets(&fx.stack.green_target_group_arn, "unused")
+        .await;
+
+    let dry = fx.bgcloud(&["deploy", "--image", "v1", "--dry-run"]).ok();
+    assert!(
+        dry.stdout.contains("adopt") && dry.stdout.contains("blue 100 % / green 0 %"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(fx.writes_but_lock(), vec![], "a dry run adopts nothing");
+
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    assert!(
+        out.stderr.contains("forwarded to blue only") && out.stderr.contains("no traffic moved"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(0, 100));
+    let writes: Vec<_> = fx
+        .requests()
+        .into_iter()
+        .filter(|(_, a)| a == "ModifyListener")
+        .collect();
+    assert_eq!(writes.len(), 2, "adoption, then the shift: {writes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_forward_to_another_group_is_still_refused() {
+    let fx = fixture().await;
+    let other = fx
+        .aws
+        .elb
+        .create_target_group()
+        .name(format!("{}-other", fx.stack.spec.name))
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(9000)
+        .vpc_id(&fx.stack.vpc_id)
+        .send()
+        .await
+        .unwrap();
+    let other = other.target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    plain_forward(&fx, &other).await;
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(2);
+    assert!(out.stderr.contains(&other), "{}", out.stderr);
+    assert_eq!(fx.writes_but_lock(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rule_arn_naming_the_default_rule_is_refused_at_the_start() {
+    let fx = fixture().await;
+    let rules = fx
+        .aws
+        .elb
+        .describe_rules()
+        .listener_arn(&fx.stack.listener_arn)
+        .send()
+        .await
+        .unwrap();
+    let default = rules
+        .rules()
+        .iter()
+        .find(|r| r.is_default() == Some(true))
+        .and_then(|r| r.rule_arn())
+        .unwrap()
+        .to_string();
+    fx.write_config(&fx.stack.config_toml(&format!("rule_arn = \"{default}\"")));
+    for cmd in [
+        &["deploy", "--image", "v1"][..],
+        &["status"],
+        &["shift", "--to", "green"],
+    ] {
+        let out = fx.bgcloud(cmd).code(2);
+        assert!(
+            out.stderr.contains("default rule") && out.stderr.contains("remove rule_arn"),
+            "{cmd:?}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(fx.writes_but_lock(), vec![]);
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+/// Replaces the listener's action with a plain forward (`TargetGroupArn`), the way most
+/// listeners are created.
+async fn plain_forward(fx: &Fixture, target_group_arn: &str) {
+    use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum};
+    fx.aws
+        .elb
+        .modify_listener()
+        .listener_arn(&fx.stack.listener_arn)
+        .default_actions(
+            Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .target_group_arn(target_group_arn)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
