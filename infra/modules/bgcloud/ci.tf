@@ -74,13 +74,15 @@ resource "aws_iam_role" "ci" {
 
 # Exactly the calls bgcloud makes (plus the image push), on this stack's resources only.
 data "aws_iam_policy_document" "ci" {
-  # --- ALB: read the listener, rule and target health; change the weights; register targets.
+  # --- ALB: read the listener, rule, health-check settings and target health; change the
+  # weights; register targets (and take out a colour's old-port registrations).
 
   statement {
     sid = "ElbRead"
     actions = [
       "elasticloadbalancing:DescribeListeners",
       "elasticloadbalancing:DescribeRules",
+      "elasticloadbalancing:DescribeTargetGroups",
       "elasticloadbalancing:DescribeTargetHealth",
     ]
     resources = ["*"] # Describe* calls do not support resource-level permissions
@@ -99,7 +101,7 @@ data "aws_iam_policy_document" "ci" {
 
   statement {
     sid       = "ElbRegisterTargets"
-    actions   = ["elasticloadbalancing:RegisterTargets"]
+    actions   = ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"]
     resources = [for tg in aws_lb_target_group.color : tg.arn]
   }
 
@@ -191,8 +193,12 @@ data "aws_iam_policy_document" "ci" {
   }
 
   statement {
-    sid       = "SsmCommandResults"
-    actions   = ["ssm:GetCommandInvocation"]
+    sid = "SsmCommandResults"
+    actions = [
+      "ssm:GetCommandInvocation",
+      "ssm:CancelCommand",               # a launch bgcloud gave up on (timeout, Ctrl-C)
+      "ssm:DescribeInstanceInformation", # every instance's agent is Online before sending
+    ]
     resources = ["*"] # no resource-level permissions
   }
 

@@ -65,7 +65,7 @@ variable "health_check_path" {
 }
 
 variable "health_check_interval" {
-  description = "Seconds between health checks (5-300). Time to `healthy` is about interval x healthy_threshold."
+  description = "Seconds between health checks (5-300). Time to `healthy` is about interval x healthy_threshold; bgcloud's health gate trusts a new container's `healthy` (max(healthy_threshold, unhealthy_threshold) + 1) x interval after the launch: 30 s with the defaults."
   type        = number
   default     = 10
 }
