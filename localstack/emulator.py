@@ -9,7 +9,10 @@ Models that are ON by default (tests cannot pass on the emulator's kindness):
                  for the deregistration delay
   model_ssm.py   SSM agents (DescribeInstanceInformation, InvalidInstanceId), launches that start
                  containers the ALB model checks, CancelCommand, output truncated as SSM does
-  this file      CloudFront If-Match and ETag rotation, invalidations "Completed"
+  model_lane.py  with --lane: instances that are network namespaces running real containers
+                 (lane/lane.py), real health checks, ALB and CloudFront data planes
+  this file      ECR digests that are the manifest's sha256, CloudFront If-Match and ETag
+                 rotation, invalidations "Completed"
 
 Controls, served under /_bgcloud/ on the same port as the AWS APIs:
 
@@ -45,13 +48,19 @@ Controls, served under /_bgcloud/ on the same port as the AWS APIs:
 Per-test access keys keep tests that share one emulator apart: requests are counted per key,
 and faults apply only to the key that asked for them.
 
-Usage: emulator.py [--port N] [--port-file F] [--parent-pid P]
+Real-instance lane controls (only with --lane, see model_lane.py):
+  POST /_bgcloud/lane/info | lane/attach {"instance_ids"} | lane/publish {"repository", "tags"}
+       lane/alb {"listener_arn", "metrics_period"} -> {"port"} | lane/alb-log {"listener_arn",
+       "since"} | lane/cdn {"distribution_id"} -> {"port"}
+
+Usage: emulator.py [--port N] [--port-file F] [--parent-pid P] [--lane lane.json]
   --port 0 picks a free port; --port-file receives it once the server answers.
   --parent-pid makes the server exit when that process is gone, so a test run that is killed
   never leaves an emulator behind.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -65,6 +74,7 @@ from werkzeug.wrappers import Request, Response
 
 from moto.cloudfront import models as cloudfront_models
 from moto.cloudfront.exceptions import CloudFrontException
+from moto.ecr import models as ecr_models
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -74,11 +84,24 @@ from moto.moto_server.werkzeug_app import (
 # The AWS behaviours moto lacks, modelled in their own modules (each documents its controls).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_alb  # noqa: E402
+import model_lane  # noqa: E402
 import model_ssm  # noqa: E402
 
 LOCK = threading.Lock()
 FAULTS = []  # dicts with access_key, action, status, code, times
 REQUESTS = {}  # access_key -> list of {"service", "action", "method", "path"}
+
+
+# --- ECR ----------------------------------------------------------------------------------------
+# A real image digest is the sha256 of the manifest's bytes (what `docker push` prints and
+# `docker pull repo@digest` checks); stock moto hashes the layer digests instead.
+
+
+def _manifest_digest(self):
+    self._image_digest = "sha256:" + hashlib.sha256(self.image_manifest.encode()).hexdigest()
+
+
+ecr_models.Image._create_digest = _manifest_digest
 
 
 # --- CloudFront ---------------------------------------------------------------------------
@@ -175,6 +198,9 @@ class Controls:
     def __call__(self, environ, start_response):
         request = Request(environ)
         if request.path.startswith("/_bgcloud/"):
+            if environ.get("bgcloud.lane_side"):
+                # The lane's instances reach the AWS APIs, never the test controls.
+                return _json({"error": "not here"}, 404)(environ, start_response)
             return self.control(request)(environ, start_response)
         body = request.get_data(cache=True)
         # get_data consumed the stream: hand moto a fresh one.
@@ -217,6 +243,12 @@ class Controls:
         if request.method != "POST":
             return _json({"error": f"unknown control {path}"}, 404)
         data = json.loads(request.get_data() or b"{}")
+        try:
+            answer = model_lane.control(path, data)
+        except Exception as e:  # say what failed instead of a bare 500
+            return _json({"error": f"{type(e).__name__}: {e}"}, 500)
+        if answer is not None:
+            return _json(answer, 500 if isinstance(answer, dict) and "error" in answer else 200)
         if model_alb.control(path, data) or model_ssm.control(path, data):
             return _json({"ok": True})
         with LOCK:
@@ -305,12 +337,24 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file")
     parser.add_argument("--parent-pid", type=int)
+    parser.add_argument("--lane", help="lane.json of a real-instance lane (lane/lane.py up)")
     args = parser.parse_args()
 
     app = Controls(DomainDispatcherApplication(create_backend_app))
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     port = server.server_address[1]
     os.environ["MOTO_PORT"] = str(port)
+    if args.lane:
+        model_lane.setup(args.lane, port)
+        # The instances call the AWS APIs (ECR login, SSM parameters) on the lane's host
+        # address, same port.
+        def lane_side(environ, start_response):
+            environ["bgcloud.lane_side"] = True
+            return app(environ, start_response)
+
+        lane_server = make_server(model_lane.LANE["host_ip"], port, lane_side, threaded=True,
+                                  request_handler=MotoRequestHandler)
+        threading.Thread(target=lane_server.serve_forever, daemon=True).start()
     if args.parent_pid:
         threading.Thread(target=_watch_parent, args=(args.parent_pid, server), daemon=True).start()
     if args.port_file:

@@ -157,23 +157,69 @@ def _evaluate(tg, target, now):
     skip = int((now - target.next_check) / interval) - 4 * max(healthy_n, unhealthy_n)
     if skip > 0:
         target.next_check += skip * interval
+    if is_real(target.id):
+        return target.state, target.reason, target.description  # real checks advance it
     while target.next_check <= now:
-        passed, reason, description = check(tg, target, target.next_check)
+        result = check(tg, target, target.next_check)
         target.next_check += interval
-        if target.state == "initial" and target.reason == "Elb.RegistrationInProgress":
-            target.reason = "Elb.InitialHealthChecking"
-            target.description = "Initial health checks in progress"
-        if passed:
-            target.passes += 1
-            target.fails = 0
-            if target.state != "healthy" and target.passes >= healthy_n:
-                target.state, target.reason, target.description = "healthy", None, None
-        else:
-            target.fails += 1
-            target.passes = 0
-            if target.state == "unhealthy" or target.fails >= unhealthy_n:
-                target.state, target.reason, target.description = "unhealthy", reason, description
+        _step(tg, target, *result)
     return target.state, target.reason, target.description
+
+
+def _step(tg, target, passed, reason, description):
+    """One check's result applied to the target's verdict, as the ALB does."""
+    healthy_n = int(tg.healthy_threshold_count)
+    unhealthy_n = int(tg.unhealthy_threshold_count)
+    if target.state == "initial" and target.reason == "Elb.RegistrationInProgress":
+        target.reason = "Elb.InitialHealthChecking"
+        target.description = "Initial health checks in progress"
+    if passed:
+        target.passes += 1
+        target.fails = 0
+        if target.state != "healthy" and target.passes >= healthy_n:
+            target.state, target.reason, target.description = "healthy", None, None
+    else:
+        target.fails += 1
+        target.passes = 0
+        if target.state == "unhealthy" or target.fails >= unhealthy_n:
+            target.state, target.reason, target.description = "unhealthy", reason, description
+
+
+# Targets whose checks are real HTTP requests (the real-instance lane sets this).
+is_real = lambda target_id: False  # noqa: E731
+
+
+def due_real_checks(now):
+    """(tg, target) of real-checked targets whose next check is due; advances their schedule."""
+    out = []
+    with LOCK:
+        for (tg_arn, target_id, _), target in TARGETS.items():
+            if not is_real(target_id):
+                continue
+            tg = _target_group(tg_arn)
+            if tg is None:
+                continue
+            _evaluate(tg, target, now)  # resets, unused, draining
+            if target.draining_until is not None or USAGE.get(tg_arn) is None:
+                continue
+            if target.next_check is not None and target.next_check <= now:
+                target.next_check = max(target.next_check + float(tg.health_check_interval_seconds), now)
+                out.append((tg, target))
+    return out
+
+
+def record_real_check(tg, target, passed, reason, description):
+    with LOCK:
+        _step(tg, target, passed, reason, description)
+
+
+def _target_group(arn):
+    for account in elbv2_models.elbv2_backends.values():
+        for backend in account.values():
+            tg = backend.target_groups.get(arn)
+            if tg is not None:
+                return tg
+    return None
 
 
 def health(tg, target_id, port, ec2_backend, now=None):

@@ -9,7 +9,8 @@
 - SendCommand with InstanceIds runs on exactly those instances (stock moto adds every instance
   in the region).
 - A launch script that succeeds on an instance starts its container there (alb.launched): the
-  ALB model's health checks see the new container from then on.
+  ALB model's health checks see the new container from then on. On a real-instance lane
+  instance (model_lane.py) the script really runs instead.
 - CancelCommand (not in stock moto) cancels invocations that have not finished.
 - GetCommandInvocation returns at most 24,000 characters of stdout and 8,000 of stderr, as SSM.
 - Control `ssm-invocation` overrides one instance's result: {"instance_id", "status",
@@ -27,6 +28,7 @@ from moto.ssm import responses as ssm_responses
 from moto.ssm.exceptions import SSMException
 
 import model_alb as alb
+import model_lane as lane
 
 LOCK = threading.Lock()
 OVERRIDES = {}  # instance_id -> override dict
@@ -109,8 +111,13 @@ def _send_command(self, **kwargs):
             f"Instances {invalid} not in a valid state for account {self.account_id}"
         )
     command = _stock_send_command(self, **kwargs)
-    script = "\n".join((kwargs.get("parameters") or {}).get("commands", []))
+    parameters = kwargs.get("parameters") or {}
+    script = "\n".join(parameters.get("commands", []))
+    timeout = int((parameters.get("executionTimeout") or ["3600"])[0])
     for instance_id in ids:
+        if lane.instance(instance_id) is not None:
+            lane.run(command.command_id, instance_id, script, timeout)
+            continue
         if agent_status(by_id[instance_id]) != "Online":
             with LOCK:
                 UNDELIVERED.add((command.command_id, instance_id))
@@ -142,7 +149,10 @@ def _get_invocation(self, instance_id, plugin_name):
         override = OVERRIDES.get(instance_id)
         cancelled = (self.command_id, instance_id) in CANCELLED
         undelivered = (self.command_id, instance_id) in UNDELIVERED
-    if undelivered:
+    ran = lane.result(self.command_id, instance_id)
+    if ran is not None:
+        invocation.update(ran)
+    elif undelivered:
         invocation.update(
             {"Status": "Pending", "StatusDetails": "Pending", "ResponseCode": -1,
              "StandardOutputContent": "", "StandardErrorContent": ""}
@@ -172,6 +182,8 @@ def _cancel_command(self):
     with LOCK:
         for instance_id in instance_ids or command.instance_ids:
             CANCELLED.add((command_id, instance_id))
+    for instance_id in instance_ids or command.instance_ids:
+        lane.cancel(command_id, instance_id)
     return ActionResult({})
 
 

@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# Installs the local AWS emulator (moto's server, pinned) into localstack/.venv.
+# Installs the local AWS emulator (moto's server, pinned) into localstack/.venv; with --lane,
+# also the AWS CLI that the real-instance lane's launch scripts run (requirements-lane.txt).
 # Idempotent: does nothing when the venv already holds the pinned set.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="$here/.venv"
 stamp="$venv/.bgcloud-requirements"
+lane_stamp="$venv/.bgcloud-requirements-lane"
+
+install_lane() {
+  if [ "${1:-}" = "--lane" ] && ! cmp -s "$lane_stamp" "$here/requirements-lane.txt" 2>/dev/null; then
+    echo "localstack/setup.sh: installing the lane's AWS CLI into $venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$here/requirements-lane.txt"
+    "$venv/bin/aws" --version >/dev/null
+    cp "$here/requirements-lane.txt" "$lane_stamp"
+  fi
+}
 
 if [ -f "$stamp" ] && cmp -s "$stamp" "$here/requirements.txt"; then
+  install_lane "$@"
   exit 0
 fi
 
@@ -29,3 +41,4 @@ rm -rf "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$here/requirements.txt"
 "$venv/bin/python" -c 'import moto.server, werkzeug' # fail here, not in the tests
 cp "$here/requirements.txt" "$stamp"
+install_lane "$@"

@@ -184,6 +184,13 @@ fn validate(args: &DeployArgs, backend: &BackendConfig) -> Result<Inputs> {
     })
 }
 
+/// How long the on-instance probe waits for a passing answer: what --health-timeout leaves after
+/// the health gate's own wait and some slack for SSM, within 10 s to 2 min.
+fn ready_seconds(timeout: Duration, judge: Duration) -> u32 {
+    let left = timeout.saturating_sub(judge + Duration::from_secs(10));
+    left.as_secs().clamp(10, 120) as u32
+}
+
 pub enum Outcome {
     Planned(Box<Plan>),
     Deployed(Box<Deployed>),
@@ -258,7 +265,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
         env: &backend.env,
         secrets: &backend.secrets,
         health_check: &health_check,
-        ready_seconds: inputs.timeout.as_secs().clamp(10, 120) as u32,
+        ready_seconds: ready_seconds(inputs.timeout, judge),
     }
     .render();
     let to = match inputs.canary {

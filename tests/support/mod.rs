@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod lane;
 pub mod stack;
 
 use std::io::{Read, Write};
@@ -368,6 +369,18 @@ pub fn control(path: &str, body: Value) {
         &body.to_string(),
     );
     assert_eq!(status, 200, "control {path}: {answer}");
+}
+
+/// Posts a test control and returns its JSON answer (asserting 200).
+pub fn control_answer(path: &str, body: Value) -> Value {
+    let (status, answer) = http(
+        endpoint(),
+        "POST",
+        &format!("/_bgcloud/{path}"),
+        &body.to_string(),
+    );
+    assert_eq!(status, 200, "control {path}: {answer}");
+    serde_json::from_str(&answer).unwrap_or_else(|e| panic!("control {path}: {e}: {answer}"))
 }
 
 /// Whether an emulator-logged action only reads.

@@ -33,6 +33,8 @@ pub struct StackSpec {
     /// use 1 s and 2/2 (below AWS's 5 s minimum, which the emulator allows), so the health
     /// gate's (max(2, 2) + 1) × 1 s costs 3 s per deploy.
     pub health_check: (i32, i32, i32),
+    /// The path the ALB health-checks.
+    pub health_check_path: String,
 }
 
 impl StackSpec {
@@ -46,6 +48,7 @@ impl StackSpec {
             image_tags: vec!["v1".to_string()],
             shared_assets: true,
             health_check: (1, 2, 2),
+            health_check_path: "/healthz".to_string(),
         }
     }
 }
@@ -146,7 +149,7 @@ impl Stack {
                 .port(i32::from(port))
                 .vpc_id(&vpc_id)
                 .target_type(TargetTypeEnum::Instance)
-                .health_check_path("/healthz")
+                .health_check_path(&spec.health_check_path)
                 .health_check_interval_seconds(spec.health_check.0)
                 .health_check_timeout_seconds(spec.health_check.0.min(2))
                 .healthy_threshold_count(spec.health_check.1)
@@ -398,8 +401,8 @@ pub fn forward(groups: &[(&str, i32)]) -> Action {
 
 /// Puts an image manifest under `tag` and returns the digest ECR gives it.
 pub async fn put_image(aws: &Clients, repository: &str, tag: &str) -> Result<String, BoxError> {
-    // A distinct, valid-looking Docker v2 manifest per tag (moto derives the digest from the
-    // layer digests, so each tag gets its own layer).
+    // A distinct, valid-looking Docker v2 manifest per tag; its digest is the sha256 of these
+    // bytes, as in ECR.
     let hash = fnv(&format!("{repository}:{tag}"));
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":7023,"digest":"sha256:{hash:064x}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":32654,"digest":"sha256:{:064x}"}}]}}"#,

@@ -1,0 +1,158 @@
+"""The lane's CloudFront data plane: an HTTP server on 127.0.0.1 that serves a distribution the
+way CloudFront does, from the emulator's live state.
+
+- The cache behaviour is picked by path pattern (`/assets/*`), else the default one; its origin's
+  bucket and origin path (what `bgcloud frontend deploy` switches) say which S3 object answers.
+  `/` is the default root object.
+- S3's 403/404 go through the distribution's custom error responses (the SPA's
+  `/index.html` with 200).
+- Answers are cached by path, as long as their Cache-Control allows (`max-age`, `s-maxage`;
+  `no-cache`/`no-store`/`private` are not served from cache), so a switch of the origin path is
+  not seen for cached paths until they are invalidated: CreateInvalidation drops the matching
+  entries (`/*` patterns included). A response says `X-Cache: Hit from cloudfront` or `Miss`.
+"""
+
+import fnmatch
+import http.client
+import re
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from moto.cloudfront import models as cloudfront_models
+
+PLANES = {}  # distribution id -> CdnPlane
+LOCK = threading.Lock()
+EMULATOR_PORT = None  # S3 is read through the emulator's own API, as CloudFront reads S3
+
+
+def _distribution(dist_id):
+    for account in cloudfront_models.cloudfront_backends.values():
+        for backend in account.values():
+            if dist_id in backend.distributions:
+                return backend.distributions[dist_id]
+    raise KeyError(dist_id)
+
+
+def _ttl(cache_control):
+    directives = {}
+    for part in (cache_control or "").split(","):
+        name, _, value = part.strip().lower().partition("=")
+        directives[name] = value
+    if {"no-cache", "no-store", "private"} & directives.keys():
+        return 0
+    for name in ("s-maxage", "max-age"):
+        if directives.get(name, "").isdigit():
+            return int(directives[name])
+    return 0
+
+
+class CdnPlane:
+    def __init__(self, dist_id):
+        self.dist_id = dist_id
+        self.cache = {}  # path -> (expires, status, headers, body)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.plane = self
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _origin_for(self, path):
+        config = _distribution(self.dist_id).distribution_config
+        behaviours = (config.CacheBehaviors or {}).get("Items") or []
+        origin_id = config.DefaultCacheBehavior.target_origin_id
+        for b in behaviours:
+            if fnmatch.fnmatchcase(path, b.path_pattern if b.path_pattern.startswith("/") else "/" + b.path_pattern):
+                origin_id = b.target_origin_id
+                break
+        origin = next(o for o in config.Origins["Items"] if o.id == origin_id)
+        bucket = re.split(r"\.s3[.-]", origin.domain_name)[0]
+        return config, bucket, origin.origin_path or ""
+
+    def fetch_origin(self, path):
+        config, bucket, origin_path = self._origin_for(path)
+        object_path = path
+        if path == "/" and config.DefaultRootObject:
+            object_path = "/" + config.DefaultRootObject
+        key = (origin_path.rstrip("/") + object_path).lstrip("/")
+        conn = http.client.HTTPConnection("127.0.0.1", EMULATOR_PORT, timeout=10)
+        conn.request("GET", f"/{bucket}/{urllib.parse.quote(key)}")
+        resp = conn.getresponse()
+        body = resp.read()
+        headers = {k.lower(): v for k, v in resp.getheaders()}
+        conn.close()
+        return config, resp.status, headers, body
+
+    def get(self, path):
+        now = time.time()
+        with LOCK:
+            hit = self.cache.get(path)
+        if hit and hit[0] > now:
+            return hit[1], dict(hit[2], **{"x-cache": "Hit from cloudfront"}), hit[3]
+        config, status, headers, body = self.fetch_origin(path)
+        if status in (403, 404):
+            for err in (config.CustomErrorResponses or {}).get("Items") or []:
+                if int(err["ErrorCode"]) == status and err.get("ResponsePagePath"):
+                    _, page_status, headers, body = self.fetch_origin(err["ResponsePagePath"])
+                    status = int(err.get("ResponseCode") or page_status)
+                    break
+        keep = {k: v for k, v in headers.items()
+                if k in ("content-type", "cache-control", "etag", "last-modified")}
+        ttl = _ttl(headers.get("cache-control")) if status == 200 else 0
+        if ttl > 0:
+            with LOCK:
+                self.cache[path] = (now + ttl, status, keep, body)
+        return status, dict(keep, **{"x-cache": "Miss from cloudfront"}), body
+
+    def invalidate(self, paths):
+        with LOCK:
+            for cached in list(self.cache):
+                if any(fnmatch.fnmatchcase(cached, urllib.parse.unquote(p)) for p in paths):
+                    del self.cache[cached]
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        try:
+            status, headers, body = self.server.plane.get(path)
+        except Exception as e:  # an origin the plane cannot read is CloudFront's 502
+            status, headers, body = 502, {"content-type": "text/plain"}, str(e).encode()
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+_stock_create_invalidation = None
+
+
+def _create_invalidation(self, dist_id, paths, caller_ref):
+    invalidation = _stock_create_invalidation(self, dist_id, paths, caller_ref)
+    with LOCK:
+        plane = PLANES.get(dist_id)
+    if plane is not None:
+        plane.invalidate(paths)
+    return invalidation
+
+
+def serve(dist_id):
+    """Starts (once) the data plane for a distribution; returns its port on 127.0.0.1."""
+    global _stock_create_invalidation
+    with LOCK:
+        if _stock_create_invalidation is None:
+            # Wrapped here, after every other patch of CreateInvalidation is in place.
+            _stock_create_invalidation = cloudfront_models.CloudFrontBackend.create_invalidation
+            cloudfront_models.CloudFrontBackend.create_invalidation = _create_invalidation
+        plane = PLANES.get(dist_id)
+        if plane is None:
+            plane = PLANES[dist_id] = CdnPlane(dist_id)
+    return plane.port

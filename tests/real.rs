@@ -1,0 +1,184 @@
+//! The real-instance lane (scripts/test-real): the same bgcloud binary drives real containers in
+//! network namespaces through the emulator, and a steady load through the local ALB data plane
+//! proves that no request fails through deploy, canary, promote and rollback, and that broken
+//! images never get a user request. Ignored by `cargo test`: the lane needs root and is set up
+//! by scripts/test-real.
+
+mod support;
+
+use std::time::Duration;
+
+use bgcloud::weights::Weights;
+use support::lane::{now, Load, Sample};
+use support::Fixture;
+
+const LANE: &str = "needs the real-instance lane: run scripts/test-real";
+
+fn w(blue: u8, green: u8) -> Weights {
+    Weights { blue, green }
+}
+
+fn sha256_hex(text: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("printf %s \"$V\" | sha256sum")
+        .env("V", text)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real-instance lane: run scripts/test-real"]
+async fn zero_downtime_through_a_release_and_three_broken_images() {
+    let _ = LANE;
+    let (fx, lane) = Fixture::lane().await;
+    let app_path = lane.lane["app_path"].as_str().unwrap().to_string();
+
+    // A secret in Parameter Store, fetched on the instance by the launch script.
+    let parameter = format!("/{}/prod/DATABASE_URL", fx.stack.spec.name);
+    let secret = format!("postgres://app:{}@db/prod", fx.stack.spec.name);
+    fx.aws
+        .ssm
+        .put_parameter()
+        .name(&parameter)
+        .value(&secret)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let config = std::fs::read_to_string(&fx.config).unwrap().replace(
+        "env = { NODE_ENV = \"production\" }",
+        &format!(
+            "env = {{ NODE_ENV = \"production\" }}\nsecrets = {{ DATABASE_URL = \"{parameter}\" }}"
+        ),
+    );
+    fx.write_config(&config);
+
+    // v1 on green, for real, then 100 % of the traffic to it.
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    assert!(!out.stderr.contains(&secret) && !out.stdout.contains(&secret));
+    assert_eq!(fx.weights().await, w(0, 100));
+    assert_eq!(lane.get(&app_path), (200, Some("v1".to_string())));
+
+    // The container really got its env and its secret (compared by hash, never printed).
+    let container = format!("{}-green", fx.stack.spec.name);
+    for index in 0..fx.stack.instance_ids.len() {
+        let (code, env) = lane.on_instance(
+            index,
+            &format!("docker exec {container} sh -c 'echo \"$NODE_ENV\"'"),
+        );
+        assert_eq!((code, env.trim()), (0, "production"), "instance {index}");
+        let (code, hash) = lane.on_instance(
+            index,
+            &format!("docker exec {container} sh -c 'printf %s \"$DATABASE_URL\" | sha256sum'"),
+        );
+        assert_eq!(code, 0);
+        assert_eq!(
+            &hash[..64],
+            sha256_hex(&secret),
+            "instance {index}: the secret's value"
+        );
+    }
+
+    let load = Load::start(lane.alb_port, &app_path, 130.0, 8);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Canary: v2 on blue gets 10 %, held until at least 15 s and 1,500 requests have passed.
+    fx.bgcloud(&["deploy", "--image", "v2", "--canary", "10"])
+        .ok();
+    assert_eq!(fx.weights().await, w(10, 90));
+    let canary_from = now();
+    std::thread::sleep(Duration::from_secs(15));
+    while load.samples().iter().filter(|s| s.t >= canary_from).count() < 1_500 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let canary_to = now();
+    fx.bgcloud(&["promote"]).ok();
+    assert_eq!(fx.weights().await, w(100, 0));
+    std::thread::sleep(Duration::from_secs(2));
+    fx.bgcloud(&["rollback"]).ok();
+    assert_eq!(fx.weights().await, w(0, 100));
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Three broken images: each deploy fails with its reason, traffic untouched. badlate goes
+    // first, while blue still runs v2 and reads healthy: it answers 200 for 3 s (the on-instance
+    // probe passes), then 500 — only the ALB's checks can catch it, against a stale verdict.
+    let badlate = fx.bgcloud(&["deploy", "--image", "badlate"]).code(1);
+    assert!(
+        badlate
+            .stderr
+            .contains("blue went unhealthy after reading healthy")
+            && badlate.stderr.contains("Target.ResponseCodeMismatch")
+            && badlate.stderr.contains("[500]"),
+        "the health gate catches what the probe could not: {}",
+        badlate.stderr
+    );
+    assert_eq!(fx.weights().await, w(0, 100));
+    let bad500 = fx.bgcloud(&["deploy", "--image", "bad500"]).code(1);
+    assert!(
+        bad500
+            .stderr
+            .contains("answered 500, the target group expects 200-399"),
+        "{}",
+        bad500.stderr
+    );
+    assert_eq!(fx.weights().await, w(0, 100));
+    let badexit = fx.bgcloud(&["deploy", "--image", "badexit"]).code(1);
+    assert!(
+        badexit.stderr.contains("is not running")
+            && badexit.stderr.contains("fatal: DATABASE_URL is not set"),
+        "the reason and the container's last log lines: {}",
+        badexit.stderr
+    );
+    assert_eq!(fx.weights().await, w(0, 100));
+    std::thread::sleep(Duration::from_secs(2));
+    let samples = load.stop();
+
+    let failed: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.status == 0 || s.status >= 500)
+        .collect();
+    let canary: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.t >= canary_from && s.t < canary_to)
+        .collect();
+    let on_v2 = canary
+        .iter()
+        .filter(|s| s.version.as_deref() == Some("v2"))
+        .count();
+    let share = 100.0 * on_v2 as f64 / canary.len() as f64;
+    println!(
+        "zero-downtime: {} requests, {} failed, canary share {share:.1} % (10 % set)",
+        samples.len(),
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "failed requests: {:?}",
+        &failed[..failed.len().min(10)]
+    );
+    assert!(
+        canary.len() >= 1_500,
+        "{} requests during the canary",
+        canary.len()
+    );
+    assert!((share - 10.0).abs() <= 3.0, "canary share {share:.1} %");
+    let elapsed = samples.last().unwrap().t - samples[0].t;
+    assert!(
+        samples.len() as f64 / elapsed >= 100.0,
+        "{} requests in {elapsed:.0} s",
+        samples.len()
+    );
+
+    // The broken images never answered a user request, by the client's count and the ALB's log.
+    let answered_by = |v: &str| samples.iter().any(|s| s.version.as_deref() == Some(v));
+    let logged = lane.alb_log(&fx, 0.0);
+    for bad in ["bad500", "badexit", "badlate"] {
+        assert!(!answered_by(bad), "{bad} answered a request");
+        assert!(
+            !logged.iter().any(|e| e["version"] == bad),
+            "{bad} in the ALB's log"
+        );
+    }
+}

@@ -1,0 +1,311 @@
+//! The real-instance lane from the tests' side (scripts/test-real sets it up): a fixture whose
+//! instances are network namespaces running real containers, the local ALB and CloudFront data
+//! planes, a steady load generator, and a look inside the instances.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use super::{control_answer, Fixture};
+
+/// lane.json, as lane/lane.py wrote it.
+pub fn info() -> Value {
+    let path = std::env::var("BGCLOUD_LANE")
+        .expect("BGCLOUD_LANE is not set: run the real-instance lane with scripts/test-real");
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("read lane.json"))
+        .expect("lane.json")
+}
+
+/// The lane's images, built from busybox by lane/lane.py.
+pub const IMAGES: [&str; 6] = ["v1", "v2", "bad500", "badexit", "badlate", "badpath"];
+
+/// Health checks on the lane: the Terraform module's settings scaled down to AWS's minimum
+/// interval (5 s, thresholds 2/2): the health gate waits (2 + 1) × 5 s = 15 s.
+pub const HEALTH_CHECK: (i32, i32, i32) = (5, 2, 2);
+
+impl Fixture {
+    /// A stack on the lane: its instances are the lane's namespaces, its ECR repository holds
+    /// the lane's real images, and its listener has a data plane on 127.0.0.1.
+    pub async fn lane() -> (Fixture, LaneStack) {
+        let lane = info();
+        let n = lane["instances"].as_array().unwrap().len();
+        let fx = Fixture::with(|s| {
+            s.instances = n;
+            s.image_tags = vec![];
+            s.health_check = HEALTH_CHECK;
+            s.health_check_path = lane["health_path"].as_str().unwrap().to_string();
+            s.container_port = lane["container_port"].as_u64().unwrap() as u16;
+        })
+        .await;
+        let attached = control_answer(
+            "lane/attach",
+            json!({"instance_ids": fx.stack.instance_ids}),
+        );
+        let published = control_answer(
+            "lane/publish",
+            json!({"repository": fx.stack.repository, "tags": IMAGES}),
+        );
+        let alb = control_answer(
+            "lane/alb",
+            json!({"listener_arn": fx.stack.listener_arn, "metrics_period": 5}),
+        );
+        let cdn = control_answer(
+            "lane/cdn",
+            json!({"distribution_id": fx.stack.distribution_id}),
+        );
+        let images = published["digests"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        let mut fx = fx;
+        fx.stack.images = images;
+        fx.write_config(&fx.stack.config_toml("").replace(
+            "health_timeout = \"30s\"\npoll_interval = \"100ms\"",
+            "health_timeout = \"40s\"\npoll_interval = \"250ms\"",
+        ));
+        let stack = LaneStack {
+            alb_port: alb["port"].as_u64().unwrap() as u16,
+            cdn_port: cdn["port"].as_u64().unwrap() as u16,
+            ips: attached["ips"].clone(),
+            lane,
+        };
+        (fx, stack)
+    }
+}
+
+pub struct LaneStack {
+    pub alb_port: u16,
+    pub cdn_port: u16,
+    /// instance id -> the namespace's address.
+    pub ips: Value,
+    pub lane: Value,
+}
+
+impl LaneStack {
+    /// Runs `script` with `sh` in the namespace of the lane's instance `index`, with its
+    /// `docker`: (exit code, stdout; stderr after it when the exit code is not 0).
+    pub fn on_instance(&self, index: usize, script: &str) -> (i32, String) {
+        let inst = &self.lane["instances"][index];
+        let mut cmd = std::process::Command::new("nsenter");
+        cmd.arg(format!(
+            "--net=/run/netns/{}",
+            inst["netns"].as_str().unwrap()
+        ))
+        .args(["sh", "-c", script]);
+        let path = format!(
+            "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+            inst["path_dir"].as_str().unwrap()
+        );
+        cmd.env("PATH", path);
+        for (k, v) in inst["env"].as_object().unwrap() {
+            cmd.env(k, v.as_str().unwrap());
+        }
+        let out = cmd.output().expect("nsenter");
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+        }
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    /// The ALB data plane's log since `since` (seconds since the epoch).
+    pub fn alb_log(&self, fx: &Fixture, since: f64) -> Vec<Value> {
+        let log = control_answer(
+            "lane/alb-log",
+            json!({"listener_arn": fx.stack.listener_arn, "since": since}),
+        );
+        log.as_array().cloned().unwrap_or_default()
+    }
+
+    /// One GET through the ALB data plane: (status, X-App-Version).
+    pub fn get(&self, path: &str) -> (u16, Option<String>) {
+        let mut conn = Conn::open(self.alb_port).expect("connect to the ALB data plane");
+        let r = conn.get(path).expect("GET through the ALB");
+        (r.status, r.header("x-app-version"))
+    }
+
+    /// One GET through the CloudFront data plane: (status, body).
+    pub fn cdn_get(&self, path: &str) -> (u16, Vec<u8>) {
+        let mut conn = Conn::open(self.cdn_port).expect("connect to the CDN data plane");
+        let r = conn.get(path).expect("GET through the CDN");
+        (r.status, r.body)
+    }
+}
+
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+// --- a small keep-alive HTTP/1.1 client ----------------------------------------------------------
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    }
+}
+
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+    port: u16,
+}
+
+impl Conn {
+    pub fn open(port: u16) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            reader: BufReader::new(stream),
+            port,
+        })
+    }
+
+    pub fn get(&mut self, path: &str) -> std::io::Result<Response> {
+        write!(
+            self.reader.get_mut(),
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUser-Agent: bgcloud-lane-load\r\n\r\n",
+            self.port
+        )?;
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::other("connection closed"));
+        }
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body)?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+// --- load -------------------------------------------------------------------------------------
+
+/// One request of the load: when it was sent (s since the epoch), its status (0: connection
+/// error) and the version that answered.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub t: f64,
+    pub status: u16,
+    pub version: Option<String>,
+}
+
+/// A steady stream of GETs through the ALB data plane, on keep-alive connections, until stopped.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `rate` requests per second over `connections` connections, to `path` on `port`.
+    pub fn start(port: u16, path: &str, rate: f64, connections: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let gap = Duration::from_secs_f64(connections as f64 / rate);
+        let workers = (0..connections)
+            .map(|i| {
+                let (stop, samples, path) = (stop.clone(), samples.clone(), path.to_string());
+                std::thread::spawn(move || {
+                    // Spread the connections' sends over the gap.
+                    std::thread::sleep(gap.mul_f64(i as f64 / connections as f64));
+                    let mut conn: Option<Conn> = None;
+                    let mut next = Instant::now();
+                    while !stop.load(Ordering::Relaxed) {
+                        let t = now();
+                        let result = match conn.as_mut() {
+                            Some(c) => c.get(&path),
+                            None => Conn::open(port).and_then(|mut c| {
+                                let r = c.get(&path);
+                                conn = Some(c);
+                                r
+                            }),
+                        };
+                        let sample = match result {
+                            Ok(r) => Sample {
+                                t,
+                                status: r.status,
+                                version: r.header("x-app-version"),
+                            },
+                            Err(_) => {
+                                conn = None;
+                                Sample {
+                                    t,
+                                    status: 0,
+                                    version: None,
+                                }
+                            }
+                        };
+                        samples.lock().unwrap().push(sample);
+                        next += gap;
+                        let now = Instant::now();
+                        if next > now {
+                            std::thread::sleep(next - now);
+                        } else {
+                            next = now; // behind: do not burst to catch up
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            samples,
+            workers,
+        }
+    }
+
+    pub fn samples(&self) -> Vec<Sample> {
+        self.samples.lock().unwrap().clone()
+    }
+
+    pub fn stop(self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            w.join().unwrap();
+        }
+        let samples = self.samples.lock().unwrap().clone();
+        samples
+    }
+}
