@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::object::{Condition, Object};
+use crate::s3::object::{Condition, Object};
+use crate::s3::Buckets;
 use crate::state::new_id;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,10 +56,10 @@ pub struct Held {
 }
 
 impl Lock {
-    pub fn new(s3: aws_sdk_s3::Client, config: &Config) -> Lock {
+    pub fn new(buckets: Buckets, config: &Config) -> Lock {
         let key = format!("{}{}/lock.json", config.state.prefix, config.app);
         Lock {
-            object: Object::new(s3, &config.state.bucket, key),
+            object: Object::new(buckets, &config.state.bucket, key),
         }
     }
 

@@ -160,9 +160,12 @@ fn walk(root: &Path, dir: &Path, config: &FrontendConfig, out: &mut Vec<SiteFile
     Ok(())
 }
 
+/// Where releases live in the site bucket, one folder each.
+pub const RELEASES_PREFIX: &str = "releases/";
+
 /// The S3 key prefix of a release; CloudFront's site origin path is `/releases/<id>`.
 pub fn release_prefix(id: &str) -> String {
-    format!("releases/{id}/")
+    format!("{RELEASES_PREFIX}{id}/")
 }
 
 /// The manifest of a scanned tree, under `id`.

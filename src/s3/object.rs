@@ -4,6 +4,7 @@
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 
+use super::{arn, failed, Bucket, Buckets};
 use crate::error::{aws, Error, Result};
 
 /// What a write requires of the object as stored.
@@ -18,15 +19,16 @@ pub enum Condition<'a> {
 }
 
 pub struct Object {
-    s3: aws_sdk_s3::Client,
+    buckets: Buckets,
     bucket: String,
     key: String,
 }
 
 impl Object {
-    pub fn new(s3: aws_sdk_s3::Client, bucket: &str, key: String) -> Object {
+    /// Makes no request: the bucket's region is found on first use.
+    pub fn new(buckets: Buckets, bucket: &str, key: String) -> Object {
         Object {
-            s3,
+            buckets,
             bucket: bucket.to_string(),
             key,
         }
@@ -36,24 +38,28 @@ impl Object {
         format!("s3://{}/{}", self.bucket, self.key)
     }
 
+    async fn bucket(&self) -> Result<Bucket> {
+        self.buckets.get(&self.bucket).await
+    }
+
+    fn needs(&self, action: &str) -> String {
+        format!("{action} on {}", arn(&self.bucket, Some(&self.key)))
+    }
+
     /// The body and ETag, or `None` when there is no such object.
     pub async fn get(&self) -> Result<Option<(Vec<u8>, String)>> {
-        let out = match self
-            .s3
+        let bucket = self.bucket().await?;
+        let sent = bucket
+            .client
             .get_object()
             .bucket(&self.bucket)
             .key(&self.key)
             .send()
-            .await
-        {
+            .await;
+        let out = match sent {
             Ok(out) => out,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-            Err(e) => {
-                return Err(aws(format!(
-                    "reading {} (does the bucket exist?)",
-                    self.location()
-                ))(e))
-            }
+            Err(e) => return Err(aws(format!("reading {}", self.location()))(e)),
         };
         let etag = out.e_tag().unwrap_or_default().to_string();
         let bytes = out
@@ -68,8 +74,9 @@ impl Object {
     /// Writes `body` as JSON under `condition`. Ok(false) when the condition failed: someone
     /// else created or changed the object first.
     pub async fn put(&self, body: Vec<u8>, condition: Condition<'_>) -> Result<bool> {
-        let put = self
-            .s3
+        let bucket = self.bucket().await?;
+        let put = bucket
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(&self.key)
@@ -85,18 +92,26 @@ impl Object {
             Err(e) if is_conflict(e.code(), e.raw_response().map(|r| r.status().as_u16())) => {
                 Ok(false)
             }
-            Err(e) => Err(aws(format!("writing {}", self.location()))(e)),
+            Err(e) => Err(failed(
+                format!("writing {}", self.location()),
+                self.needs("s3:PutObject"),
+            )(e)),
         }
     }
 
     pub async fn delete(&self) -> Result<()> {
-        self.s3
+        let bucket = self.bucket().await?;
+        bucket
+            .client
             .delete_object()
             .bucket(&self.bucket)
             .key(&self.key)
             .send()
             .await
-            .map_err(aws(format!("deleting {}", self.location())))?;
+            .map_err(failed(
+                format!("deleting {}", self.location()),
+                self.needs("s3:DeleteObject"),
+            ))?;
         Ok(())
     }
 }
