@@ -1,5 +1,5 @@
 //! The state and site buckets as S3 really serves them: in another region than the config's,
-//! or not there at all.
+//! not there at all, or behind a role that cannot list the bucket.
 
 mod support;
 
@@ -58,6 +58,38 @@ async fn a_bucket_that_does_not_exist_is_named() {
     assert!(
         out.stderr
             .contains("S3 bucket no-such-state-bucket does not exist"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_key_read_without_list_bucket_names_the_permission() {
+    // Without s3:ListBucket, S3 answers a GetObject of a key that does not exist with 403
+    // AccessDenied, not 404 NoSuchKey: a first run's missing record looks like this.
+    let fx = Fixture::new().await;
+    let key = format!("bgcloud/{}/record.json", fx.stack.spec.name);
+    support::control(
+        "faults",
+        serde_json::json!({
+            "access_key": fx.access_key,
+            "action": format!("GET /{}/{key}", fx.stack.state_bucket),
+            "status": 403,
+            "code": "AccessDenied",
+        }),
+    );
+    let out = fx.bgcloud(&["history"]).code(1);
+    let location = format!("s3://{}/{key}", fx.stack.state_bucket);
+    for needed in [
+        location.as_str(),
+        "no access, or the object does not exist",
+        &format!("s3:ListBucket on arn:aws:s3:::{}", fx.stack.state_bucket),
+        "s3:GetObject",
+    ] {
+        assert!(out.stderr.contains(needed), "{needed:?} in {}", out.stderr);
+    }
+    assert!(
+        !out.stderr.contains("does the bucket exist"),
         "{}",
         out.stderr
     );

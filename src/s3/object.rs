@@ -4,7 +4,7 @@
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 
-use super::{arn, failed, Bucket, Buckets};
+use super::{arn, failed, is_denied, Bucket, Buckets};
 use crate::error::{aws, Error, Result};
 
 /// What a write requires of the object as stored.
@@ -59,6 +59,17 @@ impl Object {
         let out = match sent {
             Ok(out) => out,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            // Without s3:ListBucket, S3 answers 403 rather than 404 for a key that is not there
+            // (a first run's record, a release's manifest), so a 403 is either.
+            Err(e) if is_denied(&e) => {
+                return Err(Error::failed(format!(
+                    "reading {}: no access, or the object does not exist: the role needs \
+                     s3:ListBucket on {} (without it S3 answers 403 for a missing key) and {}",
+                    self.location(),
+                    arn(&self.bucket, None),
+                    self.needs("s3:GetObject")
+                )))
+            }
             Err(e) => return Err(aws(format!("reading {}", self.location()))(e)),
         };
         let etag = out.e_tag().unwrap_or_default().to_string();
