@@ -212,7 +212,7 @@ impl Store {
             let condition = etag
                 .as_deref()
                 .map_or(Condition::Absent, Condition::Version);
-            if self.object.put(body, condition).await? {
+            if self.object.put(body, condition).await?.is_some() {
                 return Ok(record);
             }
             tracing::debug!(

@@ -1,5 +1,5 @@
 //! The state and site buckets as S3 really serves them: in another region than the config's,
-//! not there at all, or behind a role that cannot list the bucket.
+//! behind a role that cannot list the bucket, and under a lock another run took over.
 
 mod support;
 
@@ -93,4 +93,42 @@ async fn a_missing_key_read_without_list_bucket_names_the_permission() {
         "{}",
         out.stderr
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_taken_over_meanwhile_is_left_to_its_new_holder() {
+    let fx = Fixture::new().await;
+    let key = format!("bgcloud/{}/lock.json", fx.stack.spec.name);
+    // Another run takes the lock over just before this run gives it back (as one would once
+    // the lock had expired under a run that was still working).
+    let theirs = serde_json::json!({
+        "owner": "other-run",
+        "reason": "frontend deploy r9",
+        "started_at": "2026-01-01T00:00:00Z",
+        "expires_at": "2099-01-01T00:00:00Z",
+        "token": "theirs",
+    });
+    support::control(
+        "s3-put-before",
+        serde_json::json!({
+            "access_key": fx.access_key,
+            "action": format!("DELETE /{}/{key}", fx.stack.state_bucket),
+            "bucket": fx.stack.state_bucket,
+            "key": key,
+            "body": theirs.to_string(),
+        }),
+    );
+    let out = fx
+        .bgcloud(&[
+            "frontend",
+            "deploy",
+            &fx.site("1"),
+            "--release-id",
+            "r1",
+            "--no-wait",
+        ])
+        .ok();
+    assert!(out.stderr.contains("no longer ours"), "{}", out.stderr);
+    let lock = fx.bgcloud(&["lock", "status"]).json();
+    assert_eq!(lock["lock"]["owner"], "other-run", "{lock}");
 }

@@ -1,5 +1,6 @@
 //! One JSON-sized S3 object with the conditional operations the lock, the record and the
-//! release manifests need: read with its ETag, create-only or replace-this-version writes.
+//! release manifests need: read with its ETag, create-only or replace-this-version writes,
+//! delete-this-version.
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
@@ -82,9 +83,9 @@ impl Object {
         Ok(Some((bytes.to_vec(), etag)))
     }
 
-    /// Writes `body` as JSON under `condition`. Ok(false) when the condition failed: someone
-    /// else created or changed the object first.
-    pub async fn put(&self, body: Vec<u8>, condition: Condition<'_>) -> Result<bool> {
+    /// Writes `body` as JSON under `condition`. The new version's ETag, or `None` when the
+    /// condition failed: someone else created or changed the object first.
+    pub async fn put(&self, body: Vec<u8>, condition: Condition<'_>) -> Result<Option<String>> {
         let bucket = self.bucket().await?;
         let put = bucket
             .client
@@ -99,9 +100,9 @@ impl Object {
             Condition::Version(etag) => put.if_match(etag),
         };
         match put.send().await {
-            Ok(_) => Ok(true),
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
             Err(e) if is_conflict(e.code(), e.raw_response().map(|r| r.status().as_u16())) => {
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(failed(
                 format!("writing {}", self.location()),
@@ -110,6 +111,7 @@ impl Object {
         }
     }
 
+    /// Deletes the object whatever version it is.
     pub async fn delete(&self) -> Result<()> {
         let bucket = self.bucket().await?;
         bucket
@@ -124,6 +126,42 @@ impl Object {
                 self.needs("s3:DeleteObject"),
             ))?;
         Ok(())
+    }
+
+    /// Deletes the object only if it is still the version with `etag` (`If-Match`). Ok(false)
+    /// when it is not: someone else replaced or deleted it.
+    pub async fn delete_version(&self, etag: &str) -> Result<bool> {
+        if etag.is_empty() {
+            // An empty If-Match would be no condition at all.
+            return Err(Error::failed(format!(
+                "cannot delete {} conditionally: S3 sent no ETag when it was written",
+                self.location()
+            )));
+        }
+        let bucket = self.bucket().await?;
+        let sent = bucket
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .if_match(etag)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            // 412: another version; 404: gone (with If-Match, S3 does not answer 204 for that).
+            Err(e) if is_conflict(e.code(), e.raw_response().map(|r| r.status().as_u16())) => {
+                Ok(false)
+            }
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(failed(
+                format!("deleting {}", self.location()),
+                format!(
+                    "{} and s3:GetObject (a conditional delete reads the ETag)",
+                    self.needs("s3:DeleteObject")
+                ),
+            )(e)),
+        }
     }
 }
 
