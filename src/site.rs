@@ -1,7 +1,7 @@
 //! The static site on disk: walking the build output, content hashes, Content-Type and
 //! Cache-Control per file, and the diff against the live release (pure logic, no AWS).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -16,8 +16,8 @@ pub struct SiteFile {
     pub path: String,
     pub local: PathBuf,
     pub size: u64,
-    /// MD5 of the content, hex: compared with the live release, never mtimes or S3 ETags
-    /// (multipart ETags are not MD5s).
+    /// MD5 of the content, hex: compared with the live release and with the MD5 stored with
+    /// each object, never mtimes or S3 ETags (not MD5s for multipart uploads or SSE-KMS).
     pub md5: String,
     pub content_type: &'static str,
     pub cache_control: String,
@@ -223,15 +223,14 @@ pub struct Placed<'a> {
 }
 
 /// Where each file goes and how, in write order: everything else before HTML, so no visitor
-/// gets an index.html whose bundles are not there yet. `shared` holds the keys and ETags of the
-/// shared asset store when the distribution has one; hashed assets then go there, once, and are
-/// reused only when the stored ETag is their MD5 (true of single-part uploads; a multipart one
-/// is simply uploaded again).
+/// gets an index.html whose bundles are not there yet. `shared` is given when the distribution
+/// has a shared asset store: hashed assets then go there, once, and those whose key it lists
+/// (the keys already holding that file's content) are reused.
 pub fn plan<'a>(
     files: &'a [SiteFile],
     id: &str,
     live: Option<&Manifest>,
-    shared: Option<&BTreeMap<String, String>>,
+    shared: Option<&BTreeSet<String>>,
 ) -> Vec<Placed<'a>> {
     let mut placed: Vec<Placed> = files
         .iter()
@@ -239,7 +238,7 @@ pub fn plan<'a>(
             Some(store) => Placed {
                 file,
                 key: file.path.clone(),
-                step: if store.get(&file.path) == Some(&file.md5) {
+                step: if store.contains(&file.path) {
                     Step::Reuse
                 } else {
                     Step::Upload
@@ -401,13 +400,9 @@ mod tests {
             file("assets/app-11111111.js", "b"),
             file("assets/new-22222222.js", "d"),
         ];
-        let store = BTreeMap::from([
-            ("assets/app-11111111.js".to_string(), "b".to_string()),
-            (
-                "assets/new-22222222.js".to_string(),
-                "old content".to_string(),
-            ),
-        ]);
+        // The store holds app-11111111.js with this content; new-22222222.js not (or with other
+        // content).
+        let store = BTreeSet::from(["assets/app-11111111.js".to_string()]);
         let steps = plan(&new, "r2", Some(&live), Some(&store));
         let find = |p: &str| steps.iter().find(|s| s.file.path == p).unwrap().clone();
         assert_eq!(find("assets/app-11111111.js").step, Step::Reuse);

@@ -357,3 +357,36 @@ async fn dry_run_writes_nothing() {
     assert!(writes.is_empty(), "{writes:?}");
     assert_eq!(origin_path(&fx).await, "");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_assets_are_reused_on_an_sse_kms_bucket() {
+    use aws_sdk_s3::types::{
+        ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+        ServerSideEncryptionRule,
+    };
+    let fx = Fixture::new().await;
+    // Default encryption SSE-KMS: S3's ETags are then not the MD5 of the content.
+    let kms = ServerSideEncryptionConfiguration::builder()
+        .rules(
+            ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(
+                    ServerSideEncryptionByDefault::builder()
+                        .sse_algorithm(ServerSideEncryption::AwsKms)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .build()
+        .unwrap();
+    fx.aws
+        .s3
+        .put_bucket_encryption()
+        .bucket(&fx.stack.site_bucket)
+        .server_side_encryption_configuration(kms)
+        .send()
+        .await
+        .unwrap();
+    let (out, before) = fx.release_v1_then_v2();
+    assert_only_the_change_was_written(&fx, &out, before);
+}

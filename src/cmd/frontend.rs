@@ -224,11 +224,11 @@ async fn release(
     }
 
     let web = ctx.clients.buckets.get(&fe.bucket).await?;
-    let store = match dist.shared_assets {
-        true => Some(web.list(&fe.hashed_dir).await?),
+    let reusable = match dist.shared_assets {
+        true => Some(reusable_assets(&web, fe, files).await?),
         false => None,
     };
-    let steps = site::plan(files, id, live_manifest.as_ref(), store.as_ref());
+    let steps = site::plan(files, id, live_manifest.as_ref(), reusable.as_ref());
     let count = |want: fn(&Step) -> bool| {
         steps
             .iter()
@@ -294,6 +294,21 @@ async fn release(
             Some(cdn::wait(&ctx.clients.cloudfront, fe, &invalidation).await?);
     }
     Ok(result)
+}
+
+/// The keys of the shared asset store that already hold the content of this build's hashed
+/// assets: those are not written again.
+async fn reusable_assets(
+    web: &Bucket,
+    fe: &FrontendConfig,
+    files: &[SiteFile],
+) -> Result<BTreeSet<String>> {
+    let wanted = files
+        .iter()
+        .filter(|f| f.hashed)
+        .map(|f| (f.path.clone(), f.md5.clone()))
+        .collect();
+    web.holding(&fe.hashed_dir, wanted, fe.concurrency).await
 }
 
 /// Writes the release: everything but HTML first, so no visitor gets an index.html whose

@@ -1,6 +1,9 @@
 //! Writing a release's files to a bucket: uploads (in parts above 16 MB) and server-side
-//! copies, many at once.
+//! copies, many at once. Every object bgcloud writes carries its content's MD5 in metadata
+//! (`x-amz-meta-bgcloud-md5`), because the ETag is not the MD5 on SSE-KMS buckets or for
+//! multipart uploads; [`Bucket::holding`] uses it to tell which objects already hold a file.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -18,6 +21,8 @@ use crate::site::{Placed, SiteFile, Step};
 /// Files above this size go up in parts.
 const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
 const PART_SIZE: usize = 8 * 1024 * 1024;
+/// The user metadata key (`x-amz-meta-…`) holding the content's MD5, hex.
+pub const MD5_METADATA: &str = "bgcloud-md5";
 
 impl Bucket {
     fn needs_put(&self, key: &str) -> String {
@@ -53,7 +58,63 @@ impl Bucket {
         Ok(())
     }
 
-    /// Uploads `file` to `key` with its Content-Type and Cache-Control.
+    /// Which of `wanted` (key, content MD5) are stored under `prefix` with that content. A
+    /// matching ETag settles it from the listing alone (a single-part upload's ETag is its MD5,
+    /// unless the bucket encrypts with SSE-KMS); otherwise the MD5 bgcloud stored in the
+    /// object's metadata does (one HeadObject each). An object with neither is not trusted and
+    /// gets written again.
+    pub async fn holding(
+        &self,
+        prefix: &str,
+        wanted: Vec<(String, String)>,
+        concurrency: usize,
+    ) -> Result<BTreeSet<String>> {
+        let stored = self.list(prefix).await?;
+        let mut same = BTreeSet::new();
+        let mut unsure = Vec::new();
+        for (key, md5) in wanted {
+            match stored.get(&key) {
+                Some(etag) if *etag == md5 => {
+                    same.insert(key);
+                }
+                Some(_) => unsure.push((key, md5)),
+                None => {}
+            }
+        }
+        let bucket = self.clone();
+        let checked = each(unsure, concurrency, move |(key, md5)| {
+            let bucket = bucket.clone();
+            async move {
+                let stored = bucket.stored_md5(&key).await?;
+                Ok((stored.as_deref() == Some(md5.as_str())).then_some(key))
+            }
+        })
+        .await?;
+        same.extend(checked.into_iter().flatten());
+        Ok(same)
+    }
+
+    /// The content MD5 bgcloud stored with `key`, if any.
+    async fn stored_md5(&self, key: &str) -> Result<Option<String>> {
+        let sent = self
+            .client
+            .head_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await;
+        match sent {
+            Ok(out) => Ok(out.metadata().and_then(|m| m.get(MD5_METADATA)).cloned()),
+            // Deleted since the listing: not there, so not the same.
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(failed(
+                format!("reading the metadata of {}", self.url(key)),
+                format!("s3:GetObject on {}", arn(&self.name, Some(key))),
+            )(e)),
+        }
+    }
+
+    /// Uploads `file` to `key` with its Content-Type, Cache-Control and MD5.
     pub async fn upload(&self, key: &str, file: &SiteFile) -> Result<()> {
         if file.size > MULTIPART_THRESHOLD {
             return self.upload_in_parts(key, file).await;
@@ -68,6 +129,7 @@ impl Bucket {
             .key(key)
             .content_type(file.content_type)
             .cache_control(&file.cache_control)
+            .metadata(MD5_METADATA, &file.md5)
             .body(body)
             .send()
             .await
@@ -90,6 +152,7 @@ impl Bucket {
             .key(key)
             .content_type(file.content_type)
             .cache_control(&file.cache_control)
+            .metadata(MD5_METADATA, &file.md5)
             .send()
             .await
             .map_err(failed(&doing, self.needs_put(key)))?;
@@ -144,8 +207,8 @@ impl Bucket {
         Ok(())
     }
 
-    /// Server-side copy of `source` (same bucket) to `key`; headers are set anew in case the
-    /// rules changed since `source` was written.
+    /// Server-side copy of `source` (same bucket) to `key`; headers and the MD5 are set anew
+    /// in case the rules changed since `source` was written.
     pub async fn copy(&self, source: &str, key: &str, file: &SiteFile) -> Result<()> {
         self.client
             .copy_object()
@@ -155,6 +218,7 @@ impl Bucket {
             .metadata_directive(MetadataDirective::Replace)
             .content_type(file.content_type)
             .cache_control(&file.cache_control)
+            .metadata(MD5_METADATA, &file.md5)
             .send()
             .await
             .map_err(failed(
