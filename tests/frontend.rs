@@ -390,3 +390,52 @@ async fn shared_assets_are_reused_on_an_sse_kms_bucket() {
     let (out, before) = fx.release_v1_then_v2();
     assert_only_the_change_was_written(&fx, &out, before);
 }
+
+/// The invalidations the emulator holds for the fixture's distribution: (id, paths), oldest first.
+async fn invalidations(fx: &Fixture) -> Vec<(String, Vec<String>)> {
+    let cf = &fx.aws.cloudfront;
+    let list = cf
+        .list_invalidations()
+        .distribution_id(&fx.stack.distribution_id)
+        .send()
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    for summary in list
+        .invalidation_list()
+        .map(|l| l.items())
+        .unwrap_or_default()
+    {
+        let one = cf
+            .get_invalidation()
+            .distribution_id(&fx.stack.distribution_id)
+            .id(summary.id())
+            .send()
+            .await
+            .unwrap();
+        let paths = one
+            .invalidation()
+            .and_then(|i| i.invalidation_batch())
+            .and_then(|b| b.paths())
+            .map(|p| p.items().to_vec())
+            .unwrap_or_default();
+        found.push((summary.id().to_string(), paths));
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_id_used_again_after_prune_gets_its_own_invalidation() {
+    let fx = Fixture::new().await;
+    let first = fx.release("1", "r1");
+    fx.release("2", "r2");
+    fx.release("3", "r3");
+    let pruned = fx.bgcloud(&["frontend", "prune", "--keep", "1"]).json();
+    assert_eq!(pruned["deleted"], serde_json::json!(["r1"]));
+    // r1 again, with the same HTML paths: CloudFront would hand back the first r1's (long
+    // finished) invalidation for a reused CallerReference and invalidate nothing.
+    let again = fx.release("1", "r1");
+    assert_ne!(again["invalidation_id"], first["invalidation_id"]);
+    assert_eq!(invalidations(&fx).await.len(), 4);
+    assert_eq!(origin_path(&fx).await, "/releases/r1");
+}

@@ -476,7 +476,7 @@ pub async fn rollback(ctx: &Context, args: &FrontendRollbackArgs) -> Result<Site
         };
         tracing::info!("switching distribution {} back to /releases/{target}", fe.distribution_id);
         cdn::switch(&ctx.clients.cloudfront, fe, &target).await?;
-        let invalidation = cdn::invalidate(&ctx.clients.cloudfront, fe, &paths, &format!("rollback-{}", crate::state::new_id())).await?;
+        let invalidation = cdn::invalidate(&ctx.clients.cloudfront, fe, &paths, &format!("rollback-{target}")).await?;
         let info = record.releases.iter().find(|r| r.id == target).cloned().unwrap_or(SiteRelease {
             id: target.clone(),
             files: manifest.as_ref().map_or(0, |m| m.files.len()),
