@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::FrontendConfig;
+use crate::encode;
 use crate::error::{Error, Result};
 
 /// One file of the build.
@@ -270,8 +271,9 @@ pub fn plan<'a>(
 }
 
 /// CloudFront paths to invalidate for a release: the unhashed files (HTML, favicon, manifest…),
-/// with `/dir/` beside each `dir/index.html`. Hashed assets have new names when they change and
-/// never need it. More than `max` paths: `/*` (one path in the quota).
+/// with `/dir/` beside each `dir/index.html`, URL-encoded as CloudFront wants them. Hashed
+/// assets have new names when they change and never need it. More than `max` paths: `/*` (one
+/// path in the quota).
 pub fn invalidation_paths(files: &BTreeMap<String, ManifestEntry>, max: usize) -> Vec<String> {
     let mut paths = Vec::new();
     for (path, entry) in files {
@@ -281,9 +283,9 @@ pub fn invalidation_paths(files: &BTreeMap<String, ManifestEntry>, max: usize) -
         if path == "index.html" {
             paths.push("/".to_string());
         } else if let Some(dir) = path.strip_suffix("/index.html") {
-            paths.push(format!("/{dir}/"));
+            paths.push(encode::invalidation_path(&format!("/{dir}/")));
         }
-        paths.push(format!("/{path}"));
+        paths.push(encode::invalidation_path(&format!("/{path}")));
     }
     if paths.len() > max {
         return vec!["/*".to_string()];
@@ -440,5 +442,11 @@ mod tests {
             ["/about/", "/about/index.html", "/", "/index.html"]
         );
         assert_eq!(invalidation_paths(&m.files, 3), ["/*"]);
+
+        let m = manifest("r", &[file("café menu/index.html", "a")], false);
+        assert_eq!(
+            invalidation_paths(&m.files, 10),
+            ["/caf%C3%A9%20menu/", "/caf%C3%A9%20menu/index.html"]
+        );
     }
 }

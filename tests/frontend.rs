@@ -439,3 +439,54 @@ async fn a_release_id_used_again_after_prune_gets_its_own_invalidation() {
     assert_eq!(invalidations(&fx).await.len(), 4);
     assert_eq!(origin_path(&fx).await, "/releases/r1");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalidation_paths_are_url_encoded() {
+    let fx = Fixture::new().await;
+    let dir = fx.dir.path().join("odd-names");
+    for (path, body) in [
+        ("index.html", "<!doctype html>"),
+        ("menu du jour.html", "<p>soup</p>"),
+        ("café/index.html", "<p>café</p>"),
+        ("c#.txt", "sharp"),
+        ("what?.txt", "query"),
+        ("100%.txt", "all"),
+    ] {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    let out = fx
+        .bgcloud(&[
+            "frontend",
+            "deploy",
+            dir.to_str().unwrap(),
+            "--release-id",
+            "r1",
+        ])
+        .json();
+    let mut expected = vec![
+        "/",
+        "/100%25.txt",
+        "/c%23.txt",
+        "/caf%C3%A9/",
+        "/caf%C3%A9/index.html",
+        "/index.html",
+        "/menu%20du%20jour.html",
+        "/what%3F.txt",
+    ];
+    let mut sent: Vec<String> = invalidations(&fx).await.remove(0).1;
+    sent.sort();
+    expected.sort();
+    assert_eq!(sent, expected);
+    assert_eq!(out["distribution_status"], "Deployed");
+    // The objects themselves keep their real names.
+    fx.aws
+        .s3
+        .head_object()
+        .bucket(&fx.stack.site_bucket)
+        .key("releases/r1/café/index.html")
+        .send()
+        .await
+        .expect("the object under its unencoded key");
+}
