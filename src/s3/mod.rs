@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::Region;
-use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
@@ -150,7 +150,7 @@ pub fn failed<E>(
     needs: impl Display,
 ) -> impl FnOnce(SdkError<E, HttpResponse>) -> Error
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
     move |e| {
         if is_denied(&e) {
@@ -186,7 +186,7 @@ impl Bucket {
     /// The error of a failed listing under `prefix`.
     fn listing_failed<E>(&self, prefix: &str) -> impl FnOnce(SdkError<E, HttpResponse>) -> Error
     where
-        E: std::error::Error + Send + Sync + 'static,
+        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     {
         failed(
             format!("listing {}", self.url(prefix)),
