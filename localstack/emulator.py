@@ -43,7 +43,18 @@ Controls, served under /_bgcloud/ on the same port as the AWS APIs:
   POST /_bgcloud/cloudfront-etag              {"distribution_id", "after_reads"}: another
                                                writer changes it now, or right after each of
                                                the next `after_reads` GetDistributionConfig
+  POST /_bgcloud/s3-put-before                {"access_key", "action", "bucket", "key", "body",
+                                               "times"}: just before each of the next `times`
+                                               requests matching (access key, action) is
+                                               handled, another writer puts `body` there
   POST /_bgcloud/reset                        clear every control
+
+On by default, S3 and CloudFront behave as AWS does where moto is kinder (details in the
+"S3 and CloudFront fidelity" section): requests signed for another region than the bucket's
+get 301 PermanentRedirect with `x-amz-bucket-region`; SSE-KMS objects' ETags are not MD5s;
+a reused invalidation CallerReference returns the first invalidation (same paths) or fails
+with InvalidationBatchAlreadyExists (other paths); unencoded invalidation paths are
+InvalidArgument.
 
 Per-test access keys keep tests that share one emulator apart: requests are counted per key,
 and faults apply only to the key that asked for them.
@@ -166,6 +177,133 @@ def _rotate_etags(distribution_id):
     return False
 
 
+# --- S3 and CloudFront fidelity ------------------------------------------------------------
+# Where stock moto is kinder than AWS in ways bgcloud's S3 and CloudFront code depends on. All
+# of it is on by default: no test can pass because the emulator forgave something.
+#
+# - Buckets live in a region. Real S3 answers a request signed for another region than the
+#   bucket's with 301 PermanentRedirect and the bucket's region in `x-amz-bucket-region` (a
+#   HEAD gets the status and header only); moto serves any bucket to any region.
+# - SSE-KMS objects: real S3 ETags are not the MD5 of the content (they differ per write even
+#   for equal content); moto gives every object its MD5.
+# - CloudFront CallerReference: reusing one with the same paths returns the invalidation made
+#   the first time (nothing is invalidated again); with other paths it is
+#   InvalidationBatchAlreadyExists. moto makes a new invalidation every time.
+# - CloudFront invalidation paths must start with "/" and be URL-encoded (no spaces, non-ASCII,
+#   control or RFC 1738 unsafe characters, "%" only as an escape, "*" only at the end); real
+#   CloudFront answers InvalidArgument, moto accepts anything.
+
+from moto.s3 import models as s3_models
+
+_SIGNED_REGION = re.compile(r"Credential=[^/]+/[^/]+/([^/]+)/s3/")
+
+
+def _s3_bucket_region(name):
+    """The region a bucket was created in, or None when there is no such bucket."""
+    owner = s3_models.s3_backends.bucket_accounts.get(name)
+    if owner is None:
+        return None
+    partition, account_id = owner
+    bucket = s3_models.s3_backends[account_id][partition].buckets.get(name)
+    return bucket.region_name if bucket is not None else None
+
+
+def _s3_wrong_region(request):
+    """Real S3's answer to a path-style request signed for another region than its bucket's."""
+    signed = _SIGNED_REGION.search(request.headers.get("Authorization", ""))
+    bucket = urllib.parse.unquote(request.path.lstrip("/").split("/", 1)[0])
+    if signed is None or not bucket:
+        return None
+    region = _s3_bucket_region(bucket)
+    if region is None or region == signed.group(1):
+        return None
+    headers = {"x-amz-bucket-region": region}
+    if request.method == "HEAD":
+        return Response(status=301, headers=headers)
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PermanentRedirect</Code>'
+        "<Message>The bucket you are attempting to access must be addressed using the specified "
+        "endpoint. Please send all future requests to this endpoint.</Message>"
+        f"<Endpoint>{bucket}.s3.{region}.amazonaws.com</Endpoint><Bucket>{bucket}</Bucket>"
+        "<RequestId>bgcloud-region</RequestId></Error>"
+    )
+    return Response(body, status=301, headers=headers, mimetype="application/xml")
+
+
+S3_PUT_BEFORE = []  # dicts with access_key, action, bucket, key, body, times
+
+
+def _s3_put_before(access_key, action):
+    """Another writer's PutObject, made just before the matching request is handled."""
+    with LOCK:
+        due = [w for w in S3_PUT_BEFORE if w["access_key"] == access_key and w["action"] == action and w["times"] > 0]
+        for w in due:
+            w["times"] -= 1
+    for w in due:
+        partition, account_id = s3_models.s3_backends.bucket_accounts[w["bucket"]]
+        backend = s3_models.s3_backends[account_id][partition]
+        backend.put_object(w["bucket"], w["key"], w["body"].encode("utf-8"))
+
+
+def s3_fidelity_request(request, access_key, action):
+    """Runs before moto sees an AWS request: a Response to send instead, or None."""
+    _s3_put_before(access_key, action)
+    return _s3_wrong_region(request)
+
+
+def s3_fidelity_control(path, data):
+    """Handles this section's controls (called with LOCK held); False when `path` is not one."""
+    if path == "s3-put-before":
+        data.setdefault("times", 1)
+        S3_PUT_BEFORE.append(data)
+        return True
+    return False
+
+
+def s3_fidelity_reset():
+    S3_PUT_BEFORE.clear()
+
+
+_KMS_ALGORITHMS = ("aws:kms", "aws:kms:dsse")
+_stock_etag = s3_models.FakeKey.etag
+
+
+def _etag(self):
+    if getattr(self, "encryption", None) in _KMS_ALGORITHMS:
+        # Fixed per stored object (conditional requests compare it), new on every write.
+        if getattr(self, "_bgcloud_kms_etag", None) is None:
+            self._bgcloud_kms_etag = '"' + os.urandom(16).hex() + '"'
+        return self._bgcloud_kms_etag
+    return _stock_etag.fget(self)
+
+
+s3_models.FakeKey.etag = property(_etag)
+
+
+_INVALID_PATH_CHAR = re.compile(r'[^\x21-\x7e]|["#<>\\^`{|}]|%(?![0-9A-Fa-f]{2})')
+_stock_create_invalidation = cloudfront_models.CloudFrontBackend.create_invalidation
+
+
+def _create_invalidation(self, dist_id, paths, caller_ref):
+    for path in paths:
+        if not path.startswith("/") or _INVALID_PATH_CHAR.search(path) or "*" in path[:-1]:
+            raise CloudFrontException(
+                "InvalidArgument", "Your request contains one or more invalid invalidation paths."
+            )
+    for earlier in self.invalidations.get(dist_id, []):
+        if earlier.caller_ref == caller_ref:
+            if sorted(earlier.paths) == sorted(paths):
+                return earlier
+            raise CloudFrontException(
+                "InvalidationBatchAlreadyExists",
+                f"Invalidation batch specified ({caller_ref}) already exists with different paths.",
+            )
+    return _stock_create_invalidation(self, dist_id, paths, caller_ref)
+
+
+cloudfront_models.CloudFrontBackend.create_invalidation = _create_invalidation
+
+
 # --- request log and faults ----------------------------------------------------------------
 
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/")
@@ -228,6 +366,9 @@ class Controls:
                     break
         if fault:
             return _fault_response(fault, service)(environ, start_response)
+        answer = s3_fidelity_request(request, access_key, action) if service == "s3" else None
+        if answer is not None:
+            return answer(environ, start_response)
         response = self.app(environ, start_response)
         if service == "elasticloadbalancing" and action in model_alb.USAGE_ACTIONS:
             model_alb.refresh_usage()
@@ -260,7 +401,10 @@ class Controls:
                     STALE_READS[data["distribution_id"]] = int(data["after_reads"])
                 elif not _rotate_etags(data["distribution_id"]):
                     return _json({"error": "no such distribution"}, 404)
+            elif s3_fidelity_control(path, data):
+                pass
             elif path == "reset":
+                s3_fidelity_reset()
                 model_alb.reset()
                 model_ssm.reset()
                 STALE_READS.clear()

@@ -44,7 +44,9 @@ pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub ecr: aws_sdk_ecr::Client,
     pub ssm: aws_sdk_ssm::Client,
+    /// Signs for the config's region: reach a bucket through `buckets`, which knows its region.
     pub s3: aws_sdk_s3::Client,
+    pub buckets: crate::s3::Buckets,
     pub cloudfront: aws_sdk_cloudfront::Client,
     /// The region the clients use ("" when none was found).
     pub region: String,
@@ -52,15 +54,18 @@ pub struct Clients {
 
 impl Clients {
     pub fn new(sdk: &SdkConfig, opts: &AwsOptions) -> Clients {
-        let s3 = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(s3_endpoint_overridden(opts))
-            .build();
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(s3_endpoint_overridden(opts))
+                .build(),
+        );
         Clients {
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             ec2: aws_sdk_ec2::Client::new(sdk),
             ecr: aws_sdk_ecr::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
-            s3: aws_sdk_s3::Client::from_conf(s3),
+            buckets: crate::s3::Buckets::new(s3.clone()),
+            s3,
             cloudfront: aws_sdk_cloudfront::Client::new(sdk),
             region: sdk.region().map(ToString::to_string).unwrap_or_default(),
         }

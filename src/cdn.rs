@@ -1,7 +1,8 @@
 //! CloudFront: which release the distribution serves (its S3 origin's path), switching it with
 //! `If-Match` (retried when another writer got in between), invalidating and waiting.
 
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_cloudfront::error::ProvideErrorMetadata;
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
@@ -171,12 +172,26 @@ pub async fn switch(cf: &Client, config: &FrontendConfig, id: &str) -> Result<()
     )))
 }
 
-/// Starts an invalidation of `paths`; returns its id.
+/// A CallerReference no earlier call used: CloudFront answers a reused one with the
+/// invalidation made for it the first time (nothing is invalidated again) or, for other paths,
+/// InvalidationBatchAlreadyExists — and a release id comes back after prune. The SDK's own
+/// retries resend the same request, so they stay idempotent.
+fn caller_reference(label: &str) -> String {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    format!("{label}-{nanos}-{}-{call}", std::process::id())
+}
+
+/// Starts an invalidation of `paths` (URL-encoded already); returns its id. `label` (the
+/// release) begins its CallerReference, to find it in the console.
 pub async fn invalidate(
     cf: &Client,
     config: &FrontendConfig,
     paths: &[String],
-    caller_reference: &str,
+    label: &str,
 ) -> Result<String> {
     let batch = InvalidationBatch::builder()
         .paths(
@@ -186,7 +201,7 @@ pub async fn invalidate(
                 .build()
                 .map_err(|e| Error::failed(format!("building the invalidation: {e}")))?,
         )
-        .caller_reference(caller_reference)
+        .caller_reference(caller_reference(label))
         .build()
         .map_err(|e| Error::failed(format!("building the invalidation: {e}")))?;
     let out = cf
@@ -270,5 +285,13 @@ mod tests {
             "shop-web"
         ));
         assert!(!is_bucket_origin("api.example.com", "shop-web"));
+    }
+
+    #[test]
+    fn caller_references_are_never_reused() {
+        let a = caller_reference("r1");
+        let b = caller_reference("r1");
+        assert!(a.starts_with("r1-"), "{a}");
+        assert_ne!(a, b);
     }
 }

@@ -42,11 +42,11 @@ impl Context {
     }
 
     pub fn store(&self) -> Store {
-        Store::new(self.clients.s3.clone(), &self.config)
+        Store::new(self.clients.buckets.clone(), &self.config)
     }
 
     pub fn lock(&self) -> Lock {
-        Lock::new(self.clients.s3.clone(), &self.config)
+        Lock::new(self.clients.buckets.clone(), &self.config)
     }
 
     /// How often to poll anything: the backend's `poll_interval`, else 2 s.

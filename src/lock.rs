@@ -1,6 +1,7 @@
 //! The deployment lock: one S3 object per app, created with `If-None-Match: *` so only one
-//! writer can take it, and taken over when expired with `If-Match: <etag>` so two takers can't
-//! both win. Holds owner, reason, start and expiry.
+//! writer can take it, taken over when expired with `If-Match: <etag>` so two takers can't both
+//! win, and given back with a delete on the same condition so a run never deletes a lock that
+//! someone took over meanwhile. Holds owner, reason, start and expiry.
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
@@ -9,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::object::{Condition, Object};
+use crate::s3::object::{Condition, Object};
+use crate::s3::Buckets;
 use crate::state::new_id;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,7 +20,7 @@ pub struct LockInfo {
     pub reason: String,
     pub started_at: String,
     pub expires_at: String,
-    /// Identifies this holder, so release never deletes someone else's lock.
+    /// Identifies this holder (a retried create that already won is recognised by it).
     pub token: String,
 }
 
@@ -52,13 +54,15 @@ pub struct Held {
     pub info: LockInfo,
     /// Set when an expired lock was taken over: whose it was.
     pub took_over: Option<LockInfo>,
+    /// The lock object's ETag as this run wrote it: release deletes only that version.
+    pub etag: String,
 }
 
 impl Lock {
-    pub fn new(s3: aws_sdk_s3::Client, config: &Config) -> Lock {
+    pub fn new(buckets: Buckets, config: &Config) -> Lock {
         let key = format!("{}{}/lock.json", config.state.prefix, config.app);
         Lock {
-            object: Object::new(s3, &config.state.bucket, key),
+            object: Object::new(buckets, &config.state.bucket, key),
         }
     }
 
@@ -102,28 +106,31 @@ impl Lock {
                 expires_at: humantime::format_rfc3339_seconds(now + ttl).to_string(),
                 token: new_id(),
             };
-            if self.put(&info, None).await? {
+            if let Some(etag) = self.put(&info, None).await? {
                 return Ok(Held {
                     info,
                     took_over: None,
+                    etag,
                 });
             }
             match self.read().await? {
                 None => continue, // released in between: try again at once
                 // Our own create went through but its answer was lost and the SDK's retry got
                 // 412: the lock is ours.
-                Some((current, _)) if current.token == info.token => {
+                Some((current, etag)) if current.token == info.token => {
                     return Ok(Held {
                         info,
                         took_over: None,
+                        etag,
                     })
                 }
                 Some((current, etag)) if current.expired() => {
-                    if self.put(&info, Some(&etag)).await? {
+                    if let Some(etag) = self.put(&info, Some(&etag)).await? {
                         tracing::warn!("took over the expired deployment lock ({current})");
                         return Ok(Held {
                             info,
                             took_over: Some(current),
+                            etag,
                         });
                     }
                     // Someone else took it over first; look again.
@@ -146,24 +153,29 @@ impl Lock {
         }
     }
 
-    /// Create-only without `etag`, replace-only-this-version with it; Ok(false) when someone
-    /// else holds or changed the lock.
-    async fn put(&self, info: &LockInfo, etag: Option<&str>) -> Result<bool> {
+    /// Create-only without `etag`, replace-only-this-version with it. The new ETag, or `None`
+    /// when someone else holds or changed the lock.
+    async fn put(&self, info: &LockInfo, etag: Option<&str>) -> Result<Option<String>> {
         let body = serde_json::to_vec_pretty(info).expect("lock serializes");
         let condition = etag.map_or(Condition::Absent, Condition::Version);
         self.object.put(body, condition).await
     }
 
-    /// Gives the lock back if it is still ours.
+    /// Gives the lock back if it is still the version this run wrote. Someone who took it over
+    /// meanwhile (it had expired) keeps it: a warning, not an error.
     pub async fn release(&self, held: &Held) -> Result<()> {
+        if self.object.delete_version(&held.etag).await? {
+            return Ok(());
+        }
         match self.read().await? {
-            Some((current, _)) if current.token == held.info.token => self.delete().await,
             Some((current, _)) => {
                 tracing::warn!("the deployment lock is no longer ours ({current}); leaving it");
-                Ok(())
             }
-            None => Ok(()),
+            None => tracing::warn!(
+                "the deployment lock was released by someone else (bgcloud lock release --force?)"
+            ),
         }
+        Ok(())
     }
 
     /// Deletes the lock whoever holds it (`bgcloud lock release --force`).

@@ -2,6 +2,7 @@
 
 use std::fmt::Display;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use serde::Serialize;
 
@@ -47,10 +48,13 @@ pub fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Files and bytes done, redrawn in place on stderr — only when stderr is a terminal.
+/// Files and bytes done, redrawn in place on stderr — only when stderr is a terminal. Shared
+/// by concurrent tasks: each reports its own file with [`Progress::advance`].
 pub struct Progress {
     files: usize,
     bytes: u64,
+    done_files: AtomicUsize,
+    done_bytes: AtomicU64,
     tty: bool,
 }
 
@@ -59,11 +63,16 @@ impl Progress {
         Progress {
             files,
             bytes,
+            done_files: AtomicUsize::new(0),
+            done_bytes: AtomicU64::new(0),
             tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         }
     }
 
-    pub fn update(&self, files: usize, bytes: u64) {
+    /// One more file of `bytes` done.
+    pub fn advance(&self, bytes: u64) {
+        let files = self.done_files.fetch_add(1, Ordering::Relaxed) + 1;
+        let bytes = self.done_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if self.tty {
             eprint!(
                 "\r{files}/{} files, {:.1}/{:.1} MB",

@@ -1,12 +1,13 @@
 //! The static site on disk: walking the build output, content hashes, Content-Type and
 //! Cache-Control per file, and the diff against the live release (pure logic, no AWS).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::FrontendConfig;
+use crate::encode;
 use crate::error::{Error, Result};
 
 /// One file of the build.
@@ -16,8 +17,8 @@ pub struct SiteFile {
     pub path: String,
     pub local: PathBuf,
     pub size: u64,
-    /// MD5 of the content, hex: compared with the live release, never mtimes or S3 ETags
-    /// (multipart ETags are not MD5s).
+    /// MD5 of the content, hex: compared with the live release and with the MD5 stored with
+    /// each object, never mtimes or S3 ETags (not MD5s for multipart uploads or SSE-KMS).
     pub md5: String,
     pub content_type: &'static str,
     pub cache_control: String,
@@ -160,9 +161,12 @@ fn walk(root: &Path, dir: &Path, config: &FrontendConfig, out: &mut Vec<SiteFile
     Ok(())
 }
 
+/// Where releases live in the site bucket, one folder each.
+pub const RELEASES_PREFIX: &str = "releases/";
+
 /// The S3 key prefix of a release; CloudFront's site origin path is `/releases/<id>`.
 pub fn release_prefix(id: &str) -> String {
-    format!("releases/{id}/")
+    format!("{RELEASES_PREFIX}{id}/")
 }
 
 /// The manifest of a scanned tree, under `id`.
@@ -220,15 +224,14 @@ pub struct Placed<'a> {
 }
 
 /// Where each file goes and how, in write order: everything else before HTML, so no visitor
-/// gets an index.html whose bundles are not there yet. `shared` holds the keys and ETags of the
-/// shared asset store when the distribution has one; hashed assets then go there, once, and are
-/// reused only when the stored ETag is their MD5 (true of single-part uploads; a multipart one
-/// is simply uploaded again).
+/// gets an index.html whose bundles are not there yet. `shared` is given when the distribution
+/// has a shared asset store: hashed assets then go there, once, and those whose key it lists
+/// (the keys already holding that file's content) are reused.
 pub fn plan<'a>(
     files: &'a [SiteFile],
     id: &str,
     live: Option<&Manifest>,
-    shared: Option<&BTreeMap<String, String>>,
+    shared: Option<&BTreeSet<String>>,
 ) -> Vec<Placed<'a>> {
     let mut placed: Vec<Placed> = files
         .iter()
@@ -236,7 +239,7 @@ pub fn plan<'a>(
             Some(store) => Placed {
                 file,
                 key: file.path.clone(),
-                step: if store.get(&file.path) == Some(&file.md5) {
+                step: if store.contains(&file.path) {
                     Step::Reuse
                 } else {
                     Step::Upload
@@ -268,8 +271,9 @@ pub fn plan<'a>(
 }
 
 /// CloudFront paths to invalidate for a release: the unhashed files (HTML, favicon, manifest…),
-/// with `/dir/` beside each `dir/index.html`. Hashed assets have new names when they change and
-/// never need it. More than `max` paths: `/*` (one path in the quota).
+/// with `/dir/` beside each `dir/index.html`, URL-encoded as CloudFront wants them. Hashed
+/// assets have new names when they change and never need it. More than `max` paths: `/*` (one
+/// path in the quota).
 pub fn invalidation_paths(files: &BTreeMap<String, ManifestEntry>, max: usize) -> Vec<String> {
     let mut paths = Vec::new();
     for (path, entry) in files {
@@ -279,9 +283,9 @@ pub fn invalidation_paths(files: &BTreeMap<String, ManifestEntry>, max: usize) -
         if path == "index.html" {
             paths.push("/".to_string());
         } else if let Some(dir) = path.strip_suffix("/index.html") {
-            paths.push(format!("/{dir}/"));
+            paths.push(encode::invalidation_path(&format!("/{dir}/")));
         }
-        paths.push(format!("/{path}"));
+        paths.push(encode::invalidation_path(&format!("/{path}")));
     }
     if paths.len() > max {
         return vec!["/*".to_string()];
@@ -398,13 +402,9 @@ mod tests {
             file("assets/app-11111111.js", "b"),
             file("assets/new-22222222.js", "d"),
         ];
-        let store = BTreeMap::from([
-            ("assets/app-11111111.js".to_string(), "b".to_string()),
-            (
-                "assets/new-22222222.js".to_string(),
-                "old content".to_string(),
-            ),
-        ]);
+        // The store holds app-11111111.js with this content; new-22222222.js not (or with other
+        // content).
+        let store = BTreeSet::from(["assets/app-11111111.js".to_string()]);
         let steps = plan(&new, "r2", Some(&live), Some(&store));
         let find = |p: &str| steps.iter().find(|s| s.file.path == p).unwrap().clone();
         assert_eq!(find("assets/app-11111111.js").step, Step::Reuse);
@@ -442,5 +442,11 @@ mod tests {
             ["/about/", "/about/index.html", "/", "/index.html"]
         );
         assert_eq!(invalidation_paths(&m.files, 3), ["/*"]);
+
+        let m = manifest("r", &[file("café menu/index.html", "a")], false);
+        assert_eq!(
+            invalidation_paths(&m.files, 10),
+            ["/caf%C3%A9%20menu/", "/caf%C3%A9%20menu/index.html"]
+        );
     }
 }

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::color::Color;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::object::{Condition, Object};
+use crate::s3::object::{Condition, Object};
+use crate::s3::Buckets;
 use crate::weights::Weights;
 
 /// How many history entries the record keeps.
@@ -162,10 +163,10 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(s3: aws_sdk_s3::Client, config: &Config) -> Store {
+    pub fn new(buckets: Buckets, config: &Config) -> Store {
         let key = format!("{}{}/record.json", config.state.prefix, config.app);
         Store {
-            object: Object::new(s3, &config.state.bucket, key),
+            object: Object::new(buckets, &config.state.bucket, key),
         }
     }
 
@@ -211,7 +212,7 @@ impl Store {
             let condition = etag
                 .as_deref()
                 .map_or(Condition::Absent, Condition::Version);
-            if self.object.put(body, condition).await? {
+            if self.object.put(body, condition).await?.is_some() {
                 return Ok(record);
             }
             tracing::debug!(

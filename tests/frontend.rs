@@ -6,12 +6,6 @@ mod support;
 use support::stack::fnv32 as fnv;
 use support::Fixture;
 
-fn site(fx: &Fixture, version: &str) -> String {
-    let dir = fx.dir.path().join(format!("dist-{version}"));
-    support::stack::sample_site(&dir, version);
-    dir.to_string_lossy().into_owned()
-}
-
 /// Where a file of release `id` is stored with the shared asset layout (the default fixture):
 /// hashed assets once at the bucket root, the rest under the release.
 fn stored_key(id: &str, path: &str) -> String {
@@ -53,10 +47,29 @@ fn site_writes(fx: &Fixture, from: usize) -> (Vec<String>, Vec<String>) {
     (pick("PUT "), pick("COPY "))
 }
 
+/// Checks what the release of r2 (see `Fixture::release_v1_then_v2`) wrote with the shared
+/// asset layout: the new bundle to the shared store once, the 6 unchanged hashed assets not at
+/// all, the 6 unchanged unhashed files copied into the new release.
+fn assert_only_the_change_was_written(fx: &Fixture, out: &serde_json::Value, from: usize) {
+    let (mut puts, copies) = site_writes(fx, from);
+    puts.sort();
+    let app = format!("assets/index-{:08x}.js", fnv("console.log('app 2');"));
+    assert_eq!(puts, [app, "releases/r2/index.html".to_string()]);
+    assert_eq!(copies.len(), 6, "{copies:?}");
+    assert_eq!(
+        (
+            out["uploaded"].as_u64(),
+            out["copied"].as_u64(),
+            out["reused"].as_u64()
+        ),
+        (Some(2), Some(6), Some(6))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn first_release_sets_types_cache_headers_and_switches_the_origin() {
     let fx = Fixture::new().await;
-    let dir = site(&fx, "1");
+    let dir = fx.site("1");
     let out = fx
         .bgcloud(&["frontend", "deploy", &dir, "--release-id", "r1"])
         .json();
@@ -138,7 +151,7 @@ async fn first_release_sets_types_cache_headers_and_switches_the_origin() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_release_with_no_change_writes_nothing() {
     let fx = Fixture::new().await;
-    let dir = site(&fx, "1");
+    let dir = fx.site("1");
     fx.bgcloud(&["frontend", "deploy", &dir]).ok();
     let before = fx.requests().len();
     let out = fx.bgcloud(&["frontend", "deploy", &dir]).ok();
@@ -159,27 +172,8 @@ async fn a_release_with_no_change_writes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_bundle_uploads_exactly_the_changed_files() {
     let fx = Fixture::new().await;
-    fx.bgcloud(&["frontend", "deploy", &site(&fx, "1"), "--release-id", "r1"])
-        .ok();
-    let before = fx.requests().len();
-    let out = fx
-        .bgcloud(&["frontend", "deploy", &site(&fx, "2"), "--release-id", "r2"])
-        .json();
-    let (mut puts, copies) = site_writes(&fx, before);
-    puts.sort();
-    // The new bundle goes to the shared store once; the 6 unchanged hashed assets are not
-    // written at all; the 6 unchanged unhashed files are copied into the new release.
-    let app = format!("assets/index-{:08x}.js", fnv("console.log('app 2');"));
-    assert_eq!(puts, [app, "releases/r2/index.html".to_string()]);
-    assert_eq!(copies.len(), 6, "{copies:?}");
-    assert_eq!(
-        (
-            out["uploaded"].as_u64(),
-            out["copied"].as_u64(),
-            out["reused"].as_u64()
-        ),
-        (Some(2), Some(6), Some(6))
-    );
+    let (out, before) = fx.release_v1_then_v2();
+    assert_only_the_change_was_written(&fx, &out, before);
     assert_eq!(out["previous"], "r1");
     assert_eq!(origin_path(&fx).await, "/releases/r2");
     // Copies keep their headers.
@@ -199,11 +193,11 @@ async fn a_changed_bundle_uploads_exactly_the_changed_files() {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_one_origin_every_release_is_a_full_tree_and_unchanged_files_are_copied() {
     let fx = Fixture::with(|s| s.shared_assets = false).await;
-    fx.bgcloud(&["frontend", "deploy", &site(&fx, "1"), "--release-id", "r1"])
+    fx.bgcloud(&["frontend", "deploy", &fx.site("1"), "--release-id", "r1"])
         .ok();
     let before = fx.requests().len();
     let out = fx
-        .bgcloud(&["frontend", "deploy", &site(&fx, "2"), "--release-id", "r2"])
+        .bgcloud(&["frontend", "deploy", &fx.site("2"), "--release-id", "r2"])
         .json();
     let (mut puts, copies) = site_writes(&fx, before);
     puts.sort();
@@ -232,9 +226,9 @@ async fn with_one_origin_every_release_is_a_full_tree_and_unchanged_files_are_co
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_restores_the_previous_origin_path() {
     let fx = Fixture::new().await;
-    fx.bgcloud(&["frontend", "deploy", &site(&fx, "1"), "--release-id", "r1"])
+    fx.bgcloud(&["frontend", "deploy", &fx.site("1"), "--release-id", "r1"])
         .ok();
-    fx.bgcloud(&["frontend", "deploy", &site(&fx, "2"), "--release-id", "r2"])
+    fx.bgcloud(&["frontend", "deploy", &fx.site("2"), "--release-id", "r2"])
         .ok();
     let out = fx.bgcloud(&["frontend", "rollback"]).json();
     assert_eq!(out["release_id"], "r1");
@@ -266,7 +260,7 @@ async fn a_stale_etag_is_retried() {
     let body = serde_json::json!({"distribution_id": fx.stack.distribution_id, "after_reads": 2});
     support::control("cloudfront-etag", body);
     let out = fx
-        .bgcloud(&["frontend", "deploy", &site(&fx, "1"), "--release-id", "r1"])
+        .bgcloud(&["frontend", "deploy", &fx.site("1"), "--release-id", "r1"])
         .ok();
     assert!(
         out.stderr.contains("changed while switching it"),
@@ -307,7 +301,7 @@ async fn bad_folders_and_unknown_releases_are_refused() {
     assert!(out.stderr.contains("no index.html"), "{}", out.stderr);
     assert_eq!(fx.requests(), vec![], "refused before any request");
 
-    fx.bgcloud(&["frontend", "deploy", &site(&fx, "1"), "--release-id", "r1"])
+    fx.bgcloud(&["frontend", "deploy", &fx.site("1"), "--release-id", "r1"])
         .ok();
     let out = fx.bgcloud(&["frontend", "rollback", "--to", "r0"]).code(2);
     assert!(
@@ -322,15 +316,7 @@ async fn bad_folders_and_unknown_releases_are_refused() {
 async fn prune_keeps_the_newest_and_always_current_and_previous() {
     let fx = Fixture::new().await;
     for (v, id) in [("1", "r1"), ("2", "r2"), ("3", "r3"), ("4", "r4")] {
-        fx.bgcloud(&[
-            "frontend",
-            "deploy",
-            &site(&fx, v),
-            "--release-id",
-            id,
-            "--no-wait",
-        ])
-        .ok();
+        fx.release(v, id);
     }
     fx.bgcloud(&["frontend", "rollback", "--to", "r1"]).ok(); // live r1, previous r4
     let out = fx.bgcloud(&["frontend", "prune", "--keep", "1"]).json();
@@ -356,7 +342,7 @@ async fn prune_keeps_the_newest_and_always_current_and_previous() {
 async fn dry_run_writes_nothing() {
     let fx = Fixture::new().await;
     let out = fx
-        .bgcloud(&["frontend", "deploy", &site(&fx, "1"), "--dry-run"])
+        .bgcloud(&["frontend", "deploy", &fx.site("1"), "--dry-run"])
         .ok();
     assert!(
         out.stdout.contains("would release") && out.stdout.contains("14 uploaded"),
@@ -370,4 +356,137 @@ async fn dry_run_writes_nothing() {
         .collect();
     assert!(writes.is_empty(), "{writes:?}");
     assert_eq!(origin_path(&fx).await, "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_assets_are_reused_on_an_sse_kms_bucket() {
+    use aws_sdk_s3::types::{
+        ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+        ServerSideEncryptionRule,
+    };
+    let fx = Fixture::new().await;
+    // Default encryption SSE-KMS: S3's ETags are then not the MD5 of the content.
+    let kms = ServerSideEncryptionConfiguration::builder()
+        .rules(
+            ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(
+                    ServerSideEncryptionByDefault::builder()
+                        .sse_algorithm(ServerSideEncryption::AwsKms)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .build()
+        .unwrap();
+    fx.aws
+        .s3
+        .put_bucket_encryption()
+        .bucket(&fx.stack.site_bucket)
+        .server_side_encryption_configuration(kms)
+        .send()
+        .await
+        .unwrap();
+    let (out, before) = fx.release_v1_then_v2();
+    assert_only_the_change_was_written(&fx, &out, before);
+}
+
+/// The invalidations the emulator holds for the fixture's distribution: (id, paths), oldest first.
+async fn invalidations(fx: &Fixture) -> Vec<(String, Vec<String>)> {
+    let cf = &fx.aws.cloudfront;
+    let list = cf
+        .list_invalidations()
+        .distribution_id(&fx.stack.distribution_id)
+        .send()
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    for summary in list
+        .invalidation_list()
+        .map(|l| l.items())
+        .unwrap_or_default()
+    {
+        let one = cf
+            .get_invalidation()
+            .distribution_id(&fx.stack.distribution_id)
+            .id(summary.id())
+            .send()
+            .await
+            .unwrap();
+        let paths = one
+            .invalidation()
+            .and_then(|i| i.invalidation_batch())
+            .and_then(|b| b.paths())
+            .map(|p| p.items().to_vec())
+            .unwrap_or_default();
+        found.push((summary.id().to_string(), paths));
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_id_used_again_after_prune_gets_its_own_invalidation() {
+    let fx = Fixture::new().await;
+    let first = fx.release("1", "r1");
+    fx.release("2", "r2");
+    fx.release("3", "r3");
+    let pruned = fx.bgcloud(&["frontend", "prune", "--keep", "1"]).json();
+    assert_eq!(pruned["deleted"], serde_json::json!(["r1"]));
+    // r1 again, with the same HTML paths: CloudFront would hand back the first r1's (long
+    // finished) invalidation for a reused CallerReference and invalidate nothing.
+    let again = fx.release("1", "r1");
+    assert_ne!(again["invalidation_id"], first["invalidation_id"]);
+    assert_eq!(invalidations(&fx).await.len(), 4);
+    assert_eq!(origin_path(&fx).await, "/releases/r1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalidation_paths_are_url_encoded() {
+    let fx = Fixture::new().await;
+    let dir = fx.dir.path().join("odd-names");
+    for (path, body) in [
+        ("index.html", "<!doctype html>"),
+        ("menu du jour.html", "<p>soup</p>"),
+        ("café/index.html", "<p>café</p>"),
+        ("c#.txt", "sharp"),
+        ("what?.txt", "query"),
+        ("100%.txt", "all"),
+    ] {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    let out = fx
+        .bgcloud(&[
+            "frontend",
+            "deploy",
+            dir.to_str().unwrap(),
+            "--release-id",
+            "r1",
+        ])
+        .json();
+    let mut expected = vec![
+        "/",
+        "/100%25.txt",
+        "/c%23.txt",
+        "/caf%C3%A9/",
+        "/caf%C3%A9/index.html",
+        "/index.html",
+        "/menu%20du%20jour.html",
+        "/what%3F.txt",
+    ];
+    let mut sent: Vec<String> = invalidations(&fx).await.remove(0).1;
+    sent.sort();
+    expected.sort();
+    assert_eq!(sent, expected);
+    assert_eq!(out["distribution_status"], "Deployed");
+    // The objects themselves keep their real names.
+    fx.aws
+        .s3
+        .head_object()
+        .bucket(&fx.stack.site_bucket)
+        .key("releases/r1/café/index.html")
+        .send()
+        .await
+        .expect("the object under its unencoded key");
 }

@@ -1,31 +1,26 @@
 //! `bgcloud frontend deploy|releases|rollback|prune`: atomic static-site releases. Each release
 //! is a complete tree under `releases/<id>/`; CloudFront's origin path is switched to it in one
-//! update, so visitors see the old release or the new one, never a mix.
+//! update, so visitors see the old release or the new one, never a mix. The S3 mechanics
+//! (regions, transfers, listings) are in [`crate::s3`], the plan in [`crate::site`].
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier,
-};
 use serde::Serialize;
 
 use crate::cdn;
 use crate::cli::{parse_duration, FrontendDeployArgs, FrontendRollbackArgs, PruneArgs};
 use crate::config::FrontendConfig;
 use crate::context::Context;
-use crate::error::{aws, Error, Result};
-use crate::object::{Condition, Object};
+use crate::error::{Error, Result};
 use crate::output::Progress;
+use crate::s3::object::{Condition, Object};
+use crate::s3::Bucket;
 use crate::site::{self, Manifest, SiteFile, Step};
 use crate::state::{now, FrontendRecord, SiteRelease};
 
-/// Files above this size go up in parts.
-const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
-const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Invalidate the unhashed paths one by one up to this many; past it, `/*`.
 const MAX_INVALIDATION_PATHS: usize = 10;
 
@@ -132,7 +127,7 @@ fn manifest_object(ctx: &Context, id: &str) -> Object {
         "{}{}/frontend/{id}.json",
         ctx.config.state.prefix, ctx.config.app
     );
-    Object::new(ctx.clients.s3.clone(), &ctx.config.state.bucket, key)
+    Object::new(ctx.clients.buckets.clone(), &ctx.config.state.bucket, key)
 }
 
 async fn load_manifest(ctx: &Context, id: &str) -> Result<Option<Manifest>> {
@@ -148,23 +143,33 @@ async fn save_manifest(ctx: &Context, manifest: &Manifest) -> Result<()> {
     Ok(())
 }
 
-/// Whether `releases/<id>/` holds anything in the site bucket.
-async fn release_exists(ctx: &Context, fe: &FrontendConfig, id: &str) -> Result<bool> {
-    let out = ctx
-        .clients
-        .s3
-        .list_objects_v2()
-        .bucket(&fe.bucket)
-        .prefix(site::release_prefix(id))
-        .max_keys(1)
-        .send()
-        .await
-        .map_err(aws(format!(
-            "listing s3://{}/{}",
-            fe.bucket,
-            site::release_prefix(id)
-        )))?;
-    Ok(out.key_count().unwrap_or(0) > 0)
+impl SiteDeployed {
+    /// A result that wrote nothing yet.
+    fn new(
+        ctx: &Context,
+        action: &'static str,
+        release_id: &str,
+        previous: Option<String>,
+    ) -> Self {
+        SiteDeployed {
+            app: ctx.config.app.clone(),
+            action,
+            release_id: release_id.to_string(),
+            previous,
+            dry_run: false,
+            unchanged: false,
+            files: 0,
+            uploaded: 0,
+            copied: 0,
+            reused: 0,
+            shared_assets: false,
+            bytes_uploaded: 0,
+            bytes_skipped: 0,
+            invalidation_paths: Vec::new(),
+            invalidation_id: None,
+            distribution_status: None,
+        }
+    }
 }
 
 pub async fn deploy(ctx: &Context, args: &FrontendDeployArgs) -> Result<SiteDeployed> {
@@ -206,12 +211,24 @@ async fn release(
         Some(l) => load_manifest(ctx, l).await?,
         None => None,
     };
-    let store = match dist.shared_assets {
-        true => Some(list_objects(ctx, fe, &fe.hashed_dir).await?),
+    let manifest = site::manifest(id, files, dist.shared_assets);
+    let mut result = SiteDeployed::new(ctx, "deploy", id, live.clone());
+    result.dry_run = dry_run;
+    result.files = files.len();
+    result.shared_assets = dist.shared_assets;
+    result.invalidation_paths = site::invalidation_paths(&manifest.files, MAX_INVALIDATION_PATHS);
+    if live_manifest.as_ref().is_some_and(|m| m.digest == digest) {
+        result.release_id = live.unwrap_or_default();
+        result.unchanged = true;
+        return Ok(result);
+    }
+
+    let web = ctx.clients.buckets.get(&fe.bucket).await?;
+    let reusable = match dist.shared_assets {
+        true => Some(reusable_assets(&web, fe, files).await?),
         false => None,
     };
-    let manifest = site::manifest(id, files, dist.shared_assets);
-    let steps = site::plan(files, id, live_manifest.as_ref(), store.as_ref());
+    let steps = site::plan(files, id, live_manifest.as_ref(), reusable.as_ref());
     let count = |want: fn(&Step) -> bool| {
         steps
             .iter()
@@ -221,34 +238,15 @@ async fn release(
     let (uploaded, bytes_uploaded) = count(|s| *s == Step::Upload);
     let (copied, bytes_copied) = count(|s| matches!(s, Step::Copy { .. }));
     let (reused, bytes_reused) = count(|s| *s == Step::Reuse);
-    let bytes_skipped = bytes_copied + bytes_reused;
-    let mut result = SiteDeployed {
-        app: ctx.config.app.clone(),
-        action: "deploy",
-        release_id: id.to_string(),
-        previous: live.clone(),
-        dry_run,
-        unchanged: false,
-        files: files.len(),
-        uploaded,
-        copied,
-        reused,
-        shared_assets: dist.shared_assets,
-        bytes_uploaded,
-        bytes_skipped,
-        invalidation_paths: site::invalidation_paths(&manifest.files, MAX_INVALIDATION_PATHS),
-        invalidation_id: None,
-        distribution_status: None,
-    };
-    if live_manifest.as_ref().is_some_and(|m| m.digest == digest) {
-        result.release_id = live.unwrap_or_default();
-        result.unchanged = true;
-        return Ok(result);
-    }
+    result.uploaded = uploaded;
+    result.copied = copied;
+    result.reused = reused;
+    result.bytes_uploaded = bytes_uploaded;
+    result.bytes_skipped = bytes_copied + bytes_reused;
     if dry_run {
         return Ok(result);
     }
-    if release_exists(ctx, fe, id).await? {
+    if web.has_any(&site::release_prefix(id)).await? {
         return Err(Error::refused(format!(
             "release {id} already exists in s3://{}/releases/: pick another --release-id",
             fe.bucket
@@ -258,7 +256,7 @@ async fn release(
     tracing::info!(
         "release {id}: uploading {uploaded} files, copying {copied} unchanged, reusing {reused} shared assets (HTML last)"
     );
-    transfer(ctx, fe, &steps).await?;
+    write_release(&web, fe, &steps).await?;
     save_manifest(ctx, &manifest).await?;
 
     tracing::info!(
@@ -274,7 +272,7 @@ async fn release(
         uploaded,
         copied,
         bytes_uploaded,
-        bytes_skipped,
+        bytes_skipped: result.bytes_skipped,
         at: now(),
         by: ctx.who.clone(),
         previous: live,
@@ -298,195 +296,41 @@ async fn release(
     Ok(result)
 }
 
-/// Writes the release: everything but HTML first, then HTML, each phase `concurrency` at a time.
-async fn transfer(ctx: &Context, fe: &FrontendConfig, steps: &[site::Placed<'_>]) -> Result<()> {
+/// The keys of the shared asset store that already hold the content of this build's hashed
+/// assets: those are not written again.
+async fn reusable_assets(
+    web: &Bucket,
+    fe: &FrontendConfig,
+    files: &[SiteFile],
+) -> Result<BTreeSet<String>> {
+    let wanted = files
+        .iter()
+        .filter(|f| f.hashed)
+        .map(|f| (f.path.clone(), f.md5.clone()))
+        .collect();
+    web.holding(&fe.hashed_dir, wanted, fe.concurrency).await
+}
+
+/// Writes the release: everything but HTML first, so no visitor gets an index.html whose
+/// bundles are not there yet, then HTML.
+async fn write_release(
+    web: &Bucket,
+    fe: &FrontendConfig,
+    steps: &[site::Placed<'_>],
+) -> Result<()> {
     let writes: Vec<&site::Placed> = steps.iter().filter(|p| p.step != Step::Reuse).collect();
-    let total_bytes: u64 = writes.iter().map(|p| p.file.size).sum();
-    let progress = Arc::new(Progress::new(writes.len(), total_bytes));
-    let done = Arc::new(AtomicUsize::new(0));
-    let bytes = Arc::new(AtomicU64::new(0));
+    let bytes = writes.iter().map(|p| p.file.size).sum();
+    let progress = Arc::new(Progress::new(writes.len(), bytes));
     for html in [false, true] {
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(fe.concurrency));
-        let mut tasks = tokio::task::JoinSet::new();
-        for placed in writes.iter().filter(|p| p.file.is_html() == html) {
-            let permit = semaphore
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore open");
-            let s3 = ctx.clients.s3.clone();
-            let bucket = fe.bucket.clone();
-            let (key, step, file) = (placed.key.clone(), placed.step.clone(), placed.file.clone());
-            let (progress, done, bytes) = (progress.clone(), done.clone(), bytes.clone());
-            tasks.spawn(async move {
-                let _permit = permit;
-                let r = match step {
-                    Step::Copy { source } => copy(&s3, &bucket, &source, &key, &file).await,
-                    _ => upload(&s3, &bucket, &key, &file).await,
-                };
-                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                let b = bytes.fetch_add(file.size, Ordering::Relaxed) + file.size;
-                progress.update(n, b);
-                r
-            });
-        }
-        while let Some(joined) = tasks.join_next().await {
-            joined.map_err(|e| Error::failed(format!("upload task failed: {e}")))??;
-        }
+        let phase: Vec<&site::Placed> = writes
+            .iter()
+            .copied()
+            .filter(|p| p.file.is_html() == html)
+            .collect();
+        web.write(&phase, fe.concurrency, &progress).await?;
     }
     progress.finish();
     Ok(())
-}
-
-/// Keys and ETags (unquoted) of the site bucket's objects under `prefix` (the shared asset
-/// store is `<hashed_dir>` at the bucket root).
-async fn list_objects(
-    ctx: &Context,
-    fe: &FrontendConfig,
-    prefix: &str,
-) -> Result<std::collections::BTreeMap<String, String>> {
-    let mut store = std::collections::BTreeMap::new();
-    let mut pages = ctx
-        .clients
-        .s3
-        .list_objects_v2()
-        .bucket(&fe.bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(aws(format!("listing s3://{}/{prefix}", fe.bucket)))?;
-        for o in page.contents() {
-            if let Some(key) = o.key() {
-                store.insert(
-                    key.to_string(),
-                    o.e_tag().unwrap_or_default().trim_matches('"').to_string(),
-                );
-            }
-        }
-    }
-    Ok(store)
-}
-
-async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, file: &SiteFile) -> Result<()> {
-    let doing = || format!("uploading {} to s3://{bucket}/{key}", file.local.display());
-    if file.size > MULTIPART_THRESHOLD {
-        return upload_multipart(s3, bucket, key, file).await;
-    }
-    let body = ByteStream::from_path(&file.local)
-        .await
-        .map_err(|e| Error::failed(format!("{}: {e}", doing())))?;
-    s3.put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type(file.content_type)
-        .cache_control(&file.cache_control)
-        .body(body)
-        .send()
-        .await
-        .map_err(aws(doing()))?;
-    Ok(())
-}
-
-async fn upload_multipart(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-    file: &SiteFile,
-) -> Result<()> {
-    let doing = format!(
-        "uploading {} to s3://{bucket}/{key} in parts",
-        file.local.display()
-    );
-    let data = std::fs::read(&file.local).map_err(|e| Error::failed(format!("{doing}: {e}")))?;
-    let started = s3
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .content_type(file.content_type)
-        .cache_control(&file.cache_control)
-        .send()
-        .await
-        .map_err(aws(&doing))?;
-    let upload_id = started.upload_id().unwrap_or_default().to_string();
-    let mut parts = Vec::new();
-    for (i, chunk) in data.chunks(PART_SIZE).enumerate() {
-        let number = i as i32 + 1;
-        let part = s3
-            .upload_part()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .part_number(number)
-            .body(ByteStream::from(chunk.to_vec()))
-            .send()
-            .await;
-        match part {
-            Ok(p) => parts.push(
-                CompletedPart::builder()
-                    .part_number(number)
-                    .set_e_tag(p.e_tag().map(str::to_string))
-                    .build(),
-            ),
-            Err(e) => {
-                let _ = s3
-                    .abort_multipart_upload()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
-                return Err(aws(&doing)(e));
-            }
-        }
-    }
-    s3.complete_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .upload_id(&upload_id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(aws(&doing))?;
-    Ok(())
-}
-
-/// Server-side copy from the live release; headers are set anew in case the rules changed.
-async fn copy(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    source: &str,
-    key: &str,
-    file: &SiteFile,
-) -> Result<()> {
-    s3.copy_object()
-        .bucket(bucket)
-        .key(key)
-        .copy_source(format!("{bucket}/{}", encode_key(source)))
-        .metadata_directive(MetadataDirective::Replace)
-        .content_type(file.content_type)
-        .cache_control(&file.cache_control)
-        .send()
-        .await
-        .map_err(aws(format!("copying s3://{bucket}/{source} to {key}")))?;
-    Ok(())
-}
-
-/// Percent-encodes an S3 key for `x-amz-copy-source`, keeping `/`.
-fn encode_key(key: &str) -> String {
-    key.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 // --- releases ---------------------------------------------------------------------------------
@@ -545,42 +389,18 @@ impl fmt::Display for Releases {
     }
 }
 
-/// Release ids present in the bucket.
-async fn bucket_releases(ctx: &Context, fe: &FrontendConfig) -> Result<Vec<String>> {
-    let mut ids = Vec::new();
-    let mut pages = ctx
-        .clients
-        .s3
-        .list_objects_v2()
-        .bucket(&fe.bucket)
-        .prefix("releases/")
-        .delimiter("/")
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(aws(format!("listing s3://{}/releases/", fe.bucket)))?;
-        for p in page.common_prefixes() {
-            if let Some(id) = p
-                .prefix()
-                .and_then(|p| p.strip_prefix("releases/"))
-                .and_then(|p| p.strip_suffix('/'))
-            {
-                ids.push(id.to_string());
-            }
-        }
-    }
-    ids.sort();
-    Ok(ids)
-}
-
 /// Release ids in the bucket, the live one (from CloudFront) and the frontend record, together.
 async fn snapshot(
     ctx: &Context,
     fe: &FrontendConfig,
 ) -> Result<(Vec<String>, cdn::Site, FrontendRecord)> {
     let store = ctx.store();
+    let bucket_releases = async {
+        let web = ctx.clients.buckets.get(&fe.bucket).await?;
+        web.folders(site::RELEASES_PREFIX).await
+    };
     let (ids, dist, record) = tokio::try_join!(
-        bucket_releases(ctx, fe),
+        bucket_releases,
         cdn::inspect(&ctx.clients.cloudfront, fe),
         store.read(),
     )?;
@@ -642,7 +462,8 @@ pub async fn rollback(ctx: &Context, args: &FrontendRollbackArgs) -> Result<Site
         if Some(&target) == live.as_ref() {
             return Err(Error::refused(format!("release {target} is already live: nothing to roll back")));
         }
-        if !release_exists(ctx, fe, &target).await? {
+        let web = ctx.clients.buckets.get(&fe.bucket).await?;
+        if !web.has_any(&site::release_prefix(&target)).await? {
             return Err(Error::refused(format!(
                 "release {target} does not exist in s3://{}/releases/: see `bgcloud frontend releases`",
                 fe.bucket
@@ -655,7 +476,7 @@ pub async fn rollback(ctx: &Context, args: &FrontendRollbackArgs) -> Result<Site
         };
         tracing::info!("switching distribution {} back to /releases/{target}", fe.distribution_id);
         cdn::switch(&ctx.clients.cloudfront, fe, &target).await?;
-        let invalidation = cdn::invalidate(&ctx.clients.cloudfront, fe, &paths, &format!("rollback-{}", crate::state::new_id())).await?;
+        let invalidation = cdn::invalidate(&ctx.clients.cloudfront, fe, &paths, &format!("rollback-{target}")).await?;
         let info = record.releases.iter().find(|r| r.id == target).cloned().unwrap_or(SiteRelease {
             id: target.clone(),
             files: manifest.as_ref().map_or(0, |m| m.files.len()),
@@ -672,24 +493,12 @@ pub async fn rollback(ctx: &Context, args: &FrontendRollbackArgs) -> Result<Site
             tracing::warn!("release {target} is live again, but recording it failed: {e}");
         }
         let status = if args.no_wait { None } else { Some(cdn::wait(&ctx.clients.cloudfront, fe, &invalidation).await?) };
-        Ok(SiteDeployed {
-            app: ctx.config.app.clone(),
-            action: "rollback",
-            release_id: target,
-            previous: live,
-            dry_run: false,
-            unchanged: false,
-            files: info.files,
-            uploaded: 0,
-            copied: 0,
-            reused: 0,
-            shared_assets: false,
-            bytes_uploaded: 0,
-            bytes_skipped: 0,
-            invalidation_paths: paths,
-            invalidation_id: Some(invalidation),
-            distribution_status: status,
-        })
+        let mut result = SiteDeployed::new(ctx, "rollback", &target, live);
+        result.files = info.files;
+        result.invalidation_paths = paths;
+        result.invalidation_id = Some(invalidation);
+        result.distribution_status = status;
+        Ok(result)
     })
     .await
 }
@@ -707,14 +516,13 @@ pub struct Pruned {
 
 /// Deletes shared assets that no kept release references. Skipped (with a warning) when a kept
 /// release has no manifest: what it uses is then unknown.
-async fn prune_shared_assets(ctx: &Context, fe: &FrontendConfig, kept: &[String]) -> Result<usize> {
-    if !cdn::inspect(&ctx.clients.cloudfront, fe)
-        .await?
-        .shared_assets
-    {
-        return Ok(0);
-    }
-    let mut used = std::collections::BTreeSet::new();
+async fn prune_shared_assets(
+    ctx: &Context,
+    web: &Bucket,
+    fe: &FrontendConfig,
+    kept: &[String],
+) -> Result<usize> {
+    let mut used = BTreeSet::new();
     for id in kept {
         match load_manifest(ctx, id).await? {
             Some(m) => used.extend(
@@ -729,12 +537,13 @@ async fn prune_shared_assets(ctx: &Context, fe: &FrontendConfig, kept: &[String]
             }
         }
     }
-    let unused: Vec<String> = list_objects(ctx, fe, &fe.hashed_dir)
+    let unused: Vec<String> = web
+        .list(&fe.hashed_dir)
         .await?
         .into_keys()
         .filter(|k| !used.contains(k))
         .collect();
-    delete_keys(ctx, &fe.bucket, unused).await
+    web.delete(&unused).await
 }
 
 impl fmt::Display for Pruned {
@@ -770,17 +579,19 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> Result<Pruned> {
         let (kept, deleted): (Vec<String>, Vec<String>) = ids.iter().cloned().partition(|id| {
             newest.contains(&id) || Some(id) == live.as_ref() || Some(id) == previous.as_ref()
         });
+        let web = ctx.clients.buckets.get(&fe.bucket).await?;
         let mut objects_deleted = 0;
         for id in &deleted {
-            let keys = list_objects(ctx, fe, &site::release_prefix(id))
+            let keys: Vec<String> = web
+                .list(&site::release_prefix(id))
                 .await?
                 .into_keys()
                 .collect();
-            objects_deleted += delete_keys(ctx, &fe.bucket, keys).await?;
+            objects_deleted += web.delete(&keys).await?;
             manifest_object(ctx, id).delete().await?;
         }
         let assets_deleted = match dist.shared_assets {
-            true => prune_shared_assets(ctx, fe, &kept).await?,
+            true => prune_shared_assets(ctx, &web, fe, &kept).await?,
             false => 0,
         };
         Ok(Pruned {
@@ -793,53 +604,9 @@ pub async fn prune(ctx: &Context, args: &PruneArgs) -> Result<Pruned> {
     .await
 }
 
-/// Deletes `keys` from `bucket`, 1,000 per request; returns how many.
-async fn delete_keys(ctx: &Context, bucket: &str, keys: Vec<String>) -> Result<usize> {
-    for chunk in keys.chunks(1000) {
-        let ids: Vec<ObjectIdentifier> = chunk
-            .iter()
-            .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
-            .collect();
-        let delete = Delete::builder()
-            .set_objects(Some(ids))
-            .quiet(true)
-            .build()
-            .map_err(|e| Error::failed(format!("building the delete: {e}")))?;
-        let out = ctx
-            .clients
-            .s3
-            .delete_objects()
-            .bucket(bucket)
-            .delete(delete)
-            .send()
-            .await
-            .map_err(aws(format!("deleting objects in s3://{bucket}")))?;
-        // Quiet mode reports only failures, inside a 200 answer.
-        if let Some(e) = out.errors().first() {
-            return Err(Error::failed(format!(
-                "could not delete s3://{bucket}/{} ({}: {}) and {} more; nothing else was deleted after it",
-                e.key().unwrap_or_default(),
-                e.code().unwrap_or_default(),
-                e.message().unwrap_or_default(),
-                out.errors().len() - 1
-            )));
-        }
-    }
-    Ok(keys.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn copy_source_keys_are_encoded() {
-        assert_eq!(
-            encode_key("releases/r1/assets/a b+c.js"),
-            "releases/r1/assets/a%20b%2Bc.js"
-        );
-        assert_eq!(encode_key("releases/r1/é.txt"), "releases/r1/%C3%A9.txt");
-    }
 
     #[test]
     fn release_ids_are_checked() {

@@ -311,12 +311,43 @@ impl Fixture {
         }
     }
 
+    /// Writes version `version` of the sample site (see `stack::sample_site`); its folder.
+    pub fn site(&self, version: &str) -> String {
+        let dir = self.dir.path().join(format!("dist-{version}"));
+        stack::sample_site(&dir, version);
+        dir.to_string_lossy().into_owned()
+    }
+
+    /// Releases the sample site's `version` as `id`, not waiting for the invalidation; the
+    /// JSON result.
+    pub fn release(&self, version: &str, id: &str) -> Value {
+        let site = self.site(version);
+        self.bgcloud(&["frontend", "deploy", &site, "--release-id", id, "--no-wait"])
+            .json()
+    }
+
+    /// Releases the sample site's version 1 as r1, then version 2 (a new app bundle and
+    /// index.html) as r2: r2's JSON result, and where its requests begin in the request log.
+    pub fn release_v1_then_v2(&self) -> (Value, usize) {
+        self.bgcloud(&["frontend", "deploy", &self.site("1"), "--release-id", "r1"])
+            .ok();
+        let before = self.requests().len();
+        let out = self
+            .bgcloud(&["frontend", "deploy", &self.site("2"), "--release-id", "r2"])
+            .json();
+        (out, before)
+    }
+
+    /// An S3 client for the stack's buckets (signing for their region).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        stack::s3_in(&self.aws, &self.stack.spec.bucket_region)
+    }
+
     /// The deployment record as stored, or Null.
     pub async fn record(&self) -> Value {
         let key = format!("bgcloud/{}/record.json", self.stack.spec.name);
         match self
-            .aws
-            .s3
+            .s3()
             .get_object()
             .bucket(&self.stack.state_bucket)
             .key(key)

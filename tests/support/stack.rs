@@ -35,6 +35,8 @@ pub struct StackSpec {
     pub health_check: (i32, i32, i32),
     /// The path the ALB health-checks.
     pub health_check_path: String,
+    /// Where the state and site buckets are created (the config's region stays us-east-1).
+    pub bucket_region: String,
 }
 
 impl StackSpec {
@@ -49,6 +51,7 @@ impl StackSpec {
             shared_assets: true,
             health_check: (1, 2, 2),
             health_check_path: "/healthz".to_string(),
+            bucket_region: "us-east-1".to_string(),
         }
     }
 }
@@ -227,10 +230,12 @@ impl Stack {
         }
 
         let state_bucket = format!("{name}-state");
-        aws.s3.create_bucket().bucket(&state_bucket).send().await?;
         let site_bucket = format!("{name}-web");
-        aws.s3.create_bucket().bucket(&site_bucket).send().await?;
-        let distribution_id = create_distribution(aws, &site_bucket, spec.shared_assets).await?;
+        for bucket in [&state_bucket, &site_bucket] {
+            create_bucket(aws, bucket, &spec.bucket_region).await?;
+        }
+        let distribution_id =
+            create_distribution(aws, &site_bucket, &spec.bucket_region, spec.shared_assets).await?;
 
         Ok(Stack {
             spec,
@@ -293,12 +298,41 @@ wait_timeout = "20s"
     }
 }
 
+/// An S3 client signing for `region` (S3 answers a request signed for another region than the
+/// bucket's with a redirect, and so does the emulator).
+pub fn s3_in(aws: &Clients, region: &str) -> aws_sdk_s3::Client {
+    let config = aws
+        .s3
+        .config()
+        .to_builder()
+        .region(aws_sdk_s3::config::Region::new(region.to_string()))
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+async fn create_bucket(aws: &Clients, bucket: &str, region: &str) -> Result<(), BoxError> {
+    use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+    let create = s3_in(aws, region).create_bucket().bucket(bucket);
+    // us-east-1 is the one region that takes no location constraint.
+    let create = match region {
+        "us-east-1" => create,
+        other => create.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(other))
+                .build(),
+        ),
+    };
+    create.send().await?;
+    Ok(())
+}
+
 /// A CloudFront distribution serving `bucket` (origin path empty until the first release),
 /// with SPA error routing to /index.html and, if `shared_assets`, `/assets/*` served from the
 /// bucket root by a second origin.
 async fn create_distribution(
     aws: &Clients,
     bucket: &str,
+    region: &str,
     shared_assets: bool,
 ) -> Result<String, BoxError> {
     use aws_sdk_cloudfront::types::{
@@ -311,7 +345,7 @@ async fn create_distribution(
     let origin = |id: &str| {
         Origin::builder()
             .id(id)
-            .domain_name(format!("{bucket}.s3.us-east-1.amazonaws.com"))
+            .domain_name(format!("{bucket}.s3.{region}.amazonaws.com"))
             .origin_path("")
             .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
             .build()

@@ -105,7 +105,8 @@ data "aws_iam_policy_document" "ci" {
     resources = [for tg in aws_lb_target_group.color : tg.arn]
   }
 
-  # --- State bucket: lock, deployment record, frontend release manifests.
+  # --- State bucket: lock, deployment record, frontend release manifests. The lock is released
+  # with a conditional delete (If-Match), which needs s3:GetObject besides s3:DeleteObject.
 
   statement {
     sid       = "StateObjects"
@@ -113,6 +114,8 @@ data "aws_iam_policy_document" "ci" {
     resources = ["${aws_s3_bucket.state.arn}/*"]
   }
 
+  # Also covers HeadBucket, with which bgcloud finds the bucket's region once per run; and
+  # without it S3 answers a read of a missing key (a first run's record) with 403, not 404.
   statement {
     sid       = "StateList"
     actions   = ["s3:ListBucket"]
@@ -120,7 +123,8 @@ data "aws_iam_policy_document" "ci" {
   }
 
   # --- Frontend bucket: upload releases (multipart for large files), copy unchanged files
-  # server-side (GetObject on the source + PutObject), prune old releases.
+  # server-side (GetObject on the source + PutObject), read the content MD5 that bgcloud keeps
+  # in object metadata (HeadObject = GetObject), prune old releases.
 
   statement {
     sid = "WebObjects"
@@ -133,6 +137,7 @@ data "aws_iam_policy_document" "ci" {
     resources = ["${aws_s3_bucket.web.arn}/*"]
   }
 
+  # Also covers HeadBucket (the bucket's region).
   statement {
     sid       = "WebList"
     actions   = ["s3:ListBucket"]
