@@ -353,6 +353,12 @@ def down(d, quiet=False):
             subprocess.run([*enter, *podman_argv(root), "rm", "-af", "-t", "0"],
                            env=podman_env(d, root), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, check=False)
+    # conmon restarts a crash-looping container (`--restart`): stop them all before looking for
+    # the network namespaces podman made, or a restart can make one behind our back.
+    for line in sh("ps", "-eo", "pid=,args=", check=False).stdout.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        if ("conmon" in args or "docker-registry serve" in args) and "bgcloud-lane" in args:
+            _kill(int(pid))
     started = state.get("started", time.time())
     podman_made = []
     if os.path.isdir("/run/netns"):
@@ -362,10 +368,6 @@ def down(d, quiet=False):
         ]
     for ns in podman_made + namespaces:
         for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-            _kill(int(pid))
-    for line in sh("ps", "-eo", "pid=,args=", check=False).stdout.splitlines():
-        pid, _, args = line.strip().partition(" ")
-        if ("conmon" in args or "docker-registry serve" in args) and "bgcloud-lane" in args:
             _kill(int(pid))
     for ns in podman_made:
         sh("umount", f"/run/netns/{ns}", check=False)

@@ -19,7 +19,6 @@ import itertools
 import random
 import threading
 import time
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from moto.cloudwatch import models as cloudwatch_models
@@ -119,7 +118,6 @@ class DataPlane:
             time.sleep(self.metrics_period)
             with LOCK:
                 counters, self.counters = self.counters, {}
-            now = datetime.now(timezone.utc)
             for tg_arn, c in counters.items():
                 tg = self.backend.target_groups.get(tg_arn)
                 if tg is None:
@@ -138,8 +136,8 @@ class DataPlane:
                 cw = cloudwatch_models.cloudwatch_backends[tg.account_id][tg.region_name]
                 cw.put_metric_data(
                     "AWS/ApplicationELB",
-                    [{"MetricName": name, "Value": value, "Unit": unit, "Dimensions": dims,
-                      "Timestamp": now} for name, value, unit in data],
+                    [{"MetricName": name, "Value": value, "Unit": unit, "Dimensions": dims}
+                     for name, value, unit in data],
                 )
 
 

@@ -13,7 +13,6 @@ way CloudFront does, from the emulator's live state.
 """
 
 import fnmatch
-import http.client
 import re
 import threading
 import time
@@ -21,10 +20,32 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from moto.cloudfront import models as cloudfront_models
+from moto.s3 import models as s3_models
 
 PLANES = {}  # distribution id -> CdnPlane
 LOCK = threading.Lock()
-EMULATOR_PORT = None  # S3 is read through the emulator's own API, as CloudFront reads S3
+
+
+def _s3_object(bucket, key):
+    """(status, headers, body) of an S3 object, as S3 answers CloudFront's origin request (with
+    the distribution's access: a missing key is 403, as for a private bucket without
+    s3:ListBucket)."""
+    located = s3_models.s3_backends.bucket_accounts.get(bucket)
+    if located is None:
+        return 404, {}, b""
+    partition, account_id = located
+    obj = s3_models.s3_backends[account_id][partition].get_object(bucket, key)
+    if obj is None:
+        return 403, {}, b""
+    meta = obj.metadata
+    headers = {
+        "content-type": meta.get("content-type", "binary/octet-stream"),
+        "etag": obj.etag,
+        "last-modified": obj.last_modified_RFC1123,
+    }
+    if meta.get("cache-control"):
+        headers["cache-control"] = meta["cache-control"]
+    return 200, headers, obj.value
 
 
 def _distribution(dist_id):
@@ -76,13 +97,8 @@ class CdnPlane:
         if path == "/" and config.DefaultRootObject:
             object_path = "/" + config.DefaultRootObject
         key = (origin_path.rstrip("/") + object_path).lstrip("/")
-        conn = http.client.HTTPConnection("127.0.0.1", EMULATOR_PORT, timeout=10)
-        conn.request("GET", f"/{bucket}/{urllib.parse.quote(key)}")
-        resp = conn.getresponse()
-        body = resp.read()
-        headers = {k.lower(): v for k, v in resp.getheaders()}
-        conn.close()
-        return config, resp.status, headers, body
+        status, headers, body = _s3_object(bucket, key)
+        return config, status, headers, body
 
     def get(self, path):
         now = time.time()

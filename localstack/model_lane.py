@@ -267,7 +267,4 @@ def setup(lane_path, port):
     PORT = port
     ecr_models.Repository.__init__ = _repository_init
     model_alb.is_real = lambda target_id: instance(target_id) is not None
-    import lane_cdn
-
-    lane_cdn.EMULATOR_PORT = port
     threading.Thread(target=_checker, daemon=True, name="lane-health-checks").start()

@@ -171,6 +171,14 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
         samples.len()
     );
 
+    // The ALB's metrics reached CloudWatch (what metric gates read): green served most of it.
+    std::thread::sleep(Duration::from_secs(6));
+    let green_requests = request_count(&fx, &fx.stack.green_target_group_arn);
+    assert!(
+        green_requests > 1_000.0,
+        "RequestCount of green: {green_requests}"
+    );
+
     // The broken images never answered a user request, by the client's count and the ALB's log.
     let answered_by = |v: &str| samples.iter().any(|s| s.version.as_deref() == Some(v));
     let logged = lane.alb_log(&fx, 0.0);
@@ -180,5 +188,163 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
             !logged.iter().any(|e| e["version"] == bad),
             "{bad} in the ALB's log"
         );
+    }
+}
+
+/// The sum of the ALB's RequestCount for a target group over the last 10 minutes, read from the
+/// emulator's CloudWatch with the AWS CLI (the lane installs it).
+fn request_count(fx: &Fixture, target_group_arn: &str) -> f64 {
+    let dimension = |arn: &str, marker: &str| arn.split(marker).nth(1).unwrap().to_string();
+    let tg = format!(
+        "targetgroup/{}",
+        dimension(target_group_arn, ":targetgroup/")
+    );
+    let lb = dimension(&fx.stack.load_balancer_arn, ":loadbalancer/");
+    let end = now() as u64 + 60;
+    let aws = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("localstack/.venv/bin/aws");
+    let out = std::process::Command::new(aws)
+        .args([
+            "cloudwatch",
+            "get-metric-statistics",
+            "--namespace",
+            "AWS/ApplicationELB",
+        ])
+        .args([
+            "--metric-name",
+            "RequestCount",
+            "--statistics",
+            "Sum",
+            "--period",
+            "3600",
+        ])
+        .args([
+            "--start-time",
+            &(end - 660).to_string(),
+            "--end-time",
+            &end.to_string(),
+        ])
+        .arg("--dimensions")
+        .arg(format!("Name=TargetGroup,Value={tg}"))
+        .arg(format!("Name=LoadBalancer,Value={lb}"))
+        .args(["--output", "json"])
+        .env("AWS_ENDPOINT_URL", support::endpoint())
+        .env("AWS_ACCESS_KEY_ID", "AKIDLANECHECK")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    answer["Datapoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["Sum"].as_f64().unwrap())
+        .sum()
+}
+
+/// What a browser does: `/`, then every asset the page references.
+fn read_page(conn: &mut support::lane::Conn) -> Result<String, String> {
+    let page = conn.get("/").map_err(|e| format!("/: {e}"))?;
+    if page.status != 200 {
+        return Err(format!("/ answered {}", page.status));
+    }
+    let html = String::from_utf8_lossy(&page.body).into_owned();
+    let assets: Vec<&str> = html
+        .split(|c| c == '"' || c == '\'' || c == ' ' || c == '>' || c == '=')
+        .filter(|w| w.starts_with("/assets/"))
+        .collect();
+    if assets.is_empty() {
+        return Err(format!("no asset in {html}"));
+    }
+    for asset in assets {
+        let r = conn.get(asset).map_err(|e| format!("{asset}: {e}"))?;
+        if r.status != 200 || r.body.is_empty() {
+            return Err(format!("{asset} answered {} for {html}", r.status));
+        }
+    }
+    Ok(html)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real-instance lane: run scripts/test-real"]
+async fn a_reader_never_sees_a_broken_page_through_five_releases_and_a_rollback() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let (fx, lane) = Fixture::lane().await;
+    fx.bgcloud(&["frontend", "deploy", &fx.site("1"), "--release-id", "r1"])
+        .ok();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Arc<Mutex<Vec<(f64, Result<String, String>)>>> = Arc::default();
+    let reader = {
+        let (stop, seen, port) = (stop.clone(), seen.clone(), lane.cdn_port);
+        std::thread::spawn(move || {
+            let mut conn = support::lane::Conn::open(port).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let started = now();
+                let page = read_page(&mut conn);
+                if page.is_err() {
+                    conn = support::lane::Conn::open(port).unwrap();
+                }
+                seen.lock().unwrap().push((started, page));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    // The page of release `v` references its own app bundle.
+    let bundle = |v: &str| {
+        let html =
+            std::fs::read_to_string(std::path::Path::new(&fx.site(v)).join("index.html")).unwrap();
+        html.split("/assets/")
+            .nth(1)
+            .unwrap()
+            .split('>')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let mut switched = Vec::new();
+    for v in ["2", "3", "4", "5", "6"] {
+        let site = fx.site(v);
+        fx.bgcloud(&[
+            "frontend",
+            "deploy",
+            &site,
+            "--release-id",
+            &format!("r{v}"),
+        ])
+        .ok();
+        switched.push((now(), bundle(v)));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    fx.bgcloud(&["frontend", "rollback"]).ok();
+    switched.push((now(), bundle("5")));
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+
+    let seen = seen.lock().unwrap().clone();
+    let broken: Vec<_> = seen.iter().filter(|(_, p)| p.is_err()).collect();
+    println!(
+        "frontend: {} page loads through 5 releases and a rollback, {} broken",
+        seen.len(),
+        broken.len()
+    );
+    assert!(broken.is_empty(), "{:?}", &broken[..broken.len().min(5)]);
+    assert!(seen.len() >= 30, "{} page loads", seen.len());
+    // Once bgcloud has returned (invalidation done), the next page load is the new release.
+    for (at, bundle) in switched {
+        let next = seen
+            .iter()
+            .find(|(t, _)| *t > at)
+            .map(|(_, p)| p.clone().unwrap())
+            .expect("a page load after the switch");
+        assert!(next.contains(&bundle), "after the switch at {at}: {next}");
     }
 }
