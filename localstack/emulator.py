@@ -35,11 +35,13 @@ Controls, served under /_bgcloud/ on the same port as the AWS APIs:
   POST /_bgcloud/ssm-agent                    {"instance_id", "status"}: Online,
                                                ConnectionLost or unregistered
   POST /_bgcloud/faults                       {"access_key", "action", "status", "code",
-                                               "times", "skip", "unimplemented"}: after `skip`
-                                               matching requests pass, fail the next `times`
-                                               with that error; "unimplemented": true answers
-                                               as stock moto does for an action it lacks (500,
-                                               an HTML page)
+                                               "times", "skip", "after_action",
+                                               "unimplemented"}: after `skip` matching requests
+                                               pass (counted only once a request for
+                                               `after_action` was seen, when given), fail the
+                                               next `times` with that error; "unimplemented":
+                                               true answers as stock moto does for an action it
+                                               lacks (500, an HTML page)
   POST /_bgcloud/cloudfront-etag              {"distribution_id", "after_reads"}: another
                                                writer changes it now, or right after each of
                                                the next `after_reads` GetDistributionConfig
@@ -357,7 +359,13 @@ class Controls:
             )
             fault = None
             for f in FAULTS:
-                if f["access_key"] == access_key and f["action"] == action and f["times"] > 0:
+                if f["access_key"] != access_key:
+                    continue
+                if f.get("after_action") == action:
+                    f["armed"] = True  # the fault applies from the next request on
+                if f["action"] == action and f["times"] > 0:
+                    if f.get("after_action") and not f.get("armed"):
+                        continue
                     if f.get("skip", 0) > 0:
                         f["skip"] -= 1
                         continue

@@ -111,6 +111,22 @@ async fn deploys_alternate_colours_and_rollback_returns_to_the_old_digest() {
     assert_eq!(out["color"], "blue");
     assert_eq!(out["previous"]["digest"], fx.stack.images["v1"]);
     assert_eq!(fx.weights().await, w(100, 0));
+    // The second launch went to blue's port with v2's digest, by the command SSM was given.
+    let commands = fx.aws.ssm.list_commands().send().await.unwrap();
+    let second = commands
+        .commands()
+        .iter()
+        .find(|c| c.comment() == Some(&format!("bgcloud deploy {} v2 to blue", fx.stack.spec.name)))
+        .expect("the second deploy's command");
+    let script = second.parameters().unwrap()["commands"].join("\n");
+    assert!(
+        script.contains(&format!("--name {}-blue -p 8081:3000", fx.stack.spec.name))
+            && script.contains(&format!(
+                "{}@{}",
+                fx.stack.repository_uri, fx.stack.images["v2"]
+            )),
+        "{script}"
+    );
 
     fx.bgcloud(&["rollback"]).ok();
     assert_eq!(fx.weights().await, w(0, 100));
@@ -318,24 +334,15 @@ async fn targets_that_become_healthy_after_a_while_are_waited_for() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_listener_changed_during_the_health_wait_is_not_overwritten() {
     let fx = fixture().await;
+    // Green stays `initial` until the test says otherwise: the deploy waits in the health gate.
     fx.set_target_states(
         &fx.stack.green_target_group_arn,
-        serde_json::json!([{"state": "initial", "times": 15}, {"state": "healthy"}]),
+        serde_json::json!([{"state": "initial"}]),
     );
     let child = fx.bgcloud(&["deploy", "--image", "v1"]).spawn();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !fx
-        .requests()
-        .iter()
-        .any(|(_, a)| a == "DescribeTargetHealth")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "deploy never reached the health wait"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    fx.wait_for_request("the health wait", |a| a == "DescribeTargetHealth");
     fx.set_weights(50, 50).await; // someone else moves traffic meanwhile
+    fx.set_target_states(&fx.stack.green_target_group_arn, serde_json::json!([]));
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -344,6 +351,9 @@ async fn a_listener_changed_during_the_health_wait_is_not_overwritten() {
         "{stderr}"
     );
     assert_eq!(fx.weights().await, w(50, 50), "the other change is kept");
+    assert_eq!(fx.count("ModifyListener"), 0, "bgcloud wrote nothing");
+    assert!(fx.record().await.is_null(), "nothing recorded");
+    assert!(!fx.lock_exists().await, "the lock was released");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -412,30 +422,29 @@ async fn a_held_lock_exits_3_with_who_and_why() {
 async fn lock_wait_waits_for_the_holder() {
     let fx = fixture().await;
     put_lock(&fx, "bob@ci", "deploy v3", "2999-01-01T00:00:00Z").await;
-    let releaser = {
-        let s3 = fx.aws.s3.clone();
-        let bucket = fx.stack.state_bucket.clone();
-        let key = format!("bgcloud/{}/lock.json", fx.stack.spec.name);
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-            s3.delete_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .unwrap();
-        })
-    };
-    let out = fx
+    let child = fx
         .bgcloud(&["deploy", "--image", "v1", "--lock-wait", "30s"])
-        .ok();
+        .spawn();
+    // The run has found the lock held (its create failed and it read the lock): release it.
+    fx.wait_for_request("reading the held lock", |a| {
+        a.starts_with("GET ") && a.ends_with("/lock.json")
+    });
+    fx.s3()
+        .delete_object()
+        .bucket(&fx.stack.state_bucket)
+        .key(format!("bgcloud/{}/lock.json", fx.stack.spec.name))
+        .send()
+        .await
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
-        out.stderr.contains("waiting for the deployment lock"),
-        "{}",
-        out.stderr
+        stderr.contains("waiting for the deployment lock"),
+        "{stderr}"
     );
-    releaser.await.unwrap();
     assert_eq!(fx.weights().await, w(0, 100));
+    assert!(!fx.lock_exists().await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -491,21 +500,33 @@ async fn an_expired_lock_is_taken_over() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_deploys_at_the_same_moment_exactly_one_proceeds() {
+async fn a_second_deploy_while_one_runs_is_refused_with_its_owner() {
     let fx = fixture().await;
-    let a = fx.bgcloud(&["deploy", "--image", "v1"]);
-    let b = fx.bgcloud(&["deploy", "--image", "v2"]);
-    let (ra, rb) = std::thread::scope(|s| {
-        let ha = s.spawn(|| a.run());
-        let hb = s.spawn(|| b.run());
-        (ha.join().unwrap(), hb.join().unwrap())
-    });
-    let mut codes = [ra.code, rb.code];
-    codes.sort();
-    assert_eq!(codes, [0, 3], "a: {}\nb: {}", ra.stderr, rb.stderr);
+    // The first deploy holds the lock, waiting in the health gate until the test lets it go.
+    fx.set_target_states(
+        &fx.stack.green_target_group_arn,
+        serde_json::json!([{"state": "initial"}]),
+    );
+    let first = fx.bgcloud(&["deploy", "--image", "v1"]).spawn();
+    fx.wait_for_request("the health wait", |a| a == "DescribeTargetHealth");
+    let second = fx.bgcloud(&["deploy", "--image", "v2"]).code(3);
+    assert!(
+        second.stderr.contains("tester@") && second.stderr.contains("deploy v1"),
+        "the holder and why: {}",
+        second.stderr
+    );
+    fx.set_target_states(&fx.stack.green_target_group_arn, serde_json::json!([]));
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(fx.weights().await, w(0, 100));
     let history = fx.record().await["history"].as_array().unwrap().len();
-    assert_eq!(history, 1);
+    assert_eq!(history, 1, "only the first deploy is recorded");
+    assert!(!fx.lock_exists().await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -583,17 +604,97 @@ async fn dry_run_prints_the_plan_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_read_back_after_the_shift_puts_traffic_back() {
     let fx = fixture().await;
-    // The shift's read-back (the 3rd DescribeListeners: plan, before the shift, verify) fails on every
-    // retry; bgcloud must not leave traffic on the unverified colour.
+    // Every attempt of the shift's read-back (the DescribeListeners after the ModifyListener)
+    // fails; bgcloud must not leave traffic on the unverified colour.
     let fault = serde_json::json!({
         "access_key": fx.access_key, "action": "DescribeListeners", "status": 500,
-        "code": "InternalFailure", "times": 3, "skip": 2,
+        "code": "InternalFailure", "times": 3, "after_action": "ModifyListener",
     });
     support::control("faults", fault);
     let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(1);
     assert!(
         out.stderr
             .contains("traffic was put back to blue 100 % / green 0 %"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+    assert_eq!(fx.count("ModifyListener"), 2, "the shift, then the restore");
+    assert!(fx.record().await.is_null(), "nothing recorded");
+    assert!(!fx.lock_exists().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_deploy_leaves_the_record_and_lock_as_they_were() {
+    let fx = fixture().await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    let before = fx.record().await;
+    set_ssm(
+        &fx.stack.instance_ids[0],
+        "Failed",
+        "",
+        "docker: pull failed",
+    );
+    fx.bgcloud(&["deploy", "--image", "v2"]).code(1);
+    assert_eq!(fx.record().await, before, "the record is untouched");
+    assert_eq!(fx.weights().await, w(0, 100));
+    assert!(!fx.lock_exists().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partly_healthy_colours_one_healthy_one_unhealthy_one_initial() {
+    let fx = Fixture::with(|s| {
+        s.instances = 3;
+        s.image_tags = vec!["v1".into(), "v2".into()];
+    })
+    .await;
+    let ids = fx.stack.instance_ids.clone();
+    let partly = |arn: &str| {
+        fx.set_target_state(arn, &ids[0], serde_json::json!([{"state": "healthy"}]));
+        fx.set_target_state(
+            arn,
+            &ids[1],
+            serde_json::json!([{"state": "unhealthy", "reason": "Target.Timeout"}]),
+        );
+        fx.set_target_state(
+            arn,
+            &ids[2],
+            serde_json::json!([{"state": "initial", "reason": "Elb.InitialHealthChecking"}]),
+        );
+    };
+    // The deploy gate wants every target: it gives up naming the two that are not healthy.
+    partly(&fx.stack.green_target_group_arn);
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--health-timeout", "5s"])
+        .code(1);
+    assert!(
+        out.stderr.contains("1 of 3 healthy")
+            && out
+                .stderr
+                .contains(&format!("{}:8082 unhealthy (Target.Timeout", ids[1]))
+            && out.stderr.contains(&format!(
+                "{}:8082 initial (Elb.InitialHealthChecking",
+                ids[2]
+            )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+
+    // shift refuses only a colour with no healthy target; one of three warns and proceeds.
+    let out = fx.bgcloud(&["shift", "--to", "green"]).ok();
+    assert!(
+        out.stderr.contains("green: 1 of 3 targets healthy"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(0, 100));
+
+    // rollback to a partly healthy blue: the same rule.
+    partly(&fx.stack.blue_target_group_arn);
+    let out = fx.bgcloud(&["rollback"]).ok();
+    assert!(
+        out.stderr.contains("blue: 1 of 3 targets healthy"),
         "{}",
         out.stderr
     );
@@ -622,6 +723,10 @@ async fn our_command(fx: &Fixture) -> aws_sdk_ssm::types::Command {
 async fn assert_lock_free(fx: &Fixture) {
     let status = fx.bgcloud(&["lock", "status"]).json();
     assert_eq!(status["held"], false, "the lock was released: {status}");
+    assert!(
+        !fx.lock_exists().await,
+        "no lock object in the state bucket"
+    );
 }
 
 fn set_ssm(instance: &str, status: &str, stdout: &str, stderr: &str) {

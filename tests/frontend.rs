@@ -235,6 +235,15 @@ async fn rollback_restores_the_previous_origin_path() {
     assert_eq!(origin_path(&fx).await, "/releases/r1");
     fx.bgcloud(&["frontend", "rollback", "--to", "r2"]).ok();
     assert_eq!(origin_path(&fx).await, "/releases/r2");
+    // Each rollback invalidated what the switch made stale, as read from CloudFront.
+    let sent = invalidations(&fx).await;
+    assert_eq!(sent.len(), 4, "two releases, two rollbacks: {sent:?}");
+    for (_, paths) in &sent {
+        assert!(
+            paths.iter().any(|p| p == "/index.html" || p == "/*"),
+            "{paths:?}"
+        );
+    }
     let history = fx.bgcloud(&["history"]).json();
     let kinds: Vec<&str> = history["entries"]
         .as_array()
@@ -336,6 +345,73 @@ async fn prune_keeps_the_newest_and_always_current_and_previous() {
         .collect();
     assert_eq!(ids, ["r4", "r1"]);
     assert_eq!(origin_path(&fx).await, "/releases/r1");
+
+    // What is really in the buckets, read with the test's own client.
+    let site = keys(&fx, &fx.stack.site_bucket).await;
+    for gone in ["releases/r2/", "releases/r3/"] {
+        assert!(
+            !site.iter().any(|k| k.starts_with(gone)),
+            "{gone} left: {site:?}"
+        );
+    }
+    for kept in ["releases/r1/index.html", "releases/r4/index.html"] {
+        assert!(site.contains(&kept.to_string()), "{kept} missing: {site:?}");
+    }
+    let state = keys(&fx, &fx.stack.state_bucket).await;
+    let manifest = |id: &str| format!("bgcloud/{}/frontend/{id}.json", fx.stack.spec.name);
+    for id in ["r2", "r3"] {
+        assert!(
+            !state.contains(&manifest(id)),
+            "{id}'s manifest left: {state:?}"
+        );
+    }
+    // Every asset the live release references is still in the shared store.
+    let live: serde_json::Value = serde_json::from_slice(
+        &fx.s3()
+            .get_object()
+            .bucket(&fx.stack.state_bucket)
+            .key(manifest("r1"))
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes(),
+    )
+    .unwrap();
+    let assets: Vec<String> = live["files"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|p| p.starts_with("assets/"))
+        .cloned()
+        .collect();
+    assert!(!assets.is_empty());
+    for asset in assets {
+        assert!(
+            site.contains(&asset),
+            "live asset {asset} was pruned: {site:?}"
+        );
+    }
+}
+
+/// Every key in `bucket`, read with the test's own client.
+async fn keys(fx: &Fixture, bucket: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pages = fx
+        .s3()
+        .list_objects_v2()
+        .bucket(bucket)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for o in page.unwrap().contents() {
+            out.push(o.key().unwrap().to_string());
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread")]

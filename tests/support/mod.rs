@@ -160,6 +160,41 @@ impl Fixture {
         requests(&self.access_key)
     }
 
+    /// Waits (up to 30 s) until bgcloud has made a request whose action `matches`: how a test
+    /// knows a spawned run has reached a step, without racing it with sleeps.
+    pub fn wait_for_request(&self, what: &str, matches: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.requests().iter().any(|(_, a)| matches(a)) {
+            assert!(Instant::now() < deadline, "bgcloud never got to {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Makes the emulator answer DescribeTargetHealth for one target with `states` (as
+    /// [`Fixture::set_target_states`] does for all of a group's targets).
+    pub fn set_target_state(&self, target_group_arn: &str, target_id: &str, states: Value) {
+        control(
+            "target-health",
+            serde_json::json!({"target_group_arn": target_group_arn, "target_id": target_id, "states": states}),
+        );
+    }
+
+    /// Whether the lock object exists in the state bucket, read with the test's own client.
+    pub async fn lock_exists(&self) -> bool {
+        self.s3()
+            .head_object()
+            .bucket(&self.stack.state_bucket)
+            .key(format!("bgcloud/{}/lock.json", self.stack.spec.name))
+            .send()
+            .await
+            .is_ok()
+    }
+
+    /// How many requests bgcloud made for `action`.
+    pub fn count(&self, action: &str) -> usize {
+        self.requests().iter().filter(|(_, a)| a == action).count()
+    }
+
     /// The write requests bgcloud made, other than taking and releasing the lock.
     pub fn writes_but_lock(&self) -> Vec<(String, String)> {
         self.requests()
