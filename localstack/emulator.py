@@ -9,6 +9,7 @@ Models that are ON by default (tests cannot pass on the emulator's kindness):
                  for the deregistration delay
   model_ssm.py   SSM agents (DescribeInstanceInformation, InvalidInstanceId), launches that start
                  containers the ALB model checks, CancelCommand, output truncated as SSM does
+  model_cloudwatch.py  percentile statistics (p99) in GetMetricData
   model_lane.py  with --lane: instances that are network namespaces running real containers
                  (lane/lane.py), real health checks, ALB and CloudFront data planes
   this file      ECR digests that are the manifest's sha256, CloudFront If-Match and ETag
@@ -97,6 +98,7 @@ from moto.moto_server.werkzeug_app import (
 # The AWS behaviours moto lacks, modelled in their own modules (each documents its controls).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_alb  # noqa: E402
+import model_cloudwatch  # noqa: E402,F401 (patches moto on import)
 import model_lane  # noqa: E402
 import model_ssm  # noqa: E402
 

@@ -108,10 +108,12 @@ class DataPlane:
         with LOCK:
             self.log.append(entry)
             if tg is not None:
-                c = self.counters.setdefault(tg.arn, {"n": 0, "2": 0, "4": 0, "5": 0, "time": 0.0})
+                c = self.counters.setdefault(tg.arn, {"n": 0, "2": 0, "4": 0, "5": 0, "times": {}})
                 c["n"] += 1
                 c[str(status)[0]] = c.get(str(status)[0], 0) + 1
-                c["time"] += seconds
+                # Response times by the millisecond, sent as values and counts (for p99).
+                ms = round(seconds, 3)
+                c["times"][ms] = c["times"].get(ms, 0) + 1
 
     def _publish_metrics(self):
         while True:
@@ -127,18 +129,23 @@ class DataPlane:
                     {"Name": "LoadBalancer", "Value": self.lb.arn.split(":loadbalancer/")[-1]},
                 ]
                 data = [
-                    ("RequestCount", c["n"], "Count"),
-                    ("HTTPCode_Target_2XX_Count", c.get("2", 0), "Count"),
-                    ("HTTPCode_Target_4XX_Count", c.get("4", 0), "Count"),
-                    ("HTTPCode_Target_5XX_Count", c.get("5", 0), "Count"),
-                    ("TargetResponseTime", c["time"] / max(c["n"], 1), "Seconds"),
+                    {"MetricName": name, "Value": value, "Unit": "Count", "Dimensions": dims}
+                    for name, value in [
+                        ("RequestCount", c["n"]),
+                        ("HTTPCode_Target_2XX_Count", c.get("2", 0)),
+                        ("HTTPCode_Target_4XX_Count", c.get("4", 0)),
+                        ("HTTPCode_Target_5XX_Count", c.get("5", 0)),
+                    ]
                 ]
+                times = sorted(c["times"].items())
+                for i in range(0, len(times), 150):  # PutMetricData takes 150 values a datum
+                    chunk = times[i : i + 150]
+                    data.append({
+                        "MetricName": "TargetResponseTime", "Unit": "Seconds", "Dimensions": dims,
+                        "Values": [str(v) for v, _ in chunk], "Counts": [str(n) for _, n in chunk],
+                    })
                 cw = cloudwatch_models.cloudwatch_backends[tg.account_id][tg.region_name]
-                cw.put_metric_data(
-                    "AWS/ApplicationELB",
-                    [{"MetricName": name, "Value": value, "Unit": unit, "Dimensions": dims}
-                     for name, value, unit in data],
-                )
+                cw.put_metric_data("AWS/ApplicationELB", data)
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -48,6 +48,7 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub buckets: crate::s3::Buckets,
     pub cloudfront: aws_sdk_cloudfront::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     /// The region the clients use ("" when none was found).
     pub region: String,
 }
@@ -67,6 +68,7 @@ impl Clients {
             buckets: crate::s3::Buckets::new(s3.clone()),
             s3,
             cloudfront: aws_sdk_cloudfront::Client::new(sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
             region: sdk.region().map(ToString::to_string).unwrap_or_default(),
         }
     }

@@ -13,7 +13,7 @@ use crate::output::Format;
     version,
     about = "Zero-downtime blue/green releases on AWS: the ALB is the traffic switch",
     after_help = "Exit codes: 0 success, 1 the operation failed, 2 bad input or refused (nothing changed), \
-                  3 another deployment holds the lock."
+                  3 another deployment holds the lock, 130 interrupted."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -58,7 +58,7 @@ pub enum Command {
     /// Move traffic: WEIGHT % to one colour, the rest to the other.
     Shift(ShiftArgs),
     /// Finish a canary: all traffic to the colour that has the smaller share.
-    Promote(TrafficArgs),
+    Promote(PromoteArgs),
     /// All traffic back to the previous stable colour, at once.
     Rollback(TrafficArgs),
     /// The recorded deployments and traffic changes, newest first.
@@ -132,9 +132,44 @@ pub struct DeployArgs {
     /// How long to wait for the container and the targets (default: [backend].health_timeout).
     #[arg(long, value_name = "DURATION")]
     pub health_timeout: Option<String>,
+    /// Shift in steps: these shares in turn (e.g. 10,25,50), each held for --interval while
+    /// the gates are watched, then 100 (unless --pause). Default: [backend.canary].steps.
+    #[arg(long, value_name = "N,N,...")]
+    pub steps: Option<String>,
+    /// How long each step is held (default: [backend.canary].interval, else 5m).
+    #[arg(long, value_name = "DURATION")]
+    pub interval: Option<String>,
+    /// Stop at the last step; `bgcloud promote` continues.
+    #[arg(long)]
+    pub pause: bool,
     /// Print the plan (colour, digest, instances, script, weights) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+    #[command(flatten)]
+    pub lock: LockWait,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// After the shift, watch the colour that gained traffic (target health and the
+    /// [backend.gates]) this long, and put all traffic back on the other one if it fails
+    /// (default: [backend.gates].watch; 0: no watch).
+    #[arg(long, value_name = "DURATION")]
+    pub watch: Option<String>,
+    /// A gate that cannot be read (an alarm that does not exist, no permission) does not fail
+    /// the watch; it is reported and skipped.
+    #[arg(long)]
+    pub ignore_missing_metrics: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    pub force: ForceArgs,
+    #[command(flatten)]
+    pub watch: WatchArgs,
     #[command(flatten)]
     pub lock: LockWait,
 }
@@ -183,12 +218,15 @@ pub struct ShiftArgs {
     #[command(flatten)]
     pub force: ForceArgs,
     #[command(flatten)]
+    pub watch: WatchArgs,
+    #[command(flatten)]
     pub lock: LockWait,
 }
 
 #[derive(Debug, Args)]
 pub struct ForceArgs {
-    /// Move traffic even to a colour with no healthy targets.
+    /// Move traffic even to a colour with no healthy targets, or back to a colour a watch
+    /// rolled back automatically.
     #[arg(long)]
     pub force: bool,
 }

@@ -42,6 +42,43 @@ pub struct BackendConfig {
     pub poll_interval: Duration,
     pub env: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, String>,
+    pub gates: GatesConfig,
+    pub canary: CanaryConfig,
+}
+
+/// `[backend.gates]`: what a watch (bake time) checks on the colour that gained traffic.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GatesConfig {
+    /// Default bake time after a shift (`--watch`); zero: no watch.
+    pub watch: Duration,
+    /// CloudWatch alarms that must not be in ALARM.
+    pub alarms: Vec<String>,
+    /// HTTPCode_Target_5XX_Count ÷ RequestCount of the new colour over the watch so far.
+    pub max_5xx_rate: Option<f64>,
+    /// Requests the new colour must have served before the rates are judged.
+    pub min_requests: u64,
+    /// TargetResponseTime p99 of the new colour.
+    pub max_p99_latency: Option<Duration>,
+    pub max_5xx_ratio_to_stable: Option<f64>,
+    pub max_p99_ratio_to_stable: Option<f64>,
+}
+
+impl GatesConfig {
+    /// Whether any CloudWatch gate is configured (target health is always watched).
+    pub fn reads_cloudwatch(&self) -> bool {
+        !self.alarms.is_empty()
+            || self.max_5xx_rate.is_some()
+            || self.max_p99_latency.is_some()
+            || self.max_5xx_ratio_to_stable.is_some()
+            || self.max_p99_ratio_to_stable.is_some()
+    }
+}
+
+/// `[backend.canary]`: the default stepped rollout of a deploy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CanaryConfig {
+    pub steps: Vec<u8>,
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +196,27 @@ struct RawBackend {
     poll_interval: Option<String>,
     env: Option<BTreeMap<String, String>>,
     secrets: Option<BTreeMap<String, String>>,
+    gates: Option<RawGates>,
+    canary: Option<RawCanary>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGates {
+    watch: Option<String>,
+    alarms: Option<Vec<String>>,
+    max_5xx_rate: Option<f64>,
+    min_requests: Option<i64>,
+    max_p99_latency: Option<String>,
+    max_5xx_ratio_to_stable: Option<f64>,
+    max_p99_ratio_to_stable: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCanary {
+    steps: Option<Vec<i64>>,
+    interval: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -218,6 +276,25 @@ impl Check<'_> {
                 key,
                 format_args!("= {value} is not a TCP port: use 1-65535"),
             )),
+        }
+    }
+
+    /// A duration that may be zero ("0s": off).
+    fn duration_or_zero(&self, key: &str, value: Option<String>) -> Result<Duration> {
+        match value.as_deref() {
+            None | Some("0") => Ok(Duration::ZERO),
+            Some(_) => self.duration(key, value, Duration::ZERO),
+        }
+    }
+
+    /// A positive ratio or rate.
+    fn positive(&self, key: &str, value: Option<f64>) -> Result<Option<f64>> {
+        match value {
+            Some(v) if !(v.is_finite() && v > 0.0) => Err(self.err(
+                key,
+                format_args!("= {v} must be a number above 0 (e.g. 0.01 for 1 %)"),
+            )),
+            other => Ok(other),
         }
     }
 
@@ -469,7 +546,11 @@ impl RawBackend {
                 format_args!("{name} = {param:?} is not an SSM parameter name: give the name (e.g. \"/shop/prod/{name}\"), never the value"),
             ));
         }
+        let gates = self.gates.unwrap_or_default().validate(c)?;
+        let canary = self.canary.unwrap_or_default().validate(c)?;
         Ok(BackendConfig {
+            gates,
+            canary,
             listener_arn,
             rule_arn,
             blue_target_group_arn: blue,
@@ -484,6 +565,68 @@ impl RawBackend {
             env,
             secrets,
         })
+    }
+}
+
+impl RawGates {
+    fn validate(self, c: &Check) -> Result<GatesConfig> {
+        let min_requests = match self.min_requests {
+            None => 50,
+            Some(n) if n >= 1 => n as u64,
+            Some(n) => {
+                return Err(c.err(
+                    "[backend.gates].min_requests",
+                    format_args!("= {n} must be at least 1"),
+                ))
+            }
+        };
+        if let Some(bad) = self.alarms.iter().flatten().find(|a| a.trim().is_empty()) {
+            return Err(c.err(
+                "[backend.gates].alarms",
+                format_args!("has {bad:?}: give CloudWatch alarm names"),
+            ));
+        }
+        if let Some(rate) = self.max_5xx_rate.filter(|r| *r >= 1.0) {
+            return Err(c.err(
+                "[backend.gates].max_5xx_rate",
+                format_args!("= {rate} is a share of requests: use a value below 1 (0.01 is 1 %)"),
+            ));
+        }
+        Ok(GatesConfig {
+            watch: c.duration_or_zero("[backend.gates].watch", self.watch)?,
+            alarms: self.alarms.unwrap_or_default(),
+            max_5xx_rate: c.positive("[backend.gates].max_5xx_rate", self.max_5xx_rate)?,
+            min_requests,
+            max_p99_latency: self
+                .max_p99_latency
+                .map(|t| c.duration("[backend.gates].max_p99_latency", Some(t), Duration::ZERO))
+                .transpose()?,
+            max_5xx_ratio_to_stable: c.positive(
+                "[backend.gates].max_5xx_ratio_to_stable",
+                self.max_5xx_ratio_to_stable,
+            )?,
+            max_p99_ratio_to_stable: c.positive(
+                "[backend.gates].max_p99_ratio_to_stable",
+                self.max_p99_ratio_to_stable,
+            )?,
+        })
+    }
+}
+
+impl RawCanary {
+    fn validate(self, c: &Check) -> Result<CanaryConfig> {
+        let steps = match self.steps {
+            None => Vec::new(),
+            Some(steps) => {
+                crate::weights::steps(&steps).map_err(|e| c.err("[backend.canary].steps", e))?
+            }
+        };
+        let interval = c.duration(
+            "[backend.canary].interval",
+            self.interval,
+            Duration::from_secs(300),
+        )?;
+        Ok(CanaryConfig { steps, interval })
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Context {
     pub who: String,
     /// SSM launches not known to be finished: cancelled if the run is interrupted.
     pub in_flight: InFlight,
+    /// What an interruption leaves behind, said when it happens (a watch: traffic stays as is).
+    pub interrupt_note: std::sync::Mutex<Option<String>>,
 }
 
 impl Context {
@@ -38,6 +40,7 @@ impl Context {
             format: global.output,
             who: who(),
             in_flight: InFlight::default(),
+            interrupt_note: Default::default(),
         })
     }
 
@@ -82,11 +85,41 @@ impl Context {
         longest: Duration,
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        self.hold(reason, wait, longest, false, work).await
+    }
+
+    /// [`Context::locked_for`] for a stepped rollout or a watch: the lock says it takes
+    /// `promote`/`rollback` requests from other runs (see `rollout`).
+    pub async fn locked_rollout<T>(
+        &self,
+        reason: &str,
+        wait: Duration,
+        longest: Duration,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.hold(reason, wait, longest, true, work).await
+    }
+
+    async fn hold<T>(
+        &self,
+        reason: &str,
+        wait: Duration,
+        longest: Duration,
+        takes_requests: bool,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         // Longer than the work can take, so only a crashed run's lock ever expires.
         let ttl = (longest * 2 + Duration::from_secs(10 * 60)).max(Duration::from_secs(30 * 60));
         let lock = self.lock();
         let held = lock
-            .acquire(&self.who, reason, ttl, wait, self.poll_interval())
+            .acquire(
+                &self.who,
+                reason,
+                ttl,
+                wait,
+                self.poll_interval(),
+                takes_requests,
+            )
             .await?;
         let result = tokio::select! {
             r = work => r,
@@ -96,6 +129,9 @@ impl Context {
             // A launch still running could replace the idle colour's container after bgcloud
             // has said the deploy stopped.
             fleet::cancel(&self.clients.ssm, &self.in_flight.take()).await;
+            if let Some(note) = self.interrupt_note.lock().expect("note").take() {
+                tracing::warn!("{note}");
+            }
         }
         if let Err(e) = lock.release(&held).await {
             tracing::warn!(

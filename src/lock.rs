@@ -22,6 +22,10 @@ pub struct LockInfo {
     pub expires_at: String,
     /// Identifies this holder (a retried create that already won is recognised by it).
     pub token: String,
+    /// The holder runs a stepped rollout or a watch and honours `promote`/`rollback` requests
+    /// left for it (see `rollout`), instead of those commands exiting 3.
+    #[serde(default)]
+    pub takes_requests: bool,
 }
 
 impl LockInfo {
@@ -81,6 +85,7 @@ impl Lock {
             started_at: String::new(),
             expires_at: String::new(), // unparsable: counts as expired
             token: String::new(),
+            takes_requests: false,
         });
         Ok(Some((info, etag)))
     }
@@ -94,6 +99,7 @@ impl Lock {
         ttl: Duration,
         wait: Duration,
         poll: Duration,
+        takes_requests: bool,
     ) -> Result<Held> {
         let deadline = Instant::now() + wait;
         let mut announced = false;
@@ -105,6 +111,7 @@ impl Lock {
                 started_at: humantime::format_rfc3339_seconds(now).to_string(),
                 expires_at: humantime::format_rfc3339_seconds(now + ttl).to_string(),
                 token: new_id(),
+                takes_requests,
             };
             if let Some(etag) = self.put(&info, None).await? {
                 return Ok(Held {

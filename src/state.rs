@@ -61,6 +61,10 @@ pub struct BackendRecord {
     pub blue: Option<Release>,
     #[serde(default)]
     pub green: Option<Release>,
+    /// A colour a watch took traffic away from automatically: `rollback` to it needs --force
+    /// until a deploy puts a new release on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<Color>,
 }
 
 impl BackendRecord {
@@ -103,6 +107,12 @@ pub struct Event {
     /// Frontend events: the release that went live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+    /// Why, when it was not a person's plain command (an auto-rollback's failed gate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The id of the request from another run that this change carried out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 impl Record {
@@ -138,6 +148,8 @@ impl Record {
             image: None,
             digest: None,
             release: Some(release.id),
+            reason: None,
+            request: None,
         });
     }
 }
@@ -247,6 +259,8 @@ mod tests {
                 image: None,
                 digest: None,
                 release: None,
+                reason: None,
+                request: None,
             });
         }
         assert_eq!(r.history.len(), HISTORY_LEN);

@@ -76,6 +76,43 @@ impl Weights {
     }
 }
 
+/// Canary steps: percentages for the new colour, each 1-99 and each above the one before.
+pub fn steps(values: &[i64]) -> std::result::Result<Vec<u8>, String> {
+    if values.is_empty() {
+        return Err("is empty: give the percentages in order, e.g. [10, 25, 50]".into());
+    }
+    let mut out: Vec<u8> = Vec::new();
+    for &v in values {
+        if !(1..=99).contains(&v) {
+            return Err(format!(
+                "has {v}: each step is a share of traffic from 1 to 99 (100 is the promote after the last step)"
+            ));
+        }
+        if out.last().is_some_and(|&last| i64::from(last) >= v) {
+            return Err(format!(
+                "has {v} after {}: steps must grow",
+                out[out.len() - 1]
+            ));
+        }
+        out.push(v as u8);
+    }
+    Ok(out)
+}
+
+/// `--steps 10,25,50`.
+pub fn parse_steps(text: &str) -> std::result::Result<Vec<u8>, String> {
+    let values = text
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .trim_end_matches('%')
+                .parse::<i64>()
+                .map_err(|_| format!("{p:?} is not a percentage: write e.g. --steps 10,25,50"))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    steps(&values)
+}
+
 impl fmt::Display for Weights {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "blue {} % / green {} %", self.blue, self.green)

@@ -255,7 +255,7 @@ fn read_page(conn: &mut support::lane::Conn) -> Result<String, String> {
     }
     let html = String::from_utf8_lossy(&page.body).into_owned();
     let assets: Vec<&str> = html
-        .split(|c| c == '"' || c == '\'' || c == ' ' || c == '>' || c == '=')
+        .split(['"', '\'', ' ', '>', '='])
         .filter(|w| w.starts_with("/assets/"))
         .collect();
     if assets.is_empty() {
@@ -281,7 +281,9 @@ async fn a_reader_never_sees_a_broken_page_through_five_releases_and_a_rollback(
         .ok();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let seen: Arc<Mutex<Vec<(f64, Result<String, String>)>>> = Arc::default();
+    // (when a page load started, the page or what was broken)
+    type Loads = Vec<(f64, Result<String, String>)>;
+    let seen: Arc<Mutex<Loads>> = Arc::default();
     let reader = {
         let (stop, seen, port) = (stop.clone(), seen.clone(), lane.cdn_port);
         std::thread::spawn(move || {

@@ -20,11 +20,13 @@ use crate::error::{Error, Result};
 use crate::fleet;
 use crate::health_gate::{self, Gate, Launched};
 use crate::live::Live;
+use crate::rollout;
 use crate::script::Launch;
 use crate::state::{new_id, now, Release};
+use crate::steps::{self, Steps};
 use crate::target_group::{self, HealthCheck};
 use crate::traffic;
-use crate::weights::{parse_percent, Weights};
+use crate::weights::{parse_percent, parse_steps, Weights};
 
 /// What a deploy will do (`--dry-run`) or did.
 #[derive(Debug, Serialize)]
@@ -41,6 +43,14 @@ pub struct Plan {
     /// The listener forwards to one colour only and will first be rewritten as a weighted
     /// forward to both (no traffic moves), so the ALB health-checks the idle colour.
     pub adopt: bool,
+    /// Shares the new colour goes through, each held `interval_seconds` while watched; empty:
+    /// all at once.
+    pub steps: Vec<u8>,
+    pub interval_seconds: f64,
+    /// Stop at the last step (a canary) instead of promoting.
+    pub pause: bool,
+    /// The bake time once all traffic is on the new colour.
+    pub watch_seconds: f64,
     /// The idle colour's target group health check: the probe mirrors it, and the health gate
     /// waits `judge_seconds` after a launch before it trusts a `healthy` verdict.
     pub health_check: HealthCheck,
@@ -56,6 +66,8 @@ pub struct Deployed {
     /// What the new colour replaced as stable, for `rollback`.
     pub previous: Option<Release>,
     pub shift: Shifted,
+    /// How the rollout ended: all traffic moved, promoted after its steps, paused, …
+    pub ended: String,
     pub seconds: f64,
     pub timings: Timings,
 }
@@ -82,6 +94,28 @@ impl fmt::Display for Plan {
         writeln!(f, "  colour    {} (idle)", self.color)?;
         writeln!(f, "  instances {}", self.instances.join(", "))?;
         writeln!(f, "  traffic   {} → {}", self.from, self.to)?;
+        if !self.steps.is_empty() {
+            let shares: Vec<String> = self.steps.iter().map(|s| format!("{s} %")).collect();
+            writeln!(
+                f,
+                "  steps     {} each held {}{}",
+                shares.join(" → "),
+                humantime::format_duration(Duration::from_secs_f64(self.interval_seconds)),
+                if self.pause {
+                    ", then pause for `bgcloud promote`".to_string()
+                } else {
+                    " while watched, then 100 %".to_string()
+                }
+            )?;
+        }
+        if self.watch_seconds > 0.0 {
+            writeln!(
+                f,
+                "  watch     {} after all traffic is on {}",
+                humantime::format_duration(Duration::from_secs_f64(self.watch_seconds)),
+                self.color
+            )?;
+        }
         if self.adopt {
             writeln!(
                 f,
@@ -137,7 +171,9 @@ impl fmt::Display for Deployed {
             p.health_check.judge_arithmetic(),
             t.shift
         )?;
-        if p.to.get(p.color) < 100 {
+        if !p.steps.is_empty() {
+            writeln!(f, "rollout: {}", self.ended)?;
+        } else if p.to.get(p.color) < 100 {
             writeln!(
                 f,
                 "canary: finish with `bgcloud promote`, abort with `bgcloud rollback`"
@@ -159,9 +195,24 @@ impl fmt::Display for Deployed {
 /// Deploy's validated inputs.
 struct Inputs {
     image: ImageRef,
-    canary: Option<u8>,
+    /// None: all traffic at once.
+    steps: Option<Steps>,
+    /// The bake time after all traffic is on the new colour.
+    watch: Duration,
+    ignore_unreadable: bool,
     timeout: Duration,
     lock_wait: Duration,
+}
+
+impl Inputs {
+    /// The longest the deploy can take: the health gate, every step held, the watch.
+    fn longest(&self) -> Duration {
+        let steps = self
+            .steps
+            .as_ref()
+            .map_or(Duration::ZERO, |s| s.interval * s.shares.len() as u32);
+        self.timeout + steps + self.watch
+    }
 }
 
 fn validate(args: &DeployArgs, backend: &BackendConfig) -> Result<Inputs> {
@@ -176,9 +227,52 @@ fn validate(args: &DeployArgs, backend: &BackendConfig) -> Result<Inputs> {
         None => backend.health_timeout,
     };
     let lock_wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
+    let watch = shift::watch_duration(&args.watch, backend)?;
+    let interval = args
+        .interval
+        .as_deref()
+        .map(|i| parse_duration("--interval", i))
+        .transpose()?;
+    let steps =
+        match (canary, &args.steps) {
+            (Some(_), Some(_)) => return Err(Error::refused(
+                "--canary N is one step and a pause, --steps a list of them: give one of the two",
+            )),
+            // One step, watched for --watch, then a pause for `bgcloud promote`.
+            (Some(n), None) => Some(Steps {
+                shares: vec![n],
+                interval: watch,
+                pause: true,
+            }),
+            (None, Some(text)) => Some(Steps {
+                shares: parse_steps(text).map_err(|e| Error::refused(format!("--steps: {e}")))?,
+                interval: interval.unwrap_or(backend.canary.interval),
+                pause: args.pause,
+            }),
+            (None, None) if !backend.canary.steps.is_empty() => Some(Steps {
+                shares: backend.canary.steps.clone(),
+                interval: interval.unwrap_or(backend.canary.interval),
+                pause: args.pause,
+            }),
+            (None, None) => {
+                if args.pause || interval.is_some() {
+                    return Err(Error::refused(
+                        "--pause and --interval go with steps: add --steps 10,50 (or set \
+                     [backend.canary].steps), or use --canary N",
+                    ));
+                }
+                None
+            }
+        };
     Ok(Inputs {
         image,
-        canary,
+        steps,
+        watch: if canary.is_some() {
+            Duration::ZERO
+        } else {
+            watch
+        },
+        ignore_unreadable: args.watch.ignore_missing_metrics,
         timeout,
         lock_wait,
     })
@@ -205,14 +299,16 @@ pub async fn run(ctx: &Context, args: &DeployArgs) -> Result<Outcome> {
         )));
     }
     let reason = format!("deploy {}", args.image);
-    ctx.locked_for(
-        &reason,
-        inputs.lock_wait,
-        inputs.timeout,
-        deploy(ctx, backend, &inputs),
-    )
-    .await
-    .map(|d| Outcome::Deployed(Box::new(d)))
+    let work = deploy(ctx, backend, &inputs);
+    let deployed = if inputs.steps.is_some() || !inputs.watch.is_zero() {
+        // Steps and watches take promote/rollback requests from other runs.
+        ctx.locked_rollout(&reason, inputs.lock_wait, inputs.longest(), work)
+            .await
+    } else {
+        ctx.locked_for(&reason, inputs.lock_wait, inputs.timeout, work)
+            .await
+    };
+    deployed.map(|d| Outcome::Deployed(Box::new(d)))
 }
 
 /// The read-only part: live state, digest, colour, instances, script.
@@ -268,8 +364,8 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
         ready_seconds: ready_seconds(inputs.timeout, judge),
     }
     .render();
-    let to = match inputs.canary {
-        Some(n) => Weights::split(color, n),
+    let to = match &inputs.steps {
+        Some(steps) => Weights::split(color, steps.shares[0]),
         None => Weights::all(color),
     };
     let plan = Plan {
@@ -283,6 +379,17 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
         from: live.weights(),
         to,
         adopt: live.forward.plain,
+        steps: inputs
+            .steps
+            .as_ref()
+            .map(|s| s.shares.clone())
+            .unwrap_or_default(),
+        interval_seconds: inputs
+            .steps
+            .as_ref()
+            .map_or(0.0, |s| s.interval.as_secs_f64()),
+        pause: inputs.steps.as_ref().is_some_and(|s| s.pause),
+        watch_seconds: inputs.watch.as_secs_f64(),
         judge_seconds: judge.as_secs_f64(),
         health_check,
         script,
@@ -368,8 +475,38 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         plan.to,
         shift::Gate::Checked,
         Some((color, release)),
+        shift::Because::default(),
     )
     .await?;
+    let ended = match &inputs.steps {
+        Some(steps) => {
+            steps::run(
+                ctx,
+                backend,
+                color,
+                &plan.deployment_id,
+                steps,
+                inputs.watch,
+                inputs.ignore_unreadable,
+            )
+            .await?
+        }
+        None => {
+            rollout::clear(ctx).await?;
+            if !inputs.watch.is_zero() {
+                shift::watch_after(
+                    ctx,
+                    backend,
+                    color,
+                    plan.to,
+                    inputs.watch,
+                    inputs.ignore_unreadable,
+                )
+                .await?;
+            }
+            format!("{color} has all traffic")
+        }
+    };
     let timings = Timings {
         launch: (launched_at - started).as_secs_f64(),
         health: (trusted_at - launched_at).as_secs_f64(),
@@ -379,6 +516,7 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         plan,
         previous,
         shift,
+        ended,
         seconds: started.elapsed().as_secs_f64(),
         timings,
     })

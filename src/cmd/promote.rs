@@ -1,16 +1,22 @@
-//! `bgcloud promote`: all traffic to the canary colour.
+//! `bgcloud promote`: all traffic to the canary colour, optionally watched afterwards. While a
+//! stepped rollout or a watch runs, the promote is handed to it (see `rollout`).
 
-use crate::cli::{parse_duration, TrafficArgs};
-use crate::cmd::shift::{self, Gate, Shifted};
+use crate::cli::{parse_duration, PromoteArgs};
+use crate::cmd::shift::{self, Because, Gate, Shifted};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::live::Live;
+use crate::rollout::{self, Action};
 use crate::weights::Weights;
 
-pub async fn run(ctx: &Context, args: &TrafficArgs) -> Result<Shifted> {
+pub async fn run(ctx: &Context, args: &PromoteArgs) -> Result<Shifted> {
     let wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
-    ctx.config.backend()?;
-    ctx.locked("promote", wait, async {
+    let backend = ctx.config.backend()?;
+    let watch = shift::watch_duration(&args.watch, backend)?;
+    if let Some(done) = rollout::ask_holder(ctx, Action::Promote).await? {
+        return Ok(Shifted::answered(ctx, "promote", done));
+    }
+    let work = async {
         let live = Live::read(ctx).await?;
         let Some(canary) = live.canary() else {
             return Err(Error::refused(format!(
@@ -19,15 +25,28 @@ pub async fn run(ctx: &Context, args: &TrafficArgs) -> Result<Shifted> {
                 live.weights()
             )));
         };
-        shift::apply(
+        let shifted = shift::apply(
             ctx,
             live,
             "promote",
             Weights::all(canary),
             Gate::from_force(args.force.force),
             None,
+            Because::default(),
         )
-        .await
-    })
-    .await
+        .await?;
+        // A paused stepped rollout ends here.
+        rollout::clear(ctx).await?;
+        if !watch.is_zero() {
+            let all = Weights::all(canary);
+            let ignore = args.watch.ignore_missing_metrics;
+            shift::watch_after(ctx, backend, canary, all, watch, ignore).await?;
+        }
+        Ok(shifted)
+    };
+    if watch.is_zero() {
+        ctx.locked("promote", wait, work).await
+    } else {
+        ctx.locked_rollout("promote", wait, watch, work).await
+    }
 }

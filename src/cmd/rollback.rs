@@ -2,11 +2,12 @@
 //! containers were kept running, so this is one listener write.
 
 use crate::cli::{parse_duration, TrafficArgs};
-use crate::cmd::shift::{self, Gate, Shifted};
+use crate::cmd::shift::{self, Because, Gate, Shifted};
 use crate::color::Color;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::live::Live;
+use crate::rollout::{self, Action};
 use crate::weights::Weights;
 
 /// Where rollback sends traffic: the stable colour before bgcloud's last change when the
@@ -33,9 +34,30 @@ pub fn target(live: &Live) -> Color {
 pub async fn run(ctx: &Context, args: &TrafficArgs) -> Result<Shifted> {
     let wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
     ctx.config.backend()?;
+    // A stepped rollout or a watch in progress takes the rollback itself, within a poll.
+    if let Some(done) = rollout::ask_holder(ctx, Action::Rollback).await? {
+        return Ok(Shifted::answered(ctx, "rollback", done));
+    }
     ctx.locked("rollback", wait, async {
         let live = Live::read(ctx).await?;
         let to = target(&live);
+        let rolled_back = live.record().and_then(|r| r.backend.rolled_back);
+        if rolled_back == Some(to) && !args.force.force {
+            let why = live
+                .record()
+                .and_then(|r| r.history.iter().rev().find(|e| e.kind == "auto-rollback"))
+                .map(|e| {
+                    format!(
+                        " at {} ({})",
+                        e.at,
+                        e.reason.as_deref().unwrap_or("a failed gate")
+                    )
+                })
+                .unwrap_or_default();
+            return Err(Error::refused(format!(
+                "{to} was rolled back automatically{why}; rolling back to it would send traffic                  to what failed its watch. Pass --force if that is what you want, or deploy a                  fixed image"
+            )));
+        }
         if live.weights().get(to) == 100 {
             return Err(Error::refused(format!(
                 "nothing to roll back: {to} already has all traffic and is the previous stable \
@@ -43,15 +65,18 @@ pub async fn run(ctx: &Context, args: &TrafficArgs) -> Result<Shifted> {
                 to.other()
             )));
         }
-        shift::apply(
+        let shifted = shift::apply(
             ctx,
             live,
             "rollback",
             Weights::all(to),
             Gate::from_force(args.force.force),
             None,
+            Because::default(),
         )
-        .await
+        .await?;
+        rollout::clear(ctx).await?;
+        Ok(shifted)
     })
     .await
 }

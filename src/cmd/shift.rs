@@ -5,14 +5,19 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::cli::{parse_duration, ShiftArgs};
+use std::time::Duration;
+
+use crate::cli::{parse_duration, ShiftArgs, WatchArgs};
 use crate::color::Color;
+use crate::config::BackendConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::health;
 use crate::live::Live;
+use crate::rollout;
 use crate::state::{new_id, now, Event, Release};
 use crate::traffic;
+use crate::watch;
 use crate::weights::{parse_percent, Weights};
 
 /// The result of a traffic change.
@@ -31,6 +36,25 @@ pub struct Shifted {
     /// Set when the traffic change worked but recording it did not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+}
+
+impl Shifted {
+    /// What a request handed to the running rollout came to.
+    pub fn answered(ctx: &Context, action: &'static str, done: rollout::Answered) -> Shifted {
+        let stable = done.to.stable(done.from.stable(Color::Blue));
+        tracing::info!("carried out by the running rollout of {}", done.holder);
+        Shifted {
+            app: ctx.config.app.clone(),
+            action,
+            from: done.from,
+            to: done.to,
+            stable,
+            canary: done.to.canary(stable),
+            changed: done.from != done.to,
+            verified: true,
+            warning: None,
+        }
+    }
 }
 
 impl fmt::Display for Shifted {
@@ -64,22 +88,101 @@ pub async fn run(ctx: &Context, args: &ShiftArgs) -> Result<Shifted> {
     let percent = parse_percent(&args.weight, 0, 100)
         .map_err(|e| Error::refused(format!("--weight: {e}")))?;
     let wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
-    ctx.config.backend()?;
+    let backend = ctx.config.backend()?;
+    let watch = watch_duration(&args.watch, backend)?;
     let reason = format!("shift {percent} % to {}", args.to);
-    ctx.locked(&reason, wait, async {
+    let work = async {
         let live = Live::read(ctx).await?;
         let to = Weights::split(args.to, percent);
-        apply(
+        let from = live.weights();
+        let shifted = apply(
             ctx,
             live,
             "shift",
             to,
             Gate::from_force(args.force.force),
             None,
+            Because::default(),
         )
-        .await
-    })
-    .await
+        .await?;
+        // The colour that gained traffic is watched; a shift that only takes traffic away
+        // has nothing to watch.
+        let gaining = Color::BOTH.into_iter().find(|&c| to.get(c) > from.get(c));
+        if let (Some(gaining), false) = (gaining, watch.is_zero()) {
+            watch_after(
+                ctx,
+                backend,
+                gaining,
+                to,
+                watch,
+                args.watch.ignore_missing_metrics,
+            )
+            .await?;
+        }
+        Ok(shifted)
+    };
+    if watch.is_zero() {
+        ctx.locked(&reason, wait, work).await
+    } else {
+        ctx.locked_rollout(&reason, wait, backend.health_timeout + watch, work)
+            .await
+    }
+}
+
+/// `--watch`, else `[backend.gates].watch`.
+pub fn watch_duration(args: &WatchArgs, backend: &BackendConfig) -> Result<Duration> {
+    match &args.watch {
+        Some(text) if text == "0" => Ok(Duration::ZERO),
+        Some(text) => parse_duration("--watch", text),
+        None => Ok(backend.gates.watch),
+    }
+}
+
+/// Watches `gaining` (now at `weights`) for `duration` after a shift; on a failed gate puts all
+/// traffic back on the other colour (exit 1); honours requests from other runs.
+pub async fn watch_after(
+    ctx: &Context,
+    backend: &BackendConfig,
+    gaining: Color,
+    weights: Weights,
+    duration: Duration,
+    ignore_unreadable: bool,
+) -> Result<()> {
+    let mut state = rollout::Rollout {
+        color: Some(gaining),
+        weight: weights.get(gaining),
+        by: ctx.who.clone(),
+        ..Default::default()
+    };
+    let w = watch::Watch {
+        gaining,
+        duration,
+        ignore_unreadable,
+        rollout: &mut state,
+    };
+    match watch::run(ctx, backend, w).await? {
+        watch::Ended::Passed => {
+            rollout::clear(ctx).await?;
+            tracing::info!(
+                "{gaining} passed its watch ({})",
+                humantime::format_duration(duration)
+            );
+            Ok(())
+        }
+        watch::Ended::Breached(reason) => {
+            Err(watch::roll_back(ctx, gaining.other(), &reason).await)
+        }
+        watch::Ended::Requested(request) => {
+            let done = watch::honour(ctx, &request, gaining).await?;
+            match request.action {
+                rollout::Action::Promote => Ok(()),
+                rollout::Action::Rollback => Err(Error::failed(format!(
+                    "rolled back at the request of {}: {} → {}",
+                    request.by, done.from, done.to
+                ))),
+            }
+        }
+    }
 }
 
 /// How a traffic change checks the health of the colour that gains traffic.
@@ -103,6 +206,16 @@ impl Gate {
     }
 }
 
+/// Why a traffic change happened, when it is more than a person's plain command.
+#[derive(Debug, Clone, Default)]
+pub struct Because {
+    /// An auto-rollback's failed gate, or who asked for it.
+    pub reason: Option<String>,
+    /// The id of the request from another run that this change carries out (recorded even when
+    /// the weights were already there, so that run sees it done).
+    pub request: Option<String>,
+}
+
 /// Moves traffic from what `live` says to `to`, gated by `gate`. If the write or its read-back
 /// fails, puts the previous weights back. `release` records what a deploy put on a colour.
 pub async fn apply(
@@ -112,6 +225,7 @@ pub async fn apply(
     to: Weights,
     gate: Gate,
     release: Option<(Color, Release)>,
+    because: Because,
 ) -> Result<Shifted> {
     let backend = ctx.config.backend()?;
     let from = live.weights();
@@ -130,7 +244,7 @@ pub async fn apply(
             warning,
         }
     };
-    if from == to {
+    if from == to && because.request.is_none() {
         return Ok(result(false, None));
     }
 
@@ -163,8 +277,10 @@ pub async fn apply(
     }
 
     tracing::info!("{action}: {from} → {to} on {}", live.forward.resource);
-    if let Err(e) = traffic::write(&ctx.clients.elb, backend, &live.forward, to).await {
-        return Err(restore(ctx, from, e).await);
+    if from != to {
+        if let Err(e) = traffic::write(&ctx.clients.elb, backend, &live.forward, to).await {
+            return Err(restore(ctx, from, e).await);
+        }
     }
 
     // The listener is the truth and it is already verified; a failed record write is reported
@@ -180,7 +296,10 @@ pub async fn apply(
         image: release.as_ref().map(|(_, r)| r.image.clone()),
         digest: release.as_ref().map(|(_, r)| r.digest.clone()),
         release: None,
+        reason: because.reason.clone(),
+        request: because.request.clone(),
     };
+    let lost = Color::BOTH.into_iter().find(|&c| to.get(c) < from.get(c));
     let recorded = ctx
         .store()
         .update(Some(live.record), |r| {
@@ -191,6 +310,14 @@ pub async fn apply(
                 Some((Color::Green, rel)) => r.backend.green = Some(rel.clone()),
                 None => {}
             }
+            if action == "auto-rollback" {
+                r.backend.rolled_back = lost;
+            } else if let Some((c, _)) = &release {
+                // A new release on the colour that was rolled back clears the mark.
+                if r.backend.rolled_back == Some(*c) {
+                    r.backend.rolled_back = None;
+                }
+            }
             r.push(event.clone());
         })
         .await;
@@ -199,7 +326,7 @@ pub async fn apply(
         tracing::warn!("{msg}");
         msg
     });
-    Ok(result(true, warning))
+    Ok(result(from != to, warning))
 }
 
 /// After a failed write: if the listener is not at `from` any more, put it back, so a failure

@@ -9,6 +9,7 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::health::{self, TargetState};
 use crate::live::Live;
+use crate::rollout::{self, Rollout};
 use crate::weights::Weights;
 
 #[derive(Debug, Serialize)]
@@ -22,6 +23,17 @@ pub struct Status {
     /// False when the listener was changed outside bgcloud since its last recorded change.
     pub record_matches: bool,
     pub colors: Colors,
+    /// A stepped rollout or watch: running (a run holds the lock and watches it), paused, or
+    /// left behind by a run that stopped.
+    pub rollout: Option<RolloutStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RolloutStatus {
+    #[serde(flatten)]
+    pub state: Rollout,
+    /// A run holds the lock and is carrying it out now.
+    pub running: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,11 +59,15 @@ pub struct ColorStatus {
 pub async fn run(ctx: &Context) -> Result<Status> {
     let backend = ctx.config.backend()?;
     let elb = &ctx.clients.elb;
-    let (live, blue, green) = tokio::try_join!(
+    let lock = ctx.lock();
+    let (live, blue, green, rollout, lock) = tokio::try_join!(
         Live::read(ctx),
         health::targets(elb, &backend.blue_target_group_arn),
         health::targets(elb, &backend.green_target_group_arn),
+        rollout::load(ctx),
+        lock.read(),
     )?;
+    let running = lock.is_some_and(|(l, _)| l.takes_requests && !l.expired());
     let stable = live.stable();
     let canary = live.canary();
     let color = |c: Color, targets: Vec<TargetState>| {
@@ -87,6 +103,7 @@ pub async fn run(ctx: &Context) -> Result<Status> {
             blue: color(Color::Blue, blue),
             green: color(Color::Green, green),
         },
+        rollout: rollout.map(|state| RolloutStatus { state, running }),
     })
 }
 
@@ -122,6 +139,16 @@ impl fmt::Display for Status {
             for t in &s.targets {
                 writeln!(f, "           {t}")?;
             }
+        }
+        if let Some(r) = &self.rollout {
+            let how = if r.running {
+                ""
+            } else if r.state.paused {
+                " (no run is watching it)"
+            } else {
+                " (no run is carrying it out: it was interrupted or crashed)"
+            };
+            writeln!(f, "  rollout   {}{how}", r.state)?;
         }
         if !self.record_matches {
             writeln!(

@@ -1,0 +1,278 @@
+//! The gates a watch judges on the colour that gained traffic: CloudWatch alarms and the ALB's
+//! metrics (5xx rate and p99 latency, also relative to the stable colour). Pure judging; the reads
+//! are in `metrics`. As AWS publishes them: no datapoints means "not judged yet" (the ALB sends
+//! nothing for a minute without requests, and sends late), an alarm in INSUFFICIENT_DATA is not
+//! in ALARM, and a gate that cannot be read fails safe unless told to ignore it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::GatesConfig;
+
+/// Where a stable colour served no 5xx at all, ratios are taken against this rate (0.1 %), so
+/// one error on the new colour is not an infinite ratio.
+const STABLE_5XX_FLOOR: f64 = 0.001;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Ok,
+    Breached,
+    NotJudged,
+    Unreadable,
+}
+
+/// One gate's latest judgement, for `status` and for the reason of a rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub name: String,
+    pub value: Option<f64>,
+    pub limit: Option<f64>,
+    pub state: State,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Reading {
+    fn new(name: &str, value: Option<f64>, limit: Option<f64>, state: State) -> Reading {
+        Reading {
+            name: name.to_string(),
+            value,
+            limit,
+            state,
+            note: None,
+        }
+    }
+
+    fn note(mut self, note: impl Into<String>) -> Reading {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// Whether this reading fails the watch.
+    pub fn fails(&self, ignore_unreadable: bool) -> bool {
+        match self.state {
+            State::Breached => true,
+            State::Unreadable => !ignore_unreadable,
+            State::Ok | State::NotJudged => false,
+        }
+    }
+}
+
+impl fmt::Display for Reading {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.name)?;
+        match (self.value, self.limit) {
+            (Some(v), Some(l)) => write!(f, " {} (limit {})", num(v), num(l))?,
+            (Some(v), None) => write!(f, " {}", num(v))?,
+            _ => {}
+        }
+        let state = match self.state {
+            State::Ok => "ok",
+            State::Breached => "BREACHED",
+            State::NotJudged => "not judged yet",
+            State::Unreadable => "UNREADABLE",
+        };
+        write!(f, ": {state}")?;
+        if let Some(n) = &self.note {
+            write!(f, " ({n})")?;
+        }
+        Ok(())
+    }
+}
+
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e12 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// One colour's ALB metrics over the watch so far; `None` where CloudWatch has no datapoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ColorMetrics {
+    pub requests: Option<f64>,
+    pub errors_5xx: Option<f64>,
+    /// TargetResponseTime p99, seconds.
+    pub p99: Option<f64>,
+}
+
+impl ColorMetrics {
+    /// The 5xx rate, once `min_requests` were served.
+    fn rate_5xx(&self, min_requests: u64) -> Result<f64, String> {
+        let requests = self.requests.unwrap_or(0.0);
+        if requests < min_requests as f64 {
+            return Err(format!("{requests:.0} of {min_requests} requests seen"));
+        }
+        Ok(self.errors_5xx.unwrap_or(0.0) / requests)
+    }
+}
+
+/// Judges the metric gates of `gates` from the new and the stable colour's figures.
+pub fn judge_metrics(
+    gates: &GatesConfig,
+    new: &ColorMetrics,
+    stable: &ColorMetrics,
+) -> Vec<Reading> {
+    let mut out = Vec::new();
+    let min = gates.min_requests;
+    if let Some(limit) = gates.max_5xx_rate {
+        out.push(match new.rate_5xx(min) {
+            Ok(rate) => threshold("5xx_rate", rate, limit),
+            Err(why) => Reading::new("5xx_rate", None, Some(limit), State::NotJudged).note(why),
+        });
+    }
+    if let Some(limit) = gates.max_p99_latency {
+        let limit = limit.as_secs_f64();
+        out.push(match new.p99 {
+            Some(p99) => threshold("p99_latency_s", p99, limit),
+            None => Reading::new("p99_latency_s", None, Some(limit), State::NotJudged)
+                .note("no datapoints yet"),
+        });
+    }
+    if let Some(limit) = gates.max_5xx_ratio_to_stable {
+        out.push(match (new.rate_5xx(min), stable.rate_5xx(min)) {
+            (Ok(n), Ok(s)) => threshold("5xx_ratio_to_stable", n / s.max(STABLE_5XX_FLOOR), limit),
+            (Err(why), _) => {
+                Reading::new("5xx_ratio_to_stable", None, Some(limit), State::NotJudged)
+                    .note(format!("new colour: {why}"))
+            }
+            (_, Err(why)) => {
+                Reading::new("5xx_ratio_to_stable", None, Some(limit), State::NotJudged)
+                    .note(format!("stable colour: {why}"))
+            }
+        });
+    }
+    if let Some(limit) = gates.max_p99_ratio_to_stable {
+        out.push(match (new.p99, stable.p99) {
+            (Some(n), Some(s)) if s > 0.0 => threshold("p99_ratio_to_stable", n / s, limit),
+            _ => Reading::new("p99_ratio_to_stable", None, Some(limit), State::NotJudged)
+                .note("no datapoints yet for both colours"),
+        });
+    }
+    out
+}
+
+fn threshold(name: &str, value: f64, limit: f64) -> Reading {
+    let state = if value > limit {
+        State::Breached
+    } else {
+        State::Ok
+    };
+    Reading::new(name, Some(value), Some(limit), state)
+}
+
+/// Judges the alarms: `states` maps the alarms that exist to their state (OK, ALARM,
+/// INSUFFICIENT_DATA); a configured alarm missing from it does not exist, which fails safe.
+pub fn judge_alarms(names: &[String], states: &BTreeMap<String, String>) -> Vec<Reading> {
+    names
+        .iter()
+        .map(|name| {
+            let gate = format!("alarm {name}");
+            match states.get(name).map(String::as_str) {
+                Some("ALARM") => Reading::new(&gate, None, None, State::Breached).note("in ALARM"),
+                Some("INSUFFICIENT_DATA") => {
+                    Reading::new(&gate, None, None, State::NotJudged).note("INSUFFICIENT_DATA")
+                }
+                Some(_) => Reading::new(&gate, None, None, State::Ok),
+                None => Reading::new(&gate, None, None, State::Unreadable)
+                    .note("no such alarm in this account and region"),
+            }
+        })
+        .collect()
+}
+
+/// A gate that could not be read at all (an API error, no permission).
+pub fn unreadable(name: &str, why: String) -> Reading {
+    Reading::new(name, None, None, State::Unreadable).note(why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn gates() -> GatesConfig {
+        GatesConfig {
+            watch: Duration::from_secs(60),
+            alarms: vec![],
+            max_5xx_rate: Some(0.01),
+            min_requests: 50,
+            max_p99_latency: Some(Duration::from_millis(800)),
+            max_5xx_ratio_to_stable: Some(2.0),
+            max_p99_ratio_to_stable: Some(1.5),
+        }
+    }
+
+    fn m(requests: f64, errors: f64, p99: f64) -> ColorMetrics {
+        ColorMetrics {
+            requests: Some(requests),
+            errors_5xx: Some(errors),
+            p99: Some(p99),
+        }
+    }
+
+    fn state(readings: &[Reading], name: &str) -> State {
+        readings.iter().find(|r| r.name == name).unwrap().state
+    }
+
+    #[test]
+    fn rates_wait_for_min_requests() {
+        let r = judge_metrics(&gates(), &m(49.0, 49.0, 0.1), &m(1000.0, 0.0, 0.1));
+        assert_eq!(state(&r, "5xx_rate"), State::NotJudged);
+        let r = judge_metrics(&gates(), &m(100.0, 2.0, 0.1), &m(1000.0, 0.0, 0.1));
+        assert_eq!(state(&r, "5xx_rate"), State::Breached);
+        let r = judge_metrics(&gates(), &m(100.0, 1.0, 0.1), &m(1000.0, 0.0, 0.1));
+        assert_eq!(
+            state(&r, "5xx_rate"),
+            State::Ok,
+            "1 % is the limit, not above it"
+        );
+    }
+
+    #[test]
+    fn no_datapoints_is_not_judged_and_does_not_fail() {
+        let r = judge_metrics(&gates(), &ColorMetrics::default(), &ColorMetrics::default());
+        assert!(r.iter().all(|g| g.state == State::NotJudged), "{r:?}");
+        assert!(!r.iter().any(|g| g.fails(false)));
+    }
+
+    #[test]
+    fn ratios_compare_with_the_stable_colour() {
+        // 0.6 % vs 0.2 %: a 3x ratio, over the 2x limit, though under the absolute 1 %.
+        let r = judge_metrics(&gates(), &m(1000.0, 6.0, 0.2), &m(1000.0, 2.0, 0.2));
+        assert_eq!(state(&r, "5xx_rate"), State::Ok);
+        assert_eq!(state(&r, "5xx_ratio_to_stable"), State::Breached);
+        // A clean stable colour: the floor keeps one error from being an infinite ratio.
+        let r = judge_metrics(&gates(), &m(1000.0, 1.0, 0.2), &m(1000.0, 0.0, 0.2));
+        assert_eq!(state(&r, "5xx_ratio_to_stable"), State::Ok);
+        let r = judge_metrics(&gates(), &m(1000.0, 0.0, 0.9), &m(1000.0, 0.0, 0.5));
+        assert_eq!(state(&r, "p99_latency_s"), State::Breached);
+        assert_eq!(state(&r, "p99_ratio_to_stable"), State::Breached);
+    }
+
+    #[test]
+    fn alarms_in_alarm_fail_and_missing_ones_fail_safe() {
+        let states = BTreeMap::from([
+            ("a".to_string(), "OK".to_string()),
+            ("b".to_string(), "ALARM".to_string()),
+            ("c".to_string(), "INSUFFICIENT_DATA".to_string()),
+        ]);
+        let names: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let r = judge_alarms(&names, &states);
+        let s: Vec<State> = r.iter().map(|g| g.state).collect();
+        assert_eq!(
+            s,
+            [
+                State::Ok,
+                State::Breached,
+                State::NotJudged,
+                State::Unreadable
+            ]
+        );
+        assert!(r[3].fails(false) && !r[3].fails(true));
+    }
+}

@@ -1,0 +1,171 @@
+//! Reads for the gates: the ALB's per-target-group metrics over a window (one GetMetricData for
+//! both colours) and the alarms' states (one DescribeAlarms). Failures become unreadable gates
+//! rather than errors: a watch reports them and fails safe.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+use aws_sdk_cloudwatch::Client;
+
+use crate::error::AwsFailure;
+use crate::gates::ColorMetrics;
+
+/// The ALB's dimension values: `app/<name>/<id>` and `targetgroup/<name>/<id>`.
+#[derive(Debug, Clone)]
+pub struct Dimensions {
+    pub load_balancer: String,
+    pub new_group: String,
+    pub stable_group: String,
+}
+
+impl Dimensions {
+    /// From the listener ARN (`…:listener/app/<name>/<id>/<listener id>`) and the two target
+    /// group ARNs (`…:targetgroup/<name>/<id>`).
+    pub fn new(listener_arn: &str, new_group_arn: &str, stable_group_arn: &str) -> Dimensions {
+        let after = |arn: &str, marker: &str| {
+            arn.split_once(marker)
+                .map(|(_, rest)| rest.to_string())
+                .unwrap_or_default()
+        };
+        let listener = after(listener_arn, ":listener/");
+        let load_balancer = listener
+            .rsplit_once('/')
+            .map(|(lb, _)| lb.to_string())
+            .unwrap_or(listener);
+        Dimensions {
+            load_balancer,
+            new_group: format!("targetgroup/{}", after(new_group_arn, ":targetgroup/")),
+            stable_group: format!("targetgroup/{}", after(stable_group_arn, ":targetgroup/")),
+        }
+    }
+}
+
+const PERIOD: i32 = 60;
+
+fn query(id: &str, group: &str, load_balancer: &str, name: &str, stat: &str) -> MetricDataQuery {
+    let dimension = |n: &str, v: &str| Dimension::builder().name(n).value(v).build();
+    MetricDataQuery::builder()
+        .id(id)
+        .metric_stat(
+            MetricStat::builder()
+                .metric(
+                    Metric::builder()
+                        .namespace("AWS/ApplicationELB")
+                        .metric_name(name)
+                        .dimensions(dimension("TargetGroup", group))
+                        .dimensions(dimension("LoadBalancer", load_balancer))
+                        .build(),
+                )
+                .period(PERIOD)
+                .stat(stat)
+                .build(),
+        )
+        .return_data(true)
+        .build()
+}
+
+/// Both colours' figures from `since` to now: sums of RequestCount and
+/// HTTPCode_Target_5XX_Count, and the highest per-minute p99 of TargetResponseTime.
+pub async fn colors(
+    cw: &Client,
+    dims: &Dimensions,
+    since: SystemTime,
+) -> Result<(ColorMetrics, ColorMetrics), AwsFailure> {
+    let mut request = cw
+        .get_metric_data()
+        // Whole minutes, as the ALB publishes; a minute before `since` so the first one counts.
+        .start_time(DateTime::from(floor_minute(since)))
+        .end_time(DateTime::from(SystemTime::now() + Duration::from_secs(60)));
+    for (prefix, group) in [("new", &dims.new_group), ("stable", &dims.stable_group)] {
+        for (id, name, stat) in [
+            ("requests", "RequestCount", "Sum"),
+            ("errors", "HTTPCode_Target_5XX_Count", "Sum"),
+            ("p99", "TargetResponseTime", "p99"),
+        ] {
+            request = request.metric_data_queries(query(
+                &format!("{prefix}_{id}"),
+                group,
+                &dims.load_balancer,
+                name,
+                stat,
+            ));
+        }
+    }
+    let out = request.send().await.map_err(|e| AwsFailure::of(&e))?;
+    let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for result in out.metric_data_results() {
+        if let Some(id) = result.id() {
+            values
+                .entry(id.to_string())
+                .or_default()
+                .extend(result.values().iter().copied().filter(|v| v.is_finite()));
+        }
+    }
+    let sum = |id: &str| {
+        values
+            .get(id)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.iter().sum::<f64>())
+    };
+    let max = |id: &str| {
+        values
+            .get(id)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.iter().copied().fold(f64::MIN, f64::max))
+    };
+    let color = |prefix: &str| ColorMetrics {
+        requests: sum(&format!("{prefix}_requests")),
+        errors_5xx: sum(&format!("{prefix}_errors")),
+        p99: max(&format!("{prefix}_p99")),
+    };
+    Ok((color("new"), color("stable")))
+}
+
+fn floor_minute(t: SystemTime) -> SystemTime {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs - secs % 60)
+}
+
+/// The state (OK, ALARM, INSUFFICIENT_DATA) of each alarm of `names` that exists.
+pub async fn alarms(cw: &Client, names: &[String]) -> Result<BTreeMap<String, String>, AwsFailure> {
+    let out = cw
+        .describe_alarms()
+        .set_alarm_names(Some(names.to_vec()))
+        .send()
+        .await
+        .map_err(|e| AwsFailure::of(&e))?;
+    let mut states = BTreeMap::new();
+    for a in out.metric_alarms() {
+        if let (Some(name), Some(state)) = (a.alarm_name(), a.state_value()) {
+            states.insert(name.to_string(), state.as_str().to_string());
+        }
+    }
+    for a in out.composite_alarms() {
+        if let (Some(name), Some(state)) = (a.alarm_name(), a.state_value()) {
+            states.insert(name.to_string(), state.as_str().to_string());
+        }
+    }
+    Ok(states)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dimensions_come_from_the_arns() {
+        let d = Dimensions::new(
+            "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2",
+            "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/shop-green/83e2d6bc24d8a067",
+            "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/shop-blue/73e2d6bc24d8a067",
+        );
+        assert_eq!(d.load_balancer, "app/shop/50dc6c495c0c9188");
+        assert_eq!(d.new_group, "targetgroup/shop-green/83e2d6bc24d8a067");
+        assert_eq!(d.stable_group, "targetgroup/shop-blue/73e2d6bc24d8a067");
+    }
+}

@@ -1,0 +1,133 @@
+//! A stepped rollout after a deploy's first shift: each share in turn, held for an interval while
+//! the colour is watched, then 100 % (and the bake-time watch) unless it pauses at the last step.
+//! A failed watch puts all traffic back on the other colour; requests from other runs end it.
+
+use std::time::Duration;
+
+use crate::cmd::shift::{self, Because, Gate};
+use crate::color::Color;
+use crate::config::BackendConfig;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::live::Live;
+use crate::rollout::{self, Action, Rollout};
+use crate::watch::{self, Ended, Watch};
+use crate::weights::Weights;
+
+/// The steps of one rollout, as the deploy resolved them.
+#[derive(Debug, Clone)]
+pub struct Steps {
+    pub shares: Vec<u8>,
+    pub interval: Duration,
+    pub pause: bool,
+}
+
+/// Runs the steps of `color` (already at the first share); returns how the rollout ended.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    ctx: &Context,
+    backend: &BackendConfig,
+    color: Color,
+    deployment_id: &str,
+    steps: &Steps,
+    watch_after: Duration,
+    ignore_unreadable: bool,
+) -> Result<String> {
+    let mut state = Rollout {
+        deployment_id: deployment_id.to_string(),
+        color: Some(color),
+        steps: steps.shares.clone(),
+        step: 1,
+        weight: steps.shares[0],
+        by: ctx.who.clone(),
+        ..Default::default()
+    };
+    for (i, &share) in steps.shares.iter().enumerate() {
+        if i > 0 {
+            move_to(ctx, "step", Weights::split(color, share)).await?;
+            state.step = i + 1;
+            state.weight = share;
+        }
+        tracing::info!(
+            "step {} of {}: {color} at {share} %",
+            i + 1,
+            steps.shares.len()
+        );
+        if steps.interval.is_zero() {
+            continue;
+        }
+        let w = Watch {
+            gaining: color,
+            duration: steps.interval,
+            ignore_unreadable,
+            rollout: &mut state,
+        };
+        match watch::run(ctx, backend, w).await? {
+            Ended::Passed => {}
+            Ended::Breached(reason) => {
+                return Err(watch::roll_back(ctx, color.other(), &reason).await)
+            }
+            Ended::Requested(request) => {
+                let done = watch::honour(ctx, &request, color).await?;
+                return match request.action {
+                    Action::Promote => Ok(format!(
+                        "promoted at step {} at the request of {} ({} → {})",
+                        i + 1,
+                        request.by,
+                        done.from,
+                        done.to
+                    )),
+                    Action::Rollback => Err(Error::failed(format!(
+                        "rolled back at step {} at the request of {}: {} → {}",
+                        i + 1,
+                        request.by,
+                        done.from,
+                        done.to
+                    ))),
+                };
+            }
+        }
+    }
+    let last = *steps.shares.last().expect("at least one step");
+    if steps.pause {
+        state.paused = true;
+        state.next_at = None;
+        rollout::save(ctx, &state).await?;
+        return Ok(format!(
+            "paused at {color} {last} %: continue with `bgcloud promote`, or `bgcloud rollback`"
+        ));
+    }
+    move_to(ctx, "promote", Weights::all(color)).await?;
+    rollout::clear(ctx).await?;
+    if !watch_after.is_zero() {
+        shift::watch_after(
+            ctx,
+            backend,
+            color,
+            Weights::all(color),
+            watch_after,
+            ignore_unreadable,
+        )
+        .await?;
+    }
+    Ok(format!(
+        "promoted to {color} 100 % after {} step(s)",
+        steps.shares.len()
+    ))
+}
+
+/// The next share, from the listener as it is now, verified and recorded.
+async fn move_to(ctx: &Context, action: &'static str, to: Weights) -> Result<()> {
+    let live = Live::read(ctx).await?;
+    shift::apply(
+        ctx,
+        live,
+        action,
+        to,
+        Gate::Checked,
+        None,
+        Because::default(),
+    )
+    .await?;
+    Ok(())
+}

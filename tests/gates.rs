@@ -1,0 +1,511 @@
+//! Bake time, steps and gates against the emulator's CloudWatch: alarms set through
+//! SetAlarmState and metrics put with PutMetricData drive every gate; a failure puts traffic back
+//! at once; other runs' promote and rollback are honoured by the running command.
+
+mod support;
+
+use aws_sdk_cloudwatch::types::{
+    ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic,
+};
+use bgcloud::weights::Weights;
+use serde_json::Value;
+use support::Fixture;
+
+fn w(blue: u8, green: u8) -> Weights {
+    Weights { blue, green }
+}
+
+/// A fixture whose config has `gates` as its `[backend.gates]` section.
+async fn fixture(gates: &str) -> Fixture {
+    let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await;
+    let config = fx.stack.config_toml("").replace(
+        "\n[frontend]",
+        &format!("\n[backend.gates]\n{gates}\n\n[frontend]"),
+    );
+    fx.write_config(&config);
+    fx
+}
+
+fn alarm_name(fx: &Fixture) -> String {
+    format!("{}-5xx", fx.stack.spec.name)
+}
+
+/// Adds an alarm of the fixture's own to `[backend.gates].alarms` and creates it, in OK.
+async fn with_alarm(fx: &Fixture) {
+    let config = std::fs::read_to_string(&fx.config).unwrap().replace(
+        "[backend.gates]\n",
+        &format!("[backend.gates]\nalarms = [\"{}\"]\n", alarm_name(fx)),
+    );
+    fx.write_config(&config);
+    create_alarm(fx).await;
+    set_alarm(fx, StateValue::Ok).await;
+}
+
+async fn create_alarm(fx: &Fixture) {
+    fx.aws
+        .cloudwatch
+        .put_metric_alarm()
+        .alarm_name(alarm_name(fx))
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(10.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn set_alarm(fx: &Fixture, state: StateValue) {
+    fx.aws
+        .cloudwatch
+        .set_alarm_state()
+        .alarm_name(alarm_name(fx))
+        .state_value(state)
+        .state_reason("test")
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Puts ALB datapoints for a colour's target group, as the ALB publishes them.
+async fn put_metrics(
+    fx: &Fixture,
+    target_group_arn: &str,
+    requests: f64,
+    errors: f64,
+    times: &[(f64, f64)],
+) {
+    let dims = [
+        Dimension::builder()
+            .name("TargetGroup")
+            .value(format!(
+                "targetgroup/{}",
+                target_group_arn.split(":targetgroup/").nth(1).unwrap()
+            ))
+            .build(),
+        Dimension::builder()
+            .name("LoadBalancer")
+            .value(
+                fx.stack
+                    .load_balancer_arn
+                    .split(":loadbalancer/")
+                    .nth(1)
+                    .unwrap(),
+            )
+            .build(),
+    ];
+    let datum = |name: &str, value: f64| {
+        MetricDatum::builder()
+            .metric_name(name)
+            .value(value)
+            .set_dimensions(Some(dims.to_vec()))
+            .build()
+    };
+    let mut request = fx
+        .aws
+        .cloudwatch
+        .put_metric_data()
+        .namespace("AWS/ApplicationELB")
+        .metric_data(datum("RequestCount", requests))
+        .metric_data(datum("HTTPCode_Target_5XX_Count", errors));
+    if !times.is_empty() {
+        request = request.metric_data(
+            MetricDatum::builder()
+                .metric_name("TargetResponseTime")
+                .set_values(Some(times.iter().map(|t| t.0).collect()))
+                .set_counts(Some(times.iter().map(|t| t.1).collect()))
+                .set_dimensions(Some(dims.to_vec()))
+                .build(),
+        );
+    }
+    request.send().await.unwrap();
+}
+
+fn rollout_writes(fx: &Fixture) -> usize {
+    fx.requests()
+        .iter()
+        .filter(|(_, a)| a.starts_with("PUT ") && a.ends_with("/rollout.json"))
+        .count()
+}
+
+/// Waits until the running command is watching: it wrote the rollout state (once more than
+/// the `before` writes of earlier commands).
+fn wait_for_watch_after(fx: &Fixture, before: usize) {
+    fx.wait_for_request("the watch", |_| rollout_writes(fx) > before);
+}
+
+fn wait_for_watch(fx: &Fixture) {
+    wait_for_watch_after(fx, 0);
+}
+
+fn finish(child: std::process::Child) -> (i32, String, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn last_event(fx: &Fixture) -> Value {
+    fx.record().await["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alarm_in_alarm_during_the_watch_puts_traffic_back_at_once() {
+    let fx = fixture("").await;
+    with_alarm(&fx).await;
+    // INSUFFICIENT_DATA is not ALARM: the watch goes on.
+    set_alarm(&fx, StateValue::InsufficientData).await;
+    let child = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "60s"])
+        .spawn();
+    wait_for_watch(&fx);
+    assert_eq!(
+        fx.weights().await,
+        w(0, 100),
+        "the shift happened before the watch"
+    );
+    set_alarm(&fx, StateValue::Alarm).await;
+    let (code, _, stderr) = finish(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("green failed its watch")
+            && stderr.contains(&format!("alarm {}", alarm_name(&fx)))
+            && stderr.contains("Rolled back automatically"),
+        "{stderr}"
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+    let event = last_event(&fx).await;
+    assert_eq!(event["kind"], "auto-rollback");
+    assert!(
+        event["reason"].as_str().unwrap().contains("in ALARM"),
+        "{event}"
+    );
+
+    // Sending traffic back to what failed needs --force.
+    let out = fx.bgcloud(&["rollback"]).code(2);
+    assert!(
+        out.stderr.contains("rolled back automatically") && out.stderr.contains("--force"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+    fx.bgcloud(&["rollback", "--force"]).ok();
+    assert_eq!(fx.weights().await, w(0, 100));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_5xx_gate_waits_for_min_requests_then_rolls_back() {
+    let fx = fixture("max_5xx_rate = 0.01\nmin_requests = 50").await;
+    let child = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "60s"])
+        .spawn();
+    wait_for_watch(&fx);
+    // 40 requests, all failing: not judged yet.
+    put_metrics(&fx, &fx.stack.green_target_group_arn, 40.0, 40.0, &[]).await;
+    fx.wait_for_request("a metrics read", |a| a == "GetMetricData");
+    let before = fx.count("GetMetricData");
+    fx.wait_for_request("another read", |_| fx.count("GetMetricData") > before + 1);
+    let status = fx.bgcloud(&["status"]).json();
+    let gates = status["rollout"]["gates"].as_array().unwrap();
+    assert_eq!(gates[0]["state"], "not_judged", "{status}");
+    assert!(status["rollout"]["running"].as_bool().unwrap());
+    // 100 requests, 45 failing.
+    put_metrics(&fx, &fx.stack.green_target_group_arn, 60.0, 5.0, &[]).await;
+    let (code, _, stderr) = finish(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("5xx_rate 0.4500 (limit 0.0100): BREACHED"),
+        "{stderr}"
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_p99_and_ratio_gates_judge_against_the_stable_colour() {
+    let fx =
+        fixture("max_p99_latency = \"800ms\"\nmax_5xx_ratio_to_stable = 2.0\nmin_requests = 50")
+            .await;
+    // Blue serves 1,000 requests with 2 errors: 0.2 %.
+    put_metrics(
+        &fx,
+        &fx.stack.blue_target_group_arn,
+        1000.0,
+        2.0,
+        &[(0.1, 1000.0)],
+    )
+    .await;
+    let child = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "60s"])
+        .spawn();
+    wait_for_watch(&fx);
+    // Green: 1,000 requests, 6 errors (0.6 %, 3x blue's), p99 2 s.
+    put_metrics(
+        &fx,
+        &fx.stack.green_target_group_arn,
+        1000.0,
+        6.0,
+        &[(0.1, 980.0), (2.0, 20.0)],
+    )
+    .await;
+    let (code, _, stderr) = finish(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("p99_latency_s 2 (limit 0.8000): BREACHED"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("5xx_ratio_to_stable 3 (limit 2): BREACHED"),
+        "{stderr}"
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_that_never_appear_are_not_judged_and_the_watch_passes() {
+    let fx = fixture("max_5xx_rate = 0.01\nmax_p99_latency = \"1s\"").await;
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "2s"])
+        .ok();
+    assert!(
+        out.stderr.contains("green passed its watch"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(0, 100));
+    assert!(fx.count("GetMetricData") >= 2, "read every poll");
+    assert!(
+        fx.bgcloud(&["status"]).json()["rollout"].is_null(),
+        "the watch is over"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alarm_that_does_not_exist_fails_safe_unless_ignored() {
+    let fx = fixture("alarms = [\"no-such-alarm\"]").await;
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "5s"])
+        .code(1);
+    assert!(
+        out.stderr.contains("alarm no-such-alarm: UNREADABLE"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+    fx.bgcloud(&[
+        "deploy",
+        "--image",
+        "v2",
+        "--watch",
+        "1s",
+        "--ignore-missing-metrics",
+    ])
+    .ok();
+    assert_eq!(fx.weights().await, w(0, 100));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn steps_move_traffic_in_turn_and_history_shows_each() {
+    let fx = fixture("").await;
+    let out = fx
+        .bgcloud(&[
+            "deploy",
+            "--image",
+            "v1",
+            "--steps",
+            "10,50",
+            "--interval",
+            "1s",
+        ])
+        .json();
+    assert_eq!(out["ended"], "promoted to green 100 % after 2 step(s)");
+    assert_eq!(fx.weights().await, w(0, 100));
+    let history = fx.record().await["history"].clone();
+    let steps: Vec<(String, u64)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["to"]["green"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("deploy".into(), 10),
+            ("step".into(), 50),
+            ("promote".into(), 100)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_rollout_shows_in_status_and_promote_continues_it() {
+    let fx = fixture("").await;
+    fx.bgcloud(&[
+        "deploy",
+        "--image",
+        "v1",
+        "--steps",
+        "10,50",
+        "--interval",
+        "1s",
+        "--pause",
+    ])
+    .ok();
+    assert_eq!(fx.weights().await, w(50, 50));
+    let status = fx.bgcloud(&["status"]).json();
+    let r = &status["rollout"];
+    assert_eq!(
+        (r["steps"].clone(), r["step"].clone()),
+        (serde_json::json!([10, 50]), serde_json::json!(2))
+    );
+    assert_eq!(
+        (r["weight"].as_u64(), r["paused"].as_bool()),
+        (Some(50), Some(true))
+    );
+    assert_eq!(r["running"], false);
+    fx.bgcloud(&["promote"]).ok();
+    assert_eq!(fx.weights().await, w(0, 100));
+    assert!(fx.bgcloud(&["status"]).json()["rollout"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_in_a_step_rolls_back_from_that_step() {
+    let fx = fixture("").await;
+    with_alarm(&fx).await;
+    let child = fx
+        .bgcloud(&[
+            "deploy",
+            "--image",
+            "v1",
+            "--steps",
+            "10,50",
+            "--interval",
+            "60s",
+        ])
+        .spawn();
+    wait_for_watch(&fx);
+    let status = fx.bgcloud(&["status"]).json();
+    assert_eq!(status["rollout"]["step"], 1, "{status}");
+    assert!(status["rollout"]["next_at"].is_string(), "{status}");
+    set_alarm(&fx, StateValue::Alarm).await;
+    let (code, _, stderr) = finish(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(fx.weights().await, w(100, 0));
+    assert_eq!(last_event(&fx).await["kind"], "auto-rollback");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_while_promote_watches_rolls_back_to_the_stable_colour() {
+    let fx = fixture("").await;
+    with_alarm(&fx).await;
+    fx.bgcloud(&["deploy", "--image", "v1", "--canary", "10"])
+        .ok();
+    let before = rollout_writes(&fx); // the paused canary's state
+    let child = fx.bgcloud(&["promote", "--watch", "60s"]).spawn();
+    wait_for_watch_after(&fx, before);
+    assert_eq!(fx.weights().await, w(0, 100));
+    set_alarm(&fx, StateValue::Alarm).await;
+    let (code, _, stderr) = finish(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promote_from_another_shell_is_honoured_by_the_running_rollout() {
+    let fx = fixture("").await;
+    let child = fx
+        .bgcloud(&[
+            "deploy",
+            "--image",
+            "v1",
+            "--steps",
+            "10,50",
+            "--interval",
+            "5m",
+        ])
+        .spawn();
+    wait_for_watch(&fx);
+    let out = fx.bgcloud(&["promote"]).ok();
+    assert!(
+        out.stdout.contains("blue 0 % / green 100 %"),
+        "{}",
+        out.stdout
+    );
+    let (code, stdout, stderr) = finish(child);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("promoted at step 1 at the request of tester@"),
+        "{stdout}"
+    );
+    assert_eq!(fx.weights().await, w(0, 100));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_from_another_shell_ends_the_watch_with_exit_1() {
+    let fx = fixture("").await;
+    let child = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "5m"])
+        .spawn();
+    wait_for_watch(&fx);
+    fx.bgcloud(&["rollback"]).ok();
+    let (code, _, stderr) = finish(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("rolled back at the request of tester@"),
+        "{stderr}"
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_the_watch_keeps_the_traffic_and_says_so() {
+    let fx = fixture("").await;
+    let child = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "5m"])
+        .spawn();
+    wait_for_watch(&fx);
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let (code, _, stderr) = finish(child);
+    assert_eq!(code, 130, "{stderr}");
+    assert!(stderr.contains("nothing was rolled back"), "{stderr}");
+    assert_eq!(fx.weights().await, w(0, 100));
+    assert!(!fx.lock_exists().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conflicting_rollout_flags_are_refused_before_any_request() {
+    let fx = fixture("").await;
+    for (args, says) in [
+        (
+            &["--canary", "10", "--steps", "10,50"][..],
+            "give one of the two",
+        ),
+        (&["--pause"], "--pause and --interval go with steps"),
+        (&["--steps", "50,10"], "steps must grow"),
+        (&["--steps", "10,100"], "from 1 to 99"),
+        (&["--watch", "soon"], "--watch"),
+    ] {
+        let mut argv = vec!["deploy", "--image", "v1"];
+        argv.extend_from_slice(args);
+        let out = fx.bgcloud(&argv).code(2);
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+    }
+    assert_eq!(fx.requests(), vec![]);
+}
