@@ -52,6 +52,21 @@ class Runner:
         self.config = config
         self.n = 0
 
+    def env(self, key):
+        env = dict(os.environ)
+        env.update(
+            AWS_ENDPOINT_URL=self.base,
+            AWS_ACCESS_KEY_ID=key,
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_REGION="us-east-1",
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_CONFIG_FILE="/dev/null",
+            AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+            BGCLOUD_CONFIG=self.config,
+        )
+        env.pop("AWS_PROFILE", None)
+        return env
+
     def run(self, *argv, key=None):
         self.n += 1
         key = key or f"AKIDBENCH{self.n}"
@@ -128,8 +143,50 @@ def main():
             print(f"{name:<22}{statistics.median(walls):>10.3f}{max(walls):>8.3f}{total:>10}{elb:>6}")
         print(f"health wait: {len(polls)} DescribeTargetHealth calls, smallest gap between polls "
               f"{min(gaps[1:] or gaps):.3f} s (poll_interval 0.100 s)")
+        breach_to_back(r, base, config)
     finally:
         emulator.terminate()
+
+
+def breach_to_back(r, base, config):
+    """A watch whose alarm goes into ALARM: the time from the breach to the listener write that
+    puts traffic back, and to its read-back (traffic verified back)."""
+    import boto3
+
+    cw = boto3.client("cloudwatch", endpoint_url=base, region_name="us-east-1",
+                      aws_access_key_id="setup", aws_secret_access_key="x")
+    cw.put_metric_alarm(AlarmName="bench-5xx", Namespace="AWS/ApplicationELB",
+                        MetricName="HTTPCode_Target_5XX_Count", Statistic="Sum", Period=60,
+                        EvaluationPeriods=1, Threshold=10, ComparisonOperator="GreaterThanThreshold")
+    watch_config = config + ".watch"
+    with open(config) as f, open(watch_config, "w") as out:
+        out.write(f.read().replace("\n[frontend]", '\n[backend.gates]\nalarms = ["bench-5xx"]\n\n[frontend]'))
+    r.config = watch_config
+    to_write, to_verified = [], []
+    for i in range(3):
+        cw.set_alarm_state(AlarmName="bench-5xx", StateValue="OK", StateReason="bench")
+        key = f"AKIDBENCHWATCH{i}"
+        proc = subprocess.Popen([r.bin, "deploy", "--image", "v1" if i % 2 else "v2", "--watch", "60s"],
+                                env=r.env(key), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not any(q["action"].endswith("/rollout.json") and q["method"] == "PUT"
+                      for q in control(base, f"/_bgcloud/requests?access_key={key}")):
+            time.sleep(0.02)
+        time.sleep(0.5)
+        breach = time.time()
+        cw.set_alarm_state(AlarmName="bench-5xx", StateValue="ALARM", StateReason="bench")
+        proc.wait()
+        log = control(base, f"/_bgcloud/requests?access_key={key}")
+        write = next(q["t"] for q in log if q["action"] == "ModifyListener" and q["t"] > breach)
+        verified = next(q["t"] for q in log if q["action"] == "DescribeListeners" and q["t"] > write)
+        to_write.append(write - breach)
+        to_verified.append(verified - breach)
+        r.config = config
+        r.run("rollback", "--force")  # back where the next round expects it
+        r.config = watch_config
+    r.config = config
+    print(f"gate breach to traffic back (poll_interval 0.100 s, 3 rounds): listener write after "
+          f"{statistics.median(to_write):.3f} s median / {max(to_write):.3f} s max, verified after "
+          f"{statistics.median(to_verified):.3f} s / {max(to_verified):.3f} s")
 
 
 if __name__ == "__main__":

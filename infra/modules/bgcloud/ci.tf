@@ -207,6 +207,14 @@ data "aws_iam_policy_document" "ci" {
     resources = ["*"] # no resource-level permissions
   }
 
+  # --- CloudWatch: the watch's gates read the ALB's metrics and the configured alarms.
+
+  statement {
+    sid       = "CloudWatchGates"
+    actions   = ["cloudwatch:GetMetricData", "cloudwatch:DescribeAlarms"]
+    resources = ["*"] # GetMetricData has no resource-level permissions; alarms are read by name
+  }
+
   # --- CloudFront: switch the site origin's path, invalidate, wait.
 
   statement {
