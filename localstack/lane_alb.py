@@ -16,6 +16,7 @@ action the way an ALB does, from the emulator's live state.
 
 import http.client
 import itertools
+import sys
 import random
 import threading
 import time
@@ -118,34 +119,41 @@ class DataPlane:
     def _publish_metrics(self):
         while True:
             time.sleep(self.metrics_period)
-            with LOCK:
-                counters, self.counters = self.counters, {}
-            for tg_arn, c in counters.items():
-                tg = self.backend.target_groups.get(tg_arn)
-                if tg is None:
-                    continue
-                dims = [
-                    {"Name": "TargetGroup", "Value": tg_arn.split(":")[-1]},
-                    {"Name": "LoadBalancer", "Value": self.lb.arn.split(":loadbalancer/")[-1]},
+            try:
+                self._publish_once()
+            except Exception as e:  # keep publishing; say what went wrong
+                print(f"lane ALB: publishing metrics failed: {e!r}", file=sys.stderr, flush=True)
+
+    def _publish_once(self):
+        with LOCK:
+            counters, self.counters = self.counters, {}
+        for tg_arn, c in counters.items():
+            tg = self.backend.target_groups.get(tg_arn)
+            if tg is None:
+                continue
+            dims = [
+                {"Name": "TargetGroup", "Value": tg_arn.split(":")[-1]},
+                {"Name": "LoadBalancer", "Value": self.lb.arn.split(":loadbalancer/")[-1]},
+            ]
+            data = [
+                {"MetricName": name, "Value": value, "Unit": "Count", "Dimensions": dims}
+                for name, value in [
+                    ("RequestCount", c["n"]),
+                    ("HTTPCode_Target_2XX_Count", c.get("2", 0)),
+                    ("HTTPCode_Target_4XX_Count", c.get("4", 0)),
+                    ("HTTPCode_Target_5XX_Count", c.get("5", 0)),
                 ]
-                data = [
-                    {"MetricName": name, "Value": value, "Unit": "Count", "Dimensions": dims}
-                    for name, value in [
-                        ("RequestCount", c["n"]),
-                        ("HTTPCode_Target_2XX_Count", c.get("2", 0)),
-                        ("HTTPCode_Target_4XX_Count", c.get("4", 0)),
-                        ("HTTPCode_Target_5XX_Count", c.get("5", 0)),
-                    ]
-                ]
-                times = sorted(c["times"].items())
-                for i in range(0, len(times), 150):  # PutMetricData takes 150 values a datum
-                    chunk = times[i : i + 150]
-                    data.append({
-                        "MetricName": "TargetResponseTime", "Unit": "Seconds", "Dimensions": dims,
-                        "Values": [str(v) for v, _ in chunk], "Counts": [str(n) for _, n in chunk],
-                    })
-                cw = cloudwatch_models.cloudwatch_backends[tg.account_id][tg.region_name]
-                cw.put_metric_data("AWS/ApplicationELB", data)
+            ]
+            times = sorted(c["times"].items())
+            for i in range(0, len(times), 150):  # PutMetricData takes 150 values a datum
+                chunk = times[i : i + 150]
+                data.append({
+                    "MetricName": "TargetResponseTime", "Unit": "Seconds", "Dimensions": dims,
+                    "Values": [float(v) for v, _ in chunk],
+                    "Counts": [float(n) for _, n in chunk],
+                })
+            cw = cloudwatch_models.cloudwatch_backends[tg.account_id][tg.region_name]
+            cw.put_metric_data("AWS/ApplicationELB", data)
 
 
 class Handler(BaseHTTPRequestHandler):

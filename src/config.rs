@@ -862,6 +862,41 @@ distribution_id = "E2ABCDEF"
     }
 
     #[test]
+    fn gates_and_canary_sections_parse_and_bad_values_are_named() {
+        let with = |extra: &str| full().replace("[frontend]", &format!("{extra}\n[frontend]"));
+        let c = parse(&with(
+            "[backend.gates]\nwatch = \"10m\"\nalarms = [\"a\"]\nmax_5xx_rate = 0.01\n\
+             max_p99_latency = \"800ms\"\n[backend.canary]\nsteps = [10, 25, 50]\n",
+        ))
+        .unwrap();
+        let b = c.backend.unwrap();
+        assert_eq!(b.gates.watch, Duration::from_secs(600));
+        assert_eq!(b.gates.min_requests, 50);
+        assert_eq!(b.gates.max_p99_latency, Some(Duration::from_millis(800)));
+        assert_eq!(b.canary.steps, [10, 25, 50]);
+        assert_eq!(
+            b.canary.interval,
+            Duration::from_secs(300),
+            "default interval"
+        );
+        for (extra, key) in [
+            ("[backend.gates]\nmax_5xx_rate = 5", "max_5xx_rate"),
+            (
+                "[backend.gates]\nmax_5xx_ratio_to_stable = -1",
+                "max_5xx_ratio_to_stable",
+            ),
+            ("[backend.gates]\nmin_requests = 0", "min_requests"),
+            ("[backend.gates]\nwatch = \"later\"", "watch"),
+            ("[backend.gates]\nalrms = []", "alrms"),
+            ("[backend.canary]\nsteps = [50, 10]", "steps"),
+            ("[backend.canary]\nsteps = [10, 100]", "steps"),
+        ] {
+            let msg = err(&with(extra));
+            assert!(msg.contains(key), "{extra}: {msg}");
+        }
+    }
+
+    #[test]
     fn env_entries_never_reach_the_scripts_own_environment() {
         // env goes to docker as one quoted `-e NAME=value` word, never set in the script's
         // shell: even PATH is the container's business only.

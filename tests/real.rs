@@ -276,7 +276,7 @@ async fn a_reader_never_sees_a_broken_page_through_five_releases_and_a_rollback(
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
-    let (fx, lane) = Fixture::lane().await;
+    let (fx, lane) = Fixture::lane_on((8071, 8072)).await;
     fx.bgcloud(&["frontend", "deploy", &fx.site("1"), "--release-id", "r1"])
         .ok();
 
@@ -349,4 +349,61 @@ async fn a_reader_never_sees_a_broken_page_through_five_releases_and_a_rollback(
             .expect("a page load after the switch");
         assert!(next.contains(&bundle), "after the switch at {at}: {next}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real-instance lane: run scripts/test-real"]
+async fn a_canary_failing_its_business_path_is_rolled_back_by_the_5xx_gate() {
+    let (fx, lane) = Fixture::lane_on((8091, 8092)).await;
+    let config = std::fs::read_to_string(&fx.config).unwrap().replace(
+        "\n[frontend]",
+        "\n[backend.gates]\nmax_5xx_rate = 0.05\nmin_requests = 20\n\n[frontend]",
+    );
+    fx.write_config(&config);
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    assert_eq!(fx.weights().await, w(0, 100));
+
+    // `badpath` passes its health check but answers 500 on /cgi-bin/api, which the load asks.
+    let load = Load::start(lane.alb_port, "/cgi-bin/api", 100.0, 6);
+    std::thread::sleep(Duration::from_secs(2));
+    let started = now();
+    let out = fx
+        .bgcloud(&[
+            "deploy", "--image", "badpath", "--canary", "20", "--watch", "90s",
+        ])
+        .code(1);
+    let rolled_back_after = now() - started;
+    std::thread::sleep(Duration::from_secs(2));
+    let samples = load.stop();
+    assert!(
+        out.stderr.contains("5xx_rate")
+            && out.stderr.contains("BREACHED")
+            && out.stderr.contains("Rolled back automatically"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(0, 100), "all traffic back on v1");
+
+    let on = |v: &'static str| {
+        samples
+            .iter()
+            .filter(move |s| s.version.as_deref() == Some(v))
+    };
+    let stable_failed = on("v1").filter(|s| s.status != 200).count();
+    let lost = samples.iter().filter(|s| s.status == 0).count();
+    let canary = on("badpath").count();
+    println!(
+        "5xx gate: {} requests, {canary} to the badpath canary (all 500), {stable_failed} failed on \
+         the stable colour, rolled back {rolled_back_after:.0} s after the deploy began",
+        samples.len()
+    );
+    assert_eq!(stable_failed, 0, "the stable colour never failed a request");
+    assert_eq!(lost, 0, "no request lost its connection");
+    assert!(canary >= 20, "the canary got traffic: {canary}");
+    // After the rollback, nothing reaches badpath any more.
+    let last_canary = on("badpath").map(|s| s.t).fold(0.0, f64::max);
+    assert!(
+        last_canary < now() - 2.0,
+        "badpath still answering at the end"
+    );
 }

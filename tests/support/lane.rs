@@ -31,6 +31,12 @@ impl Fixture {
     /// A stack on the lane: its instances are the lane's namespaces, its ECR repository holds
     /// the lane's real images, and its listener has a data plane on 127.0.0.1.
     pub async fn lane() -> (Fixture, LaneStack) {
+        Self::lane_on((8081, 8082)).await
+    }
+
+    /// [`Fixture::lane`] with its own blue and green host ports: the lane's instances are shared
+    /// by the lane's tests, and a test's containers stay until the lane is torn down.
+    pub async fn lane_on(ports: (u16, u16)) -> (Fixture, LaneStack) {
         let lane = info();
         let n = lane["instances"].as_array().unwrap().len();
         let fx = Fixture::with(|s| {
@@ -39,6 +45,7 @@ impl Fixture {
             s.health_check = HEALTH_CHECK;
             s.health_check_path = lane["health_path"].as_str().unwrap().to_string();
             s.container_port = lane["container_port"].as_u64().unwrap() as u16;
+            (s.blue_port, s.green_port) = ports;
         })
         .await;
         let attached = control_answer(
