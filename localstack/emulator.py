@@ -37,12 +37,20 @@ Controls, served under /_bgcloud/ on the same port as the AWS APIs:
                                                ConnectionLost or unregistered
   POST /_bgcloud/faults                       {"access_key", "action", "status", "code",
                                                "times", "skip", "after_action",
-                                               "unimplemented"}: after `skip` matching requests
-                                               pass (counted only once a request for
-                                               `after_action` was seen, when given), fail the
-                                               next `times` with that error; "unimplemented":
-                                               true answers as stock moto does for an action it
-                                               lacks (500, an HTML page)
+                                               "unimplemented", "delay", "pass", "swallow",
+                                               "body", "apply_then_fail"}: after `skip`
+                                               matching requests pass (counted only once a
+                                               request for `after_action` was seen, when given),
+                                               fail the next `times` with that error;
+                                               "unimplemented": answer as stock moto does for an
+                                               action it lacks (500, an HTML page); "delay": s
+                                               first; "pass": then handle it normally;
+                                               "swallow": answer 200 with `body` without doing
+                                               it; "apply_then_fail": do it, then fail;
+                                               "action_prefix" instead of "action" matches
+                                               every action that starts so (REST paths with ids);
+                                               {"access_key", "clear": true} drops that key's
+                                               faults
   POST /_bgcloud/cloudfront-etag              {"distribution_id", "after_reads"}: another
                                                writer changes it now, or right after each of
                                                the next `after_reads` GetDistributionConfig
@@ -50,7 +58,8 @@ Controls, served under /_bgcloud/ on the same port as the AWS APIs:
                                                "times"}: just before each of the next `times`
                                                requests matching (access key, action) is
                                                handled, another writer puts `body` there
-  POST /_bgcloud/reset                        clear every control
+  POST /_bgcloud/reset                        clear every control (of every test: tests that
+                                               share an emulator clear only their own)
 
 On by default, S3 and CloudFront behave as AWS does where moto is kinder (details in the
 "S3 and CloudFront fidelity" section): requests signed for another region than the bucket's
@@ -365,7 +374,10 @@ class Controls:
                     continue
                 if f.get("after_action") == action:
                     f["armed"] = True  # the fault applies from the next request on
-                if f["action"] == action and f["times"] > 0:
+                matches = f.get("action") == action or (
+                    f.get("action_prefix") and action.startswith(f["action_prefix"])
+                )
+                if matches and f["times"] > 0:
                     if f.get("after_action") and not f.get("armed"):
                         continue
                     if f.get("skip", 0) > 0:
@@ -375,6 +387,20 @@ class Controls:
                     fault = f
                     break
         if fault:
+            if fault.get("delay"):
+                # A slow answer: lets a test act (kill bgcloud) while this request is in flight.
+                time.sleep(float(fault["delay"]))
+            if fault.get("swallow"):
+                # Answers as if done, without doing it: a write AWS acknowledged but did not apply
+                # (what a read-back exists to catch).
+                return Response(fault.get("body", ""), status=200, mimetype="text/xml")(
+                    environ, start_response
+                )
+            if fault.get("apply_then_fail"):
+                # Done, but the answer is lost: the SDK retries a write that already happened.
+                list(self.app(environ, lambda *a, **k: None))
+            elif fault.get("pass"):
+                return self.app(environ, start_response)
             return _fault_response(fault, service)(environ, start_response)
         answer = s3_fidelity_request(request, access_key, action) if service == "s3" else None
         if answer is not None:
@@ -404,8 +430,12 @@ class Controls:
             return _json({"ok": True})
         with LOCK:
             if path == "faults":
-                data.setdefault("times", 1)
-                FAULTS.append(data)
+                if data.get("clear"):
+                    # One test's faults go; other tests' (other access keys) stay.
+                    FAULTS[:] = [f for f in FAULTS if f["access_key"] != data["access_key"]]
+                else:
+                    data.setdefault("times", 1)
+                    FAULTS.append(data)
             elif path == "cloudfront-etag":
                 if data.get("after_reads"):
                     STALE_READS[data["distribution_id"]] = int(data["after_reads"])

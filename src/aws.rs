@@ -1,5 +1,9 @@
 //! One SdkConfig factory for every command, and the service clients built from it.
 
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 /// The global flags that shape how bgcloud talks to AWS.
@@ -10,6 +14,8 @@ pub struct AwsOptions {
     /// Overrides every service's endpoint (LocalStack, the emulator). Without it the SDK's own
     /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` handling applies.
     pub endpoint_url: Option<String>,
+    /// Attempts per call (retries on throttling, 5xx and timeouts); 0: the SDK's default.
+    pub max_attempts: u32,
 }
 
 /// Loads the SDK config: flags first, then the config file's region, then the usual AWS chain
@@ -25,6 +31,24 @@ pub async fn sdk_config(opts: &AwsOptions, config_region: Option<&str>) -> SdkCo
     if let Some(url) = &opts.endpoint_url {
         loader = loader.endpoint_url(url);
     }
+    if opts.max_attempts > 0 {
+        // Standard mode retries throttling (Throttling, SlowDown, 503) and transient errors with
+        // exponential backoff and jitter; every write bgcloud makes is conditional or
+        // idempotent, or its outcome is read back, so a retried write cannot do harm.
+        loader = loader.retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(opts.max_attempts)
+                .with_initial_backoff(Duration::from_millis(500)),
+        );
+    }
+    // A dead endpoint fails in seconds, not minutes; large uploads still have a minute between
+    // bytes.
+    loader = loader.timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_secs(60))
+            .build(),
+    );
     loader.load().await
 }
 

@@ -44,6 +44,11 @@ pub struct Global {
     /// Result format on stdout.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+    /// Attempts per AWS call before giving up on throttling and 5xx (the SDK's standard retry
+    /// mode: exponential backoff with jitter, from 0.5 s up to 20 s between attempts).
+    #[arg(long, global = true, env = "BGCLOUD_MAX_ATTEMPTS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub max_attempts: u32,
     /// More detail on stderr (-v: bgcloud's debug log, -vv: the AWS SDK's too).
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -861,6 +861,75 @@ distribution_id = "E2ABCDEF"
         }
     }
 
+    use proptest::prelude::*;
+
+    /// Every key of `full()` (the line that sets it starts with `key =`).
+    const KEYS: [&str; 17] = [
+        "app",
+        "region",
+        "bucket",
+        "listener_arn",
+        "blue_target_group_arn",
+        "green_target_group_arn",
+        "repository",
+        "container_port",
+        "blue_port",
+        "green_port",
+        "instance_tags",
+        "health_timeout",
+        "env",
+        "secrets",
+        "distribution_id",
+        "poll_interval",
+        "prefix",
+    ];
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            "[ -~]{0,24}".prop_map(|s| format!("{s:?}")),
+            Just("[]".to_string()),
+            Just("{}".to_string()),
+            Just("true".to_string()),
+            Just("{ \"PATH\" = \"x\" }".to_string()),
+            Just("{ \"A-B\" = \"x\" }".to_string()),
+            Just("1.5".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn any_text_is_parsed_or_refused_without_a_panic(text in "\\PC{0,300}") {
+            let _ = Config::parse(&text, Path::new("fuzz.toml"));
+        }
+
+        #[test]
+        fn a_bad_value_for_any_key_is_refused_naming_that_key(
+            key in proptest::sample::select(&KEYS[..]),
+            value in value(),
+        ) {
+            let mut text = full();
+            if !text.lines().any(|l| l.starts_with(&format!("{key} ="))) {
+                text = text.replace("[backend]\n", &format!("[backend]\n{key} = 1\n"));
+            }
+            let text: String = text
+                .lines()
+                .map(|l| if l.starts_with(&format!("{key} =")) { format!("{key} = {value}") } else { l.to_string() })
+                .collect::<Vec<_>>()
+                .join("\n");
+            match Config::parse(&text, Path::new("bgcloud.toml")) {
+                Ok(_) => {}
+                Err(e) => {
+                    let msg = e.to_string();
+                    prop_assert!(msg.contains(key), "{key} = {value}: {msg}");
+                    prop_assert_eq!(e.exit_code(), 2);
+                }
+            }
+        }
+    }
+
     #[test]
     fn gates_and_canary_sections_parse_and_bad_values_are_named() {
         let with = |extra: &str| full().replace("[frontend]", &format!("{extra}\n[frontend]"));

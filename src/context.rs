@@ -32,6 +32,7 @@ impl Context {
             region: global.region.clone(),
             profile: global.profile.clone(),
             endpoint_url: global.endpoint_url.clone(),
+            max_attempts: global.max_attempts,
         };
         let sdk = aws::sdk_config(&opts, config.region.as_deref()).await;
         Ok(Context {

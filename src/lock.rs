@@ -34,13 +34,27 @@ impl LockInfo {
     }
 }
 
+impl LockInfo {
+    /// How long ago the lock was taken, e.g. "3m 12s ago" (a crashed run's lock shows its age).
+    pub fn age(&self) -> Option<String> {
+        let started = humantime::parse_rfc3339(&self.started_at).ok()?;
+        let age = SystemTime::now().duration_since(started).ok()?;
+        Some(format!(
+            "{} ago",
+            humantime::format_duration(Duration::from_secs(age.as_secs()))
+        ))
+    }
+}
+
 impl fmt::Display for LockInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "held by {} since {}", self.owner, self.started_at)?;
+        if let Some(age) = self.age() {
+            write!(f, " ({age})")?;
+        }
         write!(
             f,
-            "held by {} since {} ({}), expires {}{}",
-            self.owner,
-            self.started_at,
+            " for {}, expires {}{}",
             self.reason,
             self.expires_at,
             if self.expired() { " — expired" } else { "" }

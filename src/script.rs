@@ -227,6 +227,25 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+        /// Whatever env and secret names the config lets through, and any values, the script is
+        /// valid `sh` and every env entry reaches docker as exactly `NAME=value`.
+        #[test]
+        fn any_env_and_secrets_render_a_valid_script(
+            env in proptest::collection::btree_map("[A-Za-z_][A-Za-z0-9_]{0,12}", "[^\u{0}]{0,30}", 0..4),
+            secrets in proptest::collection::btree_map("[A-Za-z_][A-Za-z0-9_]{0,12}", "/[a-z/]{1,20}", 0..3),
+        ) {
+            let script = launch(&env, &secrets).render().join("\n");
+            let out = Command::new("sh").arg("-n").arg("-c").arg(&script).output().unwrap();
+            prop_assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            for (name, value) in &env {
+                let word = quote(&format!("{name}={value}"));
+                prop_assert!(script.contains(&format!("-e {word}")), "{name}");
+            }
+        }
+    }
+
     fn health_check(path: &str, matcher: &str) -> HealthCheck {
         HealthCheck {
             protocol: "HTTP".into(),

@@ -108,11 +108,20 @@ pub fn scan(dir: &Path, config: &FrontendConfig) -> Result<Vec<SiteFile>> {
             dir.display()
         )));
     }
-    if !files.iter().any(|f| f.path == "index.html") {
-        return Err(Error::refused(format!(
-            "{} has no index.html at its top: is it the build output (e.g. web/dist), not the source?",
-            dir.display()
-        )));
+    match files.iter().find(|f| f.path == "index.html") {
+        None => {
+            return Err(Error::refused(format!(
+                "{} has no index.html at its top: is it the build output (e.g. web/dist), not the source?",
+                dir.display()
+            )))
+        }
+        Some(index) if index.size == 0 => {
+            return Err(Error::refused(format!(
+                "{} is empty (0 bytes): every visitor would get a blank page; check the build",
+                index.local.display()
+            )))
+        }
+        Some(_) => {}
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
@@ -132,12 +141,31 @@ fn walk(root: &Path, dir: &Path, config: &FrontendConfig, out: &mut Vec<SiteFile
             walk(root, &local, config, out)?;
             continue;
         }
+        if kind.is_symlink() {
+            check_link(root, &local)?;
+        }
         let rel = local.strip_prefix(root).expect("below root");
         let path = rel
             .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
+            .map(|c| {
+                c.as_os_str().to_str().map(str::to_string).ok_or_else(|| {
+                    Error::refused(format!(
+                        "{} has a name that is not UTF-8: S3 keys and URLs are UTF-8; rename it",
+                        local.display()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?
             .join("/");
+        // S3 keys are at most 1,024 bytes, and the release's prefix comes first.
+        if path.len() > MAX_PATH {
+            return Err(Error::refused(format!(
+                "{} is {} bytes long as a path; S3 keys take at most 1,024 bytes with the release \
+                 prefix: shorten it to {MAX_PATH} bytes",
+                local.display(),
+                path.len()
+            )));
+        }
         if path.split('/').any(|part| part == ".DS_Store") {
             continue;
         }
@@ -157,6 +185,39 @@ fn walk(root: &Path, dir: &Path, config: &FrontendConfig, out: &mut Vec<SiteFile
             path,
             local,
         });
+    }
+    Ok(())
+}
+
+/// The longest path a file may have under the build folder: S3's 1,024-byte key limit, less
+/// `releases/<id>/` with the longest release id.
+const MAX_PATH: usize = 1024 - 100;
+
+/// A symlink in the build is followed only to a file inside the build folder: one leading out
+/// of it would publish whatever it points at.
+fn check_link(root: &Path, link: &Path) -> Result<()> {
+    let target = std::fs::canonicalize(link).map_err(|e| {
+        Error::refused(format!(
+            "{} is a symlink that cannot be followed ({e}): remove it from the build",
+            link.display()
+        ))
+    })?;
+    let root = std::fs::canonicalize(root)
+        .map_err(|e| Error::refused(format!("cannot read {}: {e}", root.display())))?;
+    if !target.starts_with(&root) {
+        return Err(Error::refused(format!(
+            "{} is a symlink to {}, outside the build folder: bgcloud publishes only the build; \
+             copy the file in or remove the link. Nothing was uploaded",
+            link.display(),
+            target.display()
+        )));
+    }
+    if target.is_dir() {
+        return Err(Error::refused(format!(
+            "{} is a symlink to a folder: bgcloud does not follow those (they can loop); copy the \
+             folder into the build instead",
+            link.display()
+        )));
     }
     Ok(())
 }

@@ -210,11 +210,19 @@ impl Store {
         mut change: impl FnMut(&mut Record),
     ) -> Result<Record> {
         let mut loaded = loaded;
+        let mut written: Option<(Vec<u8>, Record)> = None;
         for _ in 0..5 {
             let current = match loaded.take() {
                 Some(l) => l,
                 None => self.load().await?,
             };
+            // A write whose answer was lost, retried by the SDK into a 412: the record as stored
+            // is exactly what we wrote, so it is done (and must not be applied twice).
+            if let (Some((body, ours)), Some((stored, _))) = (&written, &current) {
+                if serde_json::to_vec_pretty(stored).ok().as_ref() == Some(body) {
+                    return Ok(ours.clone());
+                }
+            }
             let (mut record, etag) = match current {
                 Some((r, etag)) => (r, Some(etag)),
                 None => (Record::default(), None),
@@ -224,13 +232,14 @@ impl Store {
             let condition = etag
                 .as_deref()
                 .map_or(Condition::Absent, Condition::Version);
-            if self.object.put(body, condition).await?.is_some() {
+            if self.object.put(body.clone(), condition).await?.is_some() {
                 return Ok(record);
             }
             tracing::debug!(
                 "{} changed while writing it; retrying",
                 self.object.location()
             );
+            written = Some((body, record));
         }
         Err(Error::failed(format!(
             "the deployment record {} kept changing while bgcloud wrote it (5 tries); \

@@ -124,17 +124,20 @@ async fn put_metrics(
     request.send().await.unwrap();
 }
 
-fn rollout_writes(fx: &Fixture) -> usize {
-    fx.requests()
-        .iter()
+fn writes_of_rollout(log: &[(String, String)]) -> usize {
+    log.iter()
         .filter(|(_, a)| a.starts_with("PUT ") && a.ends_with("/rollout.json"))
         .count()
+}
+
+fn rollout_writes(fx: &Fixture) -> usize {
+    writes_of_rollout(&fx.requests())
 }
 
 /// Waits until the running command is watching: it wrote the rollout state (once more than
 /// the `before` writes of earlier commands).
 fn wait_for_watch_after(fx: &Fixture, before: usize) {
-    fx.wait_for_request("the watch", |_| rollout_writes(fx) > before);
+    fx.wait_until("the watch", |log| writes_of_rollout(log) > before);
 }
 
 fn wait_for_watch(fx: &Fixture) {
@@ -213,8 +216,9 @@ async fn the_5xx_gate_waits_for_min_requests_then_rolls_back() {
     // 40 requests, all failing: not judged yet.
     put_metrics(&fx, &fx.stack.green_target_group_arn, 40.0, 40.0, &[]).await;
     fx.wait_for_request("a metrics read", |a| a == "GetMetricData");
-    let before = fx.count("GetMetricData");
-    fx.wait_for_request("another read", |_| fx.count("GetMetricData") > before + 1);
+    let reads = |log: &[(String, String)]| log.iter().filter(|(_, a)| a == "GetMetricData").count();
+    let before = reads(&fx.requests());
+    fx.wait_until("another read", |log| reads(log) > before + 1);
     let status = fx.bgcloud(&["status"]).json();
     let gates = status["rollout"]["gates"].as_array().unwrap();
     assert_eq!(gates[0]["state"], "not_judged", "{status}");

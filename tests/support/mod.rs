@@ -163,9 +163,21 @@ impl Fixture {
     /// Waits (up to 30 s) until bgcloud has made a request whose action `matches`: how a test
     /// knows a spawned run has reached a step, without racing it with sleeps.
     pub fn wait_for_request(&self, what: &str, matches: impl Fn(&str) -> bool) {
+        self.wait_until(what, |log| log.iter().any(|(_, a)| matches(a)));
+    }
+
+    /// Waits (up to 30 s) until `done` holds for bgcloud's request log (read once per check).
+    pub fn wait_until(&self, what: &str, done: impl Fn(&[(String, String)]) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.requests().iter().any(|(_, a)| matches(a)) {
-            assert!(Instant::now() < deadline, "bgcloud never got to {what}");
+        loop {
+            let log = self.requests();
+            if done(&log) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bgcloud never got to {what}; its requests: {log:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -188,6 +200,65 @@ impl Fixture {
             .send()
             .await
             .is_ok()
+    }
+
+    /// Puts a lock as another run would hold it.
+    pub async fn put_lock(&self, owner: &str, reason: &str, expires_at: &str) {
+        let body = serde_json::json!({
+            "owner": owner, "reason": reason, "started_at": "2026-01-01T00:00:00Z",
+            "expires_at": expires_at, "token": "someone-else",
+        });
+        self.s3()
+            .put_object()
+            .bucket(&self.stack.state_bucket)
+            .key(format!("bgcloud/{}/lock.json", self.stack.spec.name))
+            .body(body.to_string().into_bytes().into())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Replaces the listener's default actions, as someone outside bgcloud would.
+    pub async fn set_actions(&self, actions: Vec<aws_sdk_elasticloadbalancingv2::types::Action>) {
+        self.aws
+            .elb
+            .modify_listener()
+            .listener_arn(&self.stack.listener_arn)
+            .set_default_actions(Some(actions))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Injects a fault for this fixture's bgcloud (see `faults` in localstack/emulator.py).
+    pub fn fault(&self, fault: Value) {
+        let mut fault = fault;
+        fault["access_key"] = Value::String(self.access_key.clone());
+        control("faults", fault);
+    }
+
+    /// Drops this fixture's faults (and only this fixture's).
+    pub fn clear_faults(&self) {
+        control(
+            "faults",
+            serde_json::json!({"access_key": self.access_key, "clear": true}),
+        );
+    }
+
+    /// The S3 action the emulator logs for a write of the deployment record.
+    pub fn record_put(&self) -> String {
+        format!(
+            "PUT /{}/bgcloud/{}/record.json",
+            self.stack.state_bucket, self.stack.spec.name
+        )
+    }
+
+    /// How many requests bgcloud made whose action starts with `prefix`.
+    pub fn count_prefix(&self, prefix: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|(_, a)| a.starts_with(prefix))
+            .count()
     }
 
     /// How many requests bgcloud made for `action`.
