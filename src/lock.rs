@@ -157,7 +157,8 @@ impl Lock {
                     // Someone else took it over first; look again.
                 }
                 Some((current, _)) => {
-                    if Instant::now() + poll > deadline {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
                         return Err(Error::Locked(format!(
                             "another deployment holds the lock {}: {current}. Wait for it \
                              (--lock-wait 10m), or if that run is dead: bgcloud lock release --force",
@@ -168,7 +169,7 @@ impl Lock {
                         tracing::info!("waiting for the deployment lock: {current}");
                         announced = true;
                     }
-                    tokio::time::sleep(poll).await;
+                    tokio::time::sleep(poll.min(left)).await;
                 }
             }
         }

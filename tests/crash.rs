@@ -27,10 +27,7 @@ fn crash(fx: &Fixture, args: &[&str], fault: Option<Value>, reached: impl Fn(&st
     let before = seen(&fx.requests());
     let child = fx.bgcloud(args).spawn();
     fx.wait_until("the step to crash at", |log| seen(log) > before);
-    std::process::Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
+    support::signal(&child, "KILL");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), None, "killed by a signal");
 }

@@ -467,11 +467,7 @@ async fn ctrl_c_releases_the_lock_and_leaves_traffic_alone() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    support::signal(&child, "INT");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
@@ -611,7 +607,9 @@ async fn a_failed_read_back_after_the_shift_puts_traffic_back() {
         "code": "InternalFailure", "times": 3, "after_action": "ModifyListener",
     });
     support::control("faults", fault);
-    let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(1);
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--max-attempts", "3"])
+        .code(1);
     assert!(
         out.stderr
             .contains("traffic was put back to blue 100 % / green 0 %"),

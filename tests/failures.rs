@@ -116,10 +116,7 @@ async fn sigterm_is_exit_130_with_the_lock_free_and_the_launch_cancelled() {
         .bgcloud(&["deploy", "--image", "v1", "--health-timeout", "5m"])
         .spawn();
     fx.wait_for_request("the SSM wait", |a| a == "GetCommandInvocation");
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    support::signal(&child, "TERM");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     assert!(!fx.lock_exists().await);
@@ -137,10 +134,7 @@ async fn an_interrupt_during_the_shift_leaves_status_telling_the_truth() {
     );
     let child = fx.bgcloud(&["deploy", "--image", "v1"]).spawn();
     fx.wait_for_request("the listener write", |a| a == "ModifyListener");
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    support::signal(&child, "INT");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     assert!(!fx.lock_exists().await);
@@ -301,10 +295,7 @@ async fn the_lock_names_the_github_actions_run() {
         status["lock"]["owner"],
         "octocat (https://github.com/acme/shop/actions/runs/4242)"
     );
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    support::signal(&child, "INT");
     child.wait_with_output().unwrap();
 }
 

@@ -144,15 +144,6 @@ fn wait_for_watch(fx: &Fixture) {
     wait_for_watch_after(fx, 0);
 }
 
-fn finish(child: std::process::Child) -> (i32, String, String) {
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 async fn last_event(fx: &Fixture) -> Value {
     fx.record().await["history"]
         .as_array()
@@ -178,7 +169,7 @@ async fn an_alarm_in_alarm_during_the_watch_puts_traffic_back_at_once() {
         "the shift happened before the watch"
     );
     set_alarm(&fx, StateValue::Alarm).await;
-    let (code, _, stderr) = finish(child);
+    let (code, _, stderr) = support::finish(child);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("green failed its watch")
@@ -225,7 +216,7 @@ async fn the_5xx_gate_waits_for_min_requests_then_rolls_back() {
     assert!(status["rollout"]["running"].as_bool().unwrap());
     // 100 requests, 45 failing.
     put_metrics(&fx, &fx.stack.green_target_group_arn, 60.0, 5.0, &[]).await;
-    let (code, _, stderr) = finish(child);
+    let (code, _, stderr) = support::finish(child);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("5xx_rate 0.4500 (limit 0.0100): BREACHED"),
@@ -261,7 +252,7 @@ async fn the_p99_and_ratio_gates_judge_against_the_stable_colour() {
         &[(0.1, 980.0), (2.0, 20.0)],
     )
     .await;
-    let (code, _, stderr) = finish(child);
+    let (code, _, stderr) = support::finish(child);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("p99_latency_s 2 (limit 0.8000): BREACHED"),
@@ -406,7 +397,7 @@ async fn a_failure_in_a_step_rolls_back_from_that_step() {
     assert_eq!(status["rollout"]["step"], 1, "{status}");
     assert!(status["rollout"]["next_at"].is_string(), "{status}");
     set_alarm(&fx, StateValue::Alarm).await;
-    let (code, _, stderr) = finish(child);
+    let (code, _, stderr) = support::finish(child);
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(fx.weights().await, w(100, 0));
     assert_eq!(last_event(&fx).await["kind"], "auto-rollback");
@@ -423,7 +414,7 @@ async fn a_failure_while_promote_watches_rolls_back_to_the_stable_colour() {
     wait_for_watch_after(&fx, before);
     assert_eq!(fx.weights().await, w(0, 100));
     set_alarm(&fx, StateValue::Alarm).await;
-    let (code, _, stderr) = finish(child);
+    let (code, _, stderr) = support::finish(child);
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(fx.weights().await, w(100, 0));
 }
@@ -449,7 +440,7 @@ async fn promote_from_another_shell_is_honoured_by_the_running_rollout() {
         "{}",
         out.stdout
     );
-    let (code, stdout, stderr) = finish(child);
+    let (code, stdout, stderr) = support::finish(child);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("promoted at step 1 at the request of tester@"),
@@ -466,7 +457,7 @@ async fn rollback_from_another_shell_ends_the_watch_with_exit_1() {
         .spawn();
     wait_for_watch(&fx);
     fx.bgcloud(&["rollback"]).ok();
-    let (code, _, stderr) = finish(child);
+    let (code, _, stderr) = support::finish(child);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("rolled back at the request of tester@"),
@@ -482,11 +473,8 @@ async fn ctrl_c_during_the_watch_keeps_the_traffic_and_says_so() {
         .bgcloud(&["deploy", "--image", "v1", "--watch", "5m"])
         .spawn();
     wait_for_watch(&fx);
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let (code, _, stderr) = finish(child);
+    support::signal(&child, "INT");
+    let (code, _, stderr) = support::finish(child);
     assert_eq!(code, 130, "{stderr}");
     assert!(stderr.contains("nothing was rolled back"), "{stderr}");
     assert_eq!(fx.weights().await, w(0, 100));
@@ -512,4 +500,30 @@ async fn conflicting_rollout_flags_are_refused_before_any_request() {
         assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
     }
     assert_eq!(fx.requests(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shift_watches_the_colour_that_gained_traffic() {
+    let fx = fixture("").await;
+    with_alarm(&fx).await;
+    let out = fx
+        .bgcloud(&["shift", "--to", "green", "--weight", "30", "--watch", "1s"])
+        .ok();
+    assert!(
+        out.stderr.contains("green passed its watch"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(70, 30));
+    set_alarm(&fx, StateValue::Alarm).await;
+    let out = fx
+        .bgcloud(&["shift", "--to", "green", "--watch", "30s"])
+        .code(1);
+    assert!(
+        out.stderr.contains("green failed its watch"),
+        "{}",
+        out.stderr
+    );
+    // All of it back on blue, the colour that lost traffic in that shift.
+    assert_eq!(fx.weights().await, w(100, 0));
 }

@@ -277,8 +277,43 @@ async fn a_reader_never_sees_a_broken_page_through_five_releases_and_a_rollback(
     use std::sync::{Arc, Mutex};
 
     let (fx, lane) = Fixture::lane_on((8071, 8072)).await;
-    fx.bgcloud(&["frontend", "deploy", &fx.site("1"), "--release-id", "r1"])
-        .ok();
+    // Awkward names go up under their own keys and CloudFront serves them URL-encoded.
+    let awkward = ["docs/a file #1?.txt", "docs/100% café ☕.txt"];
+    let first = std::path::PathBuf::from(fx.site("1"));
+    for name in awkward {
+        std::fs::create_dir_all(first.join("docs")).unwrap();
+        std::fs::write(first.join(name), name).unwrap();
+    }
+    fx.bgcloud(&[
+        "frontend",
+        "deploy",
+        first.to_str().unwrap(),
+        "--release-id",
+        "r1",
+    ])
+    .ok();
+    for name in awkward {
+        let encoded: String = name
+            .split('/')
+            .map(|part| {
+                part.bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let (status, body) = lane.cdn_get(&format!("/{encoded}"));
+        assert_eq!(
+            (status, String::from_utf8_lossy(&body).into_owned()),
+            (200, name.to_string())
+        );
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     // (when a page load started, the page or what was broken)

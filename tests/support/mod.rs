@@ -497,6 +497,25 @@ impl Bare {
     }
 }
 
+/// Sends `signal` (INT, TERM, KILL) to a spawned bgcloud.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal}");
+}
+
+/// Waits for a spawned bgcloud: (exit code, -1 when killed by a signal; stdout; stderr).
+pub fn finish(child: std::process::Child) -> (i32, String, String) {
+    let out = child.wait_with_output().expect("wait for bgcloud");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Posts a test control to the emulator (`/_bgcloud/<path>`, see localstack/emulator.py).
 pub fn control(path: &str, body: Value) {
     let (status, answer) = http(
