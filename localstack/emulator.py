@@ -10,6 +10,8 @@ Models that are ON by default (tests cannot pass on the emulator's kindness):
   model_ssm.py   SSM agents (DescribeInstanceInformation, InvalidInstanceId), launches that start
                  containers the ALB model checks, CancelCommand, output truncated as SSM does
   model_cloudwatch.py  percentile statistics (p99) in GetMetricData
+  model_iam.py   policy conditions that do not hold do not apply; S3 over TLS; versioned
+                 buckets with delete markers can be deleted
   model_lane.py  with --lane: instances that are network namespaces running real containers
                  (lane/lane.py), real health checks, ALB and CloudFront data planes
   this file      ECR digests that are the manifest's sha256, CloudFront If-Match and ETag
@@ -58,6 +60,9 @@ Controls, served under /_bgcloud/ on the same port as the AWS APIs:
                                                "times"}: just before each of the next `times`
                                                requests matching (access key, action) is
                                                handled, another writer puts `body` there
+  POST /_bgcloud/iam                          {"enforce": true|false}: IAM enforced from now on
+                                               (requests must be signed by an identity whose
+                                               policies allow them; model_iam.py), or not
   POST /_bgcloud/reset                        clear every control (of every test: tests that
                                                share an emulator clear only their own)
 
@@ -108,6 +113,7 @@ from moto.moto_server.werkzeug_app import (
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_alb  # noqa: E402
 import model_cloudwatch  # noqa: E402,F401 (patches moto on import)
+import model_iam  # noqa: E402 (patches moto on import)
 import model_lane  # noqa: E402
 import model_ssm  # noqa: E402
 
@@ -426,7 +432,7 @@ class Controls:
             return _json({"error": f"{type(e).__name__}: {e}"}, 500)
         if answer is not None:
             return _json(answer, 500 if isinstance(answer, dict) and "error" in answer else 200)
-        if model_alb.control(path, data) or model_ssm.control(path, data):
+        if model_alb.control(path, data) or model_ssm.control(path, data) or model_iam.control(path, data):
             return _json({"ok": True})
         with LOCK:
             if path == "faults":

@@ -14,12 +14,23 @@ module "bgcloud" {
   certificate_arn   = var.certificate_arn
 
   # The defaults, spelled out where they meet bgcloud.toml:
-  blue_port            = 8081
-  green_port           = 8082
-  container_port       = 3000
-  instance_count       = 2
-  deregistration_delay = 10
-  health_check_path    = "/healthz"
+  blue_port         = 8081
+  green_port        = 8082
+  container_port    = 3000
+  instance_count    = 2
+  health_check_path = "/healthz"
+
+  # bgcloud's health gate waits (max(healthy, unhealthy) + 1) x interval after a launch: 30 s
+  # with these defaults. scripts/test-infra applies this example with 5 s and 2/2 (15 s).
+  health_check_interval = var.health_check_interval
+  health_check_timeout  = var.health_check_timeout
+  healthy_threshold     = var.healthy_threshold
+  unhealthy_threshold   = var.unhealthy_threshold
+  deregistration_delay  = var.deregistration_delay
+
+  # Lets `terraform destroy` delete buckets and the repository that still hold releases and
+  # images. Keep it false in production.
+  force_destroy = var.force_destroy
 
   # Set false if the account already has the token.actions.githubusercontent.com provider.
   create_github_oidc_provider = true

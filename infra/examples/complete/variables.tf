@@ -18,3 +18,39 @@ variable "certificate_arn" {
   type        = string
   default     = ""
 }
+
+variable "health_check_interval" {
+  description = "Seconds between the ALB's health checks (5-300)."
+  type        = number
+  default     = 10
+}
+
+variable "health_check_timeout" {
+  description = "Seconds before a health check fails (2-120, below the interval)."
+  type        = number
+  default     = 5
+}
+
+variable "healthy_threshold" {
+  description = "Consecutive passing checks before a target is healthy (2-10)."
+  type        = number
+  default     = 2
+}
+
+variable "unhealthy_threshold" {
+  description = "Consecutive failing checks before a target is unhealthy (2-10)."
+  type        = number
+  default     = 2
+}
+
+variable "deregistration_delay" {
+  description = "Seconds a deregistered target drains."
+  type        = number
+  default     = 10
+}
+
+variable "force_destroy" {
+  description = "Let `terraform destroy` delete non-empty buckets and the image repository (tests only)."
+  type        = bool
+  default     = false
+}
