@@ -10,12 +10,14 @@ Models that are ON by default (tests cannot pass on the emulator's kindness):
   model_ssm.py   SSM agents (DescribeInstanceInformation, InvalidInstanceId), launches that start
                  containers the ALB model checks, CancelCommand, output truncated as SSM does
   model_cloudwatch.py  percentile statistics (p99) in GetMetricData
+  model_cloudfront.py  CloudFront's managed response headers policies; distributions naming a
+                 policy that does not exist are refused
   model_iam.py   policy conditions that do not hold do not apply; S3 over TLS; versioned
                  buckets with delete markers can be deleted
   model_lane.py  with --lane: instances that are network namespaces running real containers
                  (lane/lane.py), real health checks, ALB and CloudFront data planes
   this file      ECR digests that are the manifest's sha256, CloudFront If-Match and ETag
-                 rotation, invalidations "Completed"
+                 rotation, invalidations "Completed", flow logs into an S3 folder
 
 Controls, served under /_bgcloud/ on the same port as the AWS APIs:
 
@@ -102,6 +104,7 @@ from werkzeug.wrappers import Request, Response
 
 from moto.cloudfront import models as cloudfront_models
 from moto.cloudfront.exceptions import CloudFrontException
+from moto.ec2.models import flow_logs as ec2_flow_logs
 from moto.ecr import models as ecr_models
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -112,6 +115,7 @@ from moto.moto_server.werkzeug_app import (
 # The AWS behaviours moto lacks, modelled in their own modules (each documents its controls).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_alb  # noqa: E402
+import model_cloudfront  # noqa: E402
 import model_cloudwatch  # noqa: E402,F401 (patches moto on import)
 import model_iam  # noqa: E402 (patches moto on import)
 import model_lane  # noqa: E402
@@ -132,6 +136,33 @@ def _manifest_digest(self):
 
 
 ecr_models.Image._create_digest = _manifest_digest
+
+
+# --- VPC flow logs ------------------------------------------------------------------------------
+# An S3 destination may name a folder (arn:aws:s3:::bucket/prefix/), as AWS documents; stock
+# moto looks the whole "bucket/prefix/" up as a bucket name and refuses it.
+
+_stock_create_flow_logs = ec2_flow_logs.FlowLogsBackend.create_flow_logs
+
+
+def _create_flow_logs(self, resource_type, resource_ids, traffic_type, deliver_logs_permission_arn,
+                      log_destination_type, log_destination, *args, **kwargs):
+    folder = None
+    if log_destination_type == "s3" and log_destination and log_destination.count(":") >= 5:
+        head, _, path = log_destination.partition(":::")
+        if "/" in path:
+            folder = log_destination
+            log_destination = f"{head}:::{path.split('/', 1)[0]}"
+    created, unsuccessful = _stock_create_flow_logs(
+        self, resource_type, resource_ids, traffic_type, deliver_logs_permission_arn,
+        log_destination_type, log_destination, *args, **kwargs)
+    for flow_log in created:
+        if folder:
+            flow_log.log_destination = folder
+    return created, unsuccessful
+
+
+ec2_flow_logs.FlowLogsBackend.create_flow_logs = _create_flow_logs
 
 
 # --- CloudFront ---------------------------------------------------------------------------
@@ -408,7 +439,11 @@ class Controls:
             elif fault.get("pass"):
                 return self.app(environ, start_response)
             return _fault_response(fault, service)(environ, start_response)
-        answer = s3_fidelity_request(request, access_key, action) if service == "s3" else None
+        answer = None
+        if service == "s3":
+            answer = s3_fidelity_request(request, access_key, action)
+        elif service == "cloudfront":
+            answer = model_cloudfront.answer(request, body)
         if answer is not None:
             return answer(environ, start_response)
         response = self.app(environ, start_response)

@@ -11,6 +11,8 @@ the emulator):
   `*`, not on the ARN the request is about: such a request matches any Resource of a statement.
   What this checks is that every action a caller makes is in its policy; resource scoping is
   checked only for S3, where moto passes the real ARN.
+- A REST request without a body (CloudFront's GETs) is signed over an empty payload; moto
+  recomputed the signature over its parsed parameters and answered SignatureDoesNotMatch.
 """
 
 from moto.iam import access_control, policy_conditions
@@ -65,6 +67,17 @@ s3_responses.ACTION_MAP["BUCKET"]["HEAD"]["DEFAULT"] = "ListBucket"
 if "HEAD" in s3_responses.ACTION_MAP.get("KEY", {}):
     s3_responses.ACTION_MAP["KEY"]["HEAD"]["DEFAULT"] = "GetObject"
 
+_stock_aws_request = access_control.IAMRequestBase._create_aws_request
+
+
+def _aws_request(self):
+    request = _stock_aws_request(self)
+    if not self._body and self._method in ("GET", "HEAD", "DELETE"):
+        request.data = b""
+    return request
+
+
+access_control.IAMRequestBase._create_aws_request = _aws_request
 access_control.IAMPolicyStatement.is_action_permitted = _statement_permitted
 access_control.IAMPolicyStatement._check_element_matches = _element_matches
 s3_models.FakeBucket.get_permission = _bucket_permission

@@ -13,6 +13,11 @@ module "bgcloud" {
   github_repository = var.github_repository
   certificate_arn   = var.certificate_arn
 
+  # Production: HTTPS on the ALB and the site on its own domain (TLS 1.2+), logs kept.
+  site_aliases         = var.site_aliases
+  site_certificate_arn = var.site_certificate_arn
+  access_logs_bucket   = var.access_logs_bucket
+
   # The defaults, spelled out where they meet bgcloud.toml:
   blue_port         = 8081
   green_port        = 8082

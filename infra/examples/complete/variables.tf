@@ -14,7 +14,25 @@ variable "github_repository" {
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate ARN (in var.region) for HTTPS on the ALB; empty for HTTP only."
+  description = "ACM certificate ARN (in var.region) for HTTPS on the ALB. Production sets it (terraform.tfvars.example shows how); empty gives the HTTP-only trial layout."
+  type        = string
+  default     = ""
+}
+
+variable "site_aliases" {
+  description = "Domain names of the site (CloudFront aliases); needs site_certificate_arn."
+  type        = list(string)
+  default     = []
+}
+
+variable "site_certificate_arn" {
+  description = "ACM certificate in us-east-1 covering site_aliases (TLSv1.2_2021 minimum)."
+  type        = string
+  default     = ""
+}
+
+variable "access_logs_bucket" {
+  description = "Existing bucket for ALB, CloudFront, S3 access and VPC flow logs; empty for none."
   type        = string
   default     = ""
 }

@@ -18,6 +18,14 @@ locals {
   caching_optimized_policy_id = "658327ea-f89d-4fab-a63d-7e88639e58f6"
 }
 
+# AWS's managed "Managed-SecurityHeadersPolicy": HSTS (one year), X-Content-Type-Options
+# nosniff, X-Frame-Options SAMEORIGIN, Referrer-Policy strict-origin-when-cross-origin and
+# X-XSS-Protection on every response. A site that must be framed elsewhere, or wants a
+# Content-Security-Policy, attaches its own policy instead.
+data "aws_cloudfront_response_headers_policy" "security_headers" {
+  name = "Managed-SecurityHeadersPolicy"
+}
+
 resource "aws_cloudfront_origin_access_control" "web" {
   name                              = "${var.app}-web"
   description                       = "${var.app}: CloudFront reads the frontend bucket"
@@ -27,12 +35,17 @@ resource "aws_cloudfront_origin_access_control" "web" {
 }
 
 resource "aws_cloudfront_distribution" "web" {
+  # checkov:skip=CKV_AWS_68:a WAF web ACL is the user's choice (cost, rules); set web_acl_id outside this module
+  # checkov:skip=CKV2_AWS_47:a WAF web ACL (and its Log4j rule set) is the user's choice
+  # checkov:skip=CKV_AWS_374:the site is public worldwide; add a geo restriction if your audience is not
+  # checkov:skip=CKV_AWS_310:one bucket serves every release (origin path per release); failover would need a replicated second bucket
   enabled             = true
   comment             = "${var.app} frontend (releases switched by bgcloud)"
   default_root_object = "index.html"
   price_class         = var.price_class
   is_ipv6_enabled     = true
   http_version        = "http2and3"
+  aliases             = var.site_aliases
 
   origin {
     origin_id                = "site"
@@ -49,22 +62,24 @@ resource "aws_cloudfront_distribution" "web" {
   }
 
   default_cache_behavior {
-    target_origin_id       = "site"
-    viewer_protocol_policy = "redirect-to-https"
-    allowed_methods        = ["GET", "HEAD", "OPTIONS"]
-    cached_methods         = ["GET", "HEAD"]
-    compress               = true
-    cache_policy_id        = local.caching_optimized_policy_id
+    target_origin_id           = "site"
+    viewer_protocol_policy     = "redirect-to-https"
+    allowed_methods            = ["GET", "HEAD", "OPTIONS"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = true
+    cache_policy_id            = local.caching_optimized_policy_id
+    response_headers_policy_id = data.aws_cloudfront_response_headers_policy.security_headers.id
   }
 
   ordered_cache_behavior {
-    path_pattern           = "/assets/*"
-    target_origin_id       = "assets"
-    viewer_protocol_policy = "redirect-to-https"
-    allowed_methods        = ["GET", "HEAD", "OPTIONS"]
-    cached_methods         = ["GET", "HEAD"]
-    compress               = true
-    cache_policy_id        = local.caching_optimized_policy_id
+    path_pattern               = "/assets/*"
+    target_origin_id           = "assets"
+    viewer_protocol_policy     = "redirect-to-https"
+    allowed_methods            = ["GET", "HEAD", "OPTIONS"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = true
+    cache_policy_id            = local.caching_optimized_policy_id
+    response_headers_policy_id = data.aws_cloudfront_response_headers_policy.security_headers.id
   }
 
   # SPA routing: a path with no object (S3 answers 403 without s3:ListBucket, 404 with it)
@@ -91,13 +106,33 @@ resource "aws_cloudfront_distribution" "web" {
     }
   }
 
+  # With site_certificate_arn: the site's own domain, SNI, TLS 1.2 and newer. Without: the
+  # *.cloudfront.net name and certificate (which allows TLSv1 and cannot be changed). The
+  # conditions name the variable, not a local, so checkov resolves them too.
   viewer_certificate {
-    cloudfront_default_certificate = true
+    cloudfront_default_certificate = var.site_certificate_arn == ""
+    acm_certificate_arn            = var.site_certificate_arn # "" is no certificate to the provider
+    ssl_support_method             = var.site_certificate_arn != "" ? "sni-only" : null
+    minimum_protocol_version       = var.site_certificate_arn != "" ? "TLSv1.2_2021" : "TLSv1"
+  }
+
+  dynamic "logging_config" {
+    for_each = local.logs ? [var.access_logs_bucket] : []
+    content {
+      bucket          = "${logging_config.value}.s3.amazonaws.com"
+      prefix          = "cloudfront/"
+      include_cookies = false
+    }
   }
 
   tags = local.tags
 
   lifecycle {
+    precondition {
+      condition     = length(var.site_aliases) == 0 || var.site_certificate_arn != ""
+      error_message = "site_aliases needs site_certificate_arn: CloudFront serves a custom domain only with a certificate (ACM, us-east-1) that covers it."
+    }
+
     # bgcloud owns the "site" origin's origin_path (/releases/<live id>). Without this, any
     # `terraform apply` after a frontend release would reset it to "" and the site would serve
     # the bucket root (no index.html there): an outage until the next release or rollback.

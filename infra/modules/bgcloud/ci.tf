@@ -210,9 +210,15 @@ data "aws_iam_policy_document" "ci" {
   # --- CloudWatch: the watch's gates read the ALB's metrics and the configured alarms.
 
   statement {
-    sid       = "CloudWatchGates"
-    actions   = ["cloudwatch:GetMetricData", "cloudwatch:DescribeAlarms"]
-    resources = ["*"] # GetMetricData has no resource-level permissions; alarms are read by name
+    sid       = "CloudWatchMetrics"
+    actions   = ["cloudwatch:GetMetricData"]
+    resources = ["*"] # no resource-level permissions
+  }
+
+  statement {
+    sid       = "CloudWatchAlarms"
+    actions   = ["cloudwatch:DescribeAlarms"]
+    resources = ["arn:${local.partition}:cloudwatch:${local.region}:${local.account_id}:alarm:*"]
   }
 
   # --- CloudFront: switch the site origin's path, invalidate, wait.

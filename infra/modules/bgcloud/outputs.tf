@@ -36,12 +36,12 @@ output "listener_arn" {
 
 output "http_listener_arn" {
   description = "The port-80 listener (forwarding without a certificate, redirecting to HTTPS with one)."
-  value       = local.https ? aws_lb_listener.http_redirect[0].arn : aws_lb_listener.http_forward[0].arn
+  value       = local.https ? aws_lb_listener.http_redirect[0].arn : local.bgcloud_listener_arn
 }
 
 output "https_listener_arn" {
   description = "The HTTPS listener, or null without a certificate."
-  value       = local.https ? aws_lb_listener.https[0].arn : null
+  value       = local.https ? local.bgcloud_listener_arn : null
 }
 
 # --- Load balancer ----------------------------------------------------------------------------
@@ -198,8 +198,8 @@ output "cloudfront_domain_name" {
 }
 
 output "site_url" {
-  description = "URL of the frontend."
-  value       = "https://${aws_cloudfront_distribution.web.domain_name}"
+  description = "URL of the frontend: the first alias when site_aliases is set, else the distribution's own name."
+  value       = "https://${length(var.site_aliases) > 0 ? var.site_aliases[0] : aws_cloudfront_distribution.web.domain_name}"
 }
 
 # --- CI ---------------------------------------------------------------------------------------

@@ -184,6 +184,39 @@ variable "price_class" {
   }
 }
 
+variable "web_noncurrent_version_days" {
+  description = "Days to keep noncurrent versions of the frontend bucket's objects: a pruned release or a mistaken delete can be restored within this time."
+  type        = number
+  default     = 30
+}
+
+variable "site_aliases" {
+  description = "Domain names the site is served on (CloudFront aliases), e.g. [\"www.example.com\"]. Needs site_certificate_arn. Empty: the site is served on the distribution's own *.cloudfront.net name."
+  type        = list(string)
+  default     = []
+}
+
+variable "site_certificate_arn" {
+  description = "ACM certificate in us-east-1 (CloudFront's region) covering site_aliases. The distribution then serves SNI only with TLSv1.2_2021 as the minimum protocol."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.site_certificate_arn == "" || can(regex("^arn:[^:]+:acm:us-east-1:", var.site_certificate_arn))
+    error_message = "site_certificate_arn must be an ACM certificate in us-east-1: CloudFront only takes certificates from there. Request or import one in us-east-1 and pass its ARN."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Logs (opt-in)
+# ---------------------------------------------------------------------------------------------
+
+variable "access_logs_bucket" {
+  description = "An existing S3 bucket in the stack's region for the ALB's access logs (alb/), CloudFront's standard logs (cloudfront/), both buckets' server access logs (s3/state/, s3/web/) and the VPC's flow logs (vpc-flow-logs/). Empty: no logs. The bucket must let each delivery service write (its policy for the ALB, S3 logging and flow logs; ACLs enabled for CloudFront): see the README's \"Logs\"."
+  type        = string
+  default     = ""
+}
+
 # ---------------------------------------------------------------------------------------------
 # CI (GitHub Actions OIDC)
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ mock_provider "aws" {
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
   }
+  mock_data "aws_cloudfront_response_headers_policy" {
+    defaults = { id = "67f7725c-6f97-4210-82d7-5512b31e9d03" }
+  }
   mock_data "aws_ssm_parameter" {
     defaults = { value = "ami-12c6146b" }
   }
@@ -31,8 +34,8 @@ run "http_only_forwards_on_port_80" {
   command = plan
 
   assert {
-    condition     = length(aws_lb_listener.http_forward) == 1 && length(aws_lb_listener.https) == 0
-    error_message = "without a certificate the HTTP listener is the one bgcloud drives"
+    condition     = length(aws_lb_listener.traffic) == 1 && aws_lb_listener.traffic["http"].port == 80 && aws_lb_listener.traffic["http"].protocol == "HTTP"
+    error_message = "without a certificate the HTTP listener on port 80 is the one bgcloud drives"
   }
   assert {
     condition     = length(aws_lb_listener.http_redirect) == 0
@@ -52,13 +55,86 @@ run "https_redirects_port_80_and_drives_443" {
   }
 
   assert {
-    condition     = length(aws_lb_listener.https) == 1 && length(aws_lb_listener.http_redirect) == 1
+    condition     = length(aws_lb_listener.traffic) == 1 && aws_lb_listener.traffic["https"].port == 443 && aws_lb_listener.traffic["https"].protocol == "HTTPS" && length(aws_lb_listener.http_redirect) == 1
     error_message = "with a certificate: HTTPS on 443 and a redirect on 80"
   }
   assert {
-    condition     = length(aws_lb_listener.http_forward) == 0
-    error_message = "no plain forward on 80 once HTTPS exists"
+    condition     = aws_lb_listener.traffic["https"].ssl_policy == "ELBSecurityPolicy-TLS13-1-2-2021-06" && aws_lb_listener.traffic["https"].certificate_arn == var.certificate_arn
+    error_message = "the HTTPS listener carries the certificate and a TLS 1.2+ policy"
   }
+}
+
+run "logs_are_off_by_default" {
+  command = plan
+
+  assert {
+    condition     = length(aws_flow_log.vpc) == 0 && length(aws_s3_bucket_logging.state) == 0 && length(aws_s3_bucket_logging.web) == 0
+    error_message = "no flow logs or server access logs without access_logs_bucket"
+  }
+  assert {
+    condition     = length(aws_lb.main.access_logs) == 0
+    error_message = "no ALB access logs without access_logs_bucket"
+  }
+  assert {
+    condition     = aws_cloudfront_distribution.web.viewer_certificate[0].cloudfront_default_certificate
+    error_message = "without site_certificate_arn the distribution keeps its *.cloudfront.net certificate"
+  }
+}
+
+run "production_layout_logs_and_the_site_domain" {
+  command = plan
+
+  variables {
+    certificate_arn      = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+    site_aliases         = ["www.example.com"]
+    site_certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-1111-1111-1111-111111111111"
+    access_logs_bucket   = "acme-logs"
+  }
+
+  assert {
+    condition     = length(aws_flow_log.vpc) == 1 && aws_flow_log.vpc[0].log_destination == "arn:aws:s3:::acme-logs/vpc-flow-logs/"
+    error_message = "flow logs go to the logs bucket's vpc-flow-logs/ folder"
+  }
+  assert {
+    condition     = aws_s3_bucket_logging.state[0].target_prefix == "s3/state/" && aws_s3_bucket_logging.web[0].target_prefix == "s3/web/"
+    error_message = "each bucket logs under its own prefix"
+  }
+  assert {
+    condition     = aws_lb.main.access_logs[0].enabled && aws_lb.main.access_logs[0].bucket == "acme-logs"
+    error_message = "the ALB logs to the logs bucket"
+  }
+  assert {
+    condition     = aws_cloudfront_distribution.web.logging_config[0].bucket == "acme-logs.s3.amazonaws.com"
+    error_message = "CloudFront logs to the logs bucket"
+  }
+  assert {
+    condition     = aws_cloudfront_distribution.web.viewer_certificate[0].minimum_protocol_version == "TLSv1.2_2021" && aws_cloudfront_distribution.web.viewer_certificate[0].ssl_support_method == "sni-only" && !aws_cloudfront_distribution.web.viewer_certificate[0].cloudfront_default_certificate
+    error_message = "the site's own certificate, SNI only, TLS 1.2 minimum"
+  }
+  assert {
+    condition     = contains(tolist(aws_cloudfront_distribution.web.aliases), "www.example.com")
+    error_message = "the alias is set"
+  }
+}
+
+run "an_alias_without_its_certificate_is_refused" {
+  command = plan
+
+  variables {
+    site_aliases = ["www.example.com"]
+  }
+
+  expect_failures = [aws_cloudfront_distribution.web]
+}
+
+run "a_site_certificate_outside_us_east_1_is_refused" {
+  command = plan
+
+  variables {
+    site_certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/11111111-1111-1111-1111-111111111111"
+  }
+
+  expect_failures = [var.site_certificate_arn]
 }
 
 run "an_existing_oidc_provider_is_looked_up_not_created" {
