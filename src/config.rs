@@ -40,6 +40,9 @@ pub struct BackendConfig {
     pub instances: Instances,
     pub health_timeout: Duration,
     pub poll_interval: Duration,
+    /// The longest a deploy waits for a colour that just lost its traffic to finish its
+    /// requests before its container is replaced; None: the target group's deregistration delay.
+    pub drain_wait_max: Option<Duration>,
     pub env: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, String>,
     pub gates: GatesConfig,
@@ -85,6 +88,9 @@ pub struct CanaryConfig {
 pub enum Instances {
     Tags(BTreeMap<String, String>),
     Ids(Vec<String>),
+    /// An Auto Scaling group's name, found through the `aws:autoscaling:groupName` tag that
+    /// the group puts on its instances.
+    AutoScalingGroup(String),
 }
 
 #[derive(Debug, Clone)]
@@ -192,8 +198,10 @@ struct RawBackend {
     green_port: Option<i64>,
     instance_tags: Option<BTreeMap<String, String>>,
     instance_ids: Option<Vec<String>>,
+    auto_scaling_group: Option<String>,
     health_timeout: Option<String>,
     poll_interval: Option<String>,
+    drain_wait_max: Option<String>,
     env: Option<BTreeMap<String, String>>,
     secrets: Option<BTreeMap<String, String>>,
     gates: Option<RawGates>,
@@ -472,15 +480,20 @@ impl RawBackend {
                 format_args!("= {green_port} equals blue_port: both colours run on the same instances, so they need two host ports"),
             ));
         }
-        let instances = match (self.instance_tags, self.instance_ids) {
-            (Some(_), Some(_)) => {
-                return Err(c.err(
-                    "[backend].instance_ids",
-                    "is set together with instance_tags: keep one of them",
-                ))
-            }
-            (Some(tags), None) if !tags.is_empty() => Instances::Tags(tags),
-            (None, Some(ids)) if !ids.is_empty() => {
+        let named = [
+            self.instance_tags.is_some(),
+            self.instance_ids.is_some(),
+            self.auto_scaling_group.is_some(),
+        ];
+        if named.iter().filter(|n| **n).count() > 1 {
+            return Err(c.err(
+                "[backend].instance_tags",
+                "instance_tags, instance_ids and auto_scaling_group each name the instances: keep one of them",
+            ));
+        }
+        let instances = match (self.instance_tags, self.instance_ids, self.auto_scaling_group) {
+            (Some(tags), None, None) if !tags.is_empty() => Instances::Tags(tags),
+            (None, Some(ids), None) if !ids.is_empty() => {
                 if let Some(bad) = ids.iter().find(|id| !id.starts_with("i-")) {
                     return Err(c.err(
                         "[backend].instance_ids",
@@ -489,10 +502,20 @@ impl RawBackend {
                 }
                 Instances::Ids(ids)
             }
+            (None, None, Some(name)) => {
+                // Auto Scaling group names: 1-255 characters, no colon (it would be an ARN).
+                if name.is_empty() || name.len() > 255 || name.contains(':') {
+                    return Err(c.err(
+                        "[backend].auto_scaling_group",
+                        format_args!("= {name:?} is not an Auto Scaling group name: give the group's name (not its ARN)"),
+                    ));
+                }
+                Instances::AutoScalingGroup(name)
+            }
             _ => {
                 return Err(c.err(
                     "[backend].instance_tags",
-                    "is missing: set instance_tags = { \"bgcloud:app\" = \"NAME\" } or instance_ids = [\"i-...\"]",
+                    "is missing: set instance_tags = { \"bgcloud:app\" = \"NAME\" }, instance_ids = [\"i-...\"] or auto_scaling_group = \"NAME\"",
                 ))
             }
         };
@@ -506,6 +529,14 @@ impl RawBackend {
             self.poll_interval,
             Duration::from_secs(5),
         )?;
+        // "0s" is allowed: no drain wait at all.
+        let drain_wait_max = self
+            .drain_wait_max
+            .map(|t| match humantime::parse_duration(&t) {
+                Ok(d) if d.is_zero() => Ok(Duration::ZERO),
+                _ => c.duration("[backend].drain_wait_max", Some(t), Duration::ZERO),
+            })
+            .transpose()?;
         let env = self.env.unwrap_or_default();
         let secrets = self.secrets.unwrap_or_default();
         for (table, map) in [("env", &env), ("secrets", &secrets)] {
@@ -562,6 +593,7 @@ impl RawBackend {
             instances,
             health_timeout,
             poll_interval,
+            drain_wait_max,
             env,
             secrets,
         })
@@ -735,6 +767,28 @@ distribution_id = "E2ABCDEF"
             Err(Error::Refused(m)) => m,
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn drain_wait_max_takes_a_duration_or_zero() {
+        let with = |v: &str| {
+            full().replace(
+                "health_timeout = \"2m\"",
+                &format!("health_timeout = \"2m\"\ndrain_wait_max = {v}"),
+            )
+        };
+        let b = |t: &str| parse(&with(t)).unwrap().backend.unwrap().drain_wait_max;
+        assert_eq!(b("\"20s\""), Some(Duration::from_secs(20)));
+        assert_eq!(b("\"0s\""), Some(Duration::ZERO));
+        assert_eq!(
+            parse(&full()).unwrap().backend.unwrap().drain_wait_max,
+            None
+        );
+        let e = err(&with("\"soon\""));
+        assert!(
+            e.contains("[backend].drain_wait_max") && e.contains("not a duration"),
+            "{e}"
+        );
     }
 
     #[test]

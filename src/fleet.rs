@@ -31,6 +31,17 @@ pub async fn discover(ec2: &aws_sdk_ec2::Client, which: &Instances) -> Result<Ve
             request = request.set_instance_ids(Some(ids.clone()));
             format!("instances {}", ids.join(", "))
         }
+        // The group tags every instance it launches with its name; no Auto Scaling client
+        // (and no extra SDK crate to build) is needed to find them.
+        Instances::AutoScalingGroup(name) => {
+            request = request.filters(
+                Filter::builder()
+                    .name("tag:aws:autoscaling:groupName")
+                    .values(name)
+                    .build(),
+            );
+            format!("instances of Auto Scaling group {name}")
+        }
     };
     let mut running = Vec::new();
     let mut not_running = Vec::new();
@@ -50,6 +61,21 @@ pub async fn discover(ec2: &aws_sdk_ec2::Client, which: &Instances) -> Result<Ve
         }
     }
     running.sort();
+    let booting: Vec<&String> = not_running
+        .iter()
+        .filter(|i| i.ends_with("(pending)"))
+        .collect();
+    if !booting.is_empty() && !matches!(which, Instances::Ids(_)) {
+        tracing::info!(
+            "skipping {} still booting: an instance starts the recorded colours itself when it \
+             boots (the desired state in the state bucket)",
+            booting
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if let Instances::Ids(_) = which {
         if !not_running.is_empty() {
             return Err(Error::refused(format!(

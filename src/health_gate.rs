@@ -292,6 +292,34 @@ pub async fn wait(
     }
 }
 
+/// Refuses the shift when the colour's target group holds a target this deploy did not launch
+/// and gate (an instance an Auto Scaling group registered during the deploy, or one registered
+/// by hand): it would get the new colour's traffic with whatever it runs. Draining targets get
+/// no new requests and do not count.
+pub fn all_launched(
+    what: &str,
+    port: u16,
+    states: &[TargetState],
+    launched: &[String],
+) -> Result<()> {
+    let strangers: Vec<String> = states
+        .iter()
+        .filter(|t| t.port == Some(i32::from(port)) && t.state != "draining")
+        .filter(|t| !launched.contains(&t.id))
+        .map(|t| t.to_string())
+        .collect();
+    if strangers.is_empty() {
+        return Ok(());
+    }
+    Err(Error::failed(format!(
+        "{what}'s target group also holds {}, which this deploy did not launch (an instance \
+         that joined during the deploy, or a target registered outside bgcloud). Traffic was not \
+         changed. Deploy again: instances running by then are launched too (or deregister the \
+         target if it does not belong to the app)",
+        strangers.join(", ")
+    )))
+}
+
 fn secs(d: Duration) -> String {
     format!("{} s", d.as_secs_f64().ceil() as u64)
 }
@@ -317,6 +345,26 @@ mod tests {
         });
         let fresh = fresh.iter().map(|s| s.to_string()).collect();
         Gate::new("green", 8082, Duration::from_secs(3), &launched, &fresh)
+    }
+
+    #[test]
+    fn a_target_the_deploy_did_not_launch_stops_the_shift() {
+        let launched = vec!["i-1".to_string(), "i-2".to_string()];
+        let mut states = vec![state("i-1", "healthy"), state("i-2", "healthy")];
+        assert!(all_launched("green", 8082, &states, &launched).is_ok());
+        // Draining, or on another port: no new requests from this colour.
+        states.push(state("i-9", "draining"));
+        let mut other_port = state("i-8", "healthy");
+        other_port.port = Some(8081);
+        states.push(other_port);
+        assert!(all_launched("green", 8082, &states, &launched).is_ok());
+        states.push(state("i-3", "healthy"));
+        let err = all_launched("green", 8082, &states, &launched)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("i-3:8082 healthy"), "{err}");
+        assert!(err.contains("Traffic was not changed"), "{err}");
+        assert!(!err.contains("i-9") && !err.contains("i-8"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,8 @@ pub mod cmd;
 pub mod color;
 pub mod config;
 pub mod context;
+pub mod desired;
+pub mod drain;
 pub mod ecr;
 pub mod encode;
 pub mod error;

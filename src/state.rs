@@ -87,7 +87,7 @@ pub struct Release {
 }
 
 /// One entry of the history: a deploy or a traffic change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub id: String,
     pub kind: String,
@@ -142,14 +142,8 @@ impl Record {
             kind: kind.to_string(),
             at: release.at.clone(),
             by: by.to_string(),
-            from: None,
-            to: None,
-            color: None,
-            image: None,
-            digest: None,
             release: Some(release.id),
-            reason: None,
-            request: None,
+            ..Event::default()
         });
     }
 }
@@ -262,14 +256,8 @@ mod tests {
                 kind: "shift".into(),
                 at: now(),
                 by: "t".into(),
-                from: None,
                 to: Some(Weights::all(Color::Blue)),
-                color: None,
-                image: None,
-                digest: None,
-                release: None,
-                reason: None,
-                request: None,
+                ..Event::default()
             });
         }
         assert_eq!(r.history.len(), HISTORY_LEN);

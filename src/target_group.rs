@@ -117,6 +117,25 @@ pub async fn health_checks(elb: &Client, arns: &[&str]) -> Result<Vec<HealthChec
         .collect()
 }
 
+/// How long a target group lets a deregistered target finish its requests
+/// (`deregistration_delay.timeout_seconds`; AWS's default is 300 s).
+pub async fn deregistration_delay(elb: &Client, arn: &str) -> Result<Duration> {
+    let out = elb
+        .describe_target_group_attributes()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .map_err(aws("reading the target group's deregistration delay"))?;
+    let seconds = out
+        .attributes()
+        .iter()
+        .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
+        .and_then(|a| a.value())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(300);
+    Ok(Duration::from_secs(seconds))
+}
+
 /// An ALB success-code matcher: `200`, `200-399`, `200,302`, or a mix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matcher {

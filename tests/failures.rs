@@ -316,13 +316,9 @@ async fn instance_ids_with_a_stopped_instance_is_refused() {
         .map(|i| format!("\"{i}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    let config = fx.stack.config_toml("").replace(
-        &format!(
-            "instance_tags = {{ \"bgcloud:app\" = \"{}\" }}",
-            fx.stack.spec.name
-        ),
-        &format!("instance_ids = [{ids}]"),
-    );
+    let config = fx
+        .stack
+        .config_naming_instances(&format!("instance_ids = [{ids}]"));
     fx.write_config(&config);
     let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(2);
     assert!(

@@ -103,3 +103,63 @@ async fn ssm_status_details_are_shown() {
     );
     assert_eq!(fx.weights().await, w(100, 0));
 }
+
+/// Creates an Auto Scaling group of `size` instances in the stack's VPC through boto3 (the
+/// emulator's venv has it; bgcloud itself needs no Auto Scaling client) and returns the ids of
+/// the instances the group launched.
+fn auto_scaling_group(fx: &Fixture, name: &str, size: u32) -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = r#"
+import json, sys, boto3
+endpoint, vpc, name, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+kw = dict(endpoint_url=endpoint, region_name="us-east-1",
+          aws_access_key_id="AKIDASGSETUP", aws_secret_access_key="x")
+ec2, asg = boto3.client("ec2", **kw), boto3.client("autoscaling", **kw)
+subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
+ec2.create_launch_template(LaunchTemplateName=name,
+    LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"})
+asg.create_auto_scaling_group(AutoScalingGroupName=name, MinSize=size, MaxSize=size,
+    DesiredCapacity=size, VPCZoneIdentifier=subnet,
+    LaunchTemplate={"LaunchTemplateName": name, "Version": "$Latest"})
+group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+print(json.dumps(sorted(i["InstanceId"] for i in group["Instances"])))
+"#;
+    let out = std::process::Command::new(root.join("localstack/.venv/bin/python"))
+        .args(["-c", script, support::endpoint(), &fx.stack.vpc_id, name])
+        .arg(size.to_string())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "creating the group: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("instance ids")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_scaling_group_names_the_groups_running_instances() {
+    let fx = Fixture::new().await;
+    let group = format!("{}-asg", fx.stack.spec.name);
+    let members = auto_scaling_group(&fx, &group, 3);
+    assert_eq!(members.len(), 3);
+    let config = fx
+        .stack
+        .config_naming_instances(&format!("auto_scaling_group = \"{group}\""));
+    fx.write_config(&config);
+    let plan = fx.bgcloud(&["deploy", "--image", "v1", "--dry-run"]).json();
+    let instances: Vec<String> = serde_json::from_value(plan["instances"].clone()).unwrap();
+    // The group's instances, not the stack's tagged ones.
+    assert_eq!(instances, members);
+    assert!(fx.stack.instance_ids.iter().all(|i| !instances.contains(i)));
+
+    // Both ways of naming instances at once is refused before any request.
+    fx.write_config(&config.replace(
+        "[backend]\n",
+        &format!("[backend]\ninstance_ids = [\"{}\"]\n", members[0]),
+    ));
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--dry-run"])
+        .code(2);
+    assert!(out.stderr.contains("keep one of them"), "{}", out.stderr);
+}

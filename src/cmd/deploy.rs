@@ -1,8 +1,10 @@
 //! `bgcloud deploy`: the release of a backend image, as explicit steps. Validate → lock →
 //! resolve the digest → pick the idle colour → find instances and check their SSM agents →
-//! adopt a plain forward → launch through SSM → wait for the command → wait until the ALB has
-//! judged the new containers healthy (the health gate) → shift (all, or the canary share) and
-//! verify → record → unlock. Any failure before the shift leaves traffic untouched.
+//! adopt a plain forward → let the idle colour drain if it just lost its traffic → launch
+//! through SSM → wait for the command → wait until the ALB has judged the new containers
+//! healthy (the health gate) → write the colour's desired state for instances that boot later →
+//! shift (all, or the canary share) and verify → record → unlock.
+//! Any failure before the shift leaves traffic untouched.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -15,6 +17,8 @@ use crate::cmd::status::short_digest;
 use crate::color::Color;
 use crate::config::BackendConfig;
 use crate::context::Context;
+use crate::desired::{Desired, Written};
+use crate::drain::{self, Drain};
 use crate::ecr::{self, Image, ImageRef};
 use crate::error::{Error, Result};
 use crate::fleet;
@@ -55,8 +59,13 @@ pub struct Plan {
     /// waits `judge_seconds` after a launch before it trusts a `healthy` verdict.
     pub health_check: HealthCheck,
     pub judge_seconds: f64,
+    /// The wait before the launch while the idle colour finishes requests it got before it
+    /// lost its traffic; None: nothing to wait for.
+    pub drain: Option<Drain>,
     /// The script SSM runs on each instance; secrets appear as parameter names only.
     pub script: Vec<String>,
+    /// Where the script is stored, once gated, for instances that boot later.
+    pub desired: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,7 +84,9 @@ pub struct Deployed {
 /// Where a deploy's time went, in seconds.
 #[derive(Debug, Default, Serialize)]
 pub struct Timings {
-    /// Until SSM reported the launch script done on every instance.
+    /// The drain wait before the launch.
+    pub drain: f64,
+    /// Until SSM reported the launch script done on every instance (after the drain wait).
     pub launch: f64,
     /// Until the health gate trusted every target.
     pub health: f64,
@@ -126,6 +137,9 @@ impl fmt::Display for Plan {
                 self.color
             )?;
         }
+        if let Some(drain) = &self.drain {
+            writeln!(f, "  drain     {drain}")?;
+        }
         let hc = &self.health_check;
         writeln!(
             f,
@@ -136,6 +150,11 @@ impl fmt::Display for Plan {
             hc.matcher,
             humantime::format_duration(Duration::from_secs_f64(self.judge_seconds)),
             hc.judge_arithmetic()
+        )?;
+        writeln!(
+            f,
+            "  desired   {} (stored once gated: instances that boot later start it)",
+            self.desired
         )?;
         writeln!(f, "  script (SSM AWS-RunShellScript on each instance):")?;
         for line in self.script.iter().flat_map(|l| l.lines()) {
@@ -163,9 +182,14 @@ impl fmt::Display for Deployed {
             p.from, p.to
         )?;
         let t = &self.timings;
+        let drain = if self.plan.drain.is_some() {
+            format!("drain {:.1} s, ", t.drain)
+        } else {
+            String::new()
+        };
         writeln!(
             f,
-            "time: launch {:.1} s, health gate {:.1} s (the ALB's judgement: {}), shift {:.1} s",
+            "time: {drain}launch {:.1} s, health gate {:.1} s (the ALB's judgement: {}), shift {:.1} s",
             t.launch,
             t.health,
             p.health_check.judge_arithmetic(),
@@ -323,10 +347,11 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
     }
     let color = live.stable().other();
     let idle_group = [backend.target_group_arn(color)];
-    let (image, instances, checks) = tokio::try_join!(
+    let (image, instances, checks, drain) = tokio::try_join!(
         ecr::resolve(&ctx.clients.ecr, &backend.repository, &inputs.image),
         fleet::discover(&ctx.clients.ec2, &backend.instances),
         target_group::health_checks(&ctx.clients.elb, &idle_group),
+        drain_for(ctx, backend, &live, color),
     )?;
     let health_check = checks.into_iter().next().expect("one target group asked");
     let judge = health_check.judge_time();
@@ -392,14 +417,15 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
         watch_seconds: inputs.watch.as_secs_f64(),
         judge_seconds: judge.as_secs_f64(),
         health_check,
+        drain,
         script,
+        desired: Desired::new(ctx.clients.buckets.clone(), &ctx.config, color).location(),
     };
     Ok((plan, live))
 }
 
 async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result<Deployed> {
     let started = Instant::now();
-    let deadline = started + inputs.timeout;
     let (plan, live) = plan(ctx, backend, inputs).await?;
     let color = plan.color;
     tracing::info!(
@@ -411,6 +437,15 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
     if plan.adopt {
         adopt(ctx, backend, &live, color).await?;
     }
+    let drain_started = Instant::now();
+    if let Some(drain) = &plan.drain {
+        tracing::info!("draining: {drain}");
+        tokio::time::sleep(Duration::from_secs_f64(drain.wait_seconds)).await;
+    }
+    let drained_at = Instant::now();
+    let drained = drained_at - drain_started;
+    // --health-timeout counts from the launch: the drain wait is not the new image's time.
+    let deadline = drained_at + inputs.timeout;
 
     let launched = launch(ctx, backend, &plan, deadline).await?;
     let launched_at = Instant::now();
@@ -434,7 +469,7 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         &launched,
         &registered.fresh,
     );
-    health_gate::wait(
+    let states = health_gate::wait(
         &ctx.clients.elb,
         arn,
         &plan.health_check,
@@ -445,7 +480,18 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         deadline,
     )
     .await?;
+    health_gate::all_launched(color.as_str(), port, &states, &plan.instances)?;
     let trusted_at = Instant::now();
+
+    // From now on an instance that boots starts this release for the colour (desired.rs).
+    // Written before any traffic moves: a failure here leaves traffic untouched.
+    let desired = Desired::new(ctx.clients.buckets.clone(), &ctx.config, color);
+    if desired.write(&plan.script).await? == Written::Written {
+        tracing::info!(
+            "desired state for {color} written to {}",
+            desired.location()
+        );
+    }
 
     // The wait can be long: shift from the listener as it is now, not as it was read before.
     let live = Live::read(ctx).await?;
@@ -508,7 +554,8 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         }
     };
     let timings = Timings {
-        launch: (launched_at - started).as_secs_f64(),
+        drain: drained.as_secs_f64(),
+        launch: (launched_at - started - drained).as_secs_f64(),
         health: (trusted_at - launched_at).as_secs_f64(),
         shift: trusted_at.elapsed().as_secs_f64(),
     };
@@ -520,6 +567,34 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         seconds: started.elapsed().as_secs_f64(),
         timings,
     })
+}
+
+/// The drain wait for `color`: only when the record says it lost its traffic recently (a
+/// listener changed outside bgcloud leaves no such entry, and then there is no wait).
+async fn drain_for(
+    ctx: &Context,
+    backend: &BackendConfig,
+    live: &Live,
+    color: Color,
+) -> Result<Option<Drain>> {
+    let Some(record) = live.record() else {
+        return Ok(None);
+    };
+    if drain::lost_traffic(&record.history, color).is_none()
+        || backend.drain_wait_max == Some(Duration::ZERO)
+    {
+        return Ok(None);
+    }
+    let delay =
+        target_group::deregistration_delay(&ctx.clients.elb, backend.target_group_arn(color))
+            .await?;
+    Ok(drain::plan(
+        &record.history,
+        color,
+        std::time::SystemTime::now(),
+        delay,
+        backend.drain_wait_max,
+    ))
 }
 
 /// A listener that forwards to one colour only leaves the other `unused`: the ALB would never

@@ -86,13 +86,23 @@ impl Object {
     /// Writes `body` as JSON under `condition`. The new version's ETag, or `None` when the
     /// condition failed: someone else created or changed the object first.
     pub async fn put(&self, body: Vec<u8>, condition: Condition<'_>) -> Result<Option<String>> {
+        self.put_typed(body, "application/json", condition).await
+    }
+
+    /// [`Object::put`] with another content type.
+    pub async fn put_typed(
+        &self,
+        body: Vec<u8>,
+        content_type: &str,
+        condition: Condition<'_>,
+    ) -> Result<Option<String>> {
         let bucket = self.bucket().await?;
         let put = bucket
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(&self.key)
-            .content_type("application/json")
+            .content_type(content_type)
             .body(ByteStream::from(body));
         let put = match condition {
             Condition::None => put,

@@ -451,20 +451,28 @@ impl Fixture {
 
     /// The deployment record as stored, or Null.
     pub async fn record(&self) -> Value {
-        let key = format!("bgcloud/{}/record.json", self.stack.spec.name);
-        match self
+        match self.state_object("record.json").await {
+            Some((body, _)) => serde_json::from_slice(&body).unwrap(),
+            None => Value::Null,
+        }
+    }
+
+    /// `bgcloud/<app>/<name>` in the state bucket: its body and ETag, or None.
+    pub async fn state_object(&self, name: &str) -> Option<(Vec<u8>, String)> {
+        let key = format!("bgcloud/{}/{name}", self.stack.spec.name);
+        let out = self
             .s3()
             .get_object()
             .bucket(&self.stack.state_bucket)
             .key(key)
             .send()
             .await
-        {
-            Ok(out) => {
-                serde_json::from_slice(&out.body.collect().await.unwrap().into_bytes()).unwrap()
-            }
-            Err(_) => Value::Null,
-        }
+            .ok()?;
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        Some((
+            out.body.collect().await.unwrap().into_bytes().to_vec(),
+            etag,
+        ))
     }
 }
 

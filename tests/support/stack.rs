@@ -254,6 +254,18 @@ impl Stack {
         })
     }
 
+    /// [`Stack::config_toml`] with the instances named by `instances` (an `instance_ids = …` or
+    /// `auto_scaling_group = …` line) instead of the stack's tag.
+    pub fn config_naming_instances(&self, instances: &str) -> String {
+        self.config_toml("").replace(
+            &format!(
+                "instance_tags = {{ \"bgcloud:app\" = \"{}\" }}",
+                self.spec.name
+            ),
+            instances,
+        )
+    }
+
     /// A `bgcloud.toml` for this stack; `extra_backend` lines are appended to `[backend]`.
     pub fn config_toml(&self, extra_backend: &str) -> String {
         format!(

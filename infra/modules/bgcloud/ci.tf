@@ -83,6 +83,7 @@ data "aws_iam_policy_document" "ci" {
       "elasticloadbalancing:DescribeListeners",
       "elasticloadbalancing:DescribeRules",
       "elasticloadbalancing:DescribeTargetGroups",
+      "elasticloadbalancing:DescribeTargetGroupAttributes", # the deregistration delay (drain wait)
       "elasticloadbalancing:DescribeTargetHealth",
     ]
     resources = ["*"] # Describe* calls do not support resource-level permissions

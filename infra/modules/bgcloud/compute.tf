@@ -22,6 +22,21 @@ locals {
     JSON
     systemctl enable --now docker
     systemctl enable --now amazon-ssm-agent
+    ${local.boot_desired_state}
+  EOT
+
+  # The colours as bgcloud last deployed them (its desired state in the state bucket): a new or
+  # replaced instance starts both with the recorded digests, ports, env and secret names before
+  # the ALB's health checks count it, with no agent and no bgcloud command. Absent before a
+  # colour's first deploy. A colour that fails to start is logged and left for `bgcloud deploy`.
+  boot_desired_state = <<-EOT
+    for color in blue green; do
+      if aws s3 cp --only-show-errors --region ${local.region} "s3://${local.state_bucket_name}/${local.desired_state_prefix}$color.sh" "/run/bgcloud-$color.sh"; then
+        sh "/run/bgcloud-$color.sh" || echo "bgcloud: $color did not start at boot" >&2
+      else
+        echo "bgcloud: no desired state for $color yet (never deployed)" >&2
+      fi
+    done
   EOT
 }
 
@@ -96,9 +111,8 @@ resource "aws_autoscaling_group" "app" {
   health_check_type         = "EC2"
   health_check_grace_period = 300
 
-  # Note: an instance that the ASG launches later (a replaced or failed one) comes up with
-  # Docker but no application container; the ALB keeps it out of rotation until it is healthy.
-  # Run `bgcloud deploy --image <live tag>` (then promote) to start the application on it.
+  # An instance that the ASG launches later (scale-out, a replaced one) starts both colours
+  # from bgcloud's desired state in its user data; the ALB sends it traffic once it is healthy.
 
   tag {
     key                 = "bgcloud:app"

@@ -1,5 +1,6 @@
 # The instances' role: SSM management (Run Command is how bgcloud starts containers), pulling
-# the application image from this module's ECR repository, and reading the app's parameters
+# the application image from this module's ECR repository, reading the colours' launch scripts
+# at boot (bgcloud's desired state), and reading the app's parameters
 # (bgcloud's `secrets` are resolved on the instance, so their values never appear in a command).
 
 data "aws_iam_policy_document" "instance_assume" {
@@ -41,6 +42,13 @@ data "aws_iam_policy_document" "instance" {
       "ecr:BatchCheckLayerAvailability",
     ]
     resources = [aws_ecr_repository.api.arn]
+  }
+
+  # The boot script reads bgcloud's desired state: exactly the two colours' launch scripts.
+  statement {
+    sid       = "DesiredState"
+    actions   = ["s3:GetObject"]
+    resources = [for c in ["blue", "green"] : "${aws_s3_bucket.state.arn}/${local.desired_state_prefix}${c}.sh"]
   }
 
   statement {

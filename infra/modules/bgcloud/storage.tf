@@ -5,6 +5,9 @@
 locals {
   state_bucket_name = "${var.app}-deploy-state-${local.account_id}"
   web_bucket_name   = "${var.app}-web-${local.account_id}"
+  # bgcloud's desired state (its default [state] prefix "bgcloud/"): each colour's launch script
+  # as last deployed, which an instance runs when it boots (compute.tf).
+  desired_state_prefix = "bgcloud/${var.app}/desired/"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -179,3 +179,16 @@ run "a_repository_that_is_not_owner_slash_name_is_refused" {
 
   expect_failures = [var.github_repository]
 }
+
+run "instances_boot_both_colours_from_the_desired_state" {
+  command = plan
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "aws s3 cp --only-show-errors --region us-east-1 \"s3://shop-deploy-state-123456789012/bgcloud/shop/desired/$color.sh\"")
+    error_message = "the user data fetches each colour's launch script from bgcloud's state prefix"
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.app.user_data), "for color in blue green; do")
+    error_message = "the user data starts both colours"
+  }
+}
