@@ -35,6 +35,8 @@ BASE_REPOSITORY = "lane/app"
 CONTAINER_PORT = 3000
 HEALTH_PATH = "/cgi-bin/healthz"
 APP_PATH = "/cgi-bin/app"
+SLOW_PATH = "/cgi-bin/slow"
+SLOW_SECONDS = 8
 PACKAGES = {
     "podman": "podman",
     "runc": "runc",
@@ -234,6 +236,9 @@ def build_context(ctx, tag, spec):
         "healthz": _cgi(expr, "$code", version),
         "app": _cgi("200", version, version),
         "api": _cgi(spec["api"], "$code", version),
+        # A request that takes SLOW_SECONDS: in flight long enough to be cut off by a container
+        # replaced without draining.
+        "slow": _cgi(f"$(sleep {SLOW_SECONDS}; echo 200)", version, version),
     }
     for name, text in scripts.items():
         path = f"{rootfs}/www/cgi-bin/{name}"
@@ -317,6 +322,8 @@ def up(d, n):
         "container_port": CONTAINER_PORT,
         "health_path": HEALTH_PATH,
         "app_path": APP_PATH,
+        "slow_path": SLOW_PATH,
+        "slow_seconds": SLOW_SECONDS,
         "instances": instances,
     }
     with open(f"{d}/lane.json", "w") as f:

@@ -16,7 +16,8 @@ What real ELBv2 does and this module makes moto do:
 What a check sees is the "container" on the instance's port: by default something that answers
 200 (the stack is assumed to run an app there); the SSM model (ssm.py) starts a new container at
 each launch, which behaves as its image was told to (control `image-behaviour`), and the
-`container` control sets one directly. A behaviour is {"status": N} (an HTTP answer), {"down":
+`container` control sets one directly (one that bgcloud's inspect script does not list: no
+launch started it, so it has no name or labels). A behaviour is {"status": N} (an HTTP answer), {"down":
 true} (connection refused), {"timeout": true}, optionally {"then": {"after": S, ...}}: after S
 seconds it behaves as the inner one.
 
@@ -35,7 +36,7 @@ from moto.elbv2.exceptions import InvalidTargetError, TargetGroupNotFoundError, 
 LOCK = threading.RLock()
 TARGETS = {}  # (tg_arn, id, port) -> Target
 USAGE = {}  # tg_arn -> time since when a forward uses it, or None
-CONTAINERS = {}  # (instance_id, port) -> [(start time, behaviour)]
+CONTAINERS = {}  # (instance_id, port) -> [(start time, behaviour, name, digest)]
 FORCED = {}  # (tg_arn, target_id) -> [[state dict, answers left], ...]: control target-health
 IMAGES = {}  # image digest -> behaviour of containers started from it
 DEFAULT_BEHAVIOUR = {"status": 200}
@@ -69,7 +70,7 @@ class Target:
 def behaviour_at(instance_id, port, t):
     """The behaviour of the container on instance:port at time t, and when it started."""
     start, behaviour = 0.0, DEFAULT_BEHAVIOUR
-    for s, b in CONTAINERS.get((instance_id, port), []):
+    for s, b, _, _ in CONTAINERS.get((instance_id, port), []):
         if s <= t:
             start, behaviour = s, b
     while "then" in behaviour and t - start >= float(behaviour["then"].get("after", 0)):
@@ -378,6 +379,8 @@ USAGE_ACTIONS = {
 
 _PORT = re.compile(r"-p\s+(\d+):(\d+)")
 _DIGEST = re.compile(r"bgcloud\.digest=(sha256:[0-9a-f]{64})")
+_NAME = re.compile(r"--name\s+'?([A-Za-z0-9_.-]+)")
+_INSPECT = re.compile(r"^for c in ((?:'?[A-Za-z0-9_.-]+'? ?)+); do$", re.M)
 
 
 def launched(instance_id, script, now=None):
@@ -387,10 +390,34 @@ def launched(instance_id, script, now=None):
         return
     digest = _DIGEST.search(script)
     behaviour = IMAGES.get(digest.group(1), DEFAULT_BEHAVIOUR) if digest else DEFAULT_BEHAVIOUR
+    name = _NAME.search(script)
     with LOCK:
         CONTAINERS.setdefault((instance_id, int(port.group(1))), []).append(
-            (now or time.time(), behaviour)
+            (now or time.time(), behaviour, name and name.group(1), digest and digest.group(1))
         )
+
+
+def inspect(instance_id, script, now=None):
+    """What bgcloud's inspect script (script.rs `inspect`) prints on the instance: for each
+    container it asks about, `NAME STATUS DIGEST` when a launch started it and it is still the
+    one on its port, else `NAME missing`. A container whose behaviour is "down" reads exited."""
+    asked = _INSPECT.search(script)
+    if not asked:
+        return None
+    now = now or time.time()
+    lines = []
+    with LOCK:
+        latest = {port: entries[-1] for (i, port), entries in CONTAINERS.items()
+                  if i == instance_id and entries}
+        for name in asked.group(1).replace("'", "").split():
+            found = [(port, e) for port, e in latest.items() if e[2] == name]
+            if not found:
+                lines.append(f"{name} missing")
+                continue
+            port, (_, _, _, digest) = found[0]
+            status = "exited" if behaviour_at(instance_id, port, now).get("down") else "running"
+            lines.append(f"{name} {status} {digest or '<no value>'}")
+    return "\n".join(lines) + "\n"
 
 
 # --- controls -----------------------------------------------------------------------------------
@@ -410,8 +437,9 @@ def control(path, data):
         elif path == "image-behaviour":
             IMAGES[data["digest"]] = data["behaviour"]
         elif path == "container":
+            # A container no launch started (no name, no digest): bgcloud's inspect sees none.
             CONTAINERS.setdefault((data["instance_id"], int(data["port"])), []).append(
-                (now, data["behaviour"])
+                (now, data["behaviour"], None, None)
             )
         elif path == "settle":
             # The stack has been up for a while: every target of the group has its verdict.

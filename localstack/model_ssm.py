@@ -9,7 +9,8 @@
 - SendCommand with InstanceIds runs on exactly those instances (stock moto adds every instance
   in the region).
 - A launch script that succeeds on an instance starts its container there (alb.launched): the
-  ALB model's health checks see the new container from then on. On a real-instance lane
+  ALB model's health checks see the new container from then on, and bgcloud's inspect script
+  (`bgcloud sync`) lists it with its digest label (alb.inspect). On a real-instance lane
   instance (model_lane.py) the script really runs instead.
 - CancelCommand (not in stock moto) cancels invocations that have not finished.
 - GetCommandInvocation returns at most 24,000 characters of stdout and 8,000 of stderr, as SSM.
@@ -34,6 +35,7 @@ LOCK = threading.Lock()
 OVERRIDES = {}  # instance_id -> override dict
 AGENTS = {}  # instance_id -> "unregistered" | "ConnectionLost" | "Online"
 CANCELLED = set()  # (command_id, instance_id)
+OUTPUTS = {}  # (command_id, instance_id) -> stdout of a script the model answers (inspect)
 UNDELIVERED = set()  # (command_id, instance_id): sent while the agent's connection was lost
 STDOUT_LIMIT = 24000
 STDERR_LIMIT = 8000
@@ -126,6 +128,10 @@ def _send_command(self, **kwargs):
             override = OVERRIDES.get(instance_id)
         if override is None or override.get("status") == "Success":
             alb.launched(instance_id, script)
+            inspected = alb.inspect(instance_id, script)
+            if inspected is not None:
+                with LOCK:
+                    OUTPUTS[(command.command_id, instance_id)] = inspected
     return command
 
 
@@ -149,9 +155,12 @@ def _get_invocation(self, instance_id, plugin_name):
         override = OVERRIDES.get(instance_id)
         cancelled = (self.command_id, instance_id) in CANCELLED
         undelivered = (self.command_id, instance_id) in UNDELIVERED
+        output = OUTPUTS.get((self.command_id, instance_id))
     ran = lane.result(self.command_id, instance_id)
     if ran is not None:
         invocation.update(ran)
+    elif output is not None and not undelivered and not override:
+        invocation["StandardOutputContent"] = output
     elif undelivered:
         invocation.update(
             {"Status": "Pending", "StatusDetails": "Pending", "ResponseCode": -1,
@@ -219,5 +228,6 @@ def reset():
         AGENTS.clear()
         CANCELLED.clear()
         UNDELIVERED.clear()
+        OUTPUTS.clear()
 
 

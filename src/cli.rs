@@ -66,6 +66,9 @@ pub enum Command {
     Promote(PromoteArgs),
     /// All traffic back to the previous stable colour, at once.
     Rollback(TrafficArgs),
+    /// Bring every instance in line with the desired state: relaunch missing or stale colour
+    /// containers, register missing targets. Never moves traffic.
+    Sync(SyncArgs),
     /// The recorded deployments and traffic changes, newest first.
     History(HistoryArgs),
     /// Inspect or break the deployment lock.
@@ -147,11 +150,30 @@ pub struct DeployArgs {
     /// Stop at the last step; `bgcloud promote` continues.
     #[arg(long)]
     pub pause: bool,
+    /// Run this once, on one instance, with the new image before its containers start
+    /// (migrations); split as shell words. Default: [backend].release_task.
+    #[arg(long, value_name = "CMD")]
+    pub release_task: Option<String>,
+    /// How long the release task may run (default 15m).
+    #[arg(long, value_name = "DURATION", default_value = "15m")]
+    pub release_task_timeout: String,
     /// Print the plan (colour, digest, instances, script, weights) and change nothing.
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
     pub watch: WatchArgs,
+    #[command(flatten)]
+    pub lock: LockWait,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// How long each relaunch may take to become healthy (default: [backend].health_timeout).
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Ask the instances what they run and print what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub lock: LockWait,
 }

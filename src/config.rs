@@ -47,6 +47,9 @@ pub struct BackendConfig {
     pub secrets: BTreeMap<String, String>,
     pub gates: GatesConfig,
     pub canary: CanaryConfig,
+    /// The release task's argv after the image (migrations), run once before a deploy's
+    /// containers start; None: no task.
+    pub release_task: Option<Vec<String>>,
 }
 
 /// `[backend.gates]`: what a watch (bake time) checks on the colour that gained traffic.
@@ -206,6 +209,7 @@ struct RawBackend {
     secrets: Option<BTreeMap<String, String>>,
     gates: Option<RawGates>,
     canary: Option<RawCanary>,
+    release_task: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -579,9 +583,14 @@ impl RawBackend {
         }
         let gates = self.gates.unwrap_or_default().validate(c)?;
         let canary = self.canary.unwrap_or_default().validate(c)?;
+        let release_task = self
+            .release_task
+            .map(|argv| release_task_argv(argv).map_err(|e| c.err("[backend].release_task", e)))
+            .transpose()?;
         Ok(BackendConfig {
             gates,
             canary,
+            release_task,
             listener_arn,
             rule_arn,
             blue_target_group_arn: blue,
@@ -597,6 +606,21 @@ impl RawBackend {
             env,
             secrets,
         })
+    }
+}
+
+/// A release task's argv: at least the command, no empty command, no NUL (which no argv can
+/// hold).
+pub fn release_task_argv(argv: Vec<String>) -> std::result::Result<Vec<String>, String> {
+    match argv.first() {
+        None => Err("is empty: give the command and its arguments, e.g. [\"npm\", \"run\", \"migrate\"], or leave it out".into()),
+        Some(cmd) if cmd.trim().is_empty() => {
+            Err("starts with an empty command: give the program to run first".into())
+        }
+        _ if argv.iter().any(|a| a.contains('\0')) => {
+            Err("has a NUL character, which no argument can hold".into())
+        }
+        _ => Ok(argv),
     }
 }
 

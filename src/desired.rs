@@ -74,7 +74,33 @@ impl Desired {
     }
 }
 
+/// The image digest a stored launch script starts (its `bgcloud.digest=` label).
+pub fn digest_of(script: &str) -> Option<&str> {
+    let start = script.find("bgcloud.digest=")? + "bgcloud.digest=".len();
+    let rest = &script[start..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == ':'))
+        .unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|d| !d.is_empty())
+}
+
 /// `<prefix><app>/desired/<colour>.sh`, beside `<prefix><app>/record.json`.
 pub fn key(config: &Config, color: Color) -> String {
     format!("{}{}/desired/{color}.sh", config.state.prefix, config.app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_comes_from_the_label() {
+        let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let script = format!(
+            "docker run -d \\\n  --label bgcloud.app=shop --label bgcloud.digest={d} \\\n  x"
+        );
+        assert_eq!(digest_of(&script), Some(d));
+        assert_eq!(digest_of("docker run x"), None);
+        assert_eq!(digest_of("--label bgcloud.digest= x"), None);
+    }
 }

@@ -10,7 +10,12 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::color::Color;
+use crate::config::BackendConfig;
+use crate::context::Context;
+use crate::error::Result;
+use crate::live::Live;
 use crate::state::Event;
+use crate::target_group;
 
 /// What the deploy waits before replacing the idle colour's container, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,6 +29,18 @@ pub struct Drain {
     pub cap_seconds: Option<f64>,
     /// What is left of the delay now, within the cap.
     pub wait_seconds: f64,
+    /// When the wait ends: a later step (a release task) counts towards it.
+    #[serde(skip)]
+    pub until: SystemTime,
+}
+
+impl Drain {
+    /// What is left of the wait now.
+    pub fn left(&self) -> Duration {
+        self.until
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+    }
 }
 
 impl fmt::Display for Drain {
@@ -82,7 +99,43 @@ pub fn plan(
         delay_seconds: delay.as_secs_f64(),
         cap_seconds: cap.filter(|c| *c < delay).map(|c| c.as_secs_f64()),
         wait_seconds: wait.as_secs_f64(),
+        until: now + wait,
     })
+}
+
+/// The longest a drain wait can be: `drain_wait_max`, else AWS's default deregistration delay
+/// (300 s); what the lock's expiry allows for.
+pub fn cap(backend: &BackendConfig) -> Duration {
+    backend.drain_wait_max.unwrap_or(Duration::from_secs(300))
+}
+
+/// The drain wait before replacing `color`'s containers: only when the record says it lost its
+/// traffic recently (a listener changed outside bgcloud leaves no such entry, and then there is
+/// no wait). The deregistration delay is read only when it can matter.
+pub async fn for_color(
+    ctx: &Context,
+    backend: &BackendConfig,
+    live: &Live,
+    color: Color,
+) -> Result<Option<Drain>> {
+    let Some(record) = live.record() else {
+        return Ok(None);
+    };
+    if lost_traffic(&record.history, color).is_none()
+        || backend.drain_wait_max == Some(Duration::ZERO)
+    {
+        return Ok(None);
+    }
+    let delay =
+        target_group::deregistration_delay(&ctx.clients.elb, backend.target_group_arn(color))
+            .await?;
+    Ok(plan(
+        &record.history,
+        color,
+        SystemTime::now(),
+        delay,
+        backend.drain_wait_max,
+    ))
 }
 
 #[cfg(test)]

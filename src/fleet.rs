@@ -67,8 +67,8 @@ pub async fn discover(ec2: &aws_sdk_ec2::Client, which: &Instances) -> Result<Ve
         .collect();
     if !booting.is_empty() && !matches!(which, Instances::Ids(_)) {
         tracing::info!(
-            "skipping {} still booting: an instance starts the recorded colours itself when it \
-             boots (the desired state in the state bucket)",
+            "skipping {} still booting: an instance starts each colour's desired state (the \
+             script last gated for it) when it boots; `bgcloud sync` brings it up to date",
             booting
                 .iter()
                 .map(|s| s.as_str())
@@ -211,13 +211,10 @@ pub async fn cancel(ssm: &aws_sdk_ssm::Client, sent: &[Sent]) {
             .send()
             .await
         {
-            Ok(_) => tracing::warn!(
-                "cancelled launch command {command_id} on {}",
-                instances.join(", ")
-            ),
+            Ok(_) => tracing::warn!("cancelled command {command_id} on {}", instances.join(", ")),
             Err(e) => tracing::warn!(
-                "could not cancel launch command {command_id} on {} ({}); it may still replace \
-                 the idle colour's container there — traffic is not affected",
+                "could not cancel command {command_id} on {} ({}); it may still run to its end \
+                 there (a launch only ever touches the idle colour) — traffic is not affected",
                 instances.join(", "),
                 AwsFailure::of(&e).explain("CancelCommand")
             ),
@@ -256,7 +253,7 @@ pub async fn send(
             .comment(comment.chars().take(100).collect::<String>())
             .send()
             .await
-            .map_err(aws("sending the launch command through SSM"))?;
+            .map_err(aws(format!("sending {comment:?} through SSM")))?;
         let command_id = out
             .command()
             .and_then(|c| c.command_id())
@@ -272,6 +269,45 @@ pub async fn send(
         sent.extend(batch);
     }
     Ok(sent)
+}
+
+/// What a command is, for its messages: "the launch command", "the release task", …
+pub struct Step<'a> {
+    pub what: &'a str,
+    /// The SSM command's comment (at most 100 characters are sent).
+    pub comment: &'a str,
+    /// What to do when it ran past its deadline ("retry with a longer --health-timeout").
+    pub on_timeout: &'a str,
+}
+
+/// [`send`] then [`wait`]: the script on every instance, done when it succeeded on each.
+pub async fn run(
+    ssm: &aws_sdk_ssm::Client,
+    in_flight: &InFlight,
+    instances: &[String],
+    lines: Vec<String>,
+    step: Step<'_>,
+    poll: Duration,
+    deadline: Instant,
+) -> Result<Vec<Invocation>> {
+    let comment = step.comment;
+    let sent = send(
+        ssm,
+        in_flight,
+        instances,
+        lines,
+        comment,
+        deadline.saturating_duration_since(Instant::now()),
+    )
+    .await?;
+    let ids: std::collections::BTreeSet<&str> =
+        sent.iter().map(|s| s.command_id.as_str()).collect();
+    tracing::info!(
+        "command {} sent ({comment}); waiting for it on {} instance(s)",
+        ids.into_iter().collect::<Vec<_>>().join(", "),
+        instances.len()
+    );
+    wait(ssm, in_flight, &sent, &step, poll, deadline).await
 }
 
 /// One instance's result.
@@ -304,9 +340,11 @@ pub async fn wait(
     ssm: &aws_sdk_ssm::Client,
     in_flight: &InFlight,
     sent: &[Sent],
+    step: &Step<'_>,
     poll: Duration,
     deadline: Instant,
 ) -> Result<Vec<Invocation>> {
+    let what = step.what;
     let mut done: Vec<Invocation> = Vec::new();
     let mut pending: Vec<Sent> = sent.to_vec();
     loop {
@@ -329,11 +367,7 @@ pub async fn wait(
                     still.push(s);
                     continue;
                 }
-                Err(e) => {
-                    return Err(aws(format!("reading the launch command's result on {id}"))(
-                        e,
-                    ))
-                }
+                Err(e) => return Err(aws(format!("reading the result of {what} on {id}"))(e)),
             };
             match out.status() {
                 Some(CommandInvocationStatus::Pending)
@@ -363,12 +397,13 @@ pub async fn wait(
         if Instant::now() + poll > deadline {
             let ids: Vec<&str> = pending.iter().map(|s| s.instance_id.as_str()).collect();
             let message = format!(
-                "the launch command was still running on {} when the deadline passed, and was \
+                "{what} was still running on {} when the deadline passed, and was \
                  cancelled there; traffic was not changed. Check `aws ssm get-command-invocation \
-                 --command-id {} --instance-id {}` and retry with a longer --health-timeout",
+                 --command-id {} --instance-id {}` and {}",
                 ids.join(", "),
                 pending[0].command_id,
-                pending[0].instance_id
+                pending[0].instance_id,
+                step.on_timeout
             );
             cancel(ssm, &in_flight.take()).await;
             return Err(Error::failed(message));
@@ -396,7 +431,7 @@ pub async fn wait(
             .collect::<Vec<_>>()
             .join("\n");
         return Err(Error::failed(format!(
-            "the container did not start on {} of {} instances; traffic was not changed.\n{details}",
+            "{what} failed on {} of {} instances; traffic was not changed.\n{details}",
             failed.len(),
             sent.len()
         )));

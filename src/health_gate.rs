@@ -20,7 +20,11 @@ use std::time::{Duration, Instant};
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use aws_sdk_elasticloadbalancingv2::Client;
 
+use crate::color::Color;
+use crate::config::BackendConfig;
+use crate::context::Context;
 use crate::error::{aws, Error, Result};
+use crate::fleet;
 use crate::health::{targets, TargetState};
 use crate::target_group::HealthCheck;
 
@@ -202,23 +206,9 @@ pub async fn register(
             "deregistering {} from {what}'s target group: the colour's port is {port} now",
             names.join(", ")
         );
-        let descriptions = stale
-            .iter()
-            .map(|t| {
-                TargetDescription::builder()
-                    .id(&t.id)
-                    .set_port(t.port)
-                    .build()
-            })
-            .collect();
-        elb.deregister_targets()
-            .target_group_arn(target_group_arn)
-            .set_targets(Some(descriptions))
-            .send()
-            .await
-            .map_err(aws(format!(
-                "deregistering old-port targets in {target_group_arn}"
-            )))?;
+        let targets: Vec<(String, Option<i32>)> =
+            stale.iter().map(|t| (t.id.clone(), t.port)).collect();
+        deregister(elb, target_group_arn, &targets).await?;
     }
     let unchanged = (add.is_empty() && stale.is_empty()).then_some(listed.clone());
     Ok(Registered { fresh, unchanged })
@@ -292,10 +282,107 @@ pub async fn wait(
     }
 }
 
+/// Runs a launch script on `instances` through SSM and waits for it; returns when bgcloud saw
+/// it succeed on each, with that moment (the gate counts from there).
+pub async fn launch(
+    ctx: &Context,
+    backend: &BackendConfig,
+    instances: &[String],
+    script: Vec<String>,
+    comment: &str,
+    deadline: Instant,
+) -> Result<Vec<Launched>> {
+    let done = fleet::run(
+        &ctx.clients.ssm,
+        &ctx.in_flight,
+        instances,
+        script,
+        fleet::Step {
+            what: "the launch command",
+            comment,
+            on_timeout: "retry with a longer --health-timeout",
+        },
+        backend.poll_interval,
+        deadline,
+    )
+    .await?;
+    Ok(done
+        .into_iter()
+        .map(|i| Launched {
+            instance_id: i.instance_id,
+            at: i.seen_at,
+        })
+        .collect())
+}
+
+/// Takes the `(instance, port)` targets out of the group (they start `draining`).
+pub async fn deregister(
+    elb: &Client,
+    target_group_arn: &str,
+    targets: &[(String, Option<i32>)],
+) -> Result<()> {
+    let descriptions = targets
+        .iter()
+        .map(|(id, port)| TargetDescription::builder().id(id).set_port(*port).build())
+        .collect();
+    elb.deregister_targets()
+        .target_group_arn(target_group_arn)
+        .set_targets(Some(descriptions))
+        .send()
+        .await
+        .map_err(aws(format!(
+            "deregistering targets from {target_group_arn}"
+        )))?;
+    Ok(())
+}
+
+/// Registers the launched instances' targets where missing and waits until the ALB has judged
+/// their new containers healthy (the rule above), by `deadline`; the group as last read.
+pub async fn gate(
+    ctx: &Context,
+    backend: &BackendConfig,
+    color: Color,
+    check: &HealthCheck,
+    launched: Vec<Launched>,
+    deadline: Instant,
+) -> Result<Vec<TargetState>> {
+    let arn = backend.target_group_arn(color);
+    let port = backend.port(color);
+    let ids: Vec<String> = launched.iter().map(|l| l.instance_id.clone()).collect();
+    let registered = register(&ctx.clients.elb, arn, color.as_str(), &ids, port).await?;
+    tracing::info!(
+        "container running on {}; waiting until the ALB has judged {color}'s new containers \
+         ({}, at most {} from now)",
+        ids.join(", "),
+        check.judge_arithmetic(),
+        humantime::format_duration(Duration::from_secs(
+            deadline.saturating_duration_since(Instant::now()).as_secs()
+        ))
+    );
+    let gate = Gate::new(
+        color.as_str(),
+        port,
+        check.judge_time(),
+        &launched,
+        &registered.fresh,
+    );
+    wait(
+        &ctx.clients.elb,
+        arn,
+        check,
+        &format!("{}-{color}", ctx.config.app),
+        gate,
+        registered.unchanged,
+        backend.poll_interval,
+        deadline,
+    )
+    .await
+}
+
 /// Refuses the shift when the colour's target group holds a target this deploy did not launch
 /// and gate (an instance an Auto Scaling group registered during the deploy, or one registered
-/// by hand): it would get the new colour's traffic with whatever it runs. Draining targets get
-/// no new requests and do not count.
+/// by hand): it would get the new colour's traffic with whatever it runs. Draining and unused
+/// targets (a stopped instance) get no requests and do not count.
 pub fn all_launched(
     what: &str,
     port: u16,
@@ -304,7 +391,9 @@ pub fn all_launched(
 ) -> Result<()> {
     let strangers: Vec<String> = states
         .iter()
-        .filter(|t| t.port == Some(i32::from(port)) && t.state != "draining")
+        .filter(|t| {
+            t.port == Some(i32::from(port)) && !matches!(t.state.as_str(), "draining" | "unused")
+        })
         .filter(|t| !launched.contains(&t.id))
         .map(|t| t.to_string())
         .collect();

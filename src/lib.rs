@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod desired;
 pub mod drain;
+pub mod drift;
 pub mod ecr;
 pub mod encode;
 pub mod error;
@@ -49,6 +50,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Rollback(args) => {
             output::print(ctx.format, &cmd::rollback::run(&ctx, args).await?)
         }
+        Command::Sync(args) => match cmd::sync::run(&ctx, args).await? {
+            cmd::sync::Outcome::Planned(plan) => output::print(ctx.format, &plan),
+            cmd::sync::Outcome::Synced(done) => output::print(ctx.format, &done),
+        },
         Command::History(args) => output::print(ctx.format, &cmd::history::run(&ctx, args).await?),
         Command::Lock(LockCommand::Status) => {
             output::print(ctx.format, &cmd::lock::status(&ctx).await?)

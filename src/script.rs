@@ -17,6 +17,10 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// How much of the release task's output is kept (its end), well inside SSM's 24,000
+/// characters of stdout.
+pub const RELEASE_OUTPUT: usize = 20_000;
+
 /// Everything the launch script needs.
 #[derive(Debug, Clone)]
 pub struct Launch<'a> {
@@ -58,11 +62,79 @@ impl Launch<'_> {
     pub fn render(&self) -> Vec<String> {
         let q = quote;
         let container = q(&self.container());
-        let image = q(&self.image());
+        let mut lines = self.prelude(&format!("start {} on this instance", self.container()));
+        lines.push(format!("docker rm -f {container} >/dev/null 2>&1 || true"));
+        let run = format!(
+            "docker run -d --restart unless-stopped --name {container} -p {}:{} \\\n  --label {} --label {} --label {} --label {}{} \\\n  {} >/dev/null",
+            self.host_port,
+            self.container_port,
+            q(&format!("bgcloud.app={}", self.app)),
+            q(&format!("bgcloud.color={}", self.color)),
+            q(&format!("bgcloud.digest={}", self.digest)),
+            q(&format!("bgcloud.deployment={}", self.deployment_id)),
+            self.env_flags(),
+            q(&self.image()),
+        );
+        lines.push(run);
+        lines.extend(self.readiness());
+        lines
+    }
+
+    /// The release task (migrations): `argv` run once with the new image by digest, the same env
+    /// and secrets, in a container named `<app>-release` and removed afterwards (the name also
+    /// stops a second task from starting while one still runs there). Its output is kept to the
+    /// last `RELEASE_OUTPUT` bytes (SSM would keep the first 24,000 characters; the end is what
+    /// says why it failed), with any secret's value masked, and a failure's exit code is the
+    /// last line.
+    pub fn release_task(&self, argv: &[String]) -> Vec<String> {
+        let q = quote;
+        let mut lines = self.prelude(&format!(
+            "release task of {} with {}, before its containers start",
+            self.app,
+            self.image()
+        ));
+        let words: Vec<String> = argv.iter().map(|a| q(a)).collect();
+        // bgcloud_*: names no secret can shadow before docker reads the environment.
+        lines.push("bgcloud_out=\"$(mktemp)\"".to_string());
+        lines.push(format!(
+            "if docker run --rm --name {} --label {} --label {}{} \\\n  {} {} >\"$bgcloud_out\" 2>&1; then bgcloud_code=0; else bgcloud_code=$?; fi",
+            q(&format!("{}-release", self.app)),
+            q(&format!("bgcloud.app={}", self.app)),
+            q(&format!("bgcloud.release-task={}", self.deployment_id)),
+            self.env_flags(),
+            q(&self.image()),
+            words.join(" "),
+        ));
+        let mask = if self.secrets.is_empty() {
+            String::new()
+        } else {
+            // A tool that fails to connect often prints its URL, password included. ENVIRON,
+            // not -v: awk would read escapes in a -v value.
+            let names: Vec<&str> = self.secrets.keys().map(String::as_str).collect();
+            format!(
+                " | awk 'BEGIN {{ n = split(\"{}\", names, \" \") }} {{ for (k = 1; k <= n; k++) {{ s = ENVIRON[names[k]]; if (s == \"\") continue; out = \"\"; rest = $0; while ((i = index(rest, s)) > 0) {{ out = out substr(rest, 1, i - 1) \"***\"; rest = substr(rest, i + length(s)) }} $0 = out rest }} print }}'",
+                names.join(" ")
+            )
+        };
+        lines.push(format!(
+            "tail -c {RELEASE_OUTPUT} \"$bgcloud_out\"{mask}; rm -f \"$bgcloud_out\""
+        ));
+        lines.push(format!(
+            "if [ $bgcloud_code -ne 0 ]; then echo \"bgcloud: the release task {} exited $bgcloud_code\" >&2; fi",
+            words.join(" ").replace(['"', '$', '`', '\\'], "")
+        ));
+        lines.push("exit $bgcloud_code".to_string());
+        lines
+    }
+
+    /// The start every script shares: log in to ECR with the instance role, pull by digest,
+    /// fetch the secrets on the instance by parameter name.
+    fn prelude(&self, what: &str) -> Vec<String> {
+        let q = quote;
         let region = q(self.region);
         let mut lines = vec![
             "#!/bin/sh".to_string(),
-            format!("# bgcloud: start {} on this instance", self.container()),
+            format!("# bgcloud: {what}"),
             "set -eu".to_string(),
             // The instance role logs in; no registry token is ever in this text.
             format!(
@@ -70,7 +142,7 @@ impl Launch<'_> {
                 q(self.registry())
             ),
             // Pull before removing anything: a failed pull leaves the old container as it was.
-            format!("docker pull --quiet {image}"),
+            format!("docker pull --quiet {}", q(&self.image())),
         ];
         for (name, parameter) in self.secrets {
             // Fetched here, exported, and passed to docker by name (`-e NAME`): the value is in
@@ -81,26 +153,19 @@ impl Launch<'_> {
             ));
             lines.push(format!("export {name}"));
         }
-        lines.push(format!("docker rm -f {container} >/dev/null 2>&1 || true"));
-        let mut run = format!(
-            "docker run -d --restart unless-stopped --name {container} -p {}:{} \\\n  --label {} --label {} --label {} --label {}",
-            self.host_port,
-            self.container_port,
-            q(&format!("bgcloud.app={}", self.app)),
-            q(&format!("bgcloud.color={}", self.color)),
-            q(&format!("bgcloud.digest={}", self.digest)),
-            q(&format!("bgcloud.deployment={}", self.deployment_id)),
-        );
+        lines
+    }
+
+    /// ` \\\n  -e NAME=value` for each env entry and ` -e NAME` for each secret.
+    fn env_flags(&self) -> String {
+        let mut flags = String::new();
         for (name, value) in self.env {
-            run.push_str(&format!(" \\\n  -e {}", q(&format!("{name}={value}"))));
+            flags.push_str(&format!(" \\\n  -e {}", quote(&format!("{name}={value}"))));
         }
         for name in self.secrets.keys() {
-            run.push_str(&format!(" \\\n  -e {name}"));
+            flags.push_str(&format!(" \\\n  -e {name}"));
         }
-        run.push_str(&format!(" \\\n  {image} >/dev/null"));
-        lines.push(run);
-        lines.extend(self.readiness());
-        lines
+        flags
     }
 
     /// The URL the ALB's health check would ask, on this instance.
@@ -178,6 +243,19 @@ impl Launch<'_> {
             "exit 1".to_string(),
         ]
     }
+}
+
+/// The script `bgcloud sync` sends to ask what runs: one line per colour container of the app,
+/// `NAME STATUS DIGEST` (docker's state and bgcloud's digest label), or `NAME missing`.
+pub fn inspect(app: &str) -> Vec<String> {
+    let names = [format!("{app}-blue"), format!("{app}-green")].map(|n| quote(&n));
+    vec![
+        "#!/bin/sh".to_string(),
+        format!("# bgcloud: inspect {app}'s containers on this instance (changes nothing)"),
+        format!("for c in {}; do", names.join(" ")),
+        "  printf '%s %s\\n' \"$c\" \"$(docker inspect -f '{{.State.Status}} {{index .Config.Labels \"bgcloud.digest\"}}' \"$c\" 2>/dev/null || echo missing)\"".to_string(),
+        "done".to_string(),
+    ]
 }
 
 #[cfg(test)]
@@ -382,19 +460,16 @@ mod tests {
         port
     }
 
-    /// Runs the script's readiness part under `sh` with a fake `docker` on PATH (the container
-    /// "runs" and has a long log) and the real curl: (exit code, stdout, stderr).
-    fn run_readiness(launch: &Launch<'_>) -> (i32, String, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let docker = dir.path().join("docker");
-        std::fs::write(
-            &docker,
-            "#!/bin/sh\ncase \"$1\" in\n  inspect) echo 'running (exit code 0)' ;;\n  logs) i=0; while [ $i -lt 3000 ]; do echo \"log line $i: the app said something long enough to matter\"; i=$((i+1)); done ;;\nesac\n",
-        )
-        .unwrap();
+    /// Runs `script` under `sh` with the `fakes` (name, script text) first on PATH: (exit
+    /// code, stdout, stderr).
+    fn run_with_fakes(script: &str, fakes: &[(&str, &str)]) -> (i32, String, String) {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let script = format!("set -eu\n{}", launch.readiness().join("\n"));
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in fakes {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let path = format!(
             "{}:{}",
             dir.path().display(),
@@ -402,7 +477,7 @@ mod tests {
         );
         let out = Command::new("sh")
             .arg("-c")
-            .arg(&script)
+            .arg(script)
             .env("PATH", path)
             .output()
             .unwrap();
@@ -411,6 +486,14 @@ mod tests {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// Runs the script's readiness part under `sh` with a fake `docker` on PATH (the container
+    /// "runs" and has a long log) and the real curl: (exit code, stdout, stderr).
+    fn run_readiness(launch: &Launch<'_>) -> (i32, String, String) {
+        let docker = "#!/bin/sh\ncase \"$1\" in\n  inspect) echo 'running (exit code 0)' ;;\n  logs) i=0; while [ $i -lt 3000 ]; do echo \"log line $i: the app said something long enough to matter\"; i=$((i+1)); done ;;\nesac\n";
+        let script = format!("set -eu\n{}", launch.readiness().join("\n"));
+        run_with_fakes(&script, &[("docker", docker)])
     }
 
     #[test]
@@ -483,6 +566,53 @@ mod tests {
         assert!(
             last.starts_with("bgcloud: shop-green is not ready") && last.contains("answered 500"),
             "{last}"
+        );
+    }
+
+    /// Runs the release task's script under `sh` with fake `aws` and `docker` on PATH; the task
+    /// itself (`docker run --rm`) prints `lines` lines and exits `code`.
+    fn run_release_task(lines: usize, code: i32) -> (i32, String, String) {
+        // `aws ssm get-parameter` answers the secret's value (a URL with a password).
+        let aws = "#!/bin/sh\necho 'postgres://app:s3cr3t*x@db/prod'\n";
+        let docker = format!(
+            "#!/bin/sh\ncase \"$1\" in\n  run) i=0; while [ $i -lt {lines} ]; do echo \"migration step $i of a long log\"; i=$((i+1)); done; echo \"args: $*\" >&2; echo \"cannot connect to $DB_URL (twice: $DB_URL)\"; exit {code} ;;\n  *) cat >/dev/null 2>&1 || true ;;\nesac\n"
+        );
+        let env = BTreeMap::new();
+        let secrets = BTreeMap::from([("DB_URL".to_string(), "/shop/DB_URL".to_string())]);
+        let argv = ["./migrate".to_string(), "it's; done".to_string()];
+        let script = launch(&env, &secrets).release_task(&argv).join("\n");
+        run_with_fakes(&script, &[("aws", aws), ("docker", &docker)])
+    }
+
+    #[test]
+    fn the_release_task_keeps_the_end_of_its_output_and_its_exit_code() {
+        let (code, stdout, stderr) = run_release_task(3, 0);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("migration step 2"), "{stdout}");
+        // The task's arguments reach it as words, the hostile one intact.
+        assert!(stdout.contains("it's; done"), "{stdout}");
+        // It got the secret; its output does not show it.
+        assert!(
+            stdout.contains("cannot connect to *** (twice: ***)"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("s3cr3t"), "{stdout}");
+
+        let (code, stdout, stderr) = run_release_task(5_000, 3);
+        assert_eq!(code, 3);
+        assert!(
+            stdout.len() <= RELEASE_OUTPUT,
+            "{} bytes kept",
+            stdout.len()
+        );
+        assert!(stdout.contains("migration step 4999"), "the end is kept");
+        assert!(
+            !stdout.contains("migration step 0 "),
+            "the start is dropped"
+        );
+        assert!(
+            stderr.trim_end().ends_with("exited 3"),
+            "the reason is the last line: {stderr}"
         );
     }
 }

@@ -65,6 +65,23 @@ pub struct BackendRecord {
     /// until a deploy puts a new release on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back: Option<Color>,
+    /// What the last `bgcloud sync` found and did (status shows it without asking instances).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<SyncRecord>,
+}
+
+/// The stored result of a `bgcloud sync`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncRecord {
+    pub at: String,
+    pub by: String,
+    pub instances: usize,
+    /// `<instance> <colour>: <why>` for each container started again.
+    pub relaunched: Vec<String>,
+    /// `<instance> <colour>` for each target registered.
+    pub registered: Vec<String>,
+    /// What could not be brought in line; empty: the fleet matched the desired state.
+    pub problems: Vec<String>,
 }
 
 impl BackendRecord {

@@ -530,15 +530,7 @@ async fn secrets_are_never_printed_nor_sent_in_the_command() {
     let fx = fixture().await;
     let parameter = format!("/{}/prod/DATABASE_URL", fx.stack.spec.name);
     let secret = "postgres://app:hunter2-s3cr3t@db/prod";
-    fx.aws
-        .ssm
-        .put_parameter()
-        .name(&parameter)
-        .value(secret)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    fx.put_secret(&parameter, secret).await;
     fx.write_config(
         &fx.stack
             .config_toml(&format!("secrets = {{ DATABASE_URL = \"{parameter}\" }}")),

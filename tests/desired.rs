@@ -24,16 +24,8 @@ async fn desired(fx: &Fixture, color: &str) -> Option<(String, String)> {
 async fn each_deploy_leaves_the_colours_script_and_traffic_changes_leave_it_alone() {
     let parameter = "/desired/prod/DATABASE_URL";
     let fx = fixture(&format!("secrets = {{ DATABASE_URL = \"{parameter}\" }}")).await;
-    fx.aws
-        .ssm
-        .put_parameter()
-        .name(parameter)
-        .value("postgres://app:hunter2-s3cr3t@db/prod")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
+    fx.put_secret(parameter, "postgres://app:hunter2-s3cr3t@db/prod")
+        .await;
     assert!(desired(&fx, "green").await.is_none());
     let plan = fx.bgcloud(&["deploy", "--image", "v1", "--dry-run"]).ok();
     let location = format!(
@@ -116,20 +108,7 @@ async fn a_target_the_deploy_did_not_launch_stops_the_shift() {
     // An instance outside the app's tags, registered in green's group (as an Auto Scaling
     // group registers one that joins during a deploy): it would get traffic with whatever it
     // runs.
-    let stranger = fx
-        .aws
-        .ec2
-        .run_instances()
-        .image_id("ami-12c6146b")
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .unwrap()
-        .instances()[0]
-        .instance_id()
-        .unwrap()
-        .to_string();
+    let stranger = fx.run_instance(false).await;
     fx.aws
         .elb
         .register_targets()

@@ -3,7 +3,6 @@
 
 mod support;
 
-use aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute;
 use support::Fixture;
 
 async fn fixture(extra_backend: &str) -> Fixture {
@@ -12,20 +11,8 @@ async fn fixture(extra_backend: &str) -> Fixture {
     fx
 }
 
-async fn set_delay(fx: &Fixture, target_group_arn: &str, seconds: u32) {
-    fx.aws
-        .elb
-        .modify_target_group_attributes()
-        .target_group_arn(target_group_arn)
-        .attributes(
-            TargetGroupAttribute::builder()
-                .key("deregistration_delay.timeout_seconds")
-                .value(seconds.to_string())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+async fn set_delay(fx: &Fixture, target_group_arn: &str, seconds: u64) {
+    fx.set_deregistration_delay(target_group_arn, seconds).await;
 }
 
 /// A deploy's JSON result and its stderr.

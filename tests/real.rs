@@ -38,19 +38,12 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
     // A secret in Parameter Store, fetched on the instance by the launch script.
     let parameter = format!("/{}/prod/DATABASE_URL", fx.stack.spec.name);
     let secret = format!("postgres://app:{}@db/prod", fx.stack.spec.name);
-    fx.aws
-        .ssm
-        .put_parameter()
-        .name(&parameter)
-        .value(&secret)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    fx.put_secret(&parameter, &secret).await;
     let config = std::fs::read_to_string(&fx.config).unwrap().replace(
         "env = { NODE_ENV = \"production\" }",
         &format!(
-            "env = {{ NODE_ENV = \"production\" }}\nsecrets = {{ DATABASE_URL = \"{parameter}\" }}"
+            "env = {{ NODE_ENV = \"production\" }}\nsecrets = {{ DATABASE_URL = \"{parameter}\" }}\n\
+             release_task = [\"sh\", \"-c\", \"test -n \\\"$DATABASE_URL\\\" && echo schema migrated for $NODE_ENV\"]"
         ),
     );
     fx.write_config(&config);
@@ -58,6 +51,13 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
     // v1 on green, for real, then 100 % of the traffic to it.
     let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
     assert!(!out.stderr.contains(&secret) && !out.stdout.contains(&secret));
+    // The release task ran in the new image with the env and the secret, before the launch.
+    assert!(
+        out.stderr
+            .contains("release task | schema migrated for production"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(fx.weights().await, w(0, 100));
     assert_eq!(lane.get(&app_path), (200, Some("v1".to_string())));
 
@@ -132,6 +132,49 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
         badexit.stderr
     );
     assert_eq!(fx.weights().await, w(0, 100));
+
+    // A release task that fails: the deploy stops before any container is replaced.
+    let blue = format!("{}-blue", fx.stack.spec.name);
+    let digest_of_blue = |index| {
+        let (_, label) = lane.on_instance(
+            index,
+            &format!("docker inspect -f '{{{{index .Config.Labels \"bgcloud.digest\"}}}}' {blue}"),
+        );
+        label.trim().to_string()
+    };
+    let failed = fx
+        .bgcloud(&[
+            "deploy",
+            "--image",
+            "v2",
+            "--release-task",
+            "sh -c 'echo cannot migrate: lock timeout >&2; exit 3'",
+        ])
+        .code(1);
+    assert!(
+        failed.stderr.contains("cannot migrate: lock timeout")
+            && failed.stderr.contains("Nothing was launched"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(
+        digest_of_blue(0),
+        fx.stack.images["badexit"],
+        "blue untouched"
+    );
+    assert_eq!(fx.weights().await, w(0, 100));
+
+    // The failed deploys left blue running badexit everywhere; sync asks the instances what
+    // runs (podman's labels), puts the recorded, gated v2 back and waits for the ALB, under load
+    // and without touching green's traffic.
+    let synced = fx.bgcloud(&["sync"]).json();
+    let relaunched = synced["relaunch"].as_array().unwrap();
+    assert_eq!(relaunched.len(), fx.stack.instance_ids.len(), "{synced}");
+    assert!(relaunched.iter().all(|r| r["color"] == "blue"), "{synced}");
+    assert_eq!(fx.weights().await, w(0, 100));
+    assert_eq!(digest_of_blue(0), fx.stack.images["v2"]);
+    let again = fx.bgcloud(&["sync", "--dry-run"]).ok();
+    assert!(again.stdout.contains("in line"), "{}", again.stdout);
     std::thread::sleep(Duration::from_secs(2));
     let samples = load.stop();
 
@@ -441,4 +484,178 @@ async fn a_canary_failing_its_business_path_is_rolled_back_by_the_5xx_gate() {
         last_canary < now() - 2.0,
         "badpath still answering at the end"
     );
+}
+
+/// Sets both colours' deregistration delay.
+async fn deregistration_delay(fx: &Fixture, seconds: u64) {
+    for arn in [
+        &fx.stack.blue_target_group_arn,
+        &fx.stack.green_target_group_arn,
+    ] {
+        fx.set_deregistration_delay(arn, seconds).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real-instance lane: run scripts/test-real"]
+async fn requests_in_flight_finish_before_a_colour_that_just_lost_traffic_is_replaced() {
+    let (fx, lane) = Fixture::lane_on((8061, 8062)).await;
+    let slow_path = lane.lane["slow_path"].as_str().unwrap().to_string();
+    let slow = lane.lane["slow_seconds"].as_f64().unwrap();
+    // Longer than a slow request: everything sent before a colour lost its traffic can finish.
+    deregistration_delay(&fx, slow as u64 + 2).await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
+    fx.bgcloud(&["deploy", "--image", "v2"]).ok(); // blue live
+                                                   // Requests that each take `slow` seconds, back to back on 8 connections.
+    let load = Load::start(lane.alb_port, &slow_path, 100.0, 8);
+    std::thread::sleep(Duration::from_secs_f64(slow / 2.0));
+
+    // Rollback, then at once a deploy to the colour that just lost its traffic: it drains.
+    fx.bgcloud(&["rollback"]).ok();
+    let drained = fx.bgcloud(&["deploy", "--image", "v1"]).json();
+    assert_eq!(drained["color"], "blue");
+    assert!(
+        drained["timings"]["drain"].as_f64().unwrap() >= slow - 1.0,
+        "{}",
+        drained["timings"]
+    );
+    let control_from = now();
+
+    // The control: the same, with the wait turned off. Green lost its traffic to that deploy a
+    // moment ago; replacing its container now cuts off what it is still answering.
+    let config = std::fs::read_to_string(&fx.config)
+        .unwrap()
+        .replace("[backend]\n", "[backend]\ndrain_wait_max = \"0s\"\n");
+    fx.write_config(&config);
+    let cut = fx.bgcloud(&["deploy", "--image", "v2"]).json();
+    assert_eq!(cut["color"], "green");
+    assert!(cut["drain"].is_null(), "{}", cut["drain"]);
+    std::thread::sleep(Duration::from_secs_f64(slow + 1.0));
+    let samples = load.stop();
+
+    let failed = |from: f64, to: f64| {
+        samples
+            .iter()
+            .filter(|s| s.t >= from && s.t < to && (s.status == 0 || s.status >= 500))
+            .count()
+    };
+    // The control cuts off what green had in flight, sent up to `slow` before it began; the
+    // drained deploy ran longer than that, so the two windows do not overlap.
+    let (with_wait, without) = (
+        failed(0.0, control_from - slow),
+        failed(control_from - slow, f64::MAX),
+    );
+    println!(
+        "draining: {} slow requests; {with_wait} failed with the drain wait, {without} without",
+        samples.len()
+    );
+    assert_eq!(with_wait, 0, "requests cut off although the deploy drained");
+    assert!(
+        without > 0,
+        "the control lost no request: the test cannot tell"
+    );
+}
+
+/// The module's boot loop (infra/modules/bgcloud/compute.tf, `boot_desired_state`), rendered
+/// as Terraform would for this stack, with its scratch files under `scratch` instead of /run.
+fn module_boot_loop(fx: &Fixture, scratch: &std::path::Path) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tf = std::fs::read_to_string(root.join("infra/modules/bgcloud/compute.tf")).unwrap();
+    let start = tf
+        .find("boot_desired_state = <<-EOT\n")
+        .expect("the boot loop")
+        + 28;
+    let body = &tf[start..start + tf[start..].find("\n  EOT").unwrap()];
+    let text: Vec<&str> = body
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect();
+    text.join("\n")
+        .replace("${local.region}", "us-east-1")
+        .replace("${local.state_bucket_name}", &fx.stack.state_bucket)
+        .replace(
+            "${local.desired_state_prefix}",
+            &format!("bgcloud/{}/desired/", fx.stack.spec.name),
+        )
+        .replace("/run/", &format!("{}/", scratch.display()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real-instance lane: run scripts/test-real"]
+async fn a_replaced_instance_serves_both_colours_from_the_boot_loop_alone() {
+    let (fx, lane) = Fixture::lane_on((8051, 8052)).await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
+    fx.bgcloud(&["deploy", "--image", "v2"]).ok(); // blue live
+    let requests_before = fx.requests().len();
+
+    // Instance 1 comes back empty, as a replacement would: no container of either colour.
+    let app = &fx.stack.spec.name;
+    let (code, _) = lane.on_instance(1, &format!("docker rm -f {app}-blue {app}-green"));
+    assert_eq!(code, 0);
+    let id = &fx.stack.instance_ids[1];
+    for arn in [
+        &fx.stack.blue_target_group_arn,
+        &fx.stack.green_target_group_arn,
+    ] {
+        wait_for_state(&fx, arn, id, "unhealthy").await;
+    }
+
+    // Its user data's loop, with the lane's AWS CLI (reaching the emulator as the instance
+    // role would reach AWS), and no bgcloud command at all.
+    let scratch = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let port = support::endpoint().rsplit(':').next().unwrap();
+    let instance_env = format!(
+        "export PATH={}:$PATH AWS_ENDPOINT_URL=http://{}:{port} AWS_ACCESS_KEY_ID=AKIDLANEBOOT \
+         AWS_SECRET_ACCESS_KEY=lane AWS_EC2_METADATA_DISABLED=true\n",
+        root.join("localstack/.venv/bin").display(),
+        lane.lane["host_ip"].as_str().unwrap(),
+    );
+    let boot = instance_env + &module_boot_loop(&fx, scratch.path());
+    let (code, out) = lane.on_instance(1, &boot);
+    assert_eq!(code, 0, "{out}");
+    for (color, tag, arn) in [
+        ("blue", "v2", &fx.stack.blue_target_group_arn),
+        ("green", "v1", &fx.stack.green_target_group_arn),
+    ] {
+        let (_, label) = lane.on_instance(
+            1,
+            &format!(
+                "docker inspect -f '{{{{index .Config.Labels \"bgcloud.digest\"}}}}' {app}-{color}"
+            ),
+        );
+        assert_eq!(
+            label.trim(),
+            fx.stack.images[tag],
+            "{color} runs the recorded digest"
+        );
+        wait_for_state(&fx, arn, id, "healthy").await;
+    }
+    println!(
+        "boot: both colours served by the replaced instance {:.1} s after its boot loop began",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        fx.requests().len(),
+        requests_before,
+        "bgcloud made no request"
+    );
+    assert_eq!(lane.get(lane.lane["app_path"].as_str().unwrap()).0, 200);
+}
+
+/// Waits (up to 60 s) until the instance's target in the group reads `state`.
+async fn wait_for_state(fx: &Fixture, arn: &str, id: &str, state: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let states = fx.target_states(arn).await;
+        if states.iter().any(|s| s.0 == id && s.2 == state) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} never read {state} in {arn}: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

@@ -1,6 +1,7 @@
 //! `bgcloud deploy`: the release of a backend image, as explicit steps. Validate → lock →
 //! resolve the digest → pick the idle colour → find instances and check their SSM agents →
-//! adopt a plain forward → let the idle colour drain if it just lost its traffic → launch
+//! adopt a plain forward → run the release task once (migrations) → let the idle colour drain
+//! if it just lost its traffic → launch
 //! through SSM → wait for the command → wait until the ALB has judged the new containers
 //! healthy (the health gate) → write the colour's desired state for instances that boot later →
 //! shift (all, or the canary share) and verify → record → unlock.
@@ -15,14 +16,14 @@ use crate::cli::{parse_duration, DeployArgs};
 use crate::cmd::shift::{self, Shifted};
 use crate::cmd::status::short_digest;
 use crate::color::Color;
-use crate::config::BackendConfig;
+use crate::config::{release_task_argv, BackendConfig};
 use crate::context::Context;
 use crate::desired::{Desired, Written};
 use crate::drain::{self, Drain};
 use crate::ecr::{self, Image, ImageRef};
 use crate::error::{Error, Result};
 use crate::fleet;
-use crate::health_gate::{self, Gate, Launched};
+use crate::health_gate::{self, Launched};
 use crate::live::Live;
 use crate::rollout;
 use crate::script::Launch;
@@ -62,10 +63,34 @@ pub struct Plan {
     /// The wait before the launch while the idle colour finishes requests it got before it
     /// lost its traffic; None: nothing to wait for.
     pub drain: Option<Drain>,
+    /// Run once before the containers start (migrations).
+    pub release_task: Option<ReleaseTask>,
     /// The script SSM runs on each instance; secrets appear as parameter names only.
     pub script: Vec<String>,
     /// Where the script is stored, once gated, for instances that boot later.
     pub desired: String,
+}
+
+/// The release task: where it runs, the script SSM runs there, and (once run) its output.
+#[derive(Debug, Serialize)]
+pub struct ReleaseTask {
+    pub argv: Vec<String>,
+    pub instance: String,
+    pub timeout_seconds: f64,
+    pub script: Vec<String>,
+    /// The end of what it printed (stdout and stderr together).
+    pub output: Option<String>,
+    pub seconds: Option<f64>,
+}
+
+impl ReleaseTask {
+    fn command(&self) -> String {
+        self.argv
+            .iter()
+            .map(|a| crate::script::quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -84,6 +109,8 @@ pub struct Deployed {
 /// Where a deploy's time went, in seconds.
 #[derive(Debug, Default, Serialize)]
 pub struct Timings {
+    /// The release task, when there is one.
+    pub release_task: f64,
     /// The drain wait before the launch.
     pub drain: f64,
     /// Until SSM reported the launch script done on every instance (after the drain wait).
@@ -137,6 +164,19 @@ impl fmt::Display for Plan {
                 self.color
             )?;
         }
+        if let Some(task) = &self.release_task {
+            writeln!(
+                f,
+                "  release   `{}` once on {}, before {}'s containers start (at most {}):",
+                task.command(),
+                task.instance,
+                self.color,
+                humantime::format_duration(Duration::from_secs_f64(task.timeout_seconds))
+            )?;
+            for line in task.script.iter().flat_map(|l| l.lines()) {
+                writeln!(f, "    {line}")?;
+            }
+        }
         if let Some(drain) = &self.drain {
             writeln!(f, "  drain     {drain}")?;
         }
@@ -182,6 +222,15 @@ impl fmt::Display for Deployed {
             p.from, p.to
         )?;
         let t = &self.timings;
+        if let Some(task) = &p.release_task {
+            writeln!(
+                f,
+                "release task: `{}` succeeded on {} in {:.1} s",
+                task.command(),
+                task.instance,
+                t.release_task
+            )?;
+        }
         let drain = if self.plan.drain.is_some() {
             format!("drain {:.1} s, ", t.drain)
         } else {
@@ -226,16 +275,22 @@ struct Inputs {
     ignore_unreadable: bool,
     timeout: Duration,
     lock_wait: Duration,
+    /// The release task's argv, and how long it may run.
+    release_task: Option<(Vec<String>, Duration)>,
+    /// The longest drain wait: drain_wait_max, else AWS's default deregistration delay.
+    drain_cap: Duration,
 }
 
 impl Inputs {
-    /// The longest the deploy can take: the health gate, every step held, the watch.
+    /// The longest the deploy can take: the release task, the health gate, every step held,
+    /// the watch.
     fn longest(&self) -> Duration {
         let steps = self
             .steps
             .as_ref()
             .map_or(Duration::ZERO, |s| s.interval * s.shares.len() as u32);
-        self.timeout + steps + self.watch
+        let task = self.release_task.as_ref().map_or(Duration::ZERO, |t| t.1);
+        task + self.drain_cap + self.timeout + steps + self.watch
     }
 }
 
@@ -288,7 +343,30 @@ fn validate(args: &DeployArgs, backend: &BackendConfig) -> Result<Inputs> {
                 None
             }
         };
+    let release_task = match &args.release_task {
+        Some(text) => {
+            let argv = shlex::split(text).ok_or_else(|| {
+                Error::refused(format!(
+                    "--release-task {text:?} is not valid shell words (an unclosed quote or a \
+                     trailing backslash?)"
+                ))
+            })?;
+            Some(
+                release_task_argv(argv)
+                    .map_err(|e| Error::refused(format!("--release-task {e}")))?,
+            )
+        }
+        None => backend.release_task.clone(),
+    };
+    let task_timeout = parse_duration("--release-task-timeout", &args.release_task_timeout)?;
+    if task_timeout < Duration::from_secs(30) {
+        return Err(Error::refused(
+            "--release-task-timeout must be at least 30s (SSM's shortest execution timeout)",
+        ));
+    }
     Ok(Inputs {
+        release_task: release_task.map(|argv| (argv, task_timeout)),
+        drain_cap: drain::cap(backend),
         image,
         steps,
         watch: if canary.is_some() {
@@ -329,7 +407,7 @@ pub async fn run(ctx: &Context, args: &DeployArgs) -> Result<Outcome> {
         ctx.locked_rollout(&reason, inputs.lock_wait, inputs.longest(), work)
             .await
     } else {
-        ctx.locked_for(&reason, inputs.lock_wait, inputs.timeout, work)
+        ctx.locked_for(&reason, inputs.lock_wait, inputs.longest(), work)
             .await
     };
     deployed.map(|d| Outcome::Deployed(Box::new(d)))
@@ -351,7 +429,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
         ecr::resolve(&ctx.clients.ecr, &backend.repository, &inputs.image),
         fleet::discover(&ctx.clients.ec2, &backend.instances),
         target_group::health_checks(&ctx.clients.elb, &idle_group),
-        drain_for(ctx, backend, &live, color),
+        drain::for_color(ctx, backend, &live, color),
     )?;
     let health_check = checks.into_iter().next().expect("one target group asked");
     let judge = health_check.judge_time();
@@ -374,7 +452,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
     } = image;
     let deployment_id = new_id();
     let region = ctx.clients.region.clone();
-    let script = Launch {
+    let launch = Launch {
         app: &ctx.config.app,
         color: color.as_str(),
         region: &region,
@@ -387,8 +465,20 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
         secrets: &backend.secrets,
         health_check: &health_check,
         ready_seconds: ready_seconds(inputs.timeout, judge),
-    }
-    .render();
+    };
+    let script = launch.render();
+    // On the first instance (sorted, so a retry picks the same one).
+    let release_task = inputs
+        .release_task
+        .as_ref()
+        .map(|(argv, timeout)| ReleaseTask {
+            argv: argv.clone(),
+            instance: instances[0].clone(),
+            timeout_seconds: timeout.as_secs_f64(),
+            script: launch.release_task(argv),
+            output: None,
+            seconds: None,
+        });
     let to = match &inputs.steps {
         Some(steps) => Weights::split(color, steps.shares[0]),
         None => Weights::all(color),
@@ -418,6 +508,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
         judge_seconds: judge.as_secs_f64(),
         health_check,
         drain,
+        release_task,
         script,
         desired: Desired::new(ctx.clients.buckets.clone(), &ctx.config, color).location(),
     };
@@ -426,7 +517,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
 
 async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result<Deployed> {
     let started = Instant::now();
-    let (plan, live) = plan(ctx, backend, inputs).await?;
+    let (mut plan, live) = plan(ctx, backend, inputs).await?;
     let color = plan.color;
     tracing::info!(
         "deploying {} ({}) to {color} on {}",
@@ -437,10 +528,15 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
     if plan.adopt {
         adopt(ctx, backend, &live, color).await?;
     }
+    let task_started = Instant::now();
+    if let Some(task) = &mut plan.release_task {
+        release_task(ctx, backend, task, &plan.image).await?;
+    }
+    let task_seconds = task_started.elapsed();
     let drain_started = Instant::now();
     if let Some(drain) = &plan.drain {
         tracing::info!("draining: {drain}");
-        tokio::time::sleep(Duration::from_secs_f64(drain.wait_seconds)).await;
+        tokio::time::sleep(drain.left()).await;
     }
     let drained_at = Instant::now();
     let drained = drained_at - drain_started;
@@ -450,38 +546,15 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
     let launched = launch(ctx, backend, &plan, deadline).await?;
     let launched_at = Instant::now();
 
-    let arn = backend.target_group_arn(color);
-    let port = backend.port(color);
-    let registered =
-        health_gate::register(&ctx.clients.elb, arn, color.as_str(), &plan.instances, port).await?;
-    tracing::info!(
-        "container running on every instance; waiting until the ALB has judged {color}'s new \
-         containers ({}, at most {} from now)",
-        plan.health_check.judge_arithmetic(),
-        humantime::format_duration(Duration::from_secs(
-            deadline.saturating_duration_since(Instant::now()).as_secs()
-        ))
-    );
-    let gate = Gate::new(
-        color.as_str(),
-        port,
-        plan.health_check.judge_time(),
-        &launched,
-        &registered.fresh,
-    );
-    let states = health_gate::wait(
-        &ctx.clients.elb,
-        arn,
-        &plan.health_check,
-        &format!("{}-{color}", ctx.config.app),
-        gate,
-        registered.unchanged,
-        backend.poll_interval,
-        deadline,
-    )
-    .await?;
-    health_gate::all_launched(color.as_str(), port, &states, &plan.instances)?;
+    let states =
+        health_gate::gate(ctx, backend, color, &plan.health_check, launched, deadline).await?;
     let trusted_at = Instant::now();
+    health_gate::all_launched(
+        color.as_str(),
+        backend.port(color),
+        &states,
+        &plan.instances,
+    )?;
 
     // From now on an instance that boots starts this release for the colour (desired.rs).
     // Written before any traffic moves: a failure here leaves traffic untouched.
@@ -554,8 +627,9 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         }
     };
     let timings = Timings {
+        release_task: task_seconds.as_secs_f64(),
         drain: drained.as_secs_f64(),
-        launch: (launched_at - started - drained).as_secs_f64(),
+        launch: (launched_at - started - drained - task_seconds).as_secs_f64(),
         health: (trusted_at - launched_at).as_secs_f64(),
         shift: trusted_at.elapsed().as_secs_f64(),
     };
@@ -569,32 +643,49 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
     })
 }
 
-/// The drain wait for `color`: only when the record says it lost its traffic recently (a
-/// listener changed outside bgcloud leaves no such entry, and then there is no wait).
-async fn drain_for(
+/// Runs the release task once, on its instance, and waits for it. A failure (or its timeout)
+/// ends the deploy before anything is launched; it is never retried.
+async fn release_task(
     ctx: &Context,
     backend: &BackendConfig,
-    live: &Live,
-    color: Color,
-) -> Result<Option<Drain>> {
-    let Some(record) = live.record() else {
-        return Ok(None);
-    };
-    if drain::lost_traffic(&record.history, color).is_none()
-        || backend.drain_wait_max == Some(Duration::ZERO)
-    {
-        return Ok(None);
+    task: &mut ReleaseTask,
+    image: &str,
+) -> Result<()> {
+    tracing::info!(
+        "release task `{}` on {} with {image} (at most {})",
+        task.command(),
+        task.instance,
+        humantime::format_duration(Duration::from_secs_f64(task.timeout_seconds))
+    );
+    let started = Instant::now();
+    let ran = fleet::run(
+        &ctx.clients.ssm,
+        &ctx.in_flight,
+        std::slice::from_ref(&task.instance),
+        task.script.clone(),
+        fleet::Step {
+            what: "the release task",
+            comment: &format!("bgcloud deploy {}: release task", ctx.config.app),
+            on_timeout: "raise --release-task-timeout if it needs longer (its container may \
+                         still be running on the instance: `docker ps`)",
+        },
+        backend.poll_interval,
+        started + Duration::from_secs_f64(task.timeout_seconds),
+    )
+    .await
+    .map_err(|e| {
+        Error::failed(format!(
+            "{e}\nNothing was launched: the new containers start only after the release task \
+             succeeds, and it is not retried. Deploy again once the cause above is fixed"
+        ))
+    })?;
+    let output = ran.into_iter().next().map(|i| i.stdout).unwrap_or_default();
+    for line in output.lines() {
+        tracing::info!("release task | {line}");
     }
-    let delay =
-        target_group::deregistration_delay(&ctx.clients.elb, backend.target_group_arn(color))
-            .await?;
-    Ok(drain::plan(
-        &record.history,
-        color,
-        std::time::SystemTime::now(),
-        delay,
-        backend.drain_wait_max,
-    ))
+    task.output = Some(output);
+    task.seconds = Some(started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// A listener that forwards to one colour only leaves the other `unused`: the ALB would never
@@ -624,35 +715,13 @@ async fn launch(
         "bgcloud deploy {} {} to {}",
         ctx.config.app, plan.image, plan.color
     );
-    let sent = fleet::send(
-        &ctx.clients.ssm,
-        &ctx.in_flight,
+    health_gate::launch(
+        ctx,
+        backend,
         &plan.instances,
         plan.script.clone(),
         &comment,
-        deadline.saturating_duration_since(Instant::now()),
-    )
-    .await?;
-    let ids: std::collections::BTreeSet<&str> =
-        sent.iter().map(|s| s.command_id.as_str()).collect();
-    let ids: Vec<&str> = ids.into_iter().collect();
-    tracing::info!(
-        "launch command {} sent; waiting for it on every instance",
-        ids.join(", ")
-    );
-    let done = fleet::wait(
-        &ctx.clients.ssm,
-        &ctx.in_flight,
-        &sent,
-        backend.poll_interval,
         deadline,
     )
-    .await?;
-    Ok(done
-        .into_iter()
-        .map(|i| Launched {
-            instance_id: i.instance_id,
-            at: i.seen_at,
-        })
-        .collect())
+    .await
 }

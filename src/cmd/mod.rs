@@ -8,3 +8,4 @@ pub mod promote;
 pub mod rollback;
 pub mod shift;
 pub mod status;
+pub mod sync;

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::health::{self, TargetState};
 use crate::live::Live;
 use crate::rollout::{self, Rollout};
+use crate::state::SyncRecord;
 use crate::weights::Weights;
 
 #[derive(Debug, Serialize)]
@@ -26,6 +27,8 @@ pub struct Status {
     /// A stepped rollout or watch: running (a run holds the lock and watches it), paused, or
     /// left behind by a run that stopped.
     pub rollout: Option<RolloutStatus>,
+    /// The last `bgcloud sync`'s stored result (status itself asks no instance).
+    pub last_sync: Option<SyncRecord>,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,6 +107,7 @@ pub async fn run(ctx: &Context) -> Result<Status> {
             green: color(Color::Green, green),
         },
         rollout: rollout.map(|state| RolloutStatus { state, running }),
+        last_sync: live.record().and_then(|r| r.backend.last_sync.clone()),
     })
 }
 
@@ -149,6 +153,21 @@ impl fmt::Display for Status {
                 " (no run is carrying it out: it was interrupted or crashed)"
             };
             writeln!(f, "  rollout   {}{how}", r.state)?;
+        }
+        if let Some(s) = &self.last_sync {
+            write!(f, "  sync      last {} by {}: ", s.at, s.by)?;
+            if !s.problems.is_empty() {
+                writeln!(f, "not in line: {}", s.problems.join("; "))?;
+            } else if s.relaunched.is_empty() && s.registered.is_empty() {
+                writeln!(f, "{} instance(s) in line, nothing to do", s.instances)?;
+            } else {
+                writeln!(
+                    f,
+                    "brought in line ({} relaunched, {} registered)",
+                    s.relaunched.len(),
+                    s.registered.len()
+                )?;
+            }
         }
         if !self.record_matches {
             writeln!(

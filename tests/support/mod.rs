@@ -457,6 +457,65 @@ impl Fixture {
         }
     }
 
+    /// A SecureString parameter `name` holding `value` (a secret for `[backend] secrets`).
+    pub async fn put_secret(&self, name: &str, value: &str) {
+        self.aws
+            .ssm
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// A new running instance, tagged as the app's (`bgcloud:app`) or not; its id.
+    pub async fn run_instance(&self, of_the_app: bool) -> String {
+        let mut run = self
+            .aws
+            .ec2
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .min_count(1)
+            .max_count(1);
+        if of_the_app {
+            run = run.tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                    .tags(
+                        aws_sdk_ec2::types::Tag::builder()
+                            .key("bgcloud:app")
+                            .value(&self.stack.spec.name)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        run.send().await.unwrap().instances()[0]
+            .instance_id()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Sets a target group's deregistration delay.
+    pub async fn set_deregistration_delay(&self, target_group_arn: &str, seconds: u64) {
+        self.aws
+            .elb
+            .modify_target_group_attributes()
+            .target_group_arn(target_group_arn)
+            .attributes(
+                aws_sdk_elasticloadbalancingv2::types::TargetGroupAttribute::builder()
+                    .key("deregistration_delay.timeout_seconds")
+                    .value(seconds.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// `bgcloud/<app>/<name>` in the state bucket: its body and ETag, or None.
     pub async fn state_object(&self, name: &str) -> Option<(Vec<u8>, String)> {
         let key = format!("bgcloud/{}/{name}", self.stack.spec.name);

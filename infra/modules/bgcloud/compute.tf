@@ -29,10 +29,13 @@ locals {
   # replaced instance starts both with the recorded digests, ports, env and secret names before
   # the ALB's health checks count it, with no agent and no bgcloud command. Absent before a
   # colour's first deploy. A colour that fails to start is logged and left for `bgcloud deploy`.
+  # The scripts hold env values: readable by root only, and removed once run.
   boot_desired_state = <<-EOT
+    umask 077
     for color in blue green; do
       if aws s3 cp --only-show-errors --region ${local.region} "s3://${local.state_bucket_name}/${local.desired_state_prefix}$color.sh" "/run/bgcloud-$color.sh"; then
         sh "/run/bgcloud-$color.sh" || echo "bgcloud: $color did not start at boot" >&2
+        rm -f "/run/bgcloud-$color.sh"
       else
         echo "bgcloud: no desired state for $color yet (never deployed)" >&2
       fi

@@ -1,0 +1,479 @@
+//! `bgcloud sync`: brings every instance in line with the desired state, as explicit steps.
+//! Validate → lock → read each colour's desired state → find instances and check their SSM
+//! agents → ask each instance what runs (a read-only SSM command) → per colour: relaunch what
+//! is missing or stale (a stale container that serves traffic leaves its target group and
+//! drains first, one instance at a time; one of a colour that lost its traffic a moment ago
+//! waits out the drain as a deploy does) → register missing targets → health gate → record the
+//! result for `status`. Traffic is never moved.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::{parse_duration, SyncArgs};
+use crate::cmd::status::short_digest;
+use crate::color::Color;
+use crate::config::BackendConfig;
+use crate::context::Context;
+use crate::desired::{self, Desired};
+use crate::drain::{self, Drain};
+use crate::drift::{self, Found, Relaunch};
+use crate::error::{Error, Result};
+use crate::fleet;
+use crate::health::targets;
+use crate::health_gate::{self, Launched};
+use crate::live::Live;
+use crate::script;
+use crate::state::{now, SyncRecord};
+use crate::target_group;
+use crate::weights::Weights;
+
+/// One colour's desired state, as stored.
+#[derive(Debug, Serialize)]
+pub struct Wanted {
+    pub color: Color,
+    pub digest: String,
+    pub location: String,
+    #[serde(skip)]
+    script: String,
+}
+
+/// What sync found (`--dry-run`) and will do.
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub app: String,
+    pub weights: Weights,
+    pub instances: Vec<String>,
+    pub desired: Vec<Wanted>,
+    /// Colours never deployed: nothing to sync for them.
+    pub not_deployed: Vec<Color>,
+    pub relaunch: Vec<Relaunch>,
+    /// `(instance, colour)` whose container is right but whose target is not registered.
+    pub register: Vec<(String, Color)>,
+    /// Colours without traffic that lost it a moment ago: running containers of theirs are
+    /// replaced only after this wait.
+    pub drains: Vec<Drain>,
+}
+
+impl Plan {
+    pub fn in_line(&self) -> bool {
+        self.relaunch.is_empty() && self.register.is_empty()
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Synced {
+    #[serde(flatten)]
+    pub plan: Plan,
+    pub seconds: f64,
+}
+
+pub enum Outcome {
+    Planned(Plan),
+    Synced(Synced),
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "sync plan for {} (dry run: nothing changed, no lock taken; the instances were \
+             asked what they run)",
+            self.app
+        )?;
+        writeln!(f, "  instances {}", self.instances.join(", "))?;
+        for w in &self.desired {
+            writeln!(
+                f,
+                "  {:<9} {} ({})",
+                w.color.as_str(),
+                short_digest(&w.digest),
+                w.location
+            )?;
+        }
+        for c in &self.not_deployed {
+            writeln!(f, "  {:<9} never deployed: nothing to sync", c.as_str())?;
+        }
+        for r in &self.relaunch {
+            let how = if r.serving {
+                " (serves traffic: out of the target group and drained first)"
+            } else {
+                ""
+            };
+            writeln!(f, "  relaunch  {r}{how}")?;
+        }
+        for (id, c) in &self.register {
+            writeln!(f, "  register  {id} in {c}'s target group")?;
+        }
+        for d in &self.drains {
+            writeln!(f, "  drain     {d}")?;
+        }
+        if self.in_line() {
+            writeln!(f, "  in line   every instance runs the recorded digests")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Synced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.plan;
+        if p.in_line() {
+            return writeln!(
+                f,
+                "{}: the fleet is in line ({} instance(s) run the recorded digests); nothing to do",
+                p.app,
+                p.instances.len()
+            );
+        }
+        writeln!(
+            f,
+            "synced {} in {:.1} s: {} container(s) relaunched, {} target(s) registered; traffic \
+             untouched ({})",
+            p.app,
+            self.seconds,
+            p.relaunch.len(),
+            p.register.len(),
+            p.weights
+        )?;
+        for r in &p.relaunch {
+            writeln!(f, "  relaunched {r}")?;
+        }
+        for (id, c) in &p.register {
+            writeln!(f, "  registered {id} in {c}'s target group")?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn run(ctx: &Context, args: &SyncArgs) -> Result<Outcome> {
+    let backend = ctx.config.backend()?;
+    let timeout = match &args.health_timeout {
+        Some(t) => parse_duration("--health-timeout", t)?,
+        None => backend.health_timeout,
+    };
+    let lock_wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
+    if args.dry_run {
+        return Ok(Outcome::Planned(plan(ctx, backend, timeout).await?));
+    }
+    // A drain and a gate per serving relaunch, then one drain and one gate per colour.
+    let per = timeout + drain::cap(backend);
+    let longest = per * (SERVING_PER_RUN as u32 + 2) + timeout.min(Duration::from_secs(120));
+    ctx.locked_for("sync", lock_wait, longest, sync(ctx, backend, timeout))
+        .await
+        .map(Outcome::Synced)
+}
+
+/// The read-only part: desired state, instances, what each runs, what is registered.
+async fn plan(ctx: &Context, backend: &BackendConfig, timeout: Duration) -> Result<Plan> {
+    let live = Live::read(ctx).await?;
+    let desired_of = |c| Desired::new(ctx.clients.buckets.clone(), &ctx.config, c);
+    let (blue, green) = (desired_of(Color::Blue), desired_of(Color::Green));
+    let (instances, blue_script, green_script) = tokio::try_join!(
+        fleet::discover(&ctx.clients.ec2, &backend.instances),
+        blue.read(),
+        green.read(),
+    )?;
+    let mut desired = Vec::new();
+    let mut not_deployed = Vec::new();
+    for (color, object, body) in [
+        (Color::Blue, &blue, blue_script),
+        (Color::Green, &green, green_script),
+    ] {
+        let Some(body) = body else {
+            not_deployed.push(color);
+            continue;
+        };
+        let script = String::from_utf8_lossy(&body).into_owned();
+        let digest = desired::digest_of(&script)
+            .ok_or_else(|| {
+                Error::failed(format!(
+                    "{} is not a launch script bgcloud wrote (no bgcloud.digest label): deploy \
+                     {color} again to rewrite it",
+                    object.location()
+                ))
+            })?
+            .to_string();
+        desired.push(Wanted {
+            color,
+            digest,
+            location: object.location(),
+            script,
+        });
+    }
+    if desired.is_empty() {
+        return Err(Error::refused(format!(
+            "nothing to sync: no colour has a desired state yet ({} and {} are missing); \
+             `bgcloud deploy` writes it",
+            blue.location(),
+            green.location()
+        )));
+    }
+    fleet::check_agents(&ctx.clients.ssm, &instances).await?;
+    let reports = inspect(ctx, backend, &instances, timeout).await?;
+
+    let weights = live.weights();
+    let mut relaunch = Vec::new();
+    let mut register = Vec::new();
+    let mut drains = Vec::new();
+    for w in &desired {
+        let name = format!("{}-{}", ctx.config.app, w.color);
+        let redo = drift::relaunches(
+            w.color,
+            &name,
+            &w.digest,
+            weights.get(w.color) > 0,
+            &reports,
+        );
+        let port = i32::from(backend.port(w.color));
+        let registered = targets(&ctx.clients.elb, backend.target_group_arn(w.color)).await?;
+        for id in &instances {
+            let listed = registered
+                .iter()
+                .any(|t| &t.id == id && t.port == Some(port) && t.state != "draining");
+            if !listed && !redo.iter().any(|r| &r.instance_id == id) {
+                register.push((id.clone(), w.color));
+            }
+        }
+        let replaces_running = redo.iter().any(|r| r.running && !r.serving);
+        if replaces_running && weights.get(w.color) == 0 {
+            drains.extend(drain::for_color(ctx, backend, &live, w.color).await?);
+        }
+        relaunch.extend(redo);
+    }
+    Ok(Plan {
+        app: ctx.config.app.clone(),
+        weights,
+        instances,
+        desired,
+        not_deployed,
+        relaunch,
+        register,
+        drains,
+    })
+}
+
+/// Asks every instance which colour containers it runs, with which digest (read-only).
+async fn inspect(
+    ctx: &Context,
+    backend: &BackendConfig,
+    instances: &[String],
+    timeout: Duration,
+) -> Result<BTreeMap<String, BTreeMap<String, Found>>> {
+    let done = fleet::run(
+        &ctx.clients.ssm,
+        &ctx.in_flight,
+        instances,
+        script::inspect(&ctx.config.app),
+        fleet::Step {
+            what: "the inspect command",
+            comment: &format!("bgcloud sync {}: inspect", ctx.config.app),
+            on_timeout: "check the instance's SSM agent and Docker, then run `bgcloud sync` again",
+        },
+        backend.poll_interval,
+        Instant::now() + timeout.min(Duration::from_secs(120)),
+    )
+    .await?;
+    Ok(done
+        .into_iter()
+        .map(|i| (i.instance_id, drift::parse(&i.stdout)))
+        .collect())
+}
+
+/// Serving containers replaced per run at most (each one drains and is gated on its own), so
+/// the lock's expiry covers the run; more are left for the next run, and said so.
+const SERVING_PER_RUN: usize = 3;
+
+/// What one colour's repair did and could not do.
+#[derive(Default)]
+struct Repaired {
+    relaunched: Vec<String>,
+    registered: Vec<String>,
+    problems: Vec<String>,
+}
+
+async fn sync(ctx: &Context, backend: &BackendConfig, timeout: Duration) -> Result<Synced> {
+    let started = Instant::now();
+    let plan = plan(ctx, backend, timeout).await?;
+    let mut done = Repaired::default();
+    for w in &plan.desired {
+        let r = repair(ctx, backend, &plan, w, timeout).await;
+        done.relaunched.extend(r.relaunched);
+        done.registered.extend(r.registered);
+        done.problems.extend(r.problems);
+    }
+    let result = SyncRecord {
+        at: now(),
+        by: ctx.who.clone(),
+        instances: plan.instances.len(),
+        relaunched: done.relaunched,
+        registered: done.registered,
+        problems: done.problems.clone(),
+    };
+    ctx.store()
+        .update(None, |r| r.backend.last_sync = Some(result.clone()))
+        .await?;
+    if !done.problems.is_empty() {
+        return Err(Error::failed(format!(
+            "sync could not bring the fleet in line: {}. Traffic was not changed; fix the cause \
+             and run `bgcloud sync` again",
+            done.problems.join("; ")
+        )));
+    }
+    Ok(Synced {
+        plan,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Brings one colour in line, as far as it can: stale containers that serve traffic one
+/// instance at a time (only while another target of the colour is healthy), out of the target
+/// group and drained first; then everything else at once; then the gate.
+async fn repair(
+    ctx: &Context,
+    backend: &BackendConfig,
+    plan: &Plan,
+    wanted: &Wanted,
+    timeout: Duration,
+) -> Repaired {
+    let color = wanted.color;
+    let mut done = Repaired::default();
+    let check =
+        match target_group::health_checks(&ctx.clients.elb, &[backend.target_group_arn(color)])
+            .await
+        {
+            Ok(mut checks) => checks.remove(0),
+            Err(e) => {
+                done.problems.push(format!("{color}: {e}"));
+                return done;
+            }
+        };
+    let ours: Vec<&Relaunch> = plan.relaunch.iter().filter(|r| r.color == color).collect();
+    for (n, r) in ours.iter().filter(|r| r.serving).enumerate() {
+        if n >= SERVING_PER_RUN {
+            done.problems.push(format!(
+                "{r}: left for the next run (a run replaces at most {SERVING_PER_RUN} containers \
+                 that serve traffic)"
+            ));
+            continue;
+        }
+        match replace_serving(ctx, backend, color, &check, wanted, r, timeout).await {
+            Ok(()) => done.relaunched.push(r.to_string()),
+            Err(e) => done.problems.push(format!("{r}: {e}")),
+        }
+    }
+
+    if let Some(drain) = plan.drains.iter().find(|d| d.color == color) {
+        tracing::info!("draining: {drain}");
+        tokio::time::sleep(drain.left()).await;
+    }
+    let deadline = Instant::now() + timeout;
+    let direct: Vec<&&Relaunch> = ours.iter().filter(|r| !r.serving).collect();
+    let mut launched = Vec::new();
+    if !direct.is_empty() {
+        let ids: Vec<String> = direct.iter().map(|r| r.instance_id.clone()).collect();
+        match health_gate::launch(
+            ctx,
+            backend,
+            &ids,
+            vec![wanted.script.clone()],
+            &comment(ctx, color),
+            deadline,
+        )
+        .await
+        {
+            Ok(l) => launched = l,
+            Err(e) => {
+                done.problems
+                    .push(format!("{color} on {}: {e}", ids.join(", ")));
+                return done;
+            }
+        }
+    }
+    // Right containers, missing targets: a fresh registration, judged from now.
+    let register: Vec<&String> = plan
+        .register
+        .iter()
+        .filter(|(_, c)| *c == color)
+        .map(|(id, _)| id)
+        .collect();
+    launched.extend(register.iter().map(|id| Launched {
+        instance_id: (*id).clone(),
+        at: Instant::now(),
+    }));
+    if launched.is_empty() {
+        return done;
+    }
+    match health_gate::gate(ctx, backend, color, &check, launched, deadline).await {
+        Ok(_) => {
+            done.relaunched.extend(direct.iter().map(|r| r.to_string()));
+            done.registered
+                .extend(register.iter().map(|id| format!("{id} {color}")));
+        }
+        Err(e) => done.problems.push(format!("{color}: {e}")),
+    }
+    done
+}
+
+fn comment(ctx: &Context, color: Color) -> String {
+    format!("bgcloud sync {}: {color}", ctx.config.app)
+}
+
+/// Replaces one stale container that serves traffic: out of the target group, drained,
+/// relaunched, registered again and gated. Refused when no other target of the colour is
+/// healthy: the colour would have nothing left to serve with.
+async fn replace_serving(
+    ctx: &Context,
+    backend: &BackendConfig,
+    color: Color,
+    check: &target_group::HealthCheck,
+    wanted: &Wanted,
+    r: &Relaunch,
+    timeout: Duration,
+) -> Result<()> {
+    let arn = backend.target_group_arn(color);
+    let port = i32::from(backend.port(color));
+    let states = targets(&ctx.clients.elb, arn).await?;
+    let peers = states
+        .iter()
+        .filter(|t| t.id != r.instance_id && t.port == Some(port) && t.is_healthy())
+        .count();
+    if peers == 0 {
+        return Err(Error::failed(format!(
+            "not replaced: it is the only healthy target {color} has while {color} serves \
+             traffic, and taking it out would leave {color} with none. Deploy the recorded \
+             image instead (`bgcloud deploy` to the idle colour, then shift back), or add an \
+             instance first"
+        )));
+    }
+    let one = [r.instance_id.clone()];
+    health_gate::deregister(
+        &ctx.clients.elb,
+        arn,
+        &[(r.instance_id.clone(), Some(port))],
+    )
+    .await?;
+    let delay = target_group::deregistration_delay(&ctx.clients.elb, arn).await?;
+    let wait = backend.drain_wait_max.map_or(delay, |cap| delay.min(cap));
+    tracing::info!(
+        "{}: out of {color}'s target group ({peers} other healthy); draining {} before \
+         replacing its container",
+        r.instance_id,
+        humantime::format_duration(wait)
+    );
+    tokio::time::sleep(wait).await;
+    let deadline = Instant::now() + timeout;
+    let launched = health_gate::launch(
+        ctx,
+        backend,
+        &one,
+        vec![wanted.script.clone()],
+        &comment(ctx, color),
+        deadline,
+    )
+    .await?;
+    health_gate::gate(ctx, backend, color, check, launched, deadline).await?;
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! `bgcloud sync`: instances that joined after a deploy, or whose containers went missing or
+//! stale, are brought in line with the desired state, with the health gate and without moving
+//! traffic; `status` shows the stored result without asking any instance.
+
+mod support;
+
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+use bgcloud::weights::Weights;
+use serde_json::{json, Value};
+use support::Fixture;
+
+/// Green then blue deployed: both colours have a desired state; blue is live.
+async fn deployed() -> Fixture {
+    let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
+    fx.bgcloud(&["deploy", "--image", "v2"]).ok(); // blue
+    fx
+}
+
+/// A new instance of the app, registered in both target groups as an Auto Scaling group
+/// registers one, with nothing listening on either colour's port yet.
+async fn join(fx: &Fixture) -> String {
+    let id = fx.run_instance(true).await;
+    for (arn, port) in [
+        (&fx.stack.blue_target_group_arn, 8081),
+        (&fx.stack.green_target_group_arn, 8082),
+    ] {
+        support::control(
+            "container",
+            json!({"instance_id": id, "port": port, "behaviour": {"down": true}}),
+        );
+        fx.aws
+            .elb
+            .register_targets()
+            .target_group_arn(arn)
+            .targets(TargetDescription::builder().id(&id).port(port).build())
+            .send()
+            .await
+            .unwrap();
+    }
+    id
+}
+
+/// The scripts bgcloud sent through SSM to `instance`, oldest first.
+async fn scripts_sent_to(fx: &Fixture, instance: &str) -> Vec<String> {
+    let out = fx
+        .aws
+        .ssm
+        .list_commands()
+        .instance_id(instance)
+        .send()
+        .await
+        .unwrap();
+    let mut commands: Vec<_> = out.commands().to_vec();
+    commands.sort_by_key(|c| c.requested_date_time().map(|t| t.as_nanos()));
+    commands
+        .iter()
+        .map(|c| c.parameters().unwrap()["commands"].join("\n"))
+        .collect()
+}
+
+/// Someone restarts blue on `instance` with the old image by hand: blue's recorded script
+/// with v1's digest, sent through SSM by the test.
+async fn restart_blue_with_v1(fx: &Fixture, instance: &str) {
+    let (blue, _) = fx.state_object("desired/blue.sh").await.unwrap();
+    let stale = String::from_utf8(blue)
+        .unwrap()
+        .replace(&fx.stack.images["v2"], &fx.stack.images["v1"]);
+    fx.aws
+        .ssm
+        .send_command()
+        .document_name("AWS-RunShellScript")
+        .instance_ids(instance)
+        .parameters("commands", vec![stale])
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The state of `id`'s target in the group, read with the test's own client.
+async fn state_in(fx: &Fixture, target_group_arn: &str, id: &str) -> String {
+    fx.target_states(target_group_arn)
+        .await
+        .into_iter()
+        .find(|s| s.0 == id)
+        .map(|s| s.2)
+        .unwrap_or_else(|| "not registered".into())
+}
+
+/// Where `deployed()` leaves the traffic.
+const BLUE_LIVE: Weights = Weights {
+    blue: 100,
+    green: 0,
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_that_joined_after_the_deploys_is_brought_in_line() {
+    let fx = deployed().await;
+    let new = join(&fx).await;
+    let listener_writes = fx.count("ModifyListener");
+
+    let plan = fx.bgcloud(&["sync", "--dry-run"]).ok();
+    let name = &fx.stack.spec.name;
+    for color in ["blue", "green"] {
+        assert!(
+            plan.stdout.contains(&format!(
+                "relaunch  {new} {color}: no {name}-{color} container"
+            )),
+            "{}",
+            plan.stdout
+        );
+    }
+    for old in &fx.stack.instance_ids {
+        let relaunch = format!("relaunch  {old}");
+        assert!(!plan.stdout.contains(&relaunch), "{}", plan.stdout);
+    }
+    assert!(!fx.lock_exists().await);
+    assert_eq!(
+        scripts_sent_to(&fx, &new).await.len(),
+        1,
+        "only the inspect"
+    );
+
+    let synced = fx.bgcloud(&["sync"]).json();
+    let relaunched: Vec<&Value> = synced["relaunch"].as_array().unwrap().iter().collect();
+    assert_eq!(relaunched.len(), 2, "{synced}");
+    assert!(relaunched.iter().all(|r| r["instance_id"] == new.as_str()));
+
+    // Both colours run there now with the recorded scripts, healthy; traffic never moved.
+    let sent = scripts_sent_to(&fx, &new).await;
+    for color in ["blue", "green"] {
+        let (desired, _) = fx
+            .state_object(&format!("desired/{color}.sh"))
+            .await
+            .unwrap();
+        let desired = String::from_utf8(desired).unwrap();
+        assert!(sent.iter().any(|s| s == &desired), "{color}.sh was not run");
+    }
+    for arn in [
+        &fx.stack.blue_target_group_arn,
+        &fx.stack.green_target_group_arn,
+    ] {
+        assert_eq!(state_in(&fx, arn, &new).await, "healthy");
+    }
+    assert_eq!(fx.count("ModifyListener"), listener_writes);
+    assert_eq!(fx.weights().await, BLUE_LIVE);
+    assert!(!fx.lock_exists().await);
+
+    let status = fx.bgcloud(&["status"]).ok();
+    assert!(
+        status
+            .stdout
+            .contains("brought in line (2 relaunched, 0 registered)"),
+        "{}",
+        status.stdout
+    );
+    let commands_before_status = fx.count("SendCommand");
+    let json = fx.bgcloud(&["status"]).json();
+    assert_eq!(json["last_sync"]["relaunched"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        fx.count("SendCommand"),
+        commands_before_status,
+        "status asks no instance"
+    );
+
+    // Nothing left to do: one inspect, no launch.
+    let again = fx.bgcloud(&["sync"]).ok();
+    assert!(
+        again.stdout.contains("the fleet is in line"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(fx.count("SendCommand"), commands_before_status + 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_container_that_serves_traffic_leaves_its_group_and_drains_first() {
+    let fx = deployed().await;
+    // Someone restarted blue (live) on one instance with the old image, by hand.
+    let victim = fx.stack.instance_ids[0].clone();
+    restart_blue_with_v1(&fx, &victim).await;
+
+    let plan = fx.bgcloud(&["sync", "--dry-run"]).ok();
+    assert!(
+        plan.stdout
+            .contains(&format!("relaunch  {victim} blue: runs sha256:"))
+            && plan
+                .stdout
+                .contains("(serves traffic: out of the target group and drained first)"),
+        "{}",
+        plan.stdout
+    );
+    let out = fx.bgcloud(&["sync"]).ok();
+    assert!(out.stderr.contains("draining"), "{}", out.stderr);
+
+    // Out of the group before the relaunch was sent, back in and healthy after.
+    let log = support::request_log(&fx.access_key);
+    let t = |action: &str| {
+        log.iter()
+            .filter(|r| r["action"] == action)
+            .map(|r| r["t"].as_f64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (out_at, launches) = (t("DeregisterTargets"), t("SendCommand"));
+    assert_eq!(out_at.len(), 1, "exactly one instance taken out");
+    let relaunch_at = *launches.last().unwrap();
+    assert!(
+        relaunch_at - out_at[0] >= 1.0,
+        "drained for the 1 s delay first"
+    );
+    assert_eq!(
+        state_in(&fx, &fx.stack.blue_target_group_arn, &victim).await,
+        "healthy"
+    );
+    assert_eq!(fx.weights().await, BLUE_LIVE);
+    let again = fx.bgcloud(&["sync", "--dry-run"]).ok();
+    assert!(again.stdout.contains("in line"), "{}", again.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_cannot_be_brought_in_line_is_named_exit_1_and_kept_for_status() {
+    let fx = deployed().await;
+    let new = join(&fx).await;
+    // Green's recorded image now fails its health check on any new container.
+    fx.image_behaviour("v1", json!({"status": 500}));
+    let out = fx.bgcloud(&["sync", "--health-timeout", "6s"]).code(1);
+    assert!(
+        out.stderr
+            .contains("sync could not bring the fleet in line: green:")
+            && out.stderr.contains(&new),
+        "{}",
+        out.stderr
+    );
+    // Blue was still repaired; traffic untouched; the result is stored.
+    assert_eq!(
+        state_in(&fx, &fx.stack.blue_target_group_arn, &new).await,
+        "healthy"
+    );
+    assert_eq!(fx.weights().await, BLUE_LIVE);
+    let status = fx.bgcloud(&["status"]).ok();
+    assert!(
+        status.stdout.contains("not in line: green:"),
+        "{}",
+        status.stdout
+    );
+    assert!(!fx.lock_exists().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_deployed_yet_is_refused() {
+    let fx = Fixture::new().await;
+    let out = fx.bgcloud(&["sync"]).code(2);
+    assert!(out.stderr.contains("nothing to sync"), "{}", out.stderr);
+    assert_eq!(fx.count("SendCommand"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_only_healthy_target_of_a_serving_colour_is_never_taken_out() {
+    let fx = Fixture::with(|s| {
+        s.instances = 1;
+        s.image_tags = vec!["v1".into(), "v2".into()];
+    })
+    .await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
+    fx.bgcloud(&["deploy", "--image", "v2"]).ok(); // blue live, on one instance
+    let only = fx.stack.instance_ids[0].clone();
+    restart_blue_with_v1(&fx, &only).await;
+    let out = fx.bgcloud(&["sync"]).code(1);
+    assert!(
+        out.stderr.contains("the only healthy target blue has"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.count("DeregisterTargets"), 0, "never taken out");
+    assert_eq!(
+        state_in(&fx, &fx.stack.blue_target_group_arn, &only).await,
+        "healthy"
+    );
+    let status = fx.bgcloud(&["status"]).json();
+    assert_eq!(status["last_sync"]["relaunched"], json!([]), "{status}");
+}
