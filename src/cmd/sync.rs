@@ -158,9 +158,10 @@ pub async fn run(ctx: &Context, args: &SyncArgs) -> Result<Outcome> {
     if args.dry_run {
         return Ok(Outcome::Planned(plan(ctx, backend, timeout).await?));
     }
-    // A drain and a gate per serving relaunch, then one drain and one gate per colour.
+    // Per colour: a drain and a gate per serving relaunch, then one drain and one gate; and
+    // the inspect.
     let per = timeout + drain::cap(backend);
-    let longest = per * (SERVING_PER_RUN as u32 + 2) + timeout.min(Duration::from_secs(120));
+    let longest = per * 2 * (SERVING_PER_RUN as u32 + 1) + timeout.min(Duration::from_secs(120));
     ctx.locked_for("sync", lock_wait, longest, sync(ctx, backend, timeout))
         .await
         .map(Outcome::Synced)
@@ -282,8 +283,8 @@ async fn inspect(
         .collect())
 }
 
-/// Serving containers replaced per run at most (each one drains and is gated on its own), so
-/// the lock's expiry covers the run; more are left for the next run, and said so.
+/// Serving containers replaced per colour and run at most (each one drains and is gated on its
+/// own), so the lock's expiry covers the run; more are left for the next run, and said so.
 const SERVING_PER_RUN: usize = 3;
 
 /// What one colour's repair did and could not do.
