@@ -79,6 +79,25 @@ pub enum Command {
     Frontend(FrontendCommand),
 }
 
+impl Command {
+    /// The name of a command that changes something (not a dry run), for the step summary;
+    /// None for read-only ones.
+    pub fn changes(&self) -> Option<&'static str> {
+        match self {
+            Command::Deploy(a) if !a.dry_run => Some("deploy"),
+            Command::Shift(_) => Some("shift"),
+            Command::Promote(_) => Some("promote"),
+            Command::Rollback(_) => Some("rollback"),
+            Command::Sync(a) if !a.dry_run => Some("sync"),
+            Command::Lock(LockCommand::Release { .. }) => Some("lock release"),
+            Command::Frontend(FrontendCommand::Deploy(a)) if !a.dry_run => Some("frontend deploy"),
+            Command::Frontend(FrontendCommand::Rollback(_)) => Some("frontend rollback"),
+            Command::Frontend(FrontendCommand::Prune(_)) => Some("frontend prune"),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum FrontendCommand {
     /// Upload the build as a new release, switch CloudFront to it, invalidate.

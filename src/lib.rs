@@ -27,6 +27,7 @@ pub mod script;
 pub mod site;
 pub mod state;
 pub mod steps;
+pub mod summary;
 pub mod target_group;
 pub mod traffic;
 pub mod watch;
@@ -36,42 +37,95 @@ use cli::{Cli, Command, FrontendCommand, LockCommand};
 use context::Context;
 use error::Result;
 
-/// Runs one parsed command line, printing its result on stdout.
+/// Runs one parsed command line, printing its result on stdout (and, under GitHub Actions,
+/// appending what a changing command did or why it failed to the step summary).
 pub async fn run(cli: Cli) -> Result<()> {
-    let ctx = Context::new(&cli.global).await?;
-    match &cli.command {
-        Command::Status => output::print(ctx.format, &cmd::status::run(&ctx).await?),
-        Command::Deploy(args) => match cmd::deploy::run(&ctx, args).await? {
+    let result = async {
+        let ctx = Context::new(&cli.global).await?;
+        dispatch(&ctx, &cli.command).await
+    }
+    .await;
+    if let (Err(e), Some(name)) = (&result, cli.command.changes()) {
+        summary::failed(name, &e.to_string(), e.exit_code());
+    }
+    result
+}
+
+/// Prints a changing command's result and appends it to the step summary.
+fn report<T: std::fmt::Display + serde::Serialize>(
+    ctx: &Context,
+    command: &str,
+    value: &T,
+    traffic: Option<(weights::Weights, weights::Weights)>,
+) -> Result<()> {
+    output::print(ctx.format, value)?;
+    summary::done(command, &value.to_string(), traffic);
+    Ok(())
+}
+
+async fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
+    match command {
+        Command::Status => output::print(ctx.format, &cmd::status::run(ctx).await?),
+        Command::Deploy(args) => match cmd::deploy::run(ctx, args).await? {
             cmd::deploy::Outcome::Planned(plan) => output::print(ctx.format, &plan),
-            cmd::deploy::Outcome::Deployed(done) => output::print(ctx.format, &done),
+            cmd::deploy::Outcome::Deployed(done) => {
+                // A stepped rollout's first shift is not where it ended: its text says that.
+                let traffic = done
+                    .plan
+                    .steps
+                    .is_empty()
+                    .then_some((done.plan.from, done.shift.to));
+                report(ctx, "deploy", &done, traffic)
+            }
         },
-        Command::Shift(args) => output::print(ctx.format, &cmd::shift::run(&ctx, args).await?),
-        Command::Promote(args) => output::print(ctx.format, &cmd::promote::run(&ctx, args).await?),
+        Command::Shift(args) => {
+            let done = cmd::shift::run(ctx, args).await?;
+            report(ctx, "shift", &done, Some((done.from, done.to)))
+        }
+        Command::Promote(args) => {
+            let done = cmd::promote::run(ctx, args).await?;
+            report(ctx, "promote", &done, Some((done.from, done.to)))
+        }
         Command::Rollback(args) => {
-            output::print(ctx.format, &cmd::rollback::run(&ctx, args).await?)
+            let done = cmd::rollback::run(ctx, args).await?;
+            report(ctx, "rollback", &done, Some((done.from, done.to)))
         }
-        Command::Sync(args) => match cmd::sync::run(&ctx, args).await? {
+        Command::Sync(args) => match cmd::sync::run(ctx, args).await? {
             cmd::sync::Outcome::Planned(plan) => output::print(ctx.format, &plan),
-            cmd::sync::Outcome::Synced(done) => output::print(ctx.format, &done),
+            cmd::sync::Outcome::Synced(done) => report(ctx, "sync", &done, None),
         },
-        Command::History(args) => output::print(ctx.format, &cmd::history::run(&ctx, args).await?),
+        Command::History(args) => output::print(ctx.format, &cmd::history::run(ctx, args).await?),
         Command::Lock(LockCommand::Status) => {
-            output::print(ctx.format, &cmd::lock::status(&ctx).await?)
+            output::print(ctx.format, &cmd::lock::status(ctx).await?)
         }
-        Command::Lock(LockCommand::Release { force }) => {
-            output::print(ctx.format, &cmd::lock::release(&ctx, *force).await?)
-        }
+        Command::Lock(LockCommand::Release { force }) => report(
+            ctx,
+            "lock release",
+            &cmd::lock::release(ctx, *force).await?,
+            None,
+        ),
         Command::Frontend(FrontendCommand::Deploy(args)) => {
-            output::print(ctx.format, &cmd::frontend::deploy(&ctx, args).await?)
+            let done = cmd::frontend::deploy(ctx, args).await?;
+            if args.dry_run {
+                output::print(ctx.format, &done)
+            } else {
+                report(ctx, "frontend deploy", &done, None)
+            }
         }
         Command::Frontend(FrontendCommand::Releases) => {
-            output::print(ctx.format, &cmd::frontend::releases(&ctx).await?)
+            output::print(ctx.format, &cmd::frontend::releases(ctx).await?)
         }
-        Command::Frontend(FrontendCommand::Rollback(args)) => {
-            output::print(ctx.format, &cmd::frontend::rollback(&ctx, args).await?)
-        }
-        Command::Frontend(FrontendCommand::Prune(args)) => {
-            output::print(ctx.format, &cmd::frontend::prune(&ctx, args).await?)
-        }
+        Command::Frontend(FrontendCommand::Rollback(args)) => report(
+            ctx,
+            "frontend rollback",
+            &cmd::frontend::rollback(ctx, args).await?,
+            None,
+        ),
+        Command::Frontend(FrontendCommand::Prune(args)) => report(
+            ctx,
+            "frontend prune",
+            &cmd::frontend::prune(ctx, args).await?,
+            None,
+        ),
     }
 }

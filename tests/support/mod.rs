@@ -689,6 +689,7 @@ impl Run {
             .env_remove("AWS_PROFILE")
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_STEP_SUMMARY")
             .env_remove("RUST_LOG");
         Run { cmd }
     }
