@@ -17,6 +17,11 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// `argv` as one shell command line: each argument one quoted word.
+pub fn command_line(argv: &[String]) -> String {
+    argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+}
+
 /// How much of the release task's output is kept (its end), well inside SSM's 24,000
 /// characters of stdout.
 pub const RELEASE_OUTPUT: usize = 20_000;
@@ -93,7 +98,7 @@ impl Launch<'_> {
             self.app,
             self.image()
         ));
-        let words: Vec<String> = argv.iter().map(|a| q(a)).collect();
+        let command = command_line(argv);
         // bgcloud_*: names no secret can shadow before docker reads the environment.
         lines.push("bgcloud_out=\"$(mktemp)\"".to_string());
         lines.push(format!(
@@ -103,7 +108,7 @@ impl Launch<'_> {
             q(&format!("bgcloud.release-task={}", self.deployment_id)),
             self.env_flags(),
             q(&self.image()),
-            words.join(" "),
+            command,
         ));
         let mask = if self.secrets.is_empty() {
             String::new()
@@ -121,7 +126,7 @@ impl Launch<'_> {
         ));
         lines.push(format!(
             "if [ $bgcloud_code -ne 0 ]; then echo \"bgcloud: the release task {} exited $bgcloud_code\" >&2; fi",
-            words.join(" ").replace(['"', '$', '`', '\\'], "")
+            command.replace(['"', '$', '`', '\\'], "")
         ));
         lines.push("exit $bgcloud_code".to_string());
         lines

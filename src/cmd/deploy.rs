@@ -85,11 +85,7 @@ pub struct ReleaseTask {
 
 impl ReleaseTask {
     fn command(&self) -> String {
-        self.argv
-            .iter()
-            .map(|a| crate::script::quote(a))
-            .collect::<Vec<_>>()
-            .join(" ")
+        crate::script::command_line(&self.argv)
     }
 }
 
