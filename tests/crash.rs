@@ -74,10 +74,7 @@ async fn killed_after_taking_the_lock() {
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_after_sending_the_launch() {
     let fx = fixture().await;
-    support::control(
-        "ssm-invocation",
-        json!({"instance_id": fx.stack.instance_ids[0], "status": "InProgress"}),
-    );
+    fx.hold_launch();
     crash(&fx, &["deploy", "--image", "v1"], None, |a| {
         a == "GetCommandInvocation"
     });

@@ -108,10 +108,7 @@ async fn a_listener_write_that_fails_leaves_traffic_where_it_was() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_is_exit_130_with_the_lock_free_and_the_launch_cancelled() {
     let fx = fixture().await;
-    support::control(
-        "ssm-invocation",
-        json!({"instance_id": fx.stack.instance_ids[0], "status": "InProgress"}),
-    );
+    fx.hold_launch();
     let child = fx
         .bgcloud(&["deploy", "--image", "v1", "--health-timeout", "5m"])
         .spawn();
@@ -277,10 +274,7 @@ async fn of_two_runs_taking_over_one_expired_lock_only_one_wins() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_lock_names_the_github_actions_run() {
     let fx = fixture().await;
-    support::control(
-        "ssm-invocation",
-        json!({"instance_id": fx.stack.instance_ids[0], "status": "InProgress"}),
-    );
+    fx.hold_launch();
     let child = fx
         .bgcloud(&["deploy", "--image", "v1", "--health-timeout", "5m"])
         .env("GITHUB_ACTIONS", "true")

@@ -135,13 +135,6 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
 
     // A release task that fails: the deploy stops before any container is replaced.
     let blue = format!("{}-blue", fx.stack.spec.name);
-    let digest_of_blue = |index| {
-        let (_, label) = lane.on_instance(
-            index,
-            &format!("docker inspect -f '{{{{index .Config.Labels \"bgcloud.digest\"}}}}' {blue}"),
-        );
-        label.trim().to_string()
-    };
     let failed = fx
         .bgcloud(&[
             "deploy",
@@ -158,7 +151,7 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
         failed.stderr
     );
     assert_eq!(
-        digest_of_blue(0),
+        lane.digest_label(0, &blue),
         fx.stack.images["badexit"],
         "blue untouched"
     );
@@ -172,7 +165,7 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
     assert_eq!(relaunched.len(), fx.stack.instance_ids.len(), "{synced}");
     assert!(relaunched.iter().all(|r| r["color"] == "blue"), "{synced}");
     assert_eq!(fx.weights().await, w(0, 100));
-    assert_eq!(digest_of_blue(0), fx.stack.images["v2"]);
+    assert_eq!(lane.digest_label(0, &blue), fx.stack.images["v2"]);
     let again = fx.bgcloud(&["sync", "--dry-run"]).ok();
     assert!(again.stdout.contains("in line"), "{}", again.stdout);
     std::thread::sleep(Duration::from_secs(2));
@@ -619,14 +612,8 @@ async fn a_replaced_instance_serves_both_colours_from_the_boot_loop_alone() {
         ("blue", "v2", &fx.stack.blue_target_group_arn),
         ("green", "v1", &fx.stack.green_target_group_arn),
     ] {
-        let (_, label) = lane.on_instance(
-            1,
-            &format!(
-                "docker inspect -f '{{{{index .Config.Labels \"bgcloud.digest\"}}}}' {app}-{color}"
-            ),
-        );
         assert_eq!(
-            label.trim(),
+            lane.digest_label(1, &format!("{app}-{color}")),
             fx.stack.images[tag],
             "{color} runs the recorded digest"
         );

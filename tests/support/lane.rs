@@ -95,6 +95,18 @@ pub struct LaneStack {
 }
 
 impl LaneStack {
+    /// The image digest bgcloud's label says `container` on instance `index` runs (empty when
+    /// there is no such container).
+    pub fn digest_label(&self, index: usize, container: &str) -> String {
+        let (_, label) = self.on_instance(
+            index,
+            &format!(
+                "docker inspect -f '{{{{index .Config.Labels \"bgcloud.digest\"}}}}' {container}"
+            ),
+        );
+        label.trim().to_string()
+    }
+
     /// Runs `script` with `sh` in the namespace of the lane's instance `index`, with its
     /// `docker`: (exit code, stdout; stderr after it when the exit code is not 0).
     pub fn on_instance(&self, index: usize, script: &str) -> (i32, String) {

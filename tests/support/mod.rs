@@ -457,6 +457,15 @@ impl Fixture {
         }
     }
 
+    /// The launch command stays `InProgress` on the first instance: a deploy waits in the SSM
+    /// wait until it is stopped.
+    pub fn hold_launch(&self) {
+        control(
+            "ssm-invocation",
+            serde_json::json!({"instance_id": self.stack.instance_ids[0], "status": "InProgress"}),
+        );
+    }
+
     /// A SecureString parameter `name` holding `value` (a secret for `[backend] secrets`).
     pub async fn put_secret(&self, name: &str, value: &str) {
         self.aws
