@@ -230,7 +230,13 @@ async fn the_p99_and_ratio_gates_judge_against_the_stable_colour() {
     let fx =
         fixture("max_p99_latency = \"800ms\"\nmax_5xx_ratio_to_stable = 2.0\nmin_requests = 50")
             .await;
-    // Blue serves 1,000 requests with 2 errors: 0.2 %.
+    let child = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "60s"])
+        .spawn();
+    wait_for_watch(&fx);
+    // Blue serves 1,000 requests with 2 errors: 0.2 %. Put inside the watch's window (put
+    // before the deploy, they fell outside it when the deploy crossed a minute boundary, and
+    // the ratio went unjudged), and before green's, so green is never judged without them.
     put_metrics(
         &fx,
         &fx.stack.blue_target_group_arn,
@@ -239,10 +245,6 @@ async fn the_p99_and_ratio_gates_judge_against_the_stable_colour() {
         &[(0.1, 1000.0)],
     )
     .await;
-    let child = fx
-        .bgcloud(&["deploy", "--image", "v1", "--watch", "60s"])
-        .spawn();
-    wait_for_watch(&fx);
     // Green: 1,000 requests, 6 errors (0.6 %, 3x blue's), p99 2 s.
     put_metrics(
         &fx,
