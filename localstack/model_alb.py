@@ -23,6 +23,10 @@ seconds it behaves as the inner one.
 
 Health-check intervals below AWS's 5 s minimum are accepted, for test speed (the health check
 timeout is then capped below the interval).
+
+Listener rules, as the API reference states and moto does not check: a priority is 1-50000
+(CreateRule, SetRulePriorities: ValidationError), a listener holds at most 100 rules besides its
+default (TooManyRules), and DescribeTags takes at most 20 resource ARNs (ValidationError).
 """
 
 import hashlib
@@ -31,7 +35,13 @@ import threading
 import time
 
 from moto.elbv2 import models as elbv2_models
-from moto.elbv2.exceptions import InvalidTargetError, TargetGroupNotFoundError, TargetNotRunning
+from moto.elbv2.exceptions import (
+    ELBClientError,
+    InvalidTargetError,
+    TargetGroupNotFoundError,
+    TargetNotRunning,
+    ValidationError,
+)
 
 LOCK = threading.RLock()
 TARGETS = {}  # (tg_arn, id, port) -> Target
@@ -357,6 +367,40 @@ def _create_target_group(self, name, **kwargs):
     return tg
 
 
+_stock_create_rule = elbv2_models.ELBv2Backend.create_rule
+_stock_set_rule_priorities = elbv2_models.ELBv2Backend.set_rule_priorities
+_stock_describe_tags = elbv2_models.ELBv2Backend.describe_tags
+RULES_PER_LISTENER = 100  # the quota "rules per Application Load Balancer listener", default rule not counted
+
+
+def _check_priority(priority):
+    if not 1 <= int(priority) <= 50000:
+        raise ValidationError(f"Priority '{priority}' must be between 1 and 50000")
+
+
+def _create_rule(self, listener_arn, conditions, priority, actions, tags=None):
+    _check_priority(priority)
+    listeners = self.describe_listeners(None, [listener_arn])
+    if listeners and len(listeners[0]._non_default_rules) >= RULES_PER_LISTENER:
+        raise ELBClientError("TooManyRules", "The maximum number of rules for the listener has been reached")
+    return _stock_create_rule(self, listener_arn, conditions, priority, actions, tags)
+
+
+def _set_rule_priorities(self, rule_priorities):
+    for rp in rule_priorities:
+        _check_priority(rp["Priority"])
+    return _stock_set_rule_priorities(self, rule_priorities)
+
+
+def _describe_tags(self, resource_arns):
+    if len(resource_arns) > 20:
+        raise ValidationError("You can specify up to 20 resource ARNs in a single DescribeTags call")
+    return _stock_describe_tags(self, resource_arns)
+
+
+elbv2_models.ELBv2Backend.create_rule = _create_rule
+elbv2_models.ELBv2Backend.set_rule_priorities = _set_rule_priorities
+elbv2_models.ELBv2Backend.describe_tags = _describe_tags
 elbv2_models.FakeTargetGroup.register = _register
 elbv2_models.FakeTargetGroup.deregister = _deregister
 elbv2_models.FakeTargetGroup.deregister_terminated_instances = _deregister_terminated

@@ -176,6 +176,14 @@ pub struct DeployArgs {
     /// How long the release task may run (default 15m).
     #[arg(long, value_name = "DURATION", default_value = "15m")]
     pub release_task_timeout: String,
+    /// Run this shell command (`sh -c CMD`, here, not on an instance) after the health gate and
+    /// before any user traffic; repeatable. BGCLOUD_PREVIEW_URL and BGCLOUD_PREVIEW_HEADER say
+    /// how to reach the new colour. Default: [backend].smoke.
+    #[arg(long, value_name = "CMD")]
+    pub smoke: Vec<String>,
+    /// How long each smoke test may run (default 5m).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub smoke_timeout: String,
     /// Print the plan (colour, digest, instances, script, weights) and change nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -135,7 +135,7 @@ impl Forward {
 
 /// (target group ARN, weight) pairs of a forward action, in both forms the API returns: a
 /// weighted `ForwardConfig`, or a plain `TargetGroupArn` (weight 1).
-fn target_groups(action: &Action) -> Vec<(String, u32)> {
+pub(crate) fn target_groups(action: &Action) -> Vec<(String, u32)> {
     let tuples = action
         .forward_config()
         .map(|f| f.target_groups())

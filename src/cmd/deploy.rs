@@ -3,7 +3,8 @@
 //! adopt a plain forward → run the release task once (migrations) → let the idle colour drain
 //! if it just lost its traffic → launch
 //! through SSM → wait for the command → wait until the ALB has judged the new containers
-//! healthy (the health gate) → write the colour's desired state for instances that boot later →
+//! healthy (the health gate) → point the preview route at them and run the smoke tests →
+//! write the colour's desired state for instances that boot later →
 //! shift (all, or the canary share) and verify → record → unlock.
 //! Any failure before the shift leaves traffic untouched.
 
@@ -16,7 +17,7 @@ use crate::cli::{parse_duration, DeployArgs};
 use crate::cmd::shift::{self, Shifted};
 use crate::cmd::status::short_digest;
 use crate::color::Color;
-use crate::config::{release_task_argv, BackendConfig};
+use crate::config::{release_task_argv, smoke_command, BackendConfig};
 use crate::context::Context;
 use crate::desired::{Desired, Written};
 use crate::drain::{self, Drain};
@@ -25,8 +26,10 @@ use crate::error::{Error, Result};
 use crate::fleet;
 use crate::health_gate::{self, Launched};
 use crate::live::Live;
+use crate::preview::{self, Route};
 use crate::rollout;
 use crate::script::Launch;
+use crate::smoke::{self, Passed};
 use crate::state::{new_id, now, Release};
 use crate::steps::{self, Steps};
 use crate::target_group::{self, HealthCheck};
@@ -65,6 +68,11 @@ pub struct Plan {
     pub drain: Option<Drain>,
     /// Run once before the containers start (migrations).
     pub release_task: Option<ReleaseTask>,
+    /// The header route to the new colour, pointed at it after the health gate.
+    pub preview: Option<Route>,
+    /// Shell commands run after the health gate, before any user traffic.
+    pub smoke: Vec<String>,
+    pub smoke_timeout_seconds: f64,
     /// The script SSM runs on each instance; secrets appear as parameter names only.
     pub script: Vec<String>,
     /// Where the script is stored, once gated, for instances that boot later.
@@ -95,6 +103,8 @@ pub struct Deployed {
     pub plan: Plan,
     /// What the new colour replaced as stable, for `rollback`.
     pub previous: Option<Release>,
+    /// The smoke tests that passed (all of them, or the deploy failed).
+    pub smoke_passed: Vec<Passed>,
     pub shift: Shifted,
     /// How the rollout ended: all traffic moved, promoted after its steps, paused, …
     pub ended: String,
@@ -113,6 +123,8 @@ pub struct Timings {
     pub launch: f64,
     /// Until the health gate trusted every target.
     pub health: f64,
+    /// The preview route and the smoke tests.
+    pub smoke: f64,
     /// The shift, its read-back and the record.
     pub shift: f64,
 }
@@ -176,6 +188,35 @@ impl fmt::Display for Plan {
         if let Some(drain) = &self.drain {
             writeln!(f, "  drain     {drain}")?;
         }
+        if let Some(route) = &self.preview {
+            writeln!(
+                f,
+                "  preview   {} → {} once healthy{}",
+                route.header_line(),
+                self.color,
+                match (&route.rule_arn, route.moved_from) {
+                    (None, _) => format!(
+                        " (a new rule at priority {}, tagged {}={})",
+                        route.priority,
+                        preview::TAG,
+                        self.app
+                    ),
+                    (Some(arn), Some(from)) => format!(
+                        " (rule {arn}, moved from priority {from} to {})",
+                        route.priority
+                    ),
+                    (Some(arn), None) => format!(" (rule {arn}, priority {})", route.priority),
+                }
+            )?;
+        }
+        for cmd in &self.smoke {
+            writeln!(
+                f,
+                "  smoke     sh -c {} (at most {}, before any user traffic)",
+                crate::script::quote(cmd),
+                humantime::format_duration(Duration::from_secs_f64(self.smoke_timeout_seconds))
+            )?;
+        }
         let hc = &self.health_check;
         writeln!(
             f,
@@ -227,6 +268,17 @@ impl fmt::Display for Deployed {
                 t.release_task
             )?;
         }
+        if !self.smoke_passed.is_empty() {
+            let via = p.preview.as_ref().map_or(String::new(), |r| {
+                format!(" through {} at {}", r.header_line(), r.url)
+            });
+            writeln!(
+                f,
+                "smoke tests: {} passed{via} in {:.1} s",
+                self.smoke_passed.len(),
+                t.smoke
+            )?;
+        }
         let drain = if self.plan.drain.is_some() {
             format!("drain {:.1} s, ", t.drain)
         } else {
@@ -275,6 +327,9 @@ struct Inputs {
     release_task: Option<(Vec<String>, Duration)>,
     /// The longest drain wait: drain_wait_max, else AWS's default deregistration delay.
     drain_cap: Duration,
+    /// The smoke tests (--smoke, else [backend].smoke) and how long each may run.
+    smoke: Vec<String>,
+    smoke_timeout: Duration,
 }
 
 impl Inputs {
@@ -286,7 +341,8 @@ impl Inputs {
             .as_ref()
             .map_or(Duration::ZERO, |s| s.interval * s.shares.len() as u32);
         let task = self.release_task.as_ref().map_or(Duration::ZERO, |t| t.1);
-        task + self.drain_cap + self.timeout + steps + self.watch
+        let smoke = self.smoke_timeout * self.smoke.len() as u32;
+        task + self.drain_cap + self.timeout + smoke + steps + self.watch
     }
 }
 
@@ -360,7 +416,18 @@ fn validate(args: &DeployArgs, backend: &BackendConfig) -> Result<Inputs> {
             "--release-task-timeout must be at least 30s (SSM's shortest execution timeout)",
         ));
     }
+    let smoke = if args.smoke.is_empty() {
+        backend.smoke.clone()
+    } else {
+        args.smoke.clone()
+    };
+    if let Some(Err(e)) = smoke.iter().map(|c| smoke_command(c)).find(Result::is_err) {
+        return Err(Error::refused(format!("--smoke: {e}")));
+    }
+    let smoke_timeout = parse_duration("--smoke-timeout", &args.smoke_timeout)?;
     Ok(Inputs {
+        smoke,
+        smoke_timeout,
         release_task: release_task.map(|argv| (argv, task_timeout)),
         drain_cap: drain::cap(backend),
         image,
@@ -421,11 +488,20 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
     }
     let color = live.stable().other();
     let idle_group = [backend.target_group_arn(color)];
-    let (image, instances, checks, drain) = tokio::try_join!(
+    let preview = async {
+        match &backend.preview {
+            Some(cfg) => preview::plan(&ctx.clients.elb, backend, cfg, &ctx.config.app, color)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    };
+    let (image, instances, checks, drain, preview) = tokio::try_join!(
         ecr::resolve(&ctx.clients.ecr, &backend.repository, &inputs.image),
         fleet::discover(&ctx.clients.ec2, &backend.instances),
         target_group::health_checks(&ctx.clients.elb, &idle_group),
         drain::for_color(ctx, backend, &live, color),
+        preview,
     )?;
     let health_check = checks.into_iter().next().expect("one target group asked");
     let judge = health_check.judge_time();
@@ -505,6 +581,9 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
         health_check,
         drain,
         release_task,
+        preview,
+        smoke: inputs.smoke.clone(),
+        smoke_timeout_seconds: inputs.smoke_timeout.as_secs_f64(),
         script,
         desired: Desired::new(ctx.clients.buckets.clone(), &ctx.config, color).location(),
     };
@@ -551,6 +630,9 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         &states,
         &plan.instances,
     )?;
+
+    let smoke_passed = preview_and_smoke(ctx, backend, &mut plan, inputs).await?;
+    let smoked_at = Instant::now();
 
     // From now on an instance that boots starts this release for the colour (desired.rs).
     // Written before any traffic moves: a failure here leaves traffic untouched.
@@ -627,16 +709,73 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         drain: drained.as_secs_f64(),
         launch: (launched_at - started - drained - task_seconds).as_secs_f64(),
         health: (trusted_at - launched_at).as_secs_f64(),
-        shift: trusted_at.elapsed().as_secs_f64(),
+        smoke: (smoked_at - trusted_at).as_secs_f64(),
+        shift: smoked_at.elapsed().as_secs_f64(),
     };
     Ok(Deployed {
         plan,
         previous,
+        smoke_passed,
         shift,
         ended,
         seconds: started.elapsed().as_secs_f64(),
         timings,
     })
+}
+
+/// Points the preview route at the new colour (read back), then runs the smoke tests against
+/// it. Either failing ends the deploy with traffic untouched; the new containers stay up,
+/// without user traffic, for a look through the preview route.
+async fn preview_and_smoke(
+    ctx: &Context,
+    backend: &BackendConfig,
+    plan: &mut Plan,
+    inputs: &Inputs,
+) -> Result<Vec<Passed>> {
+    let color = plan.color;
+    if let Some(route) = plan.preview.take() {
+        let route =
+            preview::point(&ctx.clients.elb, backend, &ctx.config.app, route, color).await?;
+        tracing::info!(
+            "preview: {} → {color} at {}",
+            route.header_line(),
+            route.url
+        );
+        plan.preview = Some(route);
+    }
+    if inputs.smoke.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut env = vec![
+        ("BGCLOUD_COLOR".to_string(), color.as_str().to_string()),
+        ("BGCLOUD_IMAGE".to_string(), plan.image.clone()),
+        ("BGCLOUD_DIGEST".to_string(), plan.digest.clone()),
+    ];
+    if let Some(r) = &plan.preview {
+        env.extend([
+            ("BGCLOUD_PREVIEW_URL".to_string(), r.url.clone()),
+            ("BGCLOUD_PREVIEW_HEADER".to_string(), r.header_line()),
+            ("BGCLOUD_PREVIEW_HEADER_NAME".to_string(), r.header.clone()),
+            ("BGCLOUD_PREVIEW_HEADER_VALUE".to_string(), r.value.clone()),
+        ]);
+    }
+    smoke::run(&inputs.smoke, &env, inputs.smoke_timeout)
+        .await
+        .map_err(|e| {
+            let stable = plan.from.stable(color.other());
+            let look = plan.preview.as_ref().map_or(String::new(), |r| {
+                format!(
+                    " (reach them with `curl -H '{}' {}`)",
+                    r.header_line(),
+                    r.url
+                )
+            });
+            Error::failed(format!(
+                "{e}\nTraffic untouched: {stable} keeps {} %; {color}'s new containers keep \
+                 running without user traffic{look}. Fix the release and deploy again",
+                plan.from.get(stable)
+            ))
+        })
 }
 
 /// Runs the release task once, on its instance, and waits for it. A failure (or its timeout)

@@ -9,6 +9,7 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::health::{self, TargetState};
 use crate::live::Live;
+use crate::preview::{self, Route};
 use crate::rollout::{self, Rollout};
 use crate::state::SyncRecord;
 use crate::weights::Weights;
@@ -29,6 +30,8 @@ pub struct Status {
     pub rollout: Option<RolloutStatus>,
     /// The last `bgcloud sync`'s stored result (status itself asks no instance).
     pub last_sync: Option<SyncRecord>,
+    /// The preview route, when `[backend.preview]` is configured.
+    pub preview: Option<Route>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,6 +73,7 @@ pub async fn run(ctx: &Context) -> Result<Status> {
         rollout::load(ctx),
         lock.read(),
     )?;
+    let preview = preview::read(elb, backend, &ctx.config.app, live.stable().other()).await?;
     let running = lock.is_some_and(|(l, _)| l.takes_requests && !l.expired());
     let stable = live.stable();
     let canary = live.canary();
@@ -108,6 +112,7 @@ pub async fn run(ctx: &Context) -> Result<Status> {
         },
         rollout: rollout.map(|state| RolloutStatus { state, running }),
         last_sync: live.record().and_then(|r| r.backend.last_sync.clone()),
+        preview,
     })
 }
 
@@ -143,6 +148,9 @@ impl fmt::Display for Status {
             for t in &s.targets {
                 writeln!(f, "           {t}")?;
             }
+        }
+        if let Some(p) = &self.preview {
+            writeln!(f, "  preview   {p}")?;
         }
         if let Some(r) = &self.rollout {
             let how = if r.running {

@@ -81,7 +81,9 @@ data "aws_iam_policy_document" "ci" {
     sid = "ElbRead"
     actions = [
       "elasticloadbalancing:DescribeListeners",
+      "elasticloadbalancing:DescribeLoadBalancers", # the preview route's default URL (DNS name)
       "elasticloadbalancing:DescribeRules",
+      "elasticloadbalancing:DescribeTags", # finds bgcloud's preview rule by its tag
       "elasticloadbalancing:DescribeTargetGroups",
       "elasticloadbalancing:DescribeTargetGroupAttributes", # the deregistration delay (drain wait)
       "elasticloadbalancing:DescribeTargetHealth",
@@ -98,6 +100,31 @@ data "aws_iam_policy_document" "ci" {
       # rules of this load balancer's listeners, for a config that sets rule_arn
       "arn:${local.partition}:elasticloadbalancing:${local.region}:${local.account_id}:listener-rule/${aws_lb.main.arn_suffix}/*",
     ]
+  }
+
+  # The preview route: one rule of bgcloud's own, created once (tagged on creation, so AddTags
+  # only as part of CreateRule), then pointed with ModifyRule and moved with SetRulePriorities.
+  statement {
+    sid       = "ElbPreviewRuleCreate"
+    actions   = ["elasticloadbalancing:CreateRule"]
+    resources = [local.bgcloud_listener_arn]
+  }
+
+  statement {
+    sid       = "ElbPreviewRuleTagOnCreate"
+    actions   = ["elasticloadbalancing:AddTags"]
+    resources = ["arn:${local.partition}:elasticloadbalancing:${local.region}:${local.account_id}:listener-rule/${aws_lb.main.arn_suffix}/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "elasticloadbalancing:CreateAction"
+      values   = ["CreateRule"]
+    }
+  }
+
+  statement {
+    sid       = "ElbPreviewRulePriority"
+    actions   = ["elasticloadbalancing:SetRulePriorities"]
+    resources = ["arn:${local.partition}:elasticloadbalancing:${local.region}:${local.account_id}:listener-rule/${aws_lb.main.arn_suffix}/*"]
   }
 
   statement {

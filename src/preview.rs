@@ -1,0 +1,479 @@
+//! The preview route: one listener rule of bgcloud's own (tagged `bgcloud:preview` = the app)
+//! that forwards requests carrying a header to the colour a deploy prepares, so smoke tests
+//! reach the new containers through the real ALB before any user does.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, HttpHeaderConditionConfig, Rule, RuleCondition, RulePriorityPair, Tag,
+};
+use aws_sdk_elasticloadbalancingv2::Client;
+use serde::Serialize;
+
+use crate::color::Color;
+use crate::config::{BackendConfig, PreviewConfig};
+use crate::error::{aws, Error, Result};
+use crate::traffic;
+
+/// The tag that marks the rule as bgcloud's; its value is the app, so two apps on one listener
+/// each keep their own.
+pub const TAG: &str = "bgcloud:preview";
+
+/// DescribeTags takes at most 20 ARNs a call.
+const TAGS_PER_CALL: usize = 20;
+
+/// The preview rule as it is (status) or as a deploy will make it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    pub header: String,
+    pub value: String,
+    /// Where smoke tests send requests (with the header).
+    pub url: String,
+    /// None: there is no rule yet; the deploy creates it.
+    pub rule_arn: Option<String>,
+    pub priority: u16,
+    /// The priority the rule has now, when the deploy moves it to `priority`.
+    pub moved_from: Option<u16>,
+    /// The colour the rule forwards to now; None: no rule yet.
+    pub color: Option<Color>,
+}
+
+impl Route {
+    /// `Name: value`, as curl's -H takes it.
+    pub fn header_line(&self) -> String {
+        format!("{}: {}", self.header, self.value)
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at {}", self.header_line(), self.url)?;
+        match (&self.rule_arn, self.color) {
+            (Some(arn), Some(c)) => write!(f, " → {c} (rule {arn}, priority {})", self.priority),
+            (Some(arn), None) => write!(
+                f,
+                " → not blue or green (rule {arn}, priority {})",
+                self.priority
+            ),
+            _ => write!(f, " (no rule yet: the next deploy creates it)"),
+        }
+    }
+}
+
+/// A listener's rules as bgcloud sees them: which priorities are taken, which rule is ours.
+struct Rules {
+    taken: BTreeSet<u16>,
+    ours: Option<Rule>,
+    /// The priority of the rule `rule_arn` names: the preview rule must be evaluated first.
+    before: Option<u16>,
+}
+
+/// Reads the listener's rules and finds bgcloud's preview rule among them. Refuses two rules
+/// tagged for the app, and a rule_arn that is not on the listener.
+async fn rules(elb: &Client, backend: &BackendConfig, app: &str) -> Result<Rules> {
+    let listener = &backend.listener_arn;
+    let mut all = Vec::new();
+    let mut marker = None;
+    loop {
+        let out = elb
+            .describe_rules()
+            .listener_arn(listener)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(aws(format!("reading the rules of listener {listener}")))?;
+        all.extend(
+            out.rules()
+                .iter()
+                .filter(|r| r.is_default() != Some(true))
+                .cloned(),
+        );
+        match out.next_marker() {
+            Some(m) if !m.is_empty() => marker = Some(m.to_string()),
+            _ => break,
+        }
+    }
+    let mut ours = Vec::new();
+    for chunk in all.chunks(TAGS_PER_CALL) {
+        let arns: Vec<String> = chunk.iter().filter_map(|r| r.rule_arn.clone()).collect();
+        let out = elb
+            .describe_tags()
+            .set_resource_arns(Some(arns))
+            .send()
+            .await
+            .map_err(aws(format!(
+                "reading the tags of listener {listener}'s rules (to find bgcloud's preview rule)"
+            )))?;
+        for d in out.tag_descriptions() {
+            if d.tags()
+                .iter()
+                .any(|t| t.key() == Some(TAG) && t.value() == Some(app))
+            {
+                ours.extend(d.resource_arn().map(str::to_string));
+            }
+        }
+    }
+    if ours.len() > 1 {
+        return Err(Error::refused(format!(
+            "listener {listener} has {} rules tagged {TAG}={app} ({}); bgcloud keeps one: delete \
+             all but one (`aws elbv2 delete-rule --rule-arn …`)",
+            ours.len(),
+            ours.join(", ")
+        )));
+    }
+    let before = match &backend.rule_arn {
+        None => None,
+        Some(arn) => Some(
+            all.iter()
+                .find(|r| r.rule_arn() == Some(arn))
+                .and_then(priority)
+                .ok_or_else(|| {
+                    Error::refused(format!(
+                        "rule_arn {arn} is not a rule of listener_arn {listener}: the preview \
+                         rule goes on the listener whose rule serves the app; fix one of the two"
+                    ))
+                })?,
+        ),
+    };
+    Ok(Rules {
+        taken: all.iter().filter_map(priority).collect(),
+        ours: all
+            .into_iter()
+            .find(|r| ours.contains(&r.rule_arn.clone().unwrap_or_default())),
+        before,
+    })
+}
+
+fn priority(rule: &Rule) -> Option<u16> {
+    rule.priority().and_then(|p| p.parse().ok())
+}
+
+/// The preview rule's priority: the configured one, else the one it has (while it still comes
+/// before rule_arn's rule), else the highest free one before rule_arn's rule (or overall): the
+/// preview then yields to every other rule the listener evaluates before the app's.
+pub fn pick_priority(
+    taken: &BTreeSet<u16>,
+    ours: Option<u16>,
+    before: Option<u16>,
+    wanted: Option<u16>,
+) -> std::result::Result<u16, String> {
+    let limit = before.unwrap_or(50001);
+    if let Some(p) = wanted {
+        if p >= limit {
+            return Err(format!(
+                "[backend.preview].priority = {p} would be evaluated after rule_arn's rule \
+                 (priority {limit}), which would answer every preview request first: use a \
+                 number below {limit}"
+            ));
+        }
+        if taken.contains(&p) && ours != Some(p) {
+            return Err(format!(
+                "[backend.preview].priority = {p} is taken by another rule on the listener: \
+                 choose a free one, or leave priority out and bgcloud picks one"
+            ));
+        }
+        return Ok(p);
+    }
+    if let Some(p) = ours.filter(|p| *p < limit) {
+        return Ok(p);
+    }
+    (1..limit)
+        .rev()
+        .find(|p| !taken.contains(p))
+        .ok_or_else(|| {
+            format!(
+                "no free priority below rule_arn's rule (priority {limit}): move that rule to a \
+             higher number, or set [backend.preview].priority to one you free"
+            )
+        })
+}
+
+/// Where a preview request goes: the configured url, else the ALB's DNS name with the
+/// listener's protocol and port.
+async fn url(elb: &Client, backend: &BackendConfig, cfg: &PreviewConfig) -> Result<String> {
+    if let Some(url) = &cfg.url {
+        return Ok(url.clone());
+    }
+    let listener = &backend.listener_arn;
+    let out = elb
+        .describe_listeners()
+        .listener_arns(listener)
+        .send()
+        .await
+        .map_err(aws(format!("reading listener {listener}")))?;
+    let l = out.listeners().first().ok_or_else(|| {
+        Error::refused(format!(
+            "listener {listener} does not exist: check listener_arn"
+        ))
+    })?;
+    let lb = l.load_balancer_arn().unwrap_or_default();
+    let out = elb
+        .describe_load_balancers()
+        .load_balancer_arns(lb)
+        .send()
+        .await
+        .map_err(aws(format!("reading load balancer {lb}")))?;
+    let dns = out
+        .load_balancers()
+        .first()
+        .and_then(|b| b.dns_name())
+        .ok_or_else(|| {
+            Error::failed(format!(
+                "load balancer {lb} has no DNS name: set [backend.preview].url"
+            ))
+        })?;
+    let scheme = match l.protocol().map(|p| p.as_str()) {
+        Some("HTTPS") => "https",
+        _ => "http",
+    };
+    let port = l.port().unwrap_or(0);
+    Ok(match (scheme, port) {
+        ("http", 80) | ("https", 443) | (_, 0) => format!("{scheme}://{dns}"),
+        _ => format!("{scheme}://{dns}:{port}"),
+    })
+}
+
+/// What the rule forwards to, as a colour.
+fn forwards_to(rule: &Rule, backend: &BackendConfig) -> Option<Color> {
+    let groups = rule
+        .actions()
+        .iter()
+        .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
+        .map(traffic::target_groups)?;
+    match groups.as_slice() {
+        [(arn, _)] => Color::BOTH
+            .into_iter()
+            .find(|c| backend.target_group_arn(*c) == arn),
+        _ => None,
+    }
+}
+
+/// The header and value the rule matches, as it reads.
+fn condition(rule: &Rule) -> Option<(String, Vec<String>)> {
+    rule.conditions()
+        .iter()
+        .find(|c| c.field() == Some("http-header"))
+        .and_then(|c| c.http_header_config())
+        .map(|h| {
+            (
+                h.http_header_name().unwrap_or_default().to_string(),
+                h.values().to_vec(),
+            )
+        })
+}
+
+/// Where the preview rule is and where it points, for `status` (None: no preview configured).
+/// Without a rule yet, what the next deploy, to `next`, would match.
+pub async fn read(
+    elb: &Client,
+    backend: &BackendConfig,
+    app: &str,
+    next: Color,
+) -> Result<Option<Route>> {
+    let Some(cfg) = &backend.preview else {
+        return Ok(None);
+    };
+    let (rules, url) = tokio::try_join!(rules(elb, backend, app), url(elb, backend, cfg))?;
+    let route = match rules.ours {
+        Some(rule) => {
+            let (header, values) = condition(&rule).unwrap_or_default();
+            Route {
+                header,
+                value: values.join(","),
+                url,
+                priority: priority(&rule).unwrap_or(0),
+                moved_from: None,
+                color: forwards_to(&rule, backend),
+                rule_arn: rule.rule_arn,
+            }
+        }
+        None => Route {
+            header: cfg.header.clone(),
+            value: cfg
+                .value
+                .clone()
+                .unwrap_or_else(|| next.as_str().to_string()),
+            url,
+            priority: 0,
+            moved_from: None,
+            color: None,
+            rule_arn: None,
+        },
+    };
+    Ok(Some(route))
+}
+
+/// What a deploy to `color` will make of the rule: read-only, so a dry run shows it and a
+/// conflict is refused before anything changes.
+pub async fn plan(
+    elb: &Client,
+    backend: &BackendConfig,
+    cfg: &PreviewConfig,
+    app: &str,
+    color: Color,
+) -> Result<Route> {
+    let (rules, url) = tokio::try_join!(rules(elb, backend, app), url(elb, backend, cfg))?;
+    let current = rules.ours.as_ref().and_then(priority);
+    let chosen = pick_priority(&rules.taken, current, rules.before, cfg.priority)
+        .map_err(|e| Error::refused(format!("listener {}: {e}", backend.listener_arn)))?;
+    Ok(Route {
+        header: cfg.header.clone(),
+        value: cfg
+            .value
+            .clone()
+            .unwrap_or_else(|| color.as_str().to_string()),
+        url,
+        priority: chosen,
+        moved_from: current.filter(|p| *p != chosen),
+        color: rules.ours.as_ref().and_then(|r| forwards_to(r, backend)),
+        rule_arn: rules.ours.and_then(|r| r.rule_arn),
+    })
+}
+
+/// Points the rule at `color` (creating it the first time), then reads it back and fails
+/// unless it matches the header and value, forwards to `color` only, at the planned priority.
+pub async fn point(
+    elb: &Client,
+    backend: &BackendConfig,
+    app: &str,
+    mut route: Route,
+    color: Color,
+) -> Result<Route> {
+    let matches = RuleCondition::builder()
+        .field("http-header")
+        .http_header_config(
+            HttpHeaderConditionConfig::builder()
+                .http_header_name(&route.header)
+                .values(&route.value)
+                .build(),
+        )
+        .build();
+    let forward = Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .target_group_arn(backend.target_group_arn(color))
+        .build();
+    let listener = &backend.listener_arn;
+    let arn = match &route.rule_arn {
+        None => {
+            let out = elb
+                .create_rule()
+                .listener_arn(listener)
+                .priority(i32::from(route.priority))
+                .conditions(matches.clone())
+                .actions(forward)
+                .tags(Tag::builder().key(TAG).value(app).build())
+                .send()
+                .await
+                .map_err(aws(format!(
+                    "creating the preview rule on listener {listener} at priority {}",
+                    route.priority
+                )))?;
+            let arn = out
+                .rules()
+                .first()
+                .and_then(|r| r.rule_arn())
+                .unwrap_or_default()
+                .to_string();
+            tracing::info!(
+                "preview rule created: {} → {color} ({arn}, priority {})",
+                route.header_line(),
+                route.priority
+            );
+            arn
+        }
+        Some(arn) => {
+            elb.modify_rule()
+                .rule_arn(arn)
+                .conditions(matches)
+                .actions(forward)
+                .send()
+                .await
+                .map_err(aws(format!("pointing the preview rule {arn} at {color}")))?;
+            if route.moved_from.is_some() {
+                elb.set_rule_priorities()
+                    .rule_priorities(
+                        RulePriorityPair::builder()
+                            .rule_arn(arn)
+                            .priority(i32::from(route.priority))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(aws(format!(
+                        "moving the preview rule {arn} to priority {}",
+                        route.priority
+                    )))?;
+            }
+            arn.clone()
+        }
+    };
+    let out = elb
+        .describe_rules()
+        .rule_arns(&arn)
+        .send()
+        .await
+        .map_err(aws(format!("reading back the preview rule {arn}")))?;
+    let rule = out.rules().first();
+    let reads = rule.map(|r| (condition(r), forwards_to(r, backend), priority(r)));
+    let wanted = (
+        Some((route.header.clone(), vec![route.value.clone()])),
+        Some(color),
+        Some(route.priority),
+    );
+    if reads.as_ref() != Some(&wanted) {
+        return Err(Error::failed(format!(
+            "the preview rule {arn} reads back as {reads:?} after bgcloud set {} → {color} at \
+             priority {}; no user traffic was moved. Check the listener's rules, then deploy again",
+            route.header_line(),
+            route.priority
+        )));
+    }
+    route.rule_arn = Some(arn);
+    route.color = Some(color);
+    route.moved_from = None;
+    Ok(route)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ps: &[u16]) -> BTreeSet<u16> {
+        ps.iter().copied().collect()
+    }
+
+    #[test]
+    fn picks_the_highest_free_priority_before_the_apps_rule() {
+        assert_eq!(pick_priority(&set(&[]), None, None, None), Ok(50000));
+        assert_eq!(
+            pick_priority(&set(&[50000, 49999]), None, None, None),
+            Ok(49998)
+        );
+        assert_eq!(
+            pick_priority(&set(&[10, 9, 3]), None, Some(10), None),
+            Ok(8)
+        );
+        // Its own place is kept while it still comes first.
+        assert_eq!(
+            pick_priority(&set(&[10, 2]), Some(2), Some(10), None),
+            Ok(2)
+        );
+        // The app's rule moved in front of it: it moves before that.
+        assert_eq!(
+            pick_priority(&set(&[10, 12]), Some(12), Some(10), None),
+            Ok(9)
+        );
+    }
+
+    #[test]
+    fn a_taken_or_late_priority_is_refused_by_number() {
+        let e = pick_priority(&set(&[5]), None, None, Some(5)).unwrap_err();
+        assert!(e.contains("= 5 is taken"), "{e}");
+        assert_eq!(pick_priority(&set(&[5]), Some(5), None, Some(5)), Ok(5));
+        let e = pick_priority(&set(&[7]), None, Some(7), Some(8)).unwrap_err();
+        assert!(e.contains("below 7"), "{e}");
+        let e = pick_priority(&set(&[1, 2]), None, Some(2), None).unwrap_err();
+        assert!(e.contains("no free priority below"), "{e}");
+    }
+}

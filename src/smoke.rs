@@ -1,0 +1,136 @@
+//! Smoke tests: shell commands run where bgcloud runs (the CI runner), after the health gate and
+//! before any user traffic, told through the environment where the new colour answers. Their
+//! output is streamed to stderr; a failure or a timeout stops the deploy.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+
+use crate::error::{Error, Result};
+
+/// One smoke test that passed.
+#[derive(Debug, Serialize)]
+pub struct Passed {
+    pub command: String,
+    pub seconds: f64,
+}
+
+/// How long a stopped command's process group gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// The command's process group, signalled when the command ends, times out, or bgcloud is
+/// interrupted (the deploy future is dropped): nothing a smoke test started outlives it.
+struct Group(i32);
+
+impl Group {
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a negative pid signals the process group the child leads.
+        unsafe {
+            libc::kill(-self.0, signal);
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+}
+
+/// Runs each command as `sh -c CMD` with `env` added to bgcloud's own environment, one after
+/// the other; each may take `timeout`. The first that fails ends the run with its reason.
+pub async fn run(
+    commands: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Result<Vec<Passed>> {
+    let mut passed = Vec::new();
+    for (i, command) in commands.iter().enumerate() {
+        let label = if commands.len() > 1 {
+            format!("smoke {}/{}", i + 1, commands.len())
+        } else {
+            "smoke".to_string()
+        };
+        tracing::info!("{label}: `{command}` (at most {})", fmt_duration(timeout));
+        let started = Instant::now();
+        one(command, env, timeout, &label)
+            .await
+            .map_err(|why| Error::failed(format!("{label} `{command}` {why}")))?;
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!("{label}: passed in {seconds:.1} s");
+        passed.push(Passed {
+            command: command.clone(),
+            seconds,
+        });
+    }
+    Ok(passed)
+}
+
+/// Runs one command; Err says how it failed.
+async fn one(
+    command: &str,
+    env: &[(String, String)],
+    timeout: Duration,
+    label: &str,
+) -> std::result::Result<(), String> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group, so a timeout stops what it started too (curl in a pipeline, a server
+        // in the background), and a Ctrl-C meant for bgcloud is handled by bgcloud.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("could not be started (sh: {e})"))?;
+    let group = Group(child.id().map_or(0, |p| p as i32));
+    let out = tokio::spawn(stream(child.stdout.take(), label.to_string()));
+    let err = tokio::spawn(stream(child.stderr.take(), label.to_string()));
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status.map_err(|e| format!("could not be waited for: {e}"))?,
+        Err(_) => {
+            group.signal(libc::SIGTERM);
+            if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+                group.signal(libc::SIGKILL);
+            }
+            return Err(format!(
+                "did not finish within {} (--smoke-timeout) and was stopped",
+                fmt_duration(timeout)
+            ));
+        }
+    };
+    // Whatever it left running in the background goes now; the output it already wrote is
+    // read to the end, but not waited for beyond a moment.
+    drop(group);
+    for reader in [out, err] {
+        let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+    }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(match status.code() {
+            Some(code) => format!("failed (exit {code})"),
+            None => "was killed by a signal".to_string(),
+        })
+    }
+}
+
+/// Prints each line the command writes, as it comes, on stderr (through the log).
+async fn stream(pipe: Option<impl AsyncRead + Unpin>, label: String) {
+    let Some(pipe) = pipe else { return };
+    // Bytes, not UTF-8 lines: a binary or Latin-1 line must not stop the reading (a full pipe
+    // would then block the command).
+    let mut lines = BufReader::new(pipe).split(b'\n');
+    while let Ok(Some(line)) = lines.next_segment().await {
+        tracing::info!("{label} | {}", String::from_utf8_lossy(&line).trim_end());
+    }
+}
+
+fn fmt_duration(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(d)
+}

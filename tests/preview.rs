@@ -1,0 +1,419 @@
+//! The preview route and smoke tests: after the health gate a listener rule of bgcloud's own
+//! sends requests with the preview header to the new colour, the smoke tests run against it
+//! while users still see the old one, and only then does traffic move. A failing smoke test
+//! leaves traffic where it was; someone else's rules are never touched.
+
+mod support;
+
+use aws_sdk_elasticloadbalancingv2::types::{
+    HttpHeaderConditionConfig, Rule, RuleCondition, RulePriorityPair,
+};
+use bgcloud::weights::Weights;
+use serde_json::Value;
+use support::Fixture;
+
+const PREVIEW: &str = "[backend.preview]\nheader = \"X-Bgcloud-Preview\"";
+
+async fn fixture(extra_backend: &str) -> Fixture {
+    let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await;
+    fx.write_config(&fx.stack.config_toml(extra_backend));
+    fx
+}
+
+/// The listener's rules other than the default, by priority.
+async fn rules(fx: &Fixture) -> Vec<Rule> {
+    let out = fx
+        .aws
+        .elb
+        .describe_rules()
+        .listener_arn(&fx.stack.listener_arn)
+        .send()
+        .await
+        .unwrap();
+    let mut rules: Vec<Rule> = out
+        .rules()
+        .iter()
+        .filter(|r| r.is_default() != Some(true))
+        .cloned()
+        .collect();
+    rules.sort_by_key(|r| r.priority().unwrap().parse::<u32>().unwrap());
+    rules
+}
+
+fn header_condition(name: &str, value: &str) -> RuleCondition {
+    RuleCondition::builder()
+        .field("http-header")
+        .http_header_config(
+            HttpHeaderConditionConfig::builder()
+                .http_header_name(name)
+                .values(value)
+                .build(),
+        )
+        .build()
+}
+
+/// Where a rule forwards (one target group), and the header value it matches.
+fn summary(rule: &Rule) -> (String, Option<String>, Option<String>) {
+    let action = &rule.actions()[0];
+    let to = action.target_group_arn().map(str::to_string).or_else(|| {
+        action
+            .forward_config()
+            .and_then(|f| f.target_groups().first())
+            .and_then(|t| t.target_group_arn())
+            .map(str::to_string)
+    });
+    let value = rule
+        .conditions()
+        .first()
+        .and_then(|c| c.http_header_config())
+        .and_then(|h| h.values().first().cloned());
+    (rule.priority().unwrap().to_string(), to, value)
+}
+
+async fn add_rule(
+    fx: &Fixture,
+    priority: i32,
+    condition: RuleCondition,
+    to: &[(&str, i32)],
+) -> String {
+    let out = fx
+        .aws
+        .elb
+        .create_rule()
+        .listener_arn(&fx.stack.listener_arn)
+        .priority(priority)
+        .conditions(condition)
+        .actions(support::stack::forward(to))
+        .send()
+        .await
+        .unwrap();
+    out.rules()[0].rule_arn().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smoke_tests_reach_the_new_colour_by_header_while_users_still_see_the_old_one() {
+    let fx = fixture(PREVIEW).await;
+    let dir = fx.dir.path().display().to_string();
+    // The smoke test records what it was told and what `bgcloud status` says while it runs.
+    let smoke = format!(
+        "env | grep ^BGCLOUD_ | sort > {dir}/env.txt; \"$BGCLOUD_BIN\" status --output json > \
+         {dir}/during.json; echo smoke says hello; echo to stderr >&2"
+    );
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v2", "--smoke", &smoke])
+        .env("BGCLOUD_BIN", env!("CARGO_BIN_EXE_bgcloud"))
+        .ok();
+    assert!(
+        out.stderr.contains("smoke | smoke says hello"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("smoke | to stderr"), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("smoke tests: 1 passed through X-Bgcloud-Preview: green at http://"),
+        "{}",
+        out.stdout
+    );
+
+    let env = std::fs::read_to_string(fx.dir.path().join("env.txt")).unwrap();
+    let digest = fx.record().await["backend"]["green"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for line in [
+        "BGCLOUD_COLOR=green".to_string(),
+        format!("BGCLOUD_DIGEST={digest}"),
+        // As given to --image, as `status` shows it.
+        "BGCLOUD_IMAGE=v2".to_string(),
+        "BGCLOUD_PREVIEW_HEADER=X-Bgcloud-Preview: green".to_string(),
+        "BGCLOUD_PREVIEW_HEADER_NAME=X-Bgcloud-Preview".to_string(),
+        "BGCLOUD_PREVIEW_HEADER_VALUE=green".to_string(),
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} in\n{env}");
+    }
+    // The ALB's DNS name, port 80 left out.
+    let url = env
+        .lines()
+        .find_map(|l| l.strip_prefix("BGCLOUD_PREVIEW_URL="))
+        .unwrap();
+    assert!(
+        url.starts_with("http://") && url.ends_with(".elb.amazonaws.com"),
+        "{url}"
+    );
+
+    // While the smoke test ran: users on blue, the preview rule on green.
+    let during: Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.dir.path().join("during.json")).unwrap())
+            .unwrap();
+    assert_eq!(during["weights"]["blue"], 100, "{during}");
+    assert_eq!(during["weights"]["green"], 0, "{during}");
+    assert_eq!(during["preview"]["color"], "green", "{during}");
+
+    // The rule: bgcloud's (tagged), last before the default action, to green only.
+    let rules = rules(&fx).await;
+    assert_eq!(rules.len(), 1);
+    let green = fx.stack.green_target_group_arn.clone();
+    assert_eq!(
+        summary(&rules[0]),
+        ("50000".into(), Some(green), Some("green".into()))
+    );
+    let arn = rules[0].rule_arn().unwrap().to_string();
+    let tags = fx
+        .aws
+        .elb
+        .describe_tags()
+        .resource_arns(&arn)
+        .send()
+        .await
+        .unwrap();
+    let tags = tags.tag_descriptions()[0].tags();
+    assert!(
+        tags.iter()
+            .any(|t| t.key() == Some("bgcloud:preview") && t.value() == Some(&fx.stack.spec.name)),
+        "{tags:?}"
+    );
+    let status = fx.bgcloud(&["status"]).ok();
+    assert!(
+        status.stdout.contains(&format!(
+            "preview   X-Bgcloud-Preview: green at {url} → green (rule {arn}, priority 50000)"
+        )),
+        "{}",
+        status.stdout
+    );
+
+    // The next deploy moves the same rule to blue (no second rule).
+    fx.bgcloud(&["deploy", "--image", "v1", "--smoke", "true"])
+        .ok();
+    let rules = self::rules(&fx).await;
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].rule_arn(), Some(arn.as_str()));
+    let blue = fx.stack.blue_target_group_arn.clone();
+    assert_eq!(
+        summary(&rules[0]),
+        ("50000".into(), Some(blue), Some("blue".into()))
+    );
+    assert_eq!(fx.count("CreateRule"), 1, "{:?}", fx.requests());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_or_hanging_smoke_test_leaves_traffic_untouched() {
+    let fx = fixture(&format!("smoke = [\"echo checking; exit 3\"]\n{PREVIEW}")).await;
+    let before = fx.record().await;
+    let out = fx.bgcloud(&["deploy", "--image", "v2"]).code(1);
+    assert!(out.stderr.contains("smoke | checking"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("smoke `echo checking; exit 3` failed (exit 3)")
+            && out.stderr.contains("Traffic untouched: blue keeps 100 %")
+            && out.stderr.contains("curl -H 'X-Bgcloud-Preview: green'"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, Weights::from_raw(100, 0).unwrap());
+    assert_eq!(fx.count("ModifyListener"), 0, "{:?}", fx.requests());
+    assert_eq!(fx.record().await, before, "nothing recorded");
+    assert!(
+        fx.state_object("desired/green.sh").await.is_none(),
+        "a release that failed its smoke test is not what new instances start"
+    );
+
+    // A smoke test past --smoke-timeout is stopped, with what it started in the background.
+    let marker = format!("31.{}", std::process::id());
+    let started = std::time::Instant::now();
+    let out = fx
+        .bgcloud(&[
+            "deploy",
+            "--image",
+            "v2",
+            "--smoke-timeout",
+            "1s",
+            "--smoke",
+            &format!("sleep {marker} & sleep {marker}"),
+        ])
+        .code(1);
+    assert!(
+        out.stderr
+            .contains("did not finish within 1s (--smoke-timeout) and was stopped"),
+        "{}",
+        out.stderr
+    );
+    assert!(started.elapsed().as_secs() < 25, "{:?}", started.elapsed());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let left: Vec<_> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(&marker))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the smoke test's processes were left running"
+    );
+    assert_eq!(fx.weights().await, Weights::from_raw(100, 0).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rule_goes_before_rule_arns_rule_and_never_touches_someone_elses() {
+    let fx = fixture("").await;
+    let (blue, green) = (
+        fx.stack.blue_target_group_arn.clone(),
+        fx.stack.green_target_group_arn.clone(),
+    );
+    let app = add_rule(
+        &fx,
+        10,
+        RuleCondition::builder()
+            .field("path-pattern")
+            .values("/*")
+            .build(),
+        &[(&blue, 100), (&green, 0)],
+    )
+    .await;
+    // Someone else's rule on the same header, just before the app's, and another further up.
+    let foreign = add_rule(
+        &fx,
+        9,
+        header_condition("X-Bgcloud-Preview", "green"),
+        &[(&blue, 1)],
+    )
+    .await;
+    add_rule(&fx, 5, header_condition("X-Other", "x"), &[(&blue, 1)]).await;
+    let config = |extra: &str| {
+        fx.stack
+            .config_toml(&format!("rule_arn = \"{app}\"\n{PREVIEW}\n{extra}"))
+    };
+
+    // A priority that is someone else's, or after the app's rule: refused before any change.
+    for (extra, says) in [
+        ("priority = 9", "priority = 9 is taken by another rule"),
+        (
+            "priority = 12",
+            "would be evaluated after rule_arn's rule (priority 10)",
+        ),
+    ] {
+        fx.write_config(&config(extra));
+        let out = fx.bgcloud(&["deploy", "--image", "v2"]).code(2);
+        assert!(out.stderr.contains(says), "{extra}: {}", out.stderr);
+    }
+    assert!(
+        fx.writes_but_lock().is_empty(),
+        "{:?}",
+        fx.writes_but_lock()
+    );
+
+    fx.write_config(&config(""));
+    let plan = fx.bgcloud(&["deploy", "--image", "v2", "--dry-run"]).ok();
+    assert!(
+        plan.stdout.contains(
+            "preview   X-Bgcloud-Preview: green → green once healthy (a new rule at priority 8"
+        ),
+        "{}",
+        plan.stdout
+    );
+    fx.bgcloud(&["deploy", "--image", "v2", "--smoke", "true"])
+        .ok();
+    let after = rules(&fx).await;
+    let by_priority: Vec<_> = after.iter().map(summary).collect();
+    assert_eq!(
+        by_priority,
+        vec![
+            ("5".into(), Some(blue.clone()), Some("x".into())),
+            ("8".into(), Some(green.clone()), Some("green".into())),
+            ("9".into(), Some(blue.clone()), Some("green".into())),
+            ("10".into(), Some(blue.clone()), None),
+        ],
+        "ours at 8, just before the foreign 9; the others as they were"
+    );
+    let ours = after[1].rule_arn().unwrap().to_string();
+    assert_ne!(ours, foreign);
+
+    // The app's rule is moved in front of ours: the next deploy moves ours before it again.
+    fx.aws
+        .elb
+        .set_rule_priorities()
+        .rule_priorities(
+            RulePriorityPair::builder()
+                .rule_arn(&app)
+                .priority(7)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    fx.bgcloud(&["deploy", "--image", "v1", "--smoke", "true"])
+        .ok();
+    let after: Vec<_> = rules(&fx).await.iter().map(summary).collect();
+    assert_eq!(
+        after[..3],
+        [
+            ("5".into(), Some(blue.clone()), Some("x".into())),
+            ("6".into(), Some(blue.clone()), Some("blue".into())),
+            ("7".into(), Some(blue.clone()), None),
+        ],
+        "{after:?}"
+    );
+
+    // A second rule tagged for the app: which one is bgcloud's is unclear, so nothing is done.
+    let copy = add_rule(
+        &fx,
+        20,
+        header_condition("X-Bgcloud-Preview", "blue"),
+        &[(&blue, 1)],
+    )
+    .await;
+    fx.aws
+        .elb
+        .add_tags()
+        .resource_arns(&copy)
+        .tags(
+            aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                .key("bgcloud:preview")
+                .value(&fx.stack.spec.name)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v2", "--dry-run"])
+        .code(2);
+    assert!(
+        out.stderr.contains("has 2 rules tagged bgcloud:preview=") && out.stderr.contains(&copy),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_smoke_or_preview_settings_are_refused_before_any_request() {
+    let fx = fixture("").await;
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v2", "--smoke", "  "])
+        .code(2);
+    assert!(
+        out.stderr
+            .contains("--smoke: a smoke test command is empty"),
+        "{}",
+        out.stderr
+    );
+    let out = fx
+        .bgcloud(&[
+            "deploy",
+            "--image",
+            "v2",
+            "--smoke",
+            "true",
+            "--smoke-timeout",
+            "soon",
+        ])
+        .code(2);
+    assert!(out.stderr.contains("--smoke-timeout"), "{}", out.stderr);
+    fx.write_config(&fx.stack.config_toml("[backend.preview]\nheader = \"Host\""));
+    let out = fx.bgcloud(&["deploy", "--image", "v2"]).code(2);
+    assert!(
+        out.stderr.contains("[backend.preview].header"),
+        "{}",
+        out.stderr
+    );
+    assert!(fx.requests().is_empty(), "{:?}", fx.requests());
+}
