@@ -709,12 +709,14 @@ impl RawPreview {
         let priority = match self.priority {
             None => None,
             Some(p) if (1..=50000).contains(&p) => Some(p as u16),
-            Some(p) => return Err(c.err(
-                "[backend.preview].priority",
-                format_args!(
+            Some(p) => {
+                return Err(c.err(
+                    "[backend.preview].priority",
+                    format_args!(
                     "= {p} is not a listener rule priority: use 1-50000 (lower is evaluated first)"
                 ),
-            )),
+                ))
+            }
         };
         if let Some(url) = &self.url {
             let scheme = url.starts_with("http://") || url.starts_with("https://");
@@ -1161,5 +1163,65 @@ distribution_id = "E2ABCDEF"
         // shell: even PATH is the container's business only.
         let c = parse(&full().replace("NODE_ENV", "PATH")).unwrap();
         assert_eq!(c.backend.unwrap().env["PATH"], "production");
+    }
+
+    #[test]
+    fn preview_and_smoke_settings_parse_and_bad_values_are_named() {
+        let with = |extra: &str| full().replace("[frontend]", &format!("{extra}\n[frontend]"));
+        let c = parse(&with(
+            "smoke = [\"curl -fsS $BGCLOUD_PREVIEW_URL\"]\n[backend.preview]\nheader = \"X-Preview\"\npriority = 7\nurl = \"https://api.example.com/\"",
+        ))
+        .unwrap()
+        .backend
+        .unwrap();
+        assert_eq!(c.smoke, vec!["curl -fsS $BGCLOUD_PREVIEW_URL"]);
+        assert_eq!(
+            c.preview,
+            Some(PreviewConfig {
+                header: "X-Preview".into(),
+                value: None,
+                priority: Some(7),
+                url: Some("https://api.example.com".into()),
+            })
+        );
+        for (extra, says) in [
+            ("smoke = [\" \"]", "[backend].smoke"),
+            (
+                "[backend.preview]\nvalue = \"x\"",
+                "[backend.preview].header is missing",
+            ),
+            (
+                "[backend.preview]\nheader = \"X Preview\"",
+                "not an HTTP header name",
+            ),
+            ("[backend.preview]\nheader = \"host\"", "cannot be matched"),
+            (
+                &format!("[backend.preview]\nheader = \"{}\"", "X".repeat(41)),
+                "1-40",
+            ),
+            (
+                "[backend.preview]\nheader = \"X-P\"\nvalue = \"a*\"",
+                "wildcards",
+            ),
+            (
+                "[backend.preview]\nheader = \"X-P\"\npriority = 0",
+                "1-50000",
+            ),
+            (
+                "[backend.preview]\nheader = \"X-P\"\npriority = 50001",
+                "1-50000",
+            ),
+            (
+                "[backend.preview]\nheader = \"X-P\"\nurl = \"api.example.com\"",
+                "not a base URL",
+            ),
+            (
+                "[backend.preview]\nheader = \"X-P\"\nheadr = \"x\"",
+                "headr",
+            ),
+        ] {
+            let msg = err(&with(extra));
+            assert!(msg.contains(says), "{extra}: {msg}");
+        }
     }
 }
