@@ -1,6 +1,11 @@
-"""The lane's ALB data plane: an HTTP listener on 127.0.0.1 that serves a listener's default
-action the way an ALB does, from the emulator's live state.
+"""The lane's ALB data plane: an HTTP listener on 127.0.0.1 that serves a listener the way an
+ALB does, from the emulator's live state.
 
+- The listener's rules are evaluated first, lowest priority number first; the first whose
+  conditions all match answers, else the default action. Conditions understood: http-header
+  (name case-insensitive, values case-insensitive with * and ? wildcards), path-pattern
+  (case-sensitive, wildcards) and host-header; a rule with any other condition never matches
+  here.
 - Each request goes to blue or green by the forward action's current weights (read at every
   request), then to a healthy target of that group (round robin); a draining target gets no
   new requests but finishes the ones it has. No healthy target: every registered target is
@@ -14,6 +19,7 @@ action the way an ALB does, from the emulator's live state.
   HTTPCode_Target_2XX/4XX/5XX_Count, TargetResponseTime.
 """
 
+import fnmatch
 import http.client
 import itertools
 import sys
@@ -44,9 +50,34 @@ def _find_listener(arn):
     raise KeyError(f"no listener {arn}")
 
 
-def _weights(listener):
-    """[(target group ARN, weight)] of the default forward action, as written now."""
-    for action in listener.default_actions:
+def _matches(condition, path, headers):
+    field = condition.get("Field")
+    if field == "http-header":
+        config = condition.get("HttpHeaderConfig") or {}
+        sent = headers.get_all(config.get("HttpHeaderName", "")) or []
+        return any(fnmatch.fnmatch(v.lower(), p.lower()) for v in sent for p in config.get("Values", []))
+    if field == "path-pattern":
+        patterns = (condition.get("PathPatternConfig") or {}).get("Values") or condition.get("Values") or []
+        return any(fnmatch.fnmatchcase(path.split("?")[0], p) for p in patterns)
+    if field == "host-header":
+        patterns = (condition.get("HostHeaderConfig") or {}).get("Values") or condition.get("Values") or []
+        host = (headers.get("Host") or "").split(":")[0].lower()
+        return any(fnmatch.fnmatch(host, p.lower()) for p in patterns)
+    return False
+
+
+def _actions(listener, path, headers):
+    """(rule priority or "default", the actions that answer this request)."""
+    rules = sorted(listener._non_default_rules.values(), key=lambda r: int(r.priority))
+    for rule in rules:
+        if rule.conditions and all(_matches(c, path, headers) for c in rule.conditions):
+            return str(rule.priority), rule.actions
+    return "default", listener.default_actions
+
+
+def _weights(actions):
+    """[(target group ARN, weight)] of the forward action, as written now."""
+    for action in actions:
         data = getattr(action, "data", {}) or {}
         if data.get("Type", "").lower() != "forward":
             continue
@@ -73,10 +104,15 @@ class DataPlane:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         threading.Thread(target=self._publish_metrics, daemon=True).start()
 
-    def pick(self):
-        """(target group, (ip, port, target id)) for one request, or (tg, None)."""
+    def pick(self, path, headers):
+        """(rule, target group, (ip, port, target id)) for one request, or (rule, tg, None)."""
         _, _, listener = _find_listener(self.listener_arn)
-        weighted = [(arn, w) for arn, w in _weights(listener) if w > 0]
+        rule, actions = _actions(listener, path, headers)
+        tg, target = self._pick_from(actions)
+        return rule, tg, target
+
+    def _pick_from(self, actions):
+        weighted = [(arn, w) for arn, w in _weights(actions) if w > 0]
         if not weighted:
             return None, None
         arns, weights = zip(*weighted)
@@ -97,9 +133,10 @@ class DataPlane:
             return tg, None
         return tg, candidates[next(self.round_robin) % len(candidates)]
 
-    def record(self, tg, target, status, version, seconds):
+    def record(self, rule, tg, target, status, version, seconds):
         entry = {
             "t": time.time(),
+            "rule": rule,
             "target_group": tg.name if tg else None,
             "target": f"{target[2]}:{target[1]}" if target else None,
             "status": status,
@@ -176,9 +213,9 @@ class Handler(BaseHTTPRequestHandler):
         started = time.time()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
-        tg, target = plane.pick()
+        rule, tg, target = plane.pick(self.path, self.headers)
         if target is None:
-            plane.record(tg, None, 503, None, time.time() - started)
+            plane.record(rule, tg, None, 503, None, time.time() - started)
             self._answer(503, b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
                          [("Content-Type", "text/html")])
             return
@@ -200,16 +237,16 @@ class Handler(BaseHTTPRequestHandler):
             status, version = resp.status, resp.getheader("X-App-Version")
             conn.close()
         except TimeoutError:
-            plane.record(tg, target, 504, None, time.time() - started)
+            plane.record(rule, tg, target, 504, None, time.time() - started)
             self._answer(504, b"<html><body><h1>504 Gateway Time-out</h1></body></html>",
                          [("Content-Type", "text/html")])
             return
         except (OSError, http.client.HTTPException):
-            plane.record(tg, target, 502, None, time.time() - started)
+            plane.record(rule, tg, target, 502, None, time.time() - started)
             self._answer(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
                          [("Content-Type", "text/html")])
             return
-        plane.record(tg, target, status, version, time.time() - started)
+        plane.record(rule, tg, target, status, version, time.time() - started)
         self._answer(status, data, out_headers)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _proxy

@@ -646,3 +646,81 @@ async fn wait_for_state(fx: &Fixture, arn: &str, id: &str, state: &str) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// The smoke test the lane runs: `n` requests with the preview header must reach the release
+/// being deployed ($BGCLOUD_IMAGE is the lane image's X-App-Version), and requests without it
+/// the version users have ($USERS_SEE).
+const LANE_SMOKE: &str = r#"for i in 1 2 3 4 5 6 7 8 9 10; do
+  new=$(curl -sS -o /dev/null -w '%{http_code} %header{x-app-version}' -H "$BGCLOUD_PREVIEW_HEADER" "$BGCLOUD_PREVIEW_URL/cgi-bin/api")
+  old=$(curl -sS -o /dev/null -w '%{http_code} %header{x-app-version}' "$BGCLOUD_PREVIEW_URL/cgi-bin/api")
+  echo "preview: $new; users: $old"
+  [ "$new" = "200 $BGCLOUD_IMAGE" ] && [ "$old" = "200 $USERS_SEE" ] || exit 1
+done"#;
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real-instance lane: run scripts/test-real"]
+async fn smoke_tests_reach_the_new_colour_through_the_alb_by_header_and_stop_a_bad_release() {
+    let (fx, lane) = Fixture::lane_on((8041, 8042)).await;
+    let config = std::fs::read_to_string(&fx.config).unwrap().replace(
+        "\n[frontend]",
+        &format!(
+            "\n[backend.preview]\nheader = \"X-Bgcloud-Preview\"\nurl = \"http://127.0.0.1:{}\"\n\n[frontend]",
+            lane.alb_port
+        ),
+    );
+    fx.write_config(&config);
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    assert_eq!(fx.weights().await, w(0, 100));
+
+    let load = Load::start(lane.alb_port, "/cgi-bin/api", 50.0, 4);
+    let started = now();
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v2", "--smoke", LANE_SMOKE])
+        .env("USERS_SEE", "v1")
+        .ok();
+    assert!(
+        out.stderr
+            .contains("smoke | preview: 200 v2; users: 200 v1"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+
+    // `badpath` passes its health check but answers 500 on /cgi-bin/api: the health gate lets
+    // it through, the smoke test through the preview route stops it before any user sees it.
+    let out = fx
+        .bgcloud(&["deploy", "--image", "badpath", "--smoke", LANE_SMOKE])
+        .env("USERS_SEE", "v2")
+        .code(1);
+    assert!(
+        out.stderr
+            .contains("smoke | preview: 500 badpath; users: 200 v2")
+            && out.stderr.contains("Traffic untouched: blue keeps 100 %"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.weights().await, w(100, 0));
+    std::thread::sleep(Duration::from_secs(1));
+    let samples = load.stop();
+    let log = lane.alb_log(&fx, started);
+    let by_header = log.iter().filter(|e| e["rule"] != "default").count();
+    let failed = samples.iter().filter(|s| s.status != 200).count();
+    let on_badpath = samples
+        .iter()
+        .filter(|s| s.version.as_deref() == Some("badpath"))
+        .count();
+    println!(
+        "preview: {by_header} smoke requests by header reached the colour being deployed; users: \
+         {} requests, {failed} failed, {on_badpath} answered by badpath",
+        samples.len()
+    );
+    assert_eq!(failed, 0, "no user request failed");
+    assert_eq!(
+        on_badpath, 0,
+        "no user saw the release its smoke test stopped"
+    );
+    assert!(
+        by_header >= 11,
+        "the smoke tests went through the preview rule: {by_header}"
+    );
+}
