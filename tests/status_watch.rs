@@ -9,6 +9,7 @@ use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use support::{finish, signal, Bare, Fixture};
 
 /// A spawned watch whose stdout is read as it comes.
@@ -127,6 +128,36 @@ async fn without_a_terminal_it_prints_a_line_per_change_until_ctrl_c() {
     let (code, stderr) = watch.stop("INT");
     assert_eq!(code, 0, "Ctrl-C ends a watch with 0: {stderr}");
     assert!(!stderr.contains("interrupted"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_poll_is_said_once_and_the_next_ones_go_on() {
+    let fx = Fixture::new().await;
+    fx.fault(
+        json!({"action": "DescribeListeners", "code": "InternalError", "status": 500, "times": 3}),
+    );
+    let watch = Watching::start(
+        fx.bgcloud(&["status", "--watch", "--every", "1s", "--max-attempts", "1"])
+            .spawn(),
+    );
+    let lines = watch.lines(1);
+    assert!(
+        lines[0].ends_with(" blue 100 % / green 0 % · blue 2/2 healthy · green 2/2 healthy"),
+        "{lines:?}"
+    );
+    assert!(
+        fx.count("DescribeListeners") >= 4,
+        "three polls failed, the fourth worked"
+    );
+
+    let (code, stderr) = watch.stop("INT");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr.matches("poll failed").count(),
+        1,
+        "said once: {stderr}"
+    );
+    assert!(stderr.contains("InternalError"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
