@@ -13,7 +13,8 @@ use crate::output::Format;
     version,
     about = "Zero-downtime blue/green releases on AWS: the ALB is the traffic switch",
     after_help = "Exit codes: 0 success, 1 the operation failed, 2 bad input or refused (nothing changed), \
-                  3 another deployment holds the lock, 130 interrupted."
+                  3 another deployment holds the lock, 130 interrupted (`status --watch` ends on \
+                  Ctrl-C with 0)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -56,8 +57,9 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show the traffic split, target health per colour and what each colour runs.
-    Status,
+    /// Show the traffic split, target health per colour and what each colour runs (--watch:
+    /// keep showing it until Ctrl-C).
+    Status(StatusArgs),
     /// Release an image on the idle colour, wait until healthy, then move traffic to it.
     Deploy(DeployArgs),
     /// Move traffic: WEIGHT % to one colour, the rest to the other.
@@ -146,6 +148,17 @@ pub struct PruneArgs {
     pub keep: usize,
     #[command(flatten)]
     pub lock: LockWait,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Keep polling until Ctrl-C: on a terminal the status is redrawn in place; otherwise one
+    /// line per change (with --output json, one compact object per change).
+    #[arg(long)]
+    pub watch: bool,
+    /// How often --watch polls (at least 1s; default 2s).
+    #[arg(long, value_name = "DURATION", requires = "watch")]
+    pub every: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -145,7 +145,7 @@ impl Context {
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what CI sends when a job is cancelled).
-async fn interrupted() {
+pub async fn interrupted() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -67,7 +67,10 @@ fn report<T: std::fmt::Display + serde::Serialize>(
 
 async fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
     match command {
-        Command::Status => output::print(ctx.format, &cmd::status::run(ctx).await?),
+        Command::Status(args) if args.watch => {
+            cmd::status_watch::run(ctx, args.every.as_deref()).await
+        }
+        Command::Status(_) => output::print(ctx.format, &cmd::status::run(ctx).await?),
         Command::Deploy(args) => match cmd::deploy::run(ctx, args).await? {
             cmd::deploy::Outcome::Planned(plan) => output::print(ctx.format, &plan),
             cmd::deploy::Outcome::Deployed(done) => {

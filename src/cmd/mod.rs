@@ -8,4 +8,5 @@ pub mod promote;
 pub mod rollback;
 pub mod shift;
 pub mod status;
+pub mod status_watch;
 pub mod sync;

@@ -703,6 +703,25 @@ impl Run {
         Run { cmd }
     }
 
+    /// The same run started through `program args…` (e.g. a pseudo-terminal wrapper), which
+    /// gets bgcloud's path and command line after its own arguments, and the same environment.
+    pub fn wrapped(self, program: &Path, args: &[&str]) -> Run {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .arg(self.cmd.get_program())
+            .args(self.cmd.get_args());
+        if let Some(dir) = self.cmd.get_current_dir() {
+            cmd.current_dir(dir);
+        }
+        for (key, value) in self.cmd.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        Run { cmd }
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Run {
         self.cmd.env(key, value);
         self
