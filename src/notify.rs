@@ -13,7 +13,6 @@ use aws_smithy_http_client::Connector;
 use aws_smithy_runtime_api::client::http::HttpConnector;
 use aws_smithy_runtime_api::http::Request;
 use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use serde::Serialize;
 
 use crate::cmd::status::short_digest;
@@ -124,34 +123,45 @@ impl Event {
             .expect("a string serializes")
     }
 
-    /// One readable line, e.g. "bgcloud shop: repo:v2 (sha256:abcd1234abcd) on green: traffic
+    /// One readable line, e.g. "bgcloud shop: v2 (sha256:abcd1234abcd) on green: traffic
     /// shifted to blue 0 % / green 100 % — by ci <https://…/runs/1>".
     pub fn slack_text(&self) -> String {
-        let on = match (&self.image, self.color) {
-            (Some(image), Some(c)) => {
-                let digest = self.digest.as_deref().map(short_digest);
-                match digest {
-                    Some(d) => format!("{image} ({d}) on {c}"),
-                    None => format!("{image} on {c}"),
-                }
-            }
-            (None, Some(c)) => c.to_string(),
-            (_, None) => "traffic".to_string(),
+        let release = self
+            .image
+            .as_ref()
+            .map(|image| match self.digest.as_deref() {
+                Some(d) => format!("{image} ({})", short_digest(d)),
+                None => image.clone(),
+            });
+        // "v2 (sha256:…) on green"; `to` instead of `on` where it reads better.
+        let about = |on: &str| match (&release, self.color) {
+            (Some(r), Some(c)) => Some(format!("{r} {on} {c}")),
+            (None, Some(c)) => Some(c.to_string()),
+            (r, None) => r.clone(),
         };
+        let on = about("on").unwrap_or_else(|| "traffic".to_string());
         let w = self
             .weights
             .map_or_else(|| "unknown".to_string(), |w| w.to_string());
         let reason = self.reason.as_deref().map(one_line).unwrap_or_default();
         let what = match self.event {
-            Kind::Started => format!("deploy of {on} started; traffic {w}"),
+            Kind::Started => format!(
+                "deploy of {} started; traffic {w}",
+                about("to").unwrap_or(on)
+            ),
             Kind::Step => format!("{on} reached a step: traffic {w}"),
             Kind::Shifted => format!("{on}: traffic shifted to {w}"),
             Kind::Promoted => format!("{on} promoted: traffic {w}"),
             Kind::RolledBack => format!("rolled back to {on} ({reason}): traffic {w}"),
-            Kind::Failed => format!(
-                "{} failed ({on}, traffic {w}): {reason}",
-                self.command.as_deref().unwrap_or("command")
-            ),
+            Kind::Failed => {
+                let command = self.command.as_deref().unwrap_or("a command");
+                let command = match about("to") {
+                    Some(a) => format!("{command} of {a}"),
+                    None => command.to_string(),
+                };
+                let traffic = self.weights.map(|w| format!("; traffic {w}"));
+                format!("{command} failed: {reason}{}", traffic.unwrap_or_default())
+            }
         };
         let mut text = slack_escape(&format!("bgcloud {}: {what} — by {}", self.app, self.by));
         if let Some(url) = &self.run_url {
@@ -407,7 +417,7 @@ impl Notifier {
             }),
             Ok(Err(e)) => Err(Failure {
                 retry: true,
-                why: redact(&DisplayErrorContext(e).to_string(), url),
+                why: redact(&root_cause(&e), url),
             }),
             Ok(Ok(response)) if response.status().is_success() => Ok(()),
             Ok(Ok(response)) => {
@@ -425,6 +435,16 @@ impl Notifier {
 struct Failure {
     retry: bool,
     why: String,
+}
+
+/// The innermost error's text ("Connection refused (os error 111)", a certificate problem):
+/// what to act on, without the client's layers around it.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
 }
 
 /// `text` with the URL, and its path (where a webhook keeps its secret), cut out: HTTP client
@@ -490,10 +510,25 @@ mod tests {
         failed.reason = Some("the <health gate>\n  timed out & gave up".into());
         let text = failed.slack_text();
         assert!(
-            text.contains("deploy failed (")
-                && text.contains("the &lt;health gate&gt; timed out &amp; gave up")
-                && !text.contains('\n'),
+            text.starts_with(
+                "bgcloud shop: deploy of shop-api:v2 (sha256:abababababab) to green \
+                              failed: the &lt;health gate&gt; timed out &amp; gave up; traffic"
+            ) && !text.contains('\n'),
             "{text}"
+        );
+        let unknown = Event {
+            color: None,
+            image: None,
+            digest: None,
+            weights: None,
+            ..failed.clone()
+        };
+        assert!(
+            unknown
+                .slack_text()
+                .starts_with("bgcloud shop: deploy failed: the &lt;health gate&gt; timed out"),
+            "{}",
+            unknown.slack_text()
         );
         let body: serde_json::Value = serde_json::from_slice(&failed.slack_body()).unwrap();
         assert_eq!(body["text"], text);
