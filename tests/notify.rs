@@ -30,6 +30,11 @@ fn names(events: &[Value]) -> Vec<&str> {
         .collect()
 }
 
+/// The lines of `text` that mention `needle`.
+fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.contains(needle)).collect()
+}
+
 fn assert_no_url(outs: &[Outcome], url: &str) {
     for out in outs {
         for text in [&out.stdout, &out.stderr] {
@@ -205,11 +210,7 @@ async fn an_endpoint_that_is_down_is_one_warning_and_the_release_succeeds() {
         .ok();
     assert_no_url(std::slice::from_ref(&out), &down);
     assert_no_url(std::slice::from_ref(&out), &slack);
-    let warnings: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.contains("could not notify"))
-        .collect();
+    let warnings = lines_with(&out.stderr, "could not notify");
     assert_eq!(warnings.len(), 2, "one per endpoint:\n{}", out.stderr);
     assert!(
         warnings
@@ -234,11 +235,7 @@ async fn a_configured_variable_that_is_unset_is_one_warning_and_nothing_is_sent(
         .bgcloud(&["deploy", "--image", "v1"])
         .env_remove("SLACK_URL")
         .ok();
-    let warnings: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.contains("SLACK_URL"))
-        .collect();
+    let warnings = lines_with(&out.stderr, "SLACK_URL");
     assert_eq!(warnings.len(), 1, "{}", out.stderr);
     assert!(warnings[0].contains("unset or empty"), "{}", warnings[0]);
     // Empty counts as unset; a read-only command says nothing at all.
