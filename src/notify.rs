@@ -602,6 +602,30 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn an_https_url_is_spoken_to_in_tls() {
+        // A plain-HTTP server: the client's TLS handshake gets an answer that is not TLS.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for mut stream in listener.incoming().flatten() {
+                let _ = stream.read(&mut [0; 512]);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        let url = format!("https://127.0.0.1:{port}/hook/s3cr3t");
+        let n = Notifier::none("shop", "me");
+        let failure = n.attempt(&url, b"{}".to_vec()).await.unwrap_err();
+        assert!(
+            failure.retry && !failure.why.contains("s3cr3t"),
+            "{}",
+            failure.why
+        );
+        let http = format!("http://127.0.0.1:{port}/hook/s3cr3t");
+        assert!(n.attempt(&http, b"{}".to_vec()).await.is_ok());
+    }
+
     #[test]
     fn redact_cuts_the_url_and_its_path_out_of_an_error() {
         let url = "http://127.0.0.1:9/hook/s3cr3t";
