@@ -19,6 +19,17 @@ pub struct Config {
     pub state: StateConfig,
     pub backend: Option<BackendConfig>,
     pub frontend: Option<FrontendConfig>,
+    pub notify: NotifyConfig,
+}
+
+/// `[notify]`: the *names* of the environment variables that hold the webhook URLs (a URL
+/// carries its own secret, so it never sits in the file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyConfig {
+    /// A Slack incoming webhook: `{"text": "..."}`.
+    pub slack_webhook_env: Option<String>,
+    /// Any endpoint that takes bgcloud's JSON event.
+    pub webhook_url_env: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +208,14 @@ struct RawConfig {
     state: Option<RawState>,
     backend: Option<RawBackend>,
     frontend: Option<RawFrontend>,
+    notify: Option<RawNotify>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    slack_webhook_env: Option<String>,
+    webhook_url_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -431,6 +450,11 @@ impl RawConfig {
         }
         let backend = self.backend.map(|b| b.validate(&c)).transpose()?;
         let frontend = self.frontend.map(|f| f.validate(&c)).transpose()?;
+        let notify = self
+            .notify
+            .map(|n| n.validate(&c))
+            .transpose()?
+            .unwrap_or_default();
         if backend.is_none() && frontend.is_none() {
             return Err(c.err(
                 "[backend]",
@@ -444,6 +468,29 @@ impl RawConfig {
             state: StateConfig { bucket, prefix },
             backend,
             frontend,
+            notify,
+        })
+    }
+}
+
+impl RawNotify {
+    fn validate(self, c: &Check) -> Result<NotifyConfig> {
+        for (key, name) in [
+            ("[notify].slack_webhook_env", &self.slack_webhook_env),
+            ("[notify].webhook_url_env", &self.webhook_url_env),
+        ] {
+            // The value is not echoed: a URL put here by mistake must not reach a CI log.
+            if name.as_deref().is_some_and(|n| !is_env_name(n)) {
+                return Err(c.err(
+                    key,
+                    "is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*): name the \
+                     variable that holds the URL (e.g. \"SLACK_WEBHOOK_URL\"), never the URL itself",
+                ));
+            }
+        }
+        Ok(NotifyConfig {
+            slack_webhook_env: self.slack_webhook_env,
+            webhook_url_env: self.webhook_url_env,
         })
     }
 }
@@ -1155,6 +1202,34 @@ distribution_id = "E2ABCDEF"
             let msg = err(&with(extra));
             assert!(msg.contains(key), "{extra}: {msg}");
         }
+    }
+
+    #[test]
+    fn notify_names_environment_variables_and_bad_ones_are_named() {
+        let with = |extra: &str| format!("{}\n[notify]\n{extra}\n", full());
+        let c = parse(&with(
+            "slack_webhook_env = \"SLACK_WEBHOOK_URL\"\nwebhook_url_env = \"HOOK\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.notify,
+            NotifyConfig {
+                slack_webhook_env: Some("SLACK_WEBHOOK_URL".into()),
+                webhook_url_env: Some("HOOK".into()),
+            }
+        );
+        assert_eq!(parse(&full()).unwrap().notify, NotifyConfig::default());
+        let msg = err(&with(
+            "slack_webhook_env = \"https://hooks.slack.com/services/T0/B0/x\"",
+        ));
+        assert!(
+            msg.contains("[notify].slack_webhook_env")
+                && msg.contains("environment variable")
+                && !msg.contains("hooks.slack.com"),
+            "{msg}"
+        );
+        assert!(err(&with("webhook_url_env = \"\"")).contains("[notify].webhook_url_env"));
+        assert!(err(&with("slack_webhook = \"X\"")).contains("slack_webhook"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fleet::{self, InFlight};
 use crate::lock::Lock;
+use crate::notify::{self, Notifier};
 use crate::output::Format;
 use crate::state::Store;
 
@@ -22,6 +23,8 @@ pub struct Context {
     pub in_flight: InFlight,
     /// What an interruption leaves behind, said when it happens (a watch: traffic stays as is).
     pub interrupt_note: std::sync::Mutex<Option<String>>,
+    /// The `[notify]` endpoints, told of each release event.
+    pub notify: Notifier,
 }
 
 impl Context {
@@ -35,11 +38,16 @@ impl Context {
             max_attempts: global.max_attempts,
         };
         let sdk = aws::sdk_config(&opts, config.region.as_deref()).await;
+        let who = who();
+        let notify = Notifier::new(&config.notify, &config.app, &who, |name| {
+            std::env::var(name).ok()
+        });
         Ok(Context {
             clients: Clients::new(&sdk, &opts),
             config,
             format: global.output,
-            who: who(),
+            who,
+            notify,
             in_flight: InFlight::default(),
             interrupt_note: Default::default(),
         })
@@ -165,14 +173,10 @@ pub fn who() -> String {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if var("GITHUB_ACTIONS").as_deref() == Some("true") {
         let actor = var("GITHUB_ACTOR").unwrap_or_else(|| "github-actions".into());
-        if let (Some(server), Some(repo), Some(run)) = (
-            var("GITHUB_SERVER_URL"),
-            var("GITHUB_REPOSITORY"),
-            var("GITHUB_RUN_ID"),
-        ) {
-            return format!("{actor} ({server}/{repo}/actions/runs/{run})");
-        }
-        return actor;
+        return match notify::run_url(var) {
+            Some(run) => format!("{actor} ({run})"),
+            None => actor,
+        };
     }
     let user = var("USER")
         .or_else(|| var("USERNAME"))

@@ -20,6 +20,7 @@ pub mod health_gate;
 pub mod live;
 pub mod lock;
 pub mod metrics;
+pub mod notify;
 pub mod output;
 pub mod preview;
 pub mod rollout;
@@ -40,15 +41,21 @@ use context::Context;
 use error::Result;
 
 /// Runs one parsed command line, printing its result on stdout (and, under GitHub Actions,
-/// appending what a changing command did or why it failed to the step summary).
+/// appending what a changing command did or why it failed to the step summary). A changing
+/// command's failure is also a `[notify]` event.
 pub async fn run(cli: Cli) -> Result<()> {
-    let result = async {
-        let ctx = Context::new(&cli.global).await?;
-        dispatch(&ctx, &cli.command).await
-    }
-    .await;
+    let (ctx, result) = match Context::new(&cli.global).await {
+        Ok(ctx) => {
+            let result = dispatch(&ctx, &cli.command).await;
+            (Some(ctx), result)
+        }
+        Err(e) => (None, Err(e)),
+    };
     if let (Err(e), Some(name)) = (&result, cli.command.changes()) {
         summary::failed(name, &e.to_string(), e.exit_code());
+        if let Some(ctx) = &ctx {
+            ctx.notify.failed(name, &e.to_string()).await;
+        }
     }
     result
 }

@@ -600,6 +600,15 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         short_digest(&plan.digest),
         plan.instances.join(", ")
     );
+    let release = crate::notify::Subject {
+        color: Some(color),
+        image: Some(plan.image.clone()),
+        digest: Some(plan.digest.clone()),
+        weights: Some(plan.from),
+    };
+    ctx.notify
+        .send(crate::notify::Kind::Started, release, None)
+        .await;
     if plan.adopt {
         adopt(ctx, backend, &live, color).await?;
     }

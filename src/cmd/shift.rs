@@ -300,6 +300,15 @@ pub async fn apply(
         request: because.request.clone(),
     };
     let lost = Color::BOTH.into_iter().find(|&c| to.get(c) < from.get(c));
+    // For the notification: the colour that gained traffic and what it runs.
+    let shown = event.color.unwrap_or_else(|| to.stable(previous_stable));
+    let runs = match &release {
+        Some((_, r)) => Some(r.clone()),
+        None => live
+            .record()
+            .and_then(|r| r.backend.release(shown))
+            .cloned(),
+    };
     let recorded = ctx
         .store()
         .update(Some(live.record), |r| {
@@ -326,6 +335,9 @@ pub async fn apply(
         tracing::warn!("{msg}");
         msg
     });
+    ctx.notify
+        .traffic(action, shown, runs.as_ref(), to, because.reason.as_deref())
+        .await;
     Ok(result(from != to, warning))
 }
 
