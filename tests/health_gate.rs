@@ -219,16 +219,8 @@ async fn a_plain_forward_to_another_group_is_still_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rule_arn_naming_the_default_rule_is_refused_at_the_start() {
     let fx = fixture().await;
-    let rules = fx
-        .aws
-        .elb
-        .describe_rules()
-        .listener_arn(&fx.stack.listener_arn)
-        .send()
-        .await
-        .unwrap();
+    let rules = fx.listener_rules().await;
     let default = rules
-        .rules()
         .iter()
         .find(|r| r.is_default() == Some(true))
         .and_then(|r| r.rule_arn())

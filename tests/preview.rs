@@ -22,19 +22,11 @@ async fn fixture(extra_backend: &str) -> Fixture {
 
 /// The listener's rules other than the default, by priority.
 async fn rules(fx: &Fixture) -> Vec<Rule> {
-    let out = fx
-        .aws
-        .elb
-        .describe_rules()
-        .listener_arn(&fx.stack.listener_arn)
-        .send()
+    let mut rules: Vec<Rule> = fx
+        .listener_rules()
         .await
-        .unwrap();
-    let mut rules: Vec<Rule> = out
-        .rules()
-        .iter()
+        .into_iter()
         .filter(|r| r.is_default() != Some(true))
-        .cloned()
         .collect();
     rules.sort_by_key(|r| r.priority().unwrap().parse::<u32>().unwrap());
     rules

@@ -218,6 +218,19 @@ impl Fixture {
             .unwrap();
     }
 
+    /// The listener's rules, its default rule included, as DescribeRules returns them.
+    pub async fn listener_rules(&self) -> Vec<aws_sdk_elasticloadbalancingv2::types::Rule> {
+        let out = self
+            .aws
+            .elb
+            .describe_rules()
+            .listener_arn(&self.stack.listener_arn)
+            .send()
+            .await
+            .unwrap();
+        out.rules().to_vec()
+    }
+
     /// Replaces the listener's default actions, as someone outside bgcloud would.
     pub async fn set_actions(&self, actions: Vec<aws_sdk_elasticloadbalancingv2::types::Action>) {
         self.aws
