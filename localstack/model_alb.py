@@ -25,8 +25,9 @@ Health-check intervals below AWS's 5 s minimum are accepted, for test speed (the
 timeout is then capped below the interval).
 
 Listener rules, as the API reference states and moto does not check: a priority is 1-50000
-(CreateRule, SetRulePriorities: ValidationError), a listener holds at most 100 rules besides its
-default (TooManyRules), and DescribeTags takes at most 20 resource ARNs (ValidationError).
+(CreateRule, SetRulePriorities: ValidationError), a load balancer holds at most 100 rules besides
+its listeners' default rules (TooManyRules), and DescribeTags takes at most 20 resource ARNs
+(ValidationError).
 """
 
 import hashlib
@@ -370,7 +371,7 @@ def _create_target_group(self, name, **kwargs):
 _stock_create_rule = elbv2_models.ELBv2Backend.create_rule
 _stock_set_rule_priorities = elbv2_models.ELBv2Backend.set_rule_priorities
 _stock_describe_tags = elbv2_models.ELBv2Backend.describe_tags
-RULES_PER_LISTENER = 100  # the quota "rules per Application Load Balancer listener", default rule not counted
+RULES_PER_LOAD_BALANCER = 100  # the quota "rules per Application Load Balancer", default rules not counted
 
 
 def _check_priority(priority):
@@ -381,8 +382,9 @@ def _check_priority(priority):
 def _create_rule(self, listener_arn, conditions, priority, actions, tags=None):
     _check_priority(priority)
     listeners = self.describe_listeners(None, [listener_arn])
-    if listeners and len(listeners[0]._non_default_rules) >= RULES_PER_LISTENER:
-        raise ELBClientError("TooManyRules", "The maximum number of rules for the listener has been reached")
+    lb = listeners and self.load_balancers.get(listeners[0].load_balancer_arn)
+    if lb and sum(len(l._non_default_rules) for l in lb.listeners.values()) >= RULES_PER_LOAD_BALANCER:
+        raise ELBClientError("TooManyRules", "The maximum number of rules for the load balancer has been reached")
     return _stock_create_rule(self, listener_arn, conditions, priority, actions, tags)
 
 

@@ -35,8 +35,14 @@ pub struct Route {
     pub priority: u16,
     /// The priority the rule has now, when the deploy moves it to `priority`.
     pub moved_from: Option<u16>,
-    /// The colour the rule forwards to now; None: no rule yet.
+    /// The colour the rule forwards to now (in a plan: before the deploy points it); None: no
+    /// rule yet.
     pub color: Option<Color>,
+    /// The rule's conditions and actions as read: what someone added beside bgcloud's header
+    /// condition and forward (a source-ip condition, an authenticate action) is kept, since
+    /// ModifyRule replaces both lists whole.
+    #[serde(skip)]
+    existing: Option<(Vec<RuleCondition>, Vec<Action>)>,
 }
 
 impl Route {
@@ -65,6 +71,8 @@ impl fmt::Display for Route {
 struct Rules {
     taken: BTreeSet<u16>,
     ours: Option<Rule>,
+    /// Other apps' preview rules on the listener: (app, rule).
+    others: Vec<(String, Rule)>,
     /// The priority of the rule `rule_arn` names: the preview rule must be evaluated first.
     before: Option<u16>,
 }
@@ -95,6 +103,7 @@ async fn rules(elb: &Client, backend: &BackendConfig, app: &str) -> Result<Rules
         }
     }
     let mut ours = Vec::new();
+    let mut others = Vec::new();
     for chunk in all.chunks(TAGS_PER_CALL) {
         let arns: Vec<String> = chunk.iter().filter_map(|r| r.rule_arn.clone()).collect();
         let out = elb
@@ -106,11 +115,11 @@ async fn rules(elb: &Client, backend: &BackendConfig, app: &str) -> Result<Rules
                 "reading the tags of listener {listener}'s rules (to find bgcloud's preview rule)"
             )))?;
         for d in out.tag_descriptions() {
-            if d.tags()
-                .iter()
-                .any(|t| t.key() == Some(TAG) && t.value() == Some(app))
-            {
-                ours.extend(d.resource_arn().map(str::to_string));
+            let tagged = d.tags().iter().find(|t| t.key() == Some(TAG));
+            match (tagged.and_then(|t| t.value()), d.resource_arn()) {
+                (Some(v), Some(arn)) if v == app => ours.push(arn.to_string()),
+                (Some(v), Some(arn)) => others.push((v.to_string(), arn.to_string())),
+                _ => {}
             }
         }
     }
@@ -136,11 +145,14 @@ async fn rules(elb: &Client, backend: &BackendConfig, app: &str) -> Result<Rules
                 })?,
         ),
     };
+    let by_arn = |arn: &str| all.iter().find(|r| r.rule_arn() == Some(arn)).cloned();
     Ok(Rules {
         taken: all.iter().filter_map(priority).collect(),
-        ours: all
+        ours: ours.first().and_then(|arn| by_arn(arn)),
+        others: others
             .into_iter()
-            .find(|r| ours.contains(&r.rule_arn.clone().unwrap_or_default())),
+            .filter_map(|(other, arn)| by_arn(&arn).map(|r| (other, r)))
+            .collect(),
         before,
     })
 }
@@ -249,18 +261,14 @@ fn forwards_to(rule: &Rule, backend: &BackendConfig) -> Option<Color> {
     }
 }
 
-/// The header and value the rule matches, as it reads.
-fn condition(rule: &Rule) -> Option<(String, Vec<String>)> {
+/// The header and values of the rule's http-header condition on `header`, as it reads.
+fn condition(rule: &Rule, header: &str) -> Option<(String, Vec<String>)> {
     rule.conditions()
         .iter()
-        .find(|c| c.field() == Some("http-header"))
-        .and_then(|c| c.http_header_config())
-        .map(|h| {
-            (
-                h.http_header_name().unwrap_or_default().to_string(),
-                h.values().to_vec(),
-            )
-        })
+        .filter_map(|c| c.http_header_config())
+        .map(|h| (h.http_header_name().unwrap_or_default(), h.values()))
+        .find(|(name, _)| name.eq_ignore_ascii_case(header))
+        .map(|(name, values)| (name.to_string(), values.to_vec()))
 }
 
 /// Where the preview rule is and where it points, for `status` (None: no preview configured).
@@ -277,7 +285,7 @@ pub async fn read(
     let (rules, url) = tokio::try_join!(rules(elb, backend, app), url(elb, backend, cfg))?;
     let route = match rules.ours {
         Some(rule) => {
-            let (header, values) = condition(&rule).unwrap_or_default();
+            let (header, values) = condition(&rule, &cfg.header).unwrap_or_default();
             Route {
                 header,
                 value: values.join(","),
@@ -286,6 +294,7 @@ pub async fn read(
                 moved_from: None,
                 color: forwards_to(&rule, backend),
                 rule_arn: rule.rule_arn,
+                existing: None,
             }
         }
         None => Route {
@@ -299,6 +308,7 @@ pub async fn read(
             moved_from: None,
             color: None,
             rule_arn: None,
+            existing: None,
         },
     };
     Ok(Some(route))
@@ -317,29 +327,90 @@ pub async fn plan(
     let current = rules.ours.as_ref().and_then(priority);
     let chosen = pick_priority(&rules.taken, current, rules.before, cfg.priority)
         .map_err(|e| Error::refused(format!("listener {}: {e}", backend.listener_arn)))?;
+    let value = cfg
+        .value
+        .clone()
+        .unwrap_or_else(|| color.as_str().to_string());
+    // Two apps' rules on one header: a request meant for one could be answered by the other's
+    // colour, and a smoke test would pass against the wrong app.
+    let collides = |v: &String| {
+        v.eq_ignore_ascii_case(&value)
+            || (cfg.value.is_none()
+                && Color::BOTH
+                    .iter()
+                    .any(|c| v.eq_ignore_ascii_case(c.as_str())))
+    };
+    for (other, rule) in &rules.others {
+        let Some((name, values)) = condition(rule, &cfg.header) else {
+            continue;
+        };
+        if values.iter().any(collides) {
+            return Err(Error::refused(format!(
+                "app {other}'s preview rule {} on listener {} matches {name}: {} too, so a \
+                 preview request could reach the other app: give each app its own \
+                 [backend.preview].header (e.g. \"X-Preview-{app}\") or value",
+                rule.rule_arn().unwrap_or_default(),
+                backend.listener_arn,
+                values.join(",")
+            )));
+        }
+    }
+    if cfg.url.is_none() && url.starts_with("https://") {
+        tracing::warn!(
+            "the preview URL {url} is the ALB's own DNS name, which its certificate does not \
+             name: a smoke test must skip certificate checks (curl -k), or set \
+             [backend.preview].url to a name on the certificate"
+        );
+    }
     Ok(Route {
         header: cfg.header.clone(),
-        value: cfg
-            .value
-            .clone()
-            .unwrap_or_else(|| color.as_str().to_string()),
+        value,
         url,
         priority: chosen,
         moved_from: current.filter(|p| *p != chosen),
         color: rules.ours.as_ref().and_then(|r| forwards_to(r, backend)),
+        existing: rules
+            .ours
+            .as_ref()
+            .map(|r| (r.conditions().to_vec(), r.actions().to_vec())),
         rule_arn: rules.ours.and_then(|r| r.rule_arn),
     })
 }
 
+/// Plans the rule again from the listener as it is now (the deploy's plan is minutes old: a
+/// rule may have taken the priority, or rule_arn's rule moved) and points it at `color`. A
+/// priority taken between the read and the write is planned once more.
+pub async fn prepare(
+    elb: &Client,
+    backend: &BackendConfig,
+    cfg: &PreviewConfig,
+    app: &str,
+    color: Color,
+) -> Result<Route> {
+    for _ in 0..2 {
+        let route = plan(elb, backend, cfg, app, color).await?;
+        if let Some(done) = point(elb, backend, app, route, color).await? {
+            return Ok(done);
+        }
+    }
+    Err(Error::failed(format!(
+        "the preview rule's priority on listener {} was taken twice by another rule while \
+         bgcloud wrote it; set [backend.preview].priority to a number kept free for it, then \
+         deploy again",
+        backend.listener_arn
+    )))
+}
+
 /// Points the rule at `color` (creating it the first time), then reads it back and fails
 /// unless it matches the header and value, forwards to `color` only, at the planned priority.
-pub async fn point(
+/// None: another rule took the planned priority meanwhile (PriorityInUse).
+async fn point(
     elb: &Client,
     backend: &BackendConfig,
     app: &str,
     mut route: Route,
     color: Color,
-) -> Result<Route> {
+) -> Result<Option<Route>> {
     let matches = RuleCondition::builder()
         .field("http-header")
         .http_header_config(
@@ -356,7 +427,7 @@ pub async fn point(
     let listener = &backend.listener_arn;
     let arn = match &route.rule_arn {
         None => {
-            let out = elb
+            let created = elb
                 .create_rule()
                 .listener_arn(listener)
                 .priority(i32::from(route.priority))
@@ -364,16 +435,28 @@ pub async fn point(
                 .actions(forward)
                 .tags(Tag::builder().key(TAG).value(app).build())
                 .send()
-                .await
-                .map_err(aws(format!(
-                    "creating the preview rule on listener {listener} at priority {}",
-                    route.priority
-                )))?;
+                .await;
+            if created.as_ref().is_err_and(|e| {
+                e.as_service_error()
+                    .is_some_and(|s| s.is_priority_in_use_exception())
+            }) {
+                return Ok(None);
+            }
+            let out = created.map_err(aws(format!(
+                "creating the preview rule on listener {listener} at priority {} (tagged \
+                 {TAG}, which needs elasticloadbalancing:AddTags as well)",
+                route.priority
+            )))?;
             let arn = out
                 .rules()
                 .first()
                 .and_then(|r| r.rule_arn())
-                .unwrap_or_default()
+                .ok_or_else(|| {
+                    Error::failed(format!(
+                        "CreateRule on listener {listener} answered without the new rule's ARN; \
+                         look for a rule tagged {TAG}={app} on the listener, then deploy again"
+                    ))
+                })?
                 .to_string();
             tracing::info!(
                 "preview rule created: {} → {color} ({arn}, priority {})",
@@ -383,15 +466,27 @@ pub async fn point(
             arn
         }
         Some(arn) => {
+            let (conditions, actions) = route.existing.clone().unwrap_or_default();
+            let header = &route.header;
+            let conditions = replace_or_add(conditions, matches, |c| {
+                c.http_header_config()
+                    .and_then(|h| h.http_header_name())
+                    .is_some_and(|n| n.eq_ignore_ascii_case(header))
+            });
+            let mut actions = replace_or_add(actions, forward, |a| {
+                a.r#type() == Some(&ActionTypeEnum::Forward)
+            });
+            traffic::keep_client_secrets(&mut actions);
             elb.modify_rule()
                 .rule_arn(arn)
-                .conditions(matches)
-                .actions(forward)
+                .set_conditions(Some(conditions))
+                .set_actions(Some(actions))
                 .send()
                 .await
                 .map_err(aws(format!("pointing the preview rule {arn} at {color}")))?;
             if route.moved_from.is_some() {
-                elb.set_rule_priorities()
+                let moved = elb
+                    .set_rule_priorities()
                     .rule_priorities(
                         RulePriorityPair::builder()
                             .rule_arn(arn)
@@ -399,11 +494,17 @@ pub async fn point(
                             .build(),
                     )
                     .send()
-                    .await
-                    .map_err(aws(format!(
-                        "moving the preview rule {arn} to priority {}",
-                        route.priority
-                    )))?;
+                    .await;
+                if moved.as_ref().is_err_and(|e| {
+                    e.as_service_error()
+                        .is_some_and(|s| s.is_priority_in_use_exception())
+                }) {
+                    return Ok(None);
+                }
+                moved.map_err(aws(format!(
+                    "moving the preview rule {arn} to priority {}",
+                    route.priority
+                )))?;
             }
             arn.clone()
         }
@@ -415,7 +516,13 @@ pub async fn point(
         .await
         .map_err(aws(format!("reading back the preview rule {arn}")))?;
     let rule = out.rules().first();
-    let reads = rule.map(|r| (condition(r), forwards_to(r, backend), priority(r)));
+    let reads = rule.map(|r| {
+        (
+            condition(r, &route.header),
+            forwards_to(r, backend),
+            priority(r),
+        )
+    });
     let wanted = (
         Some((route.header.clone(), vec![route.value.clone()])),
         Some(color),
@@ -432,7 +539,40 @@ pub async fn point(
     route.rule_arn = Some(arn);
     route.color = Some(color);
     route.moved_from = None;
-    Ok(route)
+    route.existing = rule.map(|r| (r.conditions().to_vec(), r.actions().to_vec()));
+    Ok(Some(route))
+}
+
+/// `items` with the first that `is_it` replaced by `new` (in its place, keeping an action's
+/// order), or `new` added.
+fn replace_or_add<T: Clone + HasOrder>(
+    mut items: Vec<T>,
+    new: T,
+    is_it: impl Fn(&T) -> bool,
+) -> Vec<T> {
+    match items.iter().position(is_it) {
+        Some(i) => items[i] = new.with_order_of(&items[i]),
+        None => items.push(new),
+    }
+    items
+}
+
+/// Actions carry an order the replacement must keep; conditions have none.
+trait HasOrder {
+    fn with_order_of(self, old: &Self) -> Self;
+}
+
+impl HasOrder for Action {
+    fn with_order_of(mut self, old: &Self) -> Self {
+        self.order = old.order;
+        self
+    }
+}
+
+impl HasOrder for RuleCondition {
+    fn with_order_of(self, _: &Self) -> Self {
+        self
+    }
 }
 
 #[cfg(test)]

@@ -18,25 +18,46 @@ pub struct Passed {
     pub seconds: f64,
 }
 
-/// How long a stopped command's process group gets between SIGTERM and SIGKILL.
+/// How long a timed-out command gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
+/// How long what a command leaves behind (or a command bgcloud is interrupted in) gets.
+const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
 
-/// The command's process group, signalled when the command ends, times out, or bgcloud is
+/// The command's process group, ended when the command ends, times out, or bgcloud is
 /// interrupted (the deploy future is dropped): nothing a smoke test started outlives it.
 struct Group(i32);
 
 impl Group {
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) with a negative pid signals the process group the child leads.
-        unsafe {
-            libc::kill(-self.0, signal);
+    /// Signals every process of the group; false when none is left.
+    fn signal(&self, signal: i32) -> bool {
+        // A pid of 0 or less would make kill(2) signal bgcloud's own group.
+        if self.0 <= 0 {
+            return false;
         }
+        // SAFETY: kill(2) with a negative pid signals the process group the child leads.
+        unsafe { libc::kill(-self.0, signal) == 0 }
+    }
+
+    /// SIGTERM, then SIGKILL to whatever is still there after `grace` (a process that ignores
+    /// SIGTERM). Blocks at most `grace`, and only while something is left.
+    fn end(&self, grace: Duration) {
+        if !self.signal(libc::SIGTERM) {
+            return;
+        }
+        let until = Instant::now() + grace;
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+            if !self.signal(0) {
+                return;
+            }
+        }
+        self.signal(libc::SIGKILL);
     }
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
-        self.signal(libc::SIGTERM);
+        self.end(LEFTOVER_GRACE);
     }
 }
 
@@ -88,27 +109,38 @@ async fn one(
         .process_group(0)
         .spawn()
         .map_err(|e| format!("could not be started (sh: {e})"))?;
-    let group = Group(child.id().map_or(0, |p| p as i32));
+    let pid = child
+        .id()
+        .ok_or("exited before bgcloud could see it start")?;
+    let group = Group(pid as i32);
     let out = tokio::spawn(stream(child.stdout.take(), label.to_string()));
     let err = tokio::spawn(stream(child.stderr.take(), label.to_string()));
+    let readers = [out, err];
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => status.map_err(|e| format!("could not be waited for: {e}"))?,
         Err(_) => {
-            group.signal(libc::SIGTERM);
-            if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
-                group.signal(libc::SIGKILL);
-            }
+            // Ended here with the longer grace; not again on drop (sh is not reaped yet, so
+            // its zombie would hold the drop's grace for nothing).
+            let group = std::mem::ManuallyDrop::new(group);
+            tokio::task::spawn_blocking(move || group.end(GRACE))
+                .await
+                .ok();
+            let _ = child.wait().await;
+            readers.iter().for_each(|r| r.abort());
             return Err(format!(
                 "did not finish within {} (--smoke-timeout) and was stopped",
                 fmt_duration(timeout)
             ));
         }
     };
-    // Whatever it left running in the background goes now; the output it already wrote is
+    // Whatever it left running in the background goes now; the output already written is
     // read to the end, but not waited for beyond a moment.
-    drop(group);
-    for reader in [out, err] {
-        let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+    tokio::task::spawn_blocking(move || drop(group)).await.ok();
+    for reader in readers {
+        let abort = reader.abort_handle();
+        if tokio::time::timeout(LEFTOVER_GRACE, reader).await.is_err() {
+            abort.abort();
+        }
     }
     if status.success() {
         Ok(())

@@ -120,16 +120,20 @@ impl Forward {
             .build();
         let mut actions = self.actions.clone();
         actions[self.index] = action;
-        // The API never returns an OIDC client secret and refuses a write without one unless
-        // told to keep the one it has.
-        for a in &mut actions {
-            if let Some(oidc) = a.authenticate_oidc_config.as_mut() {
-                if oidc.client_secret.is_none() {
-                    oidc.use_existing_client_secret = Some(true);
-                }
+        keep_client_secrets(&mut actions);
+        actions
+    }
+}
+
+/// Actions read back and written again: the API never returns an OIDC client secret and refuses
+/// a write without one unless told to keep the one it has.
+pub(crate) fn keep_client_secrets(actions: &mut [Action]) {
+    for a in actions {
+        if let Some(oidc) = a.authenticate_oidc_config.as_mut() {
+            if oidc.client_secret.is_none() {
+                oidc.use_existing_client_secret = Some(true);
             }
         }
-        actions
     }
 }
 

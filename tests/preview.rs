@@ -82,6 +82,23 @@ async fn add_rule(
     out.rules()[0].rule_arn().unwrap().to_string()
 }
 
+/// Tags a rule as `app`'s preview rule.
+async fn tag(fx: &Fixture, rule_arn: &str, app: &str) {
+    fx.aws
+        .elb
+        .add_tags()
+        .resource_arns(rule_arn)
+        .tags(
+            aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                .key("bgcloud:preview")
+                .value(app)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn smoke_tests_reach_the_new_colour_by_header_while_users_still_see_the_old_one() {
     let fx = fixture(PREVIEW).await;
@@ -174,12 +191,37 @@ async fn smoke_tests_reach_the_new_colour_by_header_while_users_still_see_the_ol
         status.stdout
     );
 
+    // Someone restricts the route to the office network; ModifyRule replaces a rule's
+    // conditions whole, so bgcloud must carry that condition over.
+    let office = RuleCondition::builder()
+        .field("source-ip")
+        .source_ip_config(
+            aws_sdk_elasticloadbalancingv2::types::SourceIpConditionConfig::builder()
+                .values("10.0.0.0/8")
+                .build(),
+        )
+        .build();
+    fx.aws
+        .elb
+        .modify_rule()
+        .rule_arn(&arn)
+        .conditions(header_condition("X-Bgcloud-Preview", "green"))
+        .conditions(office.clone())
+        .send()
+        .await
+        .unwrap();
+
     // The next deploy moves the same rule to blue (no second rule).
     fx.bgcloud(&["deploy", "--image", "v1", "--smoke", "true"])
         .ok();
     let rules = self::rules(&fx).await;
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0].rule_arn(), Some(arn.as_str()));
+    assert!(
+        rules[0].conditions().contains(&office),
+        "the source-ip condition was kept: {:?}",
+        rules[0].conditions()
+    );
     let blue = fx.stack.blue_target_group_arn.clone();
     assert_eq!(
         summary(&rules[0]),
@@ -221,7 +263,8 @@ async fn a_failing_or_hanging_smoke_test_leaves_traffic_untouched() {
             "--smoke-timeout",
             "1s",
             "--smoke",
-            &format!("sleep {marker} & sleep {marker}"),
+            // In the background, one that ignores SIGTERM: SIGKILL ends it.
+            &format!("sh -c \"trap '' TERM; sleep {marker}\" & sleep {marker}"),
         ])
         .code(1);
     assert!(
@@ -345,6 +388,31 @@ async fn the_rule_goes_before_rule_arns_rule_and_never_touches_someone_elses() {
         "{after:?}"
     );
 
+    // Another app's preview rule on the same header: a request could reach the wrong app.
+    let other = add_rule(
+        &fx,
+        30,
+        header_condition("X-Bgcloud-Preview", "blue"),
+        &[(&blue, 1)],
+    )
+    .await;
+    tag(&fx, &other, "another-app").await;
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v2", "--dry-run"])
+        .code(2);
+    assert!(
+        out.stderr.contains("app another-app's preview rule"),
+        "{}",
+        out.stderr
+    );
+    fx.aws
+        .elb
+        .delete_rule()
+        .rule_arn(&other)
+        .send()
+        .await
+        .unwrap();
+
     // A second rule tagged for the app: which one is bgcloud's is unclear, so nothing is done.
     let copy = add_rule(
         &fx,
@@ -353,19 +421,7 @@ async fn the_rule_goes_before_rule_arns_rule_and_never_touches_someone_elses() {
         &[(&blue, 1)],
     )
     .await;
-    fx.aws
-        .elb
-        .add_tags()
-        .resource_arns(&copy)
-        .tags(
-            aws_sdk_elasticloadbalancingv2::types::Tag::builder()
-                .key("bgcloud:preview")
-                .value(&fx.stack.spec.name)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    tag(&fx, &copy, &fx.stack.spec.name).await;
     let out = fx
         .bgcloud(&["deploy", "--image", "v2", "--dry-run"])
         .code(2);
@@ -408,4 +464,24 @@ async fn bad_smoke_or_preview_settings_are_refused_before_any_request() {
         out.stderr
     );
     assert!(fx.requests().is_empty(), "{:?}", fx.requests());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_priority_taken_between_the_read_and_the_write_is_planned_again() {
+    let fx = fixture(PREVIEW).await;
+    // Another rule takes the planned priority just before bgcloud's CreateRule: the ALB
+    // answers PriorityInUse, and bgcloud reads the listener again instead of failing.
+    fx.fault(serde_json::json!({
+        "action": "CreateRule", "status": 400, "code": "PriorityInUse", "times": 1,
+    }));
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v2", "--smoke", "true"])
+        .ok();
+    assert!(
+        out.stdout.contains("smoke tests: 1 passed"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(fx.count("CreateRule"), 2, "{:?}", fx.requests());
+    assert_eq!(rules(&fx).await.len(), 1);
 }

@@ -333,8 +333,8 @@ struct Inputs {
 }
 
 impl Inputs {
-    /// The longest the deploy can take: the release task, the health gate, every step held,
-    /// the watch.
+    /// The longest the deploy can take: the release task, the drain wait, the health gate, the
+    /// smoke tests, every step held, the watch.
     fn longest(&self) -> Duration {
         let steps = self
             .steps
@@ -425,6 +425,11 @@ fn validate(args: &DeployArgs, backend: &BackendConfig) -> Result<Inputs> {
         return Err(Error::refused(format!("--smoke: {e}")));
     }
     let smoke_timeout = parse_duration("--smoke-timeout", &args.smoke_timeout)?;
+    if smoke_timeout.is_zero() || smoke_timeout > Duration::from_secs(6 * 3600) {
+        return Err(Error::refused(
+            "--smoke-timeout must be between 1s and 6h (it is each smoke test's limit)",
+        ));
+    }
     Ok(Inputs {
         smoke,
         smoke_timeout,
@@ -742,9 +747,19 @@ async fn preview_and_smoke(
     inputs: &Inputs,
 ) -> Result<Vec<Passed>> {
     let color = plan.color;
-    if let Some(route) = plan.preview.take() {
-        let route =
-            preview::point(&ctx.clients.elb, backend, &ctx.config.app, route, color).await?;
+    let from = plan.from;
+    let stable = from.stable(color.other());
+    let untouched = |e: Error, look: &str| {
+        Error::failed(format!(
+            "{e}\nTraffic untouched: {stable} keeps {} %; {color}'s new containers keep running \
+             without user traffic{look}",
+            from.get(stable)
+        ))
+    };
+    if let Some(cfg) = &backend.preview {
+        let route = preview::prepare(&ctx.clients.elb, backend, cfg, &ctx.config.app, color)
+            .await
+            .map_err(|e| untouched(e, ""))?;
         tracing::info!(
             "preview: {} → {color} at {}",
             route.header_line(),
@@ -771,7 +786,6 @@ async fn preview_and_smoke(
     smoke::run(&inputs.smoke, &env, inputs.smoke_timeout)
         .await
         .map_err(|e| {
-            let stable = plan.from.stable(color.other());
             let look = plan.preview.as_ref().map_or(String::new(), |r| {
                 format!(
                     " (reach them with `curl -H '{}' {}`)",
@@ -779,11 +793,7 @@ async fn preview_and_smoke(
                     r.url
                 )
             });
-            Error::failed(format!(
-                "{e}\nTraffic untouched: {stable} keeps {} %; {color}'s new containers keep \
-                 running without user traffic{look}. Fix the release and deploy again",
-                plan.from.get(stable)
-            ))
+            untouched(e, &format!("{look}. Fix the release and deploy again"))
         })
 }
 

@@ -32,6 +32,9 @@ pub struct Status {
     pub last_sync: Option<SyncRecord>,
     /// The preview route, when `[backend.preview]` is configured.
     pub preview: Option<Route>,
+    /// Why the preview route could not be read (the rest of the status still stands).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview_problem: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,7 +76,13 @@ pub async fn run(ctx: &Context) -> Result<Status> {
         rollout::load(ctx),
         lock.read(),
     )?;
-    let preview = preview::read(elb, backend, &ctx.config.app, live.stable().other()).await?;
+    // A preview rule that cannot be read (DescribeTags denied, two rules tagged for the app)
+    // does not hide the traffic split.
+    let (preview, preview_problem) =
+        match preview::read(elb, backend, &ctx.config.app, live.stable().other()).await {
+            Ok(p) => (p, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
     let running = lock.is_some_and(|(l, _)| l.takes_requests && !l.expired());
     let stable = live.stable();
     let canary = live.canary();
@@ -113,6 +122,7 @@ pub async fn run(ctx: &Context) -> Result<Status> {
         rollout: rollout.map(|state| RolloutStatus { state, running }),
         last_sync: live.record().and_then(|r| r.backend.last_sync.clone()),
         preview,
+        preview_problem,
     })
 }
 
@@ -151,6 +161,9 @@ impl fmt::Display for Status {
         }
         if let Some(p) = &self.preview {
             writeln!(f, "  preview   {p}")?;
+        }
+        if let Some(why) = &self.preview_problem {
+            writeln!(f, "  preview   unreadable: {why}")?;
         }
         if let Some(r) = &self.rollout {
             let how = if r.running {

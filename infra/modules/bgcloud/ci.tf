@@ -105,9 +105,12 @@ data "aws_iam_policy_document" "ci" {
   # The preview route: one rule of bgcloud's own, created once (tagged on creation, so AddTags
   # only as part of CreateRule), then pointed with ModifyRule and moved with SetRulePriorities.
   statement {
-    sid       = "ElbPreviewRuleCreate"
-    actions   = ["elasticloadbalancing:CreateRule"]
-    resources = [local.bgcloud_listener_arn]
+    sid     = "ElbPreviewRuleCreate"
+    actions = ["elasticloadbalancing:CreateRule"]
+    resources = [
+      local.bgcloud_listener_arn,
+      "arn:${local.partition}:elasticloadbalancing:${local.region}:${local.account_id}:listener-rule/${aws_lb.main.arn_suffix}/*",
+    ]
   }
 
   statement {
@@ -118,6 +121,11 @@ data "aws_iam_policy_document" "ci" {
       test     = "StringEquals"
       variable = "elasticloadbalancing:CreateAction"
       values   = ["CreateRule"]
+    }
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "aws:TagKeys"
+      values   = ["bgcloud:preview"]
     }
   }
 
