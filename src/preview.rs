@@ -355,12 +355,16 @@ pub async fn plan(
             )));
         }
     }
+    // Said once a run: a deploy plans the rule twice (at the start, and just before writing it).
+    static WARNED: std::sync::Once = std::sync::Once::new();
     if cfg.url.is_none() && url.starts_with("https://") {
-        tracing::warn!(
-            "the preview URL {url} is the ALB's own DNS name, which its certificate does not \
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "the preview URL {url} is the ALB's own DNS name, which its certificate does not \
              name: a smoke test must skip certificate checks (curl -k), or set \
              [backend.preview].url to a name on the certificate"
-        );
+            )
+        });
     }
     Ok(Route {
         header: cfg.header.clone(),
