@@ -18,7 +18,7 @@ pub struct Passed {
     pub seconds: f64,
 }
 
-/// How long a timed-out command gets between SIGTERM and SIGKILL.
+/// How long a timed-out command's shell gets to end after SIGTERM.
 const GRACE: Duration = Duration::from_secs(5);
 /// How long what a command leaves behind (or a command bgcloud is interrupted in) gets.
 const LEFTOVER_GRACE: Duration = Duration::from_secs(2);
@@ -119,12 +119,11 @@ async fn one(
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => status.map_err(|e| format!("could not be waited for: {e}"))?,
         Err(_) => {
-            // Ended here with the longer grace; not again on drop (sh is not reaped yet, so
-            // its zombie would hold the drop's grace for nothing).
-            let group = std::mem::ManuallyDrop::new(group);
-            tokio::task::spawn_blocking(move || group.end(GRACE))
-                .await
-                .ok();
+            // SIGTERM, and `sh` reaped as soon as it goes (an unreaped zombie still counts as
+            // a member of the group); then whatever is left gets SIGKILL after a short grace.
+            group.signal(libc::SIGTERM);
+            let _ = tokio::time::timeout(GRACE, child.wait()).await;
+            tokio::task::spawn_blocking(move || drop(group)).await.ok();
             let _ = child.wait().await;
             readers.iter().for_each(|r| r.abort());
             return Err(format!(

@@ -485,3 +485,41 @@ async fn a_priority_taken_between_the_read_and_the_write_is_planned_again() {
     assert_eq!(fx.count("CreateRule"), 2, "{:?}", fx.requests());
     assert_eq!(rules(&fx).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_a_smoke_test_stops_it_and_everything_it_started() {
+    let fx = fixture("").await;
+    let started = fx.dir.path().join("started");
+    let marker = format!("32.{}", std::process::id());
+    let child = fx
+        .bgcloud(&[
+            "deploy",
+            "--image",
+            "v2",
+            "--smoke",
+            &format!(
+                "sh -c \"trap '' TERM; sleep {marker}\" & touch {}; sleep {marker}",
+                started.display()
+            ),
+        ])
+        .spawn();
+    let t = std::time::Instant::now();
+    while !started.exists() {
+        assert!(t.elapsed().as_secs() < 30, "the smoke test never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    support::signal(&child, "INT");
+    let (code, _, stderr) = support::finish(child);
+    assert_eq!(code, 130, "{stderr}");
+    let left: Vec<_> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(&marker))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the smoke test's processes outlived bgcloud"
+    );
+    assert_eq!(fx.weights().await, Weights::from_raw(100, 0).unwrap());
+    assert!(!fx.lock_exists().await, "lock released");
+}
