@@ -68,7 +68,12 @@ impl Launch<'_> {
         let q = quote;
         let container = q(&self.container());
         let mut lines = self.prelude(&format!("start {} on this instance", self.container()));
-        lines.push(format!("docker rm -f {container} >/dev/null 2>&1 || true"));
+        // `rm -f` of a container in a restart loop (--restart unless-stopped, a crashing image)
+        // can race with its restart and leave the name taken (measured with podman on the real
+        // lane: "the container name … is already in use"): remove until the name is free.
+        lines.push(format!(
+            "for bgcloud_try in 1 2 3 4 5 6 7 8 9 10; do\n  docker rm -f {container} >/dev/null 2>&1 || true\n  docker inspect {container} >/dev/null 2>&1 || break\n  sleep 1\ndone"
+        ));
         let run = format!(
             "docker run -d --restart unless-stopped --name {container} -p {}:{} \\\n  --label {} --label {} --label {} --label {}{} \\\n  {} >/dev/null",
             self.host_port,
