@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use aws_sdk_elasticloadbalancingv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, HttpHeaderConditionConfig, Rule, RuleCondition, RulePriorityPair, Tag,
 };
@@ -440,10 +441,7 @@ async fn point(
                 .tags(Tag::builder().key(TAG).value(app).build())
                 .send()
                 .await;
-            if created.as_ref().is_err_and(|e| {
-                e.as_service_error()
-                    .is_some_and(|s| s.is_priority_in_use_exception())
-            }) {
+            if priority_in_use(&created) {
                 return Ok(None);
             }
             let out = created.map_err(aws(format!(
@@ -477,9 +475,11 @@ async fn point(
                     .and_then(|h| h.http_header_name())
                     .is_some_and(|n| n.eq_ignore_ascii_case(header))
             });
-            let mut actions = replace_or_add(actions, forward, |a| {
-                a.r#type() == Some(&ActionTypeEnum::Forward)
-            });
+            let is_forward = |a: &Action| a.r#type() == Some(&ActionTypeEnum::Forward);
+            // In the old forward's place in the order of actions.
+            let mut forward = forward;
+            forward.order = actions.iter().find(|a| is_forward(a)).and_then(|a| a.order);
+            let mut actions = replace_or_add(actions, forward, is_forward);
             traffic::keep_client_secrets(&mut actions);
             elb.modify_rule()
                 .rule_arn(arn)
@@ -499,10 +499,7 @@ async fn point(
                     )
                     .send()
                     .await;
-                if moved.as_ref().is_err_and(|e| {
-                    e.as_service_error()
-                        .is_some_and(|s| s.is_priority_in_use_exception())
-                }) {
+                if priority_in_use(&moved) {
                     return Ok(None);
                 }
                 moved.map_err(aws(format!(
@@ -547,36 +544,23 @@ async fn point(
     Ok(Some(route))
 }
 
-/// `items` with the first that `is_it` replaced by `new` (in its place, keeping an action's
-/// order), or `new` added.
-fn replace_or_add<T: Clone + HasOrder>(
-    mut items: Vec<T>,
-    new: T,
-    is_it: impl Fn(&T) -> bool,
-) -> Vec<T> {
+/// `items` with the first that `is_it` replaced by `new` (in its place), or `new` added.
+fn replace_or_add<T>(mut items: Vec<T>, new: T, is_it: impl Fn(&T) -> bool) -> Vec<T> {
     match items.iter().position(is_it) {
-        Some(i) => items[i] = new.with_order_of(&items[i]),
+        Some(i) => items[i] = new,
         None => items.push(new),
     }
     items
 }
 
-/// Actions carry an order the replacement must keep; conditions have none.
-trait HasOrder {
-    fn with_order_of(self, old: &Self) -> Self;
-}
-
-impl HasOrder for Action {
-    fn with_order_of(mut self, old: &Self) -> Self {
-        self.order = old.order;
-        self
-    }
-}
-
-impl HasOrder for RuleCondition {
-    fn with_order_of(self, _: &Self) -> Self {
-        self
-    }
+/// Another rule took the priority between bgcloud's read and its write (CreateRule and
+/// SetRulePriorities both answer PriorityInUse).
+fn priority_in_use<T, E: ProvideErrorMetadata, R>(
+    result: &std::result::Result<T, SdkError<E, R>>,
+) -> bool {
+    result
+        .as_ref()
+        .is_err_and(|e| e.as_service_error().and_then(|s| s.code()) == Some("PriorityInUse"))
 }
 
 #[cfg(test)]

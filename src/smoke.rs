@@ -38,13 +38,13 @@ impl Group {
         unsafe { libc::kill(-self.0, signal) == 0 }
     }
 
-    /// SIGTERM, then SIGKILL to whatever is still there after `grace` (a process that ignores
-    /// SIGTERM). Blocks at most `grace`, and only while something is left.
-    fn end(&self, grace: Duration) {
+    /// SIGTERM, then SIGKILL to whatever is still there after [`LEFTOVER_GRACE`] (a process
+    /// that ignores SIGTERM). Blocks at most that long, and only while something is left.
+    fn end(&self) {
         if !self.signal(libc::SIGTERM) {
             return;
         }
-        let until = Instant::now() + grace;
+        let until = Instant::now() + LEFTOVER_GRACE;
         while Instant::now() < until {
             std::thread::sleep(Duration::from_millis(50));
             if !self.signal(0) {
@@ -57,7 +57,7 @@ impl Group {
 
 impl Drop for Group {
     fn drop(&mut self) {
-        self.end(LEFTOVER_GRACE);
+        self.end();
     }
 }
 

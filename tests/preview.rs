@@ -82,6 +82,14 @@ async fn add_rule(
     out.rules()[0].rule_arn().unwrap().to_string()
 }
 
+/// Whether any process on this machine has `marker` in its command line.
+fn running(marker: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .any(|c| String::from_utf8_lossy(&c).contains(marker))
+}
+
 /// Tags a rule as `app`'s preview rule.
 async fn tag(fx: &Fixture, rule_arn: &str, app: &str) {
     fx.aws
@@ -275,13 +283,8 @@ async fn a_failing_or_hanging_smoke_test_leaves_traffic_untouched() {
     );
     assert!(started.elapsed().as_secs() < 25, "{:?}", started.elapsed());
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let left: Vec<_> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .filter(|c| String::from_utf8_lossy(c).contains(&marker))
-        .collect();
     assert!(
-        left.is_empty(),
+        !running(&marker),
         "the smoke test's processes were left running"
     );
     assert_eq!(fx.weights().await, Weights::from_raw(100, 0).unwrap());
@@ -511,13 +514,8 @@ async fn ctrl_c_during_a_smoke_test_stops_it_and_everything_it_started() {
     support::signal(&child, "INT");
     let (code, _, stderr) = support::finish(child);
     assert_eq!(code, 130, "{stderr}");
-    let left: Vec<_> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .filter(|c| String::from_utf8_lossy(c).contains(&marker))
-        .collect();
     assert!(
-        left.is_empty(),
+        !running(&marker),
         "the smoke test's processes outlived bgcloud"
     );
     assert_eq!(fx.weights().await, Weights::from_raw(100, 0).unwrap());
