@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::color::Color;
+use crate::model::color::Color;
 use crate::output::Format;
 
 #[derive(Debug, Parser)]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::color::Color;
 use crate::error::{Error, Result};
+use crate::model::color::Color;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -834,9 +834,8 @@ impl RawCanary {
     fn validate(self, c: &Check) -> Result<CanaryConfig> {
         let steps = match self.steps {
             None => Vec::new(),
-            Some(steps) => {
-                crate::weights::steps(&steps).map_err(|e| c.err("[backend.canary].steps", e))?
-            }
+            Some(steps) => crate::model::weights::steps(&steps)
+                .map_err(|e| c.err("[backend.canary].steps", e))?,
         };
         let interval = c.duration(
             "[backend.canary].interval",

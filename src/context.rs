@@ -3,15 +3,15 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::aws::fleet::{self, InFlight};
 use crate::aws::{self, AwsOptions, Clients};
 use crate::cli::Global;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::fleet::{self, InFlight};
-use crate::lock::Lock;
 use crate::notify::{self, Notifier};
 use crate::output::Format;
-use crate::state::Store;
+use crate::state::lock::Lock;
+use crate::state::record::Store;
 
 pub struct Context {
     pub config: Config,

@@ -1,40 +1,17 @@
 //! bgcloud: zero-downtime blue/green releases on AWS with the ALB as the traffic switch.
 
 pub mod aws;
-pub mod cdn;
+pub mod backend;
 pub mod cli;
 pub mod cmd;
-pub mod color;
 pub mod config;
 pub mod context;
-pub mod desired;
-pub mod drain;
-pub mod drift;
-pub mod ecr;
-pub mod encode;
 pub mod error;
-pub mod fleet;
-pub mod gates;
-pub mod health;
-pub mod health_gate;
-pub mod live;
-pub mod lock;
-pub mod metrics;
+pub mod frontend;
+pub mod model;
 pub mod notify;
 pub mod output;
-pub mod preview;
-pub mod rollout;
-pub mod s3;
-pub mod script;
-pub mod site;
-pub mod smoke;
 pub mod state;
-pub mod steps;
-pub mod summary;
-pub mod target_group;
-pub mod traffic;
-pub mod watch;
-pub mod weights;
 
 use cli::{Cli, Command, FrontendCommand, LockCommand};
 use context::Context;
@@ -52,7 +29,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Err(e) => (None, Err(e)),
     };
     if let (Err(e), Some(name)) = (&result, cli.command.changes()) {
-        summary::failed(name, &e.to_string(), e.exit_code());
+        notify::summary::failed(name, &e.to_string(), e.exit_code());
         if let Some(ctx) = &ctx {
             ctx.notify.failed(name, &e.to_string()).await;
         }
@@ -65,10 +42,10 @@ fn report<T: std::fmt::Display + serde::Serialize>(
     ctx: &Context,
     command: &str,
     value: &T,
-    traffic: Option<(weights::Weights, weights::Weights)>,
+    traffic: Option<(model::weights::Weights, model::weights::Weights)>,
 ) -> Result<()> {
     output::print(ctx.format, value)?;
-    summary::done(command, &value.to_string(), traffic);
+    notify::summary::done(command, &value.to_string(), traffic);
     Ok(())
 }
 

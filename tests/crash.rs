@@ -4,7 +4,7 @@
 
 mod support;
 
-use bgcloud::weights::Weights;
+use bgcloud::model::weights::Weights;
 use serde_json::{json, Value};
 use support::Fixture;
 

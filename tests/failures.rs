@@ -4,7 +4,7 @@
 mod support;
 
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, FixedResponseActionConfig};
-use bgcloud::weights::Weights;
+use bgcloud::model::weights::Weights;
 use serde_json::json;
 use support::{stack, Fixture};
 

@@ -3,7 +3,7 @@
 
 mod support;
 
-use bgcloud::weights::Weights;
+use bgcloud::model::weights::Weights;
 use serde_json::json;
 use support::Fixture;
 

@@ -7,7 +7,7 @@ mod support;
 use aws_sdk_cloudwatch::types::{
     ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic,
 };
-use bgcloud::weights::Weights;
+use bgcloud::model::weights::Weights;
 use serde_json::Value;
 use support::Fixture;
 

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use bgcloud::weights::Weights;
+use bgcloud::model::weights::Weights;
 use serde_json::json;
 use support::Fixture;
 

@@ -8,7 +8,7 @@ mod support;
 use aws_sdk_elasticloadbalancingv2::types::{
     HttpHeaderConditionConfig, Rule, RuleCondition, RulePriorityPair,
 };
-use bgcloud::weights::Weights;
+use bgcloud::model::weights::Weights;
 use serde_json::Value;
 use support::Fixture;
 

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use bgcloud::weights::Weights;
+use bgcloud::model::weights::Weights;
 use support::lane::{now, Load, Sample};
 use support::Fixture;
 

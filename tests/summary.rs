@@ -54,7 +54,7 @@ async fn releases_and_failures_are_summarised_read_only_commands_are_not() {
     );
     assert_eq!(
         fx.weights().await,
-        bgcloud::weights::Weights {
+        bgcloud::model::weights::Weights {
             blue: 0,
             green: 100
         }

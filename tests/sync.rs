@@ -5,7 +5,7 @@
 mod support;
 
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
-use bgcloud::weights::Weights;
+use bgcloud::model::weights::Weights;
 use serde_json::{json, Value};
 use support::Fixture;
 

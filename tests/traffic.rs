@@ -3,7 +3,7 @@
 
 mod support;
 
-use bgcloud::weights::Weights;
+use bgcloud::model::weights::Weights;
 use support::Fixture;
 
 fn w(blue: u8, green: u8) -> Weights {

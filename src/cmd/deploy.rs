@@ -13,28 +13,28 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::aws::ecr::{self, Image, ImageRef};
+use crate::aws::fleet;
+use crate::aws::listener;
+use crate::aws::target_group::{self, HealthCheck};
+use crate::backend::drain::{self, Drain};
+use crate::backend::health_gate::{self, Launched};
+use crate::backend::live::Live;
+use crate::backend::preview::{self, Route};
+use crate::backend::rollout;
+use crate::backend::script::Launch;
+use crate::backend::smoke::{self, Passed};
+use crate::backend::steps::{self, Steps};
 use crate::cli::{parse_duration, DeployArgs};
 use crate::cmd::shift::{self, Shifted};
-use crate::cmd::status::short_digest;
-use crate::color::Color;
 use crate::config::{release_task_argv, smoke_command, BackendConfig};
 use crate::context::Context;
-use crate::desired::{Desired, Written};
-use crate::drain::{self, Drain};
-use crate::ecr::{self, Image, ImageRef};
 use crate::error::{Error, Result};
-use crate::fleet;
-use crate::health_gate::{self, Launched};
-use crate::live::Live;
-use crate::preview::{self, Route};
-use crate::rollout;
-use crate::script::Launch;
-use crate::smoke::{self, Passed};
-use crate::state::{new_id, now, Release};
-use crate::steps::{self, Steps};
-use crate::target_group::{self, HealthCheck};
-use crate::traffic;
-use crate::weights::{parse_percent, parse_steps, Weights};
+use crate::model::color::Color;
+use crate::model::digest::short_digest;
+use crate::model::weights::{parse_percent, parse_steps, Weights};
+use crate::state::desired::{Desired, Written};
+use crate::state::record::{new_id, now, Release};
 
 /// What a deploy will do (`--dry-run`) or did.
 #[derive(Debug, Serialize)]
@@ -93,7 +93,7 @@ pub struct ReleaseTask {
 
 impl ReleaseTask {
     fn command(&self) -> String {
-        crate::script::command_line(&self.argv)
+        crate::backend::script::command_line(&self.argv)
     }
 }
 
@@ -213,7 +213,7 @@ impl fmt::Display for Plan {
             writeln!(
                 f,
                 "  smoke     sh -c {} (at most {}, before any user traffic)",
-                crate::script::quote(cmd),
+                crate::backend::script::quote(cmd),
                 humantime::format_duration(Duration::from_secs_f64(self.smoke_timeout_seconds))
             )?;
         }
@@ -847,7 +847,7 @@ async fn release_task(
 /// (no traffic moves), and read it back.
 async fn adopt(ctx: &Context, backend: &BackendConfig, live: &Live, idle: Color) -> Result<()> {
     let weights = live.weights();
-    traffic::write(&ctx.clients.elb, backend, &live.forward, weights).await?;
+    listener::write(&ctx.clients.elb, backend, &live.forward, weights).await?;
     tracing::warn!(
         "{} forwarded to {} only; rewrote it as a weighted forward {weights} so the ALB \
          health-checks {idle} (no traffic moved)",

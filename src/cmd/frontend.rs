@@ -1,7 +1,7 @@
 //! `bgcloud frontend deploy|releases|rollback|prune`: atomic static-site releases. Each release
 //! is a complete tree under `releases/<id>/`; CloudFront's origin path is switched to it in one
 //! update, so visitors see the old release or the new one, never a mix. The S3 mechanics
-//! (regions, transfers, listings) are in [`crate::s3`], the plan in [`crate::site`].
+//! (regions, transfers, listings) are in [`crate::aws::s3`], the plan in [`crate::frontend::site`].
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -10,16 +10,16 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::cdn;
+use crate::aws::cloudfront;
+use crate::aws::s3::object::{Condition, Object};
+use crate::aws::s3::Bucket;
 use crate::cli::{parse_duration, FrontendDeployArgs, FrontendRollbackArgs, PruneArgs};
 use crate::config::FrontendConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::frontend::site::{self, Manifest, SiteFile, Step};
 use crate::output::Progress;
-use crate::s3::object::{Condition, Object};
-use crate::s3::Bucket;
-use crate::site::{self, Manifest, SiteFile, Step};
-use crate::state::{now, FrontendRecord, SiteRelease};
+use crate::state::record::{now, FrontendRecord, SiteRelease};
 
 /// Invalidate the unhashed paths one by one up to this many; past it, `/*`.
 const MAX_INVALIDATION_PATHS: usize = 10;
@@ -205,7 +205,7 @@ async fn release(
     dry_run: bool,
     no_wait: bool,
 ) -> Result<SiteDeployed> {
-    let dist = cdn::inspect(&ctx.clients.cloudfront, fe).await?;
+    let dist = cloudfront::inspect(&ctx.clients.cloudfront, fe).await?;
     let live = dist.live;
     let live_manifest = match &live {
         Some(l) => load_manifest(ctx, l).await?,
@@ -263,7 +263,7 @@ async fn release(
         "switching distribution {} to /releases/{id}",
         fe.distribution_id
     );
-    cdn::switch(&ctx.clients.cloudfront, fe, id).await?;
+    cloudfront::switch(&ctx.clients.cloudfront, fe, id).await?;
 
     // Recorded as soon as it is live, before anything else can fail: rollback and prune go by it.
     let record = SiteRelease {
@@ -287,11 +287,11 @@ async fn release(
         tracing::warn!("release {id} is live, but recording it failed: {e}");
     }
     let invalidation =
-        cdn::invalidate(&ctx.clients.cloudfront, fe, &result.invalidation_paths, id).await?;
+        cloudfront::invalidate(&ctx.clients.cloudfront, fe, &result.invalidation_paths, id).await?;
     result.invalidation_id = Some(invalidation.clone());
     if !no_wait {
         result.distribution_status =
-            Some(cdn::wait(&ctx.clients.cloudfront, fe, &invalidation).await?);
+            Some(cloudfront::wait(&ctx.clients.cloudfront, fe, &invalidation).await?);
     }
     Ok(result)
 }
@@ -393,7 +393,7 @@ impl fmt::Display for Releases {
 async fn snapshot(
     ctx: &Context,
     fe: &FrontendConfig,
-) -> Result<(Vec<String>, cdn::Site, FrontendRecord)> {
+) -> Result<(Vec<String>, cloudfront::Site, FrontendRecord)> {
     let store = ctx.store();
     let bucket_releases = async {
         let web = ctx.clients.buckets.get(&fe.bucket).await?;
@@ -401,7 +401,7 @@ async fn snapshot(
     };
     let (ids, dist, record) = tokio::try_join!(
         bucket_releases,
-        cdn::inspect(&ctx.clients.cloudfront, fe),
+        cloudfront::inspect(&ctx.clients.cloudfront, fe),
         store.read(),
     )?;
     let record = record.unwrap_or_default().frontend;
@@ -451,7 +451,7 @@ pub async fn rollback(ctx: &Context, args: &FrontendRollbackArgs) -> Result<Site
         check_release_id(id)?;
     }
     ctx.locked("frontend rollback", wait, async {
-        let live = cdn::inspect(&ctx.clients.cloudfront, fe).await?.live;
+        let live = cloudfront::inspect(&ctx.clients.cloudfront, fe).await?.live;
         let record = ctx.store().read().await?.unwrap_or_default().frontend;
         let target = match &args.to {
             Some(id) => id.clone(),
@@ -475,8 +475,8 @@ pub async fn rollback(ctx: &Context, args: &FrontendRollbackArgs) -> Result<Site
             None => vec!["/*".to_string()],
         };
         tracing::info!("switching distribution {} back to /releases/{target}", fe.distribution_id);
-        cdn::switch(&ctx.clients.cloudfront, fe, &target).await?;
-        let invalidation = cdn::invalidate(&ctx.clients.cloudfront, fe, &paths, &format!("rollback-{target}")).await?;
+        cloudfront::switch(&ctx.clients.cloudfront, fe, &target).await?;
+        let invalidation = cloudfront::invalidate(&ctx.clients.cloudfront, fe, &paths, &format!("rollback-{target}")).await?;
         let info = record.releases.iter().find(|r| r.id == target).cloned().unwrap_or(SiteRelease {
             id: target.clone(),
             files: manifest.as_ref().map_or(0, |m| m.files.len()),
@@ -492,7 +492,7 @@ pub async fn rollback(ctx: &Context, args: &FrontendRollbackArgs) -> Result<Site
         if let Err(e) = ctx.store().update(None, |r| r.push_site("frontend-rollback", event.clone(), &ctx.who)).await {
             tracing::warn!("release {target} is live again, but recording it failed: {e}");
         }
-        let status = if args.no_wait { None } else { Some(cdn::wait(&ctx.clients.cloudfront, fe, &invalidation).await?) };
+        let status = if args.no_wait { None } else { Some(cloudfront::wait(&ctx.clients.cloudfront, fe, &invalidation).await?) };
         let mut result = SiteDeployed::new(ctx, "rollback", &target, live);
         result.files = info.files;
         result.invalidation_paths = paths;

@@ -5,10 +5,10 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::cli::HistoryArgs;
-use crate::cmd::status::short_digest;
 use crate::context::Context;
 use crate::error::Result;
-use crate::state::Event;
+use crate::model::digest::short_digest;
+use crate::state::record::Event;
 
 #[derive(Debug, Serialize)]
 pub struct History {

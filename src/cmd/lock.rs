@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::lock::LockInfo;
+use crate::state::lock::LockInfo;
 
 #[derive(Debug, Serialize)]
 pub struct LockState {

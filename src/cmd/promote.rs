@@ -1,13 +1,13 @@
 //! `bgcloud promote`: all traffic to the canary colour, optionally watched afterwards. While a
 //! stepped rollout or a watch runs, the promote is handed to it (see `rollout`).
 
+use crate::backend::live::Live;
+use crate::backend::rollout::{self, Action};
 use crate::cli::{parse_duration, PromoteArgs};
 use crate::cmd::shift::{self, Because, Gate, Shifted};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::live::Live;
-use crate::rollout::{self, Action};
-use crate::weights::Weights;
+use crate::model::weights::Weights;
 
 pub async fn run(ctx: &Context, args: &PromoteArgs) -> Result<Shifted> {
     let wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;

@@ -1,14 +1,14 @@
 //! `bgcloud rollback`: all traffic back to the previous stable colour, at once. The old colour's
 //! containers were kept running, so this is one listener write.
 
+use crate::backend::live::Live;
+use crate::backend::rollout::{self, Action};
 use crate::cli::{parse_duration, TrafficArgs};
 use crate::cmd::shift::{self, Because, Gate, Shifted};
-use crate::color::Color;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::live::Live;
-use crate::rollout::{self, Action};
-use crate::weights::Weights;
+use crate::model::color::Color;
+use crate::model::weights::Weights;
 
 /// Where rollback sends traffic: the stable colour before bgcloud's last change when the
 /// record still describes the listener; otherwise the stable colour when a canary is running

@@ -7,18 +7,18 @@ use serde::Serialize;
 
 use std::time::Duration;
 
+use crate::aws::listener;
+use crate::aws::targets;
+use crate::backend::live::Live;
+use crate::backend::rollout;
+use crate::backend::watch;
 use crate::cli::{parse_duration, ShiftArgs, WatchArgs};
-use crate::color::Color;
 use crate::config::BackendConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::health;
-use crate::live::Live;
-use crate::rollout;
-use crate::state::{new_id, now, Event, Release};
-use crate::traffic;
-use crate::watch;
-use crate::weights::{parse_percent, Weights};
+use crate::model::color::Color;
+use crate::model::weights::{parse_percent, Weights};
+use crate::state::record::{new_id, now, Event, Release};
 
 /// The result of a traffic change.
 #[derive(Debug, Serialize)]
@@ -251,7 +251,7 @@ pub async fn apply(
     let gaining = Color::BOTH.into_iter().filter(|&c| to.get(c) > from.get(c));
     for color in gaining.filter(|_| gate != Gate::Checked) {
         let arn = backend.target_group_arn(color);
-        let targets = health::targets(&ctx.clients.elb, arn).await?;
+        let targets = targets::targets(&ctx.clients.elb, arn).await?;
         let healthy = targets.iter().filter(|t| t.is_healthy()).count();
         let listing = if targets.is_empty() {
             "no targets registered".to_string()
@@ -278,7 +278,7 @@ pub async fn apply(
 
     tracing::info!("{action}: {from} → {to} on {}", live.forward.resource);
     if from != to {
-        if let Err(e) = traffic::write(&ctx.clients.elb, backend, &live.forward, to).await {
+        if let Err(e) = listener::write(&ctx.clients.elb, backend, &live.forward, to).await {
             return Err(restore(ctx, from, e).await);
         }
     }
@@ -348,9 +348,9 @@ async fn restore(ctx: &Context, from: Weights, failure: Error) -> Error {
         return failure;
     };
     let elb = &ctx.clients.elb;
-    let outcome = match traffic::read(elb, backend).await {
+    let outcome = match listener::read(elb, backend).await {
         Ok(now) if now.weights == from => format!("the listener is still at {from}"),
-        Ok(now) => match traffic::write(elb, backend, &now, from).await {
+        Ok(now) => match listener::write(elb, backend, &now, from).await {
             Ok(_) => format!("traffic was put back to {from} (verified)"),
             Err(e) => {
                 format!("putting traffic back to {from} failed too: {e}; run `bgcloud status` now")

@@ -4,15 +4,16 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::color::Color;
+use crate::aws::targets::{self, TargetState};
+use crate::backend::live::Live;
+use crate::backend::preview::{self, Route};
+use crate::backend::rollout::{self, Rollout};
 use crate::context::Context;
 use crate::error::Result;
-use crate::health::{self, TargetState};
-use crate::live::Live;
-use crate::preview::{self, Route};
-use crate::rollout::{self, Rollout};
-use crate::state::SyncRecord;
-use crate::weights::Weights;
+use crate::model::color::Color;
+use crate::model::digest::short_digest;
+use crate::model::weights::Weights;
+use crate::state::record::SyncRecord;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -71,8 +72,8 @@ pub async fn run(ctx: &Context) -> Result<Status> {
     let lock = ctx.lock();
     let (live, blue, green, rollout, lock) = tokio::try_join!(
         Live::read(ctx),
-        health::targets(elb, &backend.blue_target_group_arn),
-        health::targets(elb, &backend.green_target_group_arn),
+        targets::targets(elb, &backend.blue_target_group_arn),
+        targets::targets(elb, &backend.green_target_group_arn),
         rollout::load(ctx),
         lock.read(),
     )?;
@@ -198,14 +199,4 @@ impl fmt::Display for Status {
         }
         Ok(())
     }
-}
-
-/// `sha256:` and the first 12 hex digits, the way docker shows image ids.
-pub fn short_digest(digest: &str) -> &str {
-    let end = digest
-        .find(':')
-        .map(|i| i + 13)
-        .unwrap_or(12)
-        .min(digest.len());
-    &digest[..end]
 }

@@ -9,15 +9,15 @@ use crossterm::cursor::MoveTo;
 use crossterm::queue;
 use crossterm::terminal::{self, Clear, ClearType};
 
+use crate::aws::targets::TargetState;
+use crate::backend::rollout::Rollout;
 use crate::cli::parse_duration;
 use crate::cmd::status::{self, Status};
-use crate::color::Color;
 use crate::context::{interrupted, Context};
 use crate::error::{Error, Result};
-use crate::health::TargetState;
+use crate::model::color::Color;
+use crate::model::weights::Weights;
 use crate::output::Format;
-use crate::rollout::Rollout;
-use crate::weights::Weights;
 
 /// `--every` when not given.
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(2);

@@ -12,23 +12,23 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::aws::fleet;
+use crate::aws::target_group;
+use crate::aws::targets::targets;
+use crate::backend::drain::{self, Drain};
+use crate::backend::drift::{self, Found, Relaunch};
+use crate::backend::health_gate::{self, Launched};
+use crate::backend::live::Live;
+use crate::backend::script;
 use crate::cli::{parse_duration, SyncArgs};
-use crate::cmd::status::short_digest;
-use crate::color::Color;
 use crate::config::BackendConfig;
 use crate::context::Context;
-use crate::desired::{self, Desired};
-use crate::drain::{self, Drain};
-use crate::drift::{self, Found, Relaunch};
 use crate::error::{Error, Result};
-use crate::fleet;
-use crate::health::targets;
-use crate::health_gate::{self, Launched};
-use crate::live::Live;
-use crate::script;
-use crate::state::{now, SyncRecord};
-use crate::target_group;
-use crate::weights::Weights;
+use crate::model::color::Color;
+use crate::model::digest::short_digest;
+use crate::model::weights::Weights;
+use crate::state::desired::{self, Desired};
+use crate::state::record::{now, SyncRecord};
 
 /// One colour's desired state, as stored.
 #[derive(Debug, Serialize)]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::Credentials;
 use bgcloud::aws::{AwsOptions, Clients};
-use bgcloud::weights::Weights;
+use bgcloud::model::weights::Weights;
 use serde_json::Value;
 
 pub use stack::{Stack, StackSpec};

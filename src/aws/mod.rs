@@ -1,5 +1,15 @@
 //! One SdkConfig factory for every command, and the service clients built from it.
 
+pub mod cloudfront;
+pub mod cloudwatch;
+pub mod ecr;
+pub mod encode;
+pub mod fleet;
+pub mod listener;
+pub mod s3;
+pub mod target_group;
+pub mod targets;
+
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -70,7 +80,7 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
     /// Signs for the config's region: reach a bucket through `buckets`, which knows its region.
     pub s3: aws_sdk_s3::Client,
-    pub buckets: crate::s3::Buckets,
+    pub buckets: crate::aws::s3::Buckets,
     pub cloudfront: aws_sdk_cloudfront::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     /// The region the clients use ("" when none was found).
@@ -89,7 +99,7 @@ impl Clients {
             ec2: aws_sdk_ec2::Client::new(sdk),
             ecr: aws_sdk_ecr::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
-            buckets: crate::s3::Buckets::new(s3.clone()),
+            buckets: crate::aws::s3::Buckets::new(s3.clone()),
             s3,
             cloudfront: aws_sdk_cloudfront::Client::new(sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),

@@ -12,10 +12,10 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use aws_sdk_elasticloadbalancingv2::Client;
 use serde::Serialize;
 
-use crate::color::Color;
+use crate::aws::listener;
 use crate::config::{BackendConfig, PreviewConfig};
 use crate::error::{aws, Error, Result};
-use crate::traffic;
+use crate::model::color::Color;
 
 /// The tag that marks the rule as bgcloud's; its value is the app, so two apps on one listener
 /// each keep their own.
@@ -253,7 +253,7 @@ fn forwards_to(rule: &Rule, backend: &BackendConfig) -> Option<Color> {
         .actions()
         .iter()
         .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
-        .map(traffic::target_groups)?;
+        .map(listener::target_groups)?;
     match groups.as_slice() {
         [(arn, _)] => Color::BOTH
             .into_iter()
@@ -480,7 +480,7 @@ async fn point(
             let mut forward = forward;
             forward.order = actions.iter().find(|a| is_forward(a)).and_then(|a| a.order);
             let mut actions = replace_or_add(actions, forward, is_forward);
-            traffic::keep_client_secrets(&mut actions);
+            listener::keep_client_secrets(&mut actions);
             elb.modify_rule()
                 .rule_arn(arn)
                 .set_conditions(Some(conditions))

@@ -5,17 +5,17 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::aws::cloudwatch::{self, Dimensions};
+use crate::aws::targets;
+use crate::backend::gates::{self, Reading};
+use crate::backend::live::Live;
+use crate::backend::rollout::{self, Action, Request, Rollout};
 use crate::cmd::shift::{self, Because, Gate, Shifted};
-use crate::color::Color;
 use crate::config::BackendConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::gates::{self, Reading};
-use crate::health;
-use crate::live::Live;
-use crate::metrics::{self, Dimensions};
-use crate::rollout::{self, Action, Request, Rollout};
-use crate::weights::Weights;
+use crate::model::color::Color;
+use crate::model::weights::Weights;
 
 /// How a watch ended.
 #[derive(Debug)]
@@ -64,7 +64,7 @@ pub async fn run(ctx: &Context, backend: &BackendConfig, w: Watch<'_>) -> Result
         if let Some(request) = rollout::take_request(ctx).await? {
             break Ended::Requested(request);
         }
-        let targets = health::targets(&ctx.clients.elb, arn).await?;
+        let targets = targets::targets(&ctx.clients.elb, arn).await?;
         if let Some(bad) = targets.iter().find(|t| t.state == "unhealthy") {
             break Ended::Breached(format!("{}'s target {bad}", w.gaining));
         }
@@ -102,7 +102,7 @@ async fn read_gates(
     let cw = &ctx.clients.cloudwatch;
     let mut readings = Vec::new();
     if !g.alarms.is_empty() {
-        match metrics::alarms(cw, &g.alarms).await {
+        match cloudwatch::alarms(cw, &g.alarms).await {
             Ok(states) => readings.extend(gates::judge_alarms(&g.alarms, &states)),
             Err(f) => readings.extend(g.alarms.iter().map(|name| {
                 gates::unreadable(&format!("alarm {name}"), f.explain("DescribeAlarms"))
@@ -114,7 +114,7 @@ async fn read_gates(
         || g.max_5xx_ratio_to_stable.is_some()
         || g.max_p99_ratio_to_stable.is_some();
     if metric_gates {
-        match metrics::colors(cw, dims, since).await {
+        match cloudwatch::colors(cw, dims, since).await {
             Ok((new, stable)) => readings.extend(gates::judge_metrics(g, &new, &stable)),
             Err(f) => readings.push(gates::unreadable("ALB metrics", f.explain("GetMetricData"))),
         }

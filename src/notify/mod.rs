@@ -4,6 +4,8 @@
 //! printed, logged or recorded. Sending never fails or slows a release by more than its timeout:
 //! a notification that cannot be delivered is one warning.
 
+pub mod summary;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -15,11 +17,11 @@ use aws_smithy_runtime_api::http::Request;
 use aws_smithy_types::body::SdkBody;
 use serde::Serialize;
 
-use crate::cmd::status::short_digest;
-use crate::color::Color;
 use crate::config::NotifyConfig;
-use crate::state::{now, Release};
-use crate::weights::Weights;
+use crate::model::color::Color;
+use crate::model::digest::short_digest;
+use crate::model::weights::Weights;
+use crate::state::record::{now, Release};
 
 /// One attempt's limit; a failed attempt is retried once after [`RETRY_AFTER`].
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);

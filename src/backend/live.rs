@@ -1,12 +1,12 @@
 //! What is live right now: the listener's forward weights (the truth) read together with the
 //! deployment record (what bgcloud last did), and the stable/canary colours they imply.
 
-use crate::color::Color;
+use crate::aws::listener::{self, Forward};
 use crate::context::Context;
 use crate::error::Result;
-use crate::state::Record;
-use crate::traffic::{self, Forward};
-use crate::weights::Weights;
+use crate::model::color::Color;
+use crate::model::weights::Weights;
+use crate::state::record::Record;
 
 pub struct Live {
     pub forward: Forward,
@@ -19,7 +19,7 @@ impl Live {
         let backend = ctx.config.backend()?;
         let store = ctx.store();
         let (forward, record) =
-            tokio::try_join!(traffic::read(&ctx.clients.elb, backend), store.load())?;
+            tokio::try_join!(listener::read(&ctx.clients.elb, backend), store.load())?;
         Ok(Live { forward, record })
     }
 

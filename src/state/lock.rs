@@ -8,11 +8,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::aws::s3::object::{Condition, Object};
+use crate::aws::s3::Buckets;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::s3::object::{Condition, Object};
-use crate::s3::Buckets;
-use crate::state::new_id;
+use crate::state::record::new_id;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockInfo {

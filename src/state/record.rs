@@ -6,12 +6,12 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::color::Color;
+use crate::aws::s3::object::{Condition, Object};
+use crate::aws::s3::Buckets;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::s3::object::{Condition, Object};
-use crate::s3::Buckets;
-use crate::weights::Weights;
+use crate::model::color::Color;
+use crate::model::weights::Weights;
 
 /// How many history entries the record keeps.
 pub const HISTORY_LEN: usize = 50;

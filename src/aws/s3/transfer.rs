@@ -13,10 +13,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{arn, failed, Bucket};
-use crate::encode;
+use crate::aws::encode;
 use crate::error::{Error, Result};
+use crate::frontend::site::{Placed, SiteFile, Step};
 use crate::output::Progress;
-use crate::site::{Placed, SiteFile, Step};
 
 /// Files above this size go up in parts.
 const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;

@@ -2,11 +2,11 @@
 //! deployment record (`<prefix><app>/desired/<colour>.sh`) so that an instance that boots later
 //! runs it and serves both colours without any bgcloud command (see the module's user data).
 
-use crate::color::Color;
+use crate::aws::s3::object::{Condition, Object};
+use crate::aws::s3::Buckets;
 use crate::config::Config;
 use crate::error::Result;
-use crate::s3::object::{Condition, Object};
-use crate::s3::Buckets;
+use crate::model::color::Color;
 
 /// A colour's desired-state object.
 pub struct Desired {

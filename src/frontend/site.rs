@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::aws::encode;
 use crate::config::FrontendConfig;
-use crate::encode;
 use crate::error::{Error, Result};
 
 /// One file of the build.

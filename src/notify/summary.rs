@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use crate::weights::Weights;
+use crate::model::weights::Weights;
 
 const VAR: &str = "GITHUB_STEP_SUMMARY";
 

@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use aws_sdk_elasticloadbalancingv2::Client;
 
-use crate::color::Color;
+use crate::aws::fleet;
+use crate::aws::target_group::HealthCheck;
+use crate::aws::targets::{targets, TargetState};
 use crate::config::BackendConfig;
 use crate::context::Context;
 use crate::error::{aws, Error, Result};
-use crate::fleet;
-use crate::health::{targets, TargetState};
-use crate::target_group::HealthCheck;
+use crate::model::color::Color;
 
 /// One instance whose container was started, and when bgcloud saw that succeed.
 #[derive(Debug, Clone)]

@@ -9,8 +9,8 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 use aws_sdk_cloudwatch::Client;
 
+use crate::backend::gates::ColorMetrics;
 use crate::error::AwsFailure;
-use crate::gates::ColorMetrics;
 
 /// The ALB's dimension values: `app/<name>/<id>` and `targetgroup/<name>/<id>`.
 #[derive(Debug, Clone)]

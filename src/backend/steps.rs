@@ -4,15 +4,15 @@
 
 use std::time::Duration;
 
+use crate::backend::live::Live;
+use crate::backend::rollout::{self, Action, Rollout};
+use crate::backend::watch::{self, Ended, Watch};
 use crate::cmd::shift::{self, Because, Gate};
-use crate::color::Color;
 use crate::config::BackendConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::live::Live;
-use crate::rollout::{self, Action, Rollout};
-use crate::watch::{self, Ended, Watch};
-use crate::weights::Weights;
+use crate::model::color::Color;
+use crate::model::weights::Weights;
 
 /// The steps of one rollout, as the deploy resolved them.
 #[derive(Debug, Clone)]

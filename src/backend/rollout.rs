@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::color::Color;
+use crate::aws::s3::object::{Condition, Object};
+use crate::backend::gates::Reading;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::gates::Reading;
-use crate::s3::object::{Condition, Object};
-use crate::state::{new_id, now};
-use crate::weights::Weights;
+use crate::model::color::Color;
+use crate::model::weights::Weights;
+use crate::state::record::{new_id, now};
 
 /// What `status` shows of a rollout.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

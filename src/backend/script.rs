@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::target_group::HealthCheck;
+use crate::aws::target_group::HealthCheck;
 
 /// Quotes `s` for a POSIX shell: the result is one word whose value is exactly `s`.
 pub fn quote(s: &str) -> String {
@@ -339,7 +339,7 @@ mod tests {
             protocol: "HTTP".into(),
             port: None,
             path: path.into(),
-            matcher: crate::target_group::Matcher::parse(matcher).unwrap(),
+            matcher: crate::aws::target_group::Matcher::parse(matcher).unwrap(),
             interval: std::time::Duration::from_secs(10),
             timeout: std::time::Duration::from_secs(5),
             healthy_threshold: 2,
@@ -534,7 +534,7 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         for (matcher, status, (code, stdout, stderr)) in results {
-            let expected = crate::target_group::Matcher::parse(matcher)
+            let expected = crate::aws::target_group::Matcher::parse(matcher)
                 .unwrap()
                 .matches(status);
             assert_eq!(

@@ -6,10 +6,10 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use aws_sdk_elasticloadbalancingv2::Client;
 
-use crate::color::Color;
 use crate::config::BackendConfig;
 use crate::error::{aws, Error, Result};
-use crate::weights::Weights;
+use crate::model::color::Color;
+use crate::model::weights::Weights;
 
 /// The forward action as it is now, with everything around it kept for the next write.
 #[derive(Debug, Clone)]

@@ -9,13 +9,13 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::color::Color;
+use crate::aws::target_group;
+use crate::backend::live::Live;
 use crate::config::BackendConfig;
 use crate::context::Context;
 use crate::error::Result;
-use crate::live::Live;
-use crate::state::Event;
-use crate::target_group;
+use crate::model::color::Color;
+use crate::state::record::Event;
 
 /// What the deploy waits before replacing the idle colour's container, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -141,7 +141,7 @@ pub async fn for_color(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::weights::Weights;
+    use crate::model::weights::Weights;
 
     fn event(at: &str, from: Weights, to: Weights) -> Event {
         Event {

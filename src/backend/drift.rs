@@ -6,8 +6,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::cmd::status::short_digest;
-use crate::color::Color;
+use crate::model::color::Color;
+use crate::model::digest::short_digest;
 
 /// One colour's container on one instance, as the inspect script reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]

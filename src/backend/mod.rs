@@ -1,0 +1,15 @@
+//! The backend release pipeline: reading what is live, the verified traffic move, the health
+//! gate, the steps and the watch that judges them, the preview route and smoke tests, draining,
+//! and the drift `sync` repairs. Takes a `&Context`; talks to AWS only through `aws/`.
+
+pub mod drain;
+pub mod drift;
+pub mod gates;
+pub mod health_gate;
+pub mod live;
+pub mod preview;
+pub mod rollout;
+pub mod script;
+pub mod smoke;
+pub mod steps;
+pub mod watch;

@@ -1,0 +1,4 @@
+//! The frontend release: the site build on disk, what a release holds, and how it reaches the
+//! bucket and CloudFront.
+
+pub mod site;

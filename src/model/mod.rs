@@ -1,0 +1,6 @@
+//! The vocabulary every tier shares: the two colours, a traffic split, an image digest. Plain
+//! values with their parsing and formatting; no I/O.
+
+pub mod color;
+pub mod digest;
+pub mod weights;
