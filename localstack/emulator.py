@@ -118,6 +118,7 @@ import model_alb  # noqa: E402
 import model_cloudfront  # noqa: E402
 import model_cloudwatch  # noqa: E402,F401 (patches moto on import)
 import model_iam  # noqa: E402 (patches moto on import)
+import lane_control  # noqa: E402
 import model_lane  # noqa: E402
 import model_ssm  # noqa: E402
 
@@ -462,7 +463,7 @@ class Controls:
             return _json({"error": f"unknown control {path}"}, 404)
         data = json.loads(request.get_data() or b"{}")
         try:
-            answer = model_lane.control(path, data)
+            answer = lane_control.control(path, data)
         except Exception as e:  # say what failed instead of a bare 500
             return _json({"error": f"{type(e).__name__}: {e}"}, 500)
         if answer is not None:

@@ -235,31 +235,6 @@ def attach(instance_ids):
     return {id_: ATTACHED[id_]["ip"] for id_ in instance_ids if id_ in ATTACHED}
 
 
-def control(path, data):
-    """Handles /_bgcloud/lane/<...>; returns the answer, or None when the path is not its own."""
-    if not path.startswith("lane/"):
-        return None
-    if not enabled():
-        return {"error": "the emulator was not started with --lane"}
-    what = path[len("lane/"):]
-    if what == "info":
-        return LANE
-    if what == "attach":
-        return {"ips": attach(data["instance_ids"])}
-    if what == "publish":
-        return {"digests": publish(data["repository"], data["tags"])}
-    import lane_alb
-    import lane_cdn
-
-    if what == "alb":
-        return {"port": lane_alb.serve(data["listener_arn"], data.get("metrics_period", 60))}
-    if what == "alb-log":
-        return lane_alb.log(data["listener_arn"], data.get("since", 0))
-    if what == "cdn":
-        return {"port": lane_cdn.serve(data["distribution_id"])}
-    return {"error": f"unknown lane control {what}"}
-
-
 def setup(lane_path, port):
     global LANE, PORT
     with open(lane_path) as f:

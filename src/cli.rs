@@ -231,6 +231,20 @@ pub struct WatchArgs {
     pub ignore_missing_metrics: bool,
 }
 
+impl WatchArgs {
+    /// `--watch`, else `default` (`[backend.gates].watch`); `0` is no watch.
+    pub fn duration(
+        &self,
+        default: std::time::Duration,
+    ) -> crate::error::Result<std::time::Duration> {
+        match &self.watch {
+            Some(text) if text == "0" => Ok(std::time::Duration::ZERO),
+            Some(text) => parse_duration("--watch", text),
+            None => Ok(default),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
     #[command(flatten)]

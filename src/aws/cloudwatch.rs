@@ -9,8 +9,16 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 use aws_sdk_cloudwatch::Client;
 
-use crate::backend::gates::ColorMetrics;
 use crate::error::AwsFailure;
+
+/// One colour's ALB metrics over the watch so far; `None` where CloudWatch has no datapoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ColorMetrics {
+    pub requests: Option<f64>,
+    pub errors_5xx: Option<f64>,
+    /// TargetResponseTime p99, seconds.
+    pub p99: Option<f64>,
+}
 
 /// The ALB's dimension values: `app/<name>/<id>` and `targetgroup/<name>/<id>`.
 #[derive(Debug, Clone)]

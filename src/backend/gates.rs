@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::aws::cloudwatch::ColorMetrics;
 use crate::config::GatesConfig;
 
 /// Where a stable colour served no 5xx at all, ratios are taken against this rate (0.1 %), so
@@ -91,24 +92,13 @@ fn num(v: f64) -> String {
     }
 }
 
-/// One colour's ALB metrics over the watch so far; `None` where CloudWatch has no datapoint.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ColorMetrics {
-    pub requests: Option<f64>,
-    pub errors_5xx: Option<f64>,
-    /// TargetResponseTime p99, seconds.
-    pub p99: Option<f64>,
-}
-
-impl ColorMetrics {
-    /// The 5xx rate, once `min_requests` were served.
-    fn rate_5xx(&self, min_requests: u64) -> Result<f64, String> {
-        let requests = self.requests.unwrap_or(0.0);
-        if requests < min_requests as f64 {
-            return Err(format!("{requests:.0} of {min_requests} requests seen"));
-        }
-        Ok(self.errors_5xx.unwrap_or(0.0) / requests)
+/// The 5xx rate of `m`, once `min_requests` were served.
+fn rate_5xx(m: &ColorMetrics, min_requests: u64) -> Result<f64, String> {
+    let requests = m.requests.unwrap_or(0.0);
+    if requests < min_requests as f64 {
+        return Err(format!("{requests:.0} of {min_requests} requests seen"));
     }
+    Ok(m.errors_5xx.unwrap_or(0.0) / requests)
 }
 
 /// Judges the metric gates of `gates` from the new and the stable colour's figures.
@@ -120,7 +110,7 @@ pub fn judge_metrics(
     let mut out = Vec::new();
     let min = gates.min_requests;
     if let Some(limit) = gates.max_5xx_rate {
-        out.push(match new.rate_5xx(min) {
+        out.push(match rate_5xx(new, min) {
             Ok(rate) => threshold("5xx_rate", rate, limit),
             Err(why) => Reading::new("5xx_rate", None, Some(limit), State::NotJudged).note(why),
         });
@@ -134,7 +124,7 @@ pub fn judge_metrics(
         });
     }
     if let Some(limit) = gates.max_5xx_ratio_to_stable {
-        out.push(match (new.rate_5xx(min), stable.rate_5xx(min)) {
+        out.push(match (rate_5xx(new, min), rate_5xx(stable, min)) {
             (Ok(n), Ok(s)) => threshold("5xx_ratio_to_stable", n / s.max(STABLE_5XX_FLOOR), limit),
             (Err(why), _) => {
                 Reading::new("5xx_ratio_to_stable", None, Some(limit), State::NotJudged)

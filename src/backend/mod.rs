@@ -10,6 +10,7 @@ pub mod live;
 pub mod preview;
 pub mod rollout;
 pub mod script;
+pub mod shift;
 pub mod smoke;
 pub mod steps;
 pub mod watch;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::backend::live::Live;
 use crate::backend::rollout::{self, Action, Rollout};
+use crate::backend::shift::{self, Because, Gate};
 use crate::backend::watch::{self, Ended, Watch};
-use crate::cmd::shift::{self, Because, Gate};
 use crate::config::BackendConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -100,7 +100,7 @@ pub async fn run(
     move_to(ctx, "promote", Weights::all(color)).await?;
     rollout::clear(ctx).await?;
     if !watch_after.is_zero() {
-        shift::watch_after(
+        watch::after_shift(
             ctx,
             backend,
             color,

@@ -10,7 +10,7 @@ use crate::aws::targets;
 use crate::backend::gates::{self, Reading};
 use crate::backend::live::Live;
 use crate::backend::rollout::{self, Action, Request, Rollout};
-use crate::cmd::shift::{self, Because, Gate, Shifted};
+use crate::backend::shift::{self, Because, Gate, Shifted};
 use crate::config::BackendConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -89,6 +89,51 @@ pub async fn run(ctx: &Context, backend: &BackendConfig, w: Watch<'_>) -> Result
     };
     *ctx.interrupt_note.lock().expect("note") = None;
     Ok(ended)
+}
+
+/// Watches `gaining` (now at `weights`) for `duration` after a shift; on a failed gate puts all
+/// traffic back on the other colour (exit 1); honours requests from other runs.
+pub async fn after_shift(
+    ctx: &Context,
+    backend: &BackendConfig,
+    gaining: Color,
+    weights: Weights,
+    duration: Duration,
+    ignore_unreadable: bool,
+) -> Result<()> {
+    let mut state = rollout::Rollout {
+        color: Some(gaining),
+        weight: weights.get(gaining),
+        by: ctx.who.clone(),
+        ..Default::default()
+    };
+    let w = Watch {
+        gaining,
+        duration,
+        ignore_unreadable,
+        rollout: &mut state,
+    };
+    match run(ctx, backend, w).await? {
+        Ended::Passed => {
+            rollout::clear(ctx).await?;
+            tracing::info!(
+                "{gaining} passed its watch ({})",
+                humantime::format_duration(duration)
+            );
+            Ok(())
+        }
+        Ended::Breached(reason) => Err(roll_back(ctx, gaining.other(), &reason).await),
+        Ended::Requested(request) => {
+            let done = honour(ctx, &request, gaining).await?;
+            match request.action {
+                rollout::Action::Promote => Ok(()),
+                rollout::Action::Rollback => Err(Error::failed(format!(
+                    "rolled back at the request of {}: {} → {}",
+                    request.by, done.from, done.to
+                ))),
+            }
+        }
+    }
 }
 
 /// The gates' readings now: one DescribeAlarms and one GetMetricData at most.

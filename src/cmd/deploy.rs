@@ -23,10 +23,11 @@ use crate::backend::live::Live;
 use crate::backend::preview::{self, Route};
 use crate::backend::rollout;
 use crate::backend::script::Launch;
+use crate::backend::shift::{self, Shifted};
 use crate::backend::smoke::{self, Passed};
 use crate::backend::steps::{self, Steps};
+use crate::backend::watch;
 use crate::cli::{parse_duration, DeployArgs};
-use crate::cmd::shift::{self, Shifted};
 use crate::config::{release_task_argv, smoke_command, BackendConfig};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -358,7 +359,7 @@ fn validate(args: &DeployArgs, backend: &BackendConfig) -> Result<Inputs> {
         None => backend.health_timeout,
     };
     let lock_wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
-    let watch = shift::watch_duration(&args.watch, backend)?;
+    let watch = args.watch.duration(backend.gates.watch)?;
     let interval = args
         .interval
         .as_deref()
@@ -705,7 +706,7 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         None => {
             rollout::clear(ctx).await?;
             if !inputs.watch.is_zero() {
-                shift::watch_after(
+                watch::after_shift(
                     ctx,
                     backend,
                     color,

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::aws::cloudfront;
 use crate::aws::s3::object::{Condition, Object};
-use crate::aws::s3::Bucket;
+use crate::aws::s3::{transfer, Bucket};
 use crate::cli::{parse_duration, FrontendDeployArgs, FrontendRollbackArgs, PruneArgs};
 use crate::config::FrontendConfig;
 use crate::context::Context;
@@ -327,9 +327,38 @@ async fn write_release(
             .copied()
             .filter(|p| p.file.is_html() == html)
             .collect();
-        web.write(&phase, fe.concurrency, &progress).await?;
+        write(web, &phase, fe.concurrency, &progress).await?;
     }
     progress.finish();
+    Ok(())
+}
+
+/// Writes `files` as their steps say (upload or copy; reuse writes nothing), `concurrency`
+/// at a time, each reported to `progress` when done.
+async fn write(
+    web: &Bucket,
+    files: &[&site::Placed<'_>],
+    concurrency: usize,
+    progress: &Arc<Progress>,
+) -> Result<()> {
+    let jobs: Vec<(String, Step, SiteFile)> = files
+        .iter()
+        .map(|p| (p.key.clone(), p.step.clone(), p.file.clone()))
+        .collect();
+    let (bucket, progress) = (web.clone(), progress.clone());
+    transfer::each(jobs, concurrency, move |(key, step, file)| {
+        let (bucket, progress) = (bucket.clone(), progress.clone());
+        async move {
+            match step {
+                Step::Upload => bucket.upload(&key, &file).await?,
+                Step::Copy { source } => bucket.copy(&source, &key, &file).await?,
+                Step::Reuse => {}
+            }
+            progress.advance(file.size);
+            Ok(())
+        }
+    })
+    .await?;
     Ok(())
 }
 

@@ -3,8 +3,9 @@
 
 use crate::backend::live::Live;
 use crate::backend::rollout::{self, Action};
+use crate::backend::shift::{self, Because, Gate, Shifted};
+use crate::backend::watch;
 use crate::cli::{parse_duration, PromoteArgs};
-use crate::cmd::shift::{self, Because, Gate, Shifted};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::weights::Weights;
@@ -12,7 +13,7 @@ use crate::model::weights::Weights;
 pub async fn run(ctx: &Context, args: &PromoteArgs) -> Result<Shifted> {
     let wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
     let backend = ctx.config.backend()?;
-    let watch = shift::watch_duration(&args.watch, backend)?;
+    let watch = args.watch.duration(backend.gates.watch)?;
     if let Some(done) = rollout::ask_holder(ctx, Action::Promote).await? {
         return Ok(Shifted::answered(ctx, "promote", done));
     }
@@ -40,7 +41,7 @@ pub async fn run(ctx: &Context, args: &PromoteArgs) -> Result<Shifted> {
         if !watch.is_zero() {
             let all = Weights::all(canary);
             let ignore = args.watch.ignore_missing_metrics;
-            shift::watch_after(ctx, backend, canary, all, watch, ignore).await?;
+            watch::after_shift(ctx, backend, canary, all, watch, ignore).await?;
         }
         Ok(shifted)
     };

@@ -3,8 +3,8 @@
 
 use crate::backend::live::Live;
 use crate::backend::rollout::{self, Action};
+use crate::backend::shift::{self, Because, Gate, Shifted};
 use crate::cli::{parse_duration, TrafficArgs};
-use crate::cmd::shift::{self, Because, Gate, Shifted};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::color::Color;

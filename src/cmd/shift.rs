@@ -1,95 +1,21 @@
-//! `bgcloud shift`: the traffic primitive that promote and rollback use. Checks the receiving
-//! colour's health, writes the weights, verifies them by reading back, then records the change.
+//! `bgcloud shift`: N % to a colour, the rest to the other: the traffic primitive
+//! (`backend::shift`) as a command, optionally watched afterwards.
 
-use std::fmt;
-
-use serde::Serialize;
-
-use std::time::Duration;
-
-use crate::aws::listener;
-use crate::aws::targets;
 use crate::backend::live::Live;
-use crate::backend::rollout;
+use crate::backend::shift::{apply, Because, Gate, Shifted};
 use crate::backend::watch;
-use crate::cli::{parse_duration, ShiftArgs, WatchArgs};
-use crate::config::BackendConfig;
+use crate::cli::{parse_duration, ShiftArgs};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::color::Color;
 use crate::model::weights::{parse_percent, Weights};
-use crate::state::record::{new_id, now, Event, Release};
-
-/// The result of a traffic change.
-#[derive(Debug, Serialize)]
-pub struct Shifted {
-    pub app: String,
-    pub action: &'static str,
-    pub from: Weights,
-    pub to: Weights,
-    pub stable: Color,
-    pub canary: Option<Color>,
-    /// False when the weights already were `to` and nothing was written.
-    pub changed: bool,
-    /// The weights as read back from the listener after the write.
-    pub verified: bool,
-    /// Set when the traffic change worked but recording it did not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub warning: Option<String>,
-}
-
-impl Shifted {
-    /// What a request handed to the running rollout came to.
-    pub fn answered(ctx: &Context, action: &'static str, done: rollout::Answered) -> Shifted {
-        let stable = done.to.stable(done.from.stable(Color::Blue));
-        tracing::info!("carried out by the running rollout of {}", done.holder);
-        Shifted {
-            app: ctx.config.app.clone(),
-            action,
-            from: done.from,
-            to: done.to,
-            stable,
-            canary: done.to.canary(stable),
-            changed: done.from != done.to,
-            verified: true,
-            warning: None,
-        }
-    }
-}
-
-impl fmt::Display for Shifted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.changed {
-            writeln!(
-                f,
-                "{}: {} → {} (verified on the listener)",
-                self.action, self.from, self.to
-            )?;
-        } else {
-            writeln!(
-                f,
-                "{}: already at {}, nothing changed",
-                self.action, self.to
-            )?;
-        }
-        match self.canary {
-            Some(c) => writeln!(
-                f,
-                "stable {}, canary {c} at {} %",
-                self.stable,
-                self.to.get(c)
-            ),
-            None => writeln!(f, "{} is live", self.stable),
-        }
-    }
-}
 
 pub async fn run(ctx: &Context, args: &ShiftArgs) -> Result<Shifted> {
     let percent = parse_percent(&args.weight, 0, 100)
         .map_err(|e| Error::refused(format!("--weight: {e}")))?;
     let wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
     let backend = ctx.config.backend()?;
-    let watch = watch_duration(&args.watch, backend)?;
+    let watch = args.watch.duration(backend.gates.watch)?;
     let reason = format!("shift {percent} % to {}", args.to);
     let work = async {
         let live = Live::read(ctx).await?;
@@ -109,7 +35,7 @@ pub async fn run(ctx: &Context, args: &ShiftArgs) -> Result<Shifted> {
         // has nothing to watch.
         let gaining = Color::BOTH.into_iter().find(|&c| to.get(c) > from.get(c));
         if let (Some(gaining), false) = (gaining, watch.is_zero()) {
-            watch_after(
+            watch::after_shift(
                 ctx,
                 backend,
                 gaining,
@@ -127,238 +53,4 @@ pub async fn run(ctx: &Context, args: &ShiftArgs) -> Result<Shifted> {
         ctx.locked_rollout(&reason, wait, backend.health_timeout + watch, work)
             .await
     }
-}
-
-/// `--watch`, else `[backend.gates].watch`.
-pub fn watch_duration(args: &WatchArgs, backend: &BackendConfig) -> Result<Duration> {
-    match &args.watch {
-        Some(text) if text == "0" => Ok(Duration::ZERO),
-        Some(text) => parse_duration("--watch", text),
-        None => Ok(backend.gates.watch),
-    }
-}
-
-/// Watches `gaining` (now at `weights`) for `duration` after a shift; on a failed gate puts all
-/// traffic back on the other colour (exit 1); honours requests from other runs.
-pub async fn watch_after(
-    ctx: &Context,
-    backend: &BackendConfig,
-    gaining: Color,
-    weights: Weights,
-    duration: Duration,
-    ignore_unreadable: bool,
-) -> Result<()> {
-    let mut state = rollout::Rollout {
-        color: Some(gaining),
-        weight: weights.get(gaining),
-        by: ctx.who.clone(),
-        ..Default::default()
-    };
-    let w = watch::Watch {
-        gaining,
-        duration,
-        ignore_unreadable,
-        rollout: &mut state,
-    };
-    match watch::run(ctx, backend, w).await? {
-        watch::Ended::Passed => {
-            rollout::clear(ctx).await?;
-            tracing::info!(
-                "{gaining} passed its watch ({})",
-                humantime::format_duration(duration)
-            );
-            Ok(())
-        }
-        watch::Ended::Breached(reason) => {
-            Err(watch::roll_back(ctx, gaining.other(), &reason).await)
-        }
-        watch::Ended::Requested(request) => {
-            let done = watch::honour(ctx, &request, gaining).await?;
-            match request.action {
-                rollout::Action::Promote => Ok(()),
-                rollout::Action::Rollback => Err(Error::failed(format!(
-                    "rolled back at the request of {}: {} → {}",
-                    request.by, done.from, done.to
-                ))),
-            }
-        }
-    }
-}
-
-/// How a traffic change checks the health of the colour that gains traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
-    /// Refuse (exit 2) when it has no healthy target; warn when some are not healthy.
-    Refuse,
-    /// `--force`: check and warn, never refuse.
-    Force,
-    /// The caller has just waited for every target to be healthy (deploy).
-    Checked,
-}
-
-impl Gate {
-    pub fn from_force(force: bool) -> Gate {
-        if force {
-            Gate::Force
-        } else {
-            Gate::Refuse
-        }
-    }
-}
-
-/// Why a traffic change happened, when it is more than a person's plain command.
-#[derive(Debug, Clone, Default)]
-pub struct Because {
-    /// An auto-rollback's failed gate, or who asked for it.
-    pub reason: Option<String>,
-    /// The id of the request from another run that this change carries out (recorded even when
-    /// the weights were already there, so that run sees it done).
-    pub request: Option<String>,
-}
-
-/// Moves traffic from what `live` says to `to`, gated by `gate`. If the write or its read-back
-/// fails, puts the previous weights back. `release` records what a deploy put on a colour.
-pub async fn apply(
-    ctx: &Context,
-    live: Live,
-    action: &'static str,
-    to: Weights,
-    gate: Gate,
-    release: Option<(Color, Release)>,
-    because: Because,
-) -> Result<Shifted> {
-    let backend = ctx.config.backend()?;
-    let from = live.weights();
-    let previous_stable = live.stable();
-    let result = |changed: bool, warning: Option<String>| {
-        let stable = to.stable(previous_stable);
-        Shifted {
-            app: ctx.config.app.clone(),
-            action,
-            from,
-            to,
-            stable,
-            canary: to.canary(stable),
-            changed,
-            verified: true,
-            warning,
-        }
-    };
-    if from == to && because.request.is_none() {
-        return Ok(result(false, None));
-    }
-
-    let gaining = Color::BOTH.into_iter().filter(|&c| to.get(c) > from.get(c));
-    for color in gaining.filter(|_| gate != Gate::Checked) {
-        let arn = backend.target_group_arn(color);
-        let targets = targets::targets(&ctx.clients.elb, arn).await?;
-        let healthy = targets.iter().filter(|t| t.is_healthy()).count();
-        let listing = if targets.is_empty() {
-            "no targets registered".to_string()
-        } else {
-            targets
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        if healthy == 0 && gate == Gate::Refuse {
-            return Err(Error::refused(format!(
-                "{color} has no healthy targets in {arn} ({listing}); bgcloud will not send \
-                 traffic to it. Fix the targets (see `bgcloud status`) or pass --force"
-            )));
-        }
-        if healthy < targets.len() || healthy == 0 {
-            tracing::warn!(
-                "{color}: {healthy} of {} targets healthy ({listing})",
-                targets.len()
-            );
-        }
-    }
-
-    tracing::info!("{action}: {from} → {to} on {}", live.forward.resource);
-    if from != to {
-        if let Err(e) = listener::write(&ctx.clients.elb, backend, &live.forward, to).await {
-            return Err(restore(ctx, from, e).await);
-        }
-    }
-
-    // The listener is the truth and it is already verified; a failed record write is reported
-    // but does not undo a good traffic change.
-    let event = Event {
-        id: new_id(),
-        kind: action.to_string(),
-        at: now(),
-        by: ctx.who.clone(),
-        from: Some(from),
-        to: Some(to),
-        color: Color::BOTH.into_iter().find(|&c| to.get(c) > from.get(c)),
-        image: release.as_ref().map(|(_, r)| r.image.clone()),
-        digest: release.as_ref().map(|(_, r)| r.digest.clone()),
-        release: None,
-        reason: because.reason.clone(),
-        request: because.request.clone(),
-    };
-    let lost = Color::BOTH.into_iter().find(|&c| to.get(c) < from.get(c));
-    // For the notification: the colour that gained traffic and what it runs.
-    let shown = event.color.unwrap_or_else(|| to.stable(previous_stable));
-    let runs = match &release {
-        Some((_, r)) => Some(r.clone()),
-        None => live
-            .record()
-            .and_then(|r| r.backend.release(shown))
-            .cloned(),
-    };
-    let recorded = ctx
-        .store()
-        .update(Some(live.record), |r| {
-            r.backend.weights = Some(to);
-            r.backend.previous_stable = Some(previous_stable);
-            match &release {
-                Some((Color::Blue, rel)) => r.backend.blue = Some(rel.clone()),
-                Some((Color::Green, rel)) => r.backend.green = Some(rel.clone()),
-                None => {}
-            }
-            if action == "auto-rollback" {
-                r.backend.rolled_back = lost;
-            } else if let Some((c, _)) = &release {
-                // A new release on the colour that was rolled back clears the mark.
-                if r.backend.rolled_back == Some(*c) {
-                    r.backend.rolled_back = None;
-                }
-            }
-            r.push(event.clone());
-        })
-        .await;
-    let warning = recorded.err().map(|e| {
-        let msg = format!("traffic is at {to} (verified), but recording it failed: {e}");
-        tracing::warn!("{msg}");
-        msg
-    });
-    ctx.notify
-        .traffic(action, shown, runs.as_ref(), to, because.reason.as_deref())
-        .await;
-    Ok(result(from != to, warning))
-}
-
-/// After a failed write: if the listener is not at `from` any more, put it back, so a failure
-/// part-way never leaves traffic where it was not verified to be.
-async fn restore(ctx: &Context, from: Weights, failure: Error) -> Error {
-    let Ok(backend) = ctx.config.backend() else {
-        return failure;
-    };
-    let elb = &ctx.clients.elb;
-    let outcome = match listener::read(elb, backend).await {
-        Ok(now) if now.weights == from => format!("the listener is still at {from}"),
-        Ok(now) => match listener::write(elb, backend, &now, from).await {
-            Ok(_) => format!("traffic was put back to {from} (verified)"),
-            Err(e) => {
-                format!("putting traffic back to {from} failed too: {e}; run `bgcloud status` now")
-            }
-        },
-        Err(e) => {
-            format!("the listener could not be read to check it ({e}); run `bgcloud status` now")
-        }
-    };
-    Error::failed(format!("{failure}\n{outcome}"))
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::aws::encode;
+use crate::aws::s3::transfer::LocalFile;
 use crate::config::FrontendConfig;
 use crate::error::{Error, Result};
 
@@ -23,6 +24,24 @@ pub struct SiteFile {
     pub content_type: &'static str,
     pub cache_control: String,
     pub hashed: bool,
+}
+
+impl LocalFile for SiteFile {
+    fn local(&self) -> &Path {
+        &self.local
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn md5(&self) -> &str {
+        &self.md5
+    }
+    fn content_type(&self) -> &str {
+        self.content_type
+    }
+    fn cache_control(&self) -> &str {
+        &self.cache_control
+    }
 }
 
 impl SiteFile {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -15,8 +16,6 @@ use tokio::task::JoinSet;
 use super::{arn, failed, Bucket};
 use crate::aws::encode;
 use crate::error::{Error, Result};
-use crate::frontend::site::{Placed, SiteFile, Step};
-use crate::output::Progress;
 
 /// Files above this size go up in parts.
 const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
@@ -24,38 +23,19 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 /// The user metadata key (`x-amz-meta-…`) holding the content's MD5, hex.
 pub const MD5_METADATA: &str = "bgcloud-md5";
 
+/// A file on disk to store as an object: where it is and what the object carries.
+pub trait LocalFile {
+    fn local(&self) -> &Path;
+    fn size(&self) -> u64;
+    /// The content's MD5, hex: stored in the object's metadata ([`MD5_METADATA`]).
+    fn md5(&self) -> &str;
+    fn content_type(&self) -> &str;
+    fn cache_control(&self) -> &str;
+}
+
 impl Bucket {
     fn needs_put(&self, key: &str) -> String {
         format!("s3:PutObject on {}", arn(&self.name, Some(key)))
-    }
-
-    /// Writes `files` as their steps say (upload or copy; reuse writes nothing), `concurrency`
-    /// at a time, each reported to `progress` when done.
-    pub async fn write(
-        &self,
-        files: &[&Placed<'_>],
-        concurrency: usize,
-        progress: &Arc<Progress>,
-    ) -> Result<()> {
-        let jobs: Vec<(String, Step, SiteFile)> = files
-            .iter()
-            .map(|p| (p.key.clone(), p.step.clone(), p.file.clone()))
-            .collect();
-        let (bucket, progress) = (self.clone(), progress.clone());
-        each(jobs, concurrency, move |(key, step, file)| {
-            let (bucket, progress) = (bucket.clone(), progress.clone());
-            async move {
-                match step {
-                    Step::Upload => bucket.upload(&key, &file).await?,
-                    Step::Copy { source } => bucket.copy(&source, &key, &file).await?,
-                    Step::Reuse => {}
-                }
-                progress.advance(file.size);
-                Ok(())
-            }
-        })
-        .await?;
-        Ok(())
     }
 
     /// Which of `wanted` (key, content MD5) are stored under `prefix` with that content. A
@@ -115,21 +95,21 @@ impl Bucket {
     }
 
     /// Uploads `file` to `key` with its Content-Type, Cache-Control and MD5.
-    pub async fn upload(&self, key: &str, file: &SiteFile) -> Result<()> {
-        if file.size > MULTIPART_THRESHOLD {
+    pub async fn upload(&self, key: &str, file: &impl LocalFile) -> Result<()> {
+        if file.size() > MULTIPART_THRESHOLD {
             return self.upload_in_parts(key, file).await;
         }
-        let doing = format!("uploading {} to {}", file.local.display(), self.url(key));
-        let body = ByteStream::from_path(&file.local)
+        let doing = format!("uploading {} to {}", file.local().display(), self.url(key));
+        let body = ByteStream::from_path(file.local())
             .await
             .map_err(|e| Error::failed(format!("{doing}: {e}")))?;
         self.client
             .put_object()
             .bucket(&self.name)
             .key(key)
-            .content_type(file.content_type)
-            .cache_control(&file.cache_control)
-            .metadata(MD5_METADATA, &file.md5)
+            .content_type(file.content_type())
+            .cache_control(file.cache_control())
+            .metadata(MD5_METADATA, file.md5())
             .body(body)
             .send()
             .await
@@ -137,22 +117,22 @@ impl Bucket {
         Ok(())
     }
 
-    async fn upload_in_parts(&self, key: &str, file: &SiteFile) -> Result<()> {
+    async fn upload_in_parts(&self, key: &str, file: &impl LocalFile) -> Result<()> {
         let doing = format!(
             "uploading {} to {} in parts",
-            file.local.display(),
+            file.local().display(),
             self.url(key)
         );
         let data =
-            std::fs::read(&file.local).map_err(|e| Error::failed(format!("{doing}: {e}")))?;
+            std::fs::read(file.local()).map_err(|e| Error::failed(format!("{doing}: {e}")))?;
         let started = self
             .client
             .create_multipart_upload()
             .bucket(&self.name)
             .key(key)
-            .content_type(file.content_type)
-            .cache_control(&file.cache_control)
-            .metadata(MD5_METADATA, &file.md5)
+            .content_type(file.content_type())
+            .cache_control(file.cache_control())
+            .metadata(MD5_METADATA, file.md5())
             .send()
             .await
             .map_err(failed(&doing, self.needs_put(key)))?;
@@ -209,16 +189,16 @@ impl Bucket {
 
     /// Server-side copy of `source` (same bucket) to `key`; headers and the MD5 are set anew
     /// in case the rules changed since `source` was written.
-    pub async fn copy(&self, source: &str, key: &str, file: &SiteFile) -> Result<()> {
+    pub async fn copy(&self, source: &str, key: &str, file: &impl LocalFile) -> Result<()> {
         self.client
             .copy_object()
             .bucket(&self.name)
             .key(key)
             .copy_source(format!("{}/{}", self.name, encode::copy_source(source)))
             .metadata_directive(MetadataDirective::Replace)
-            .content_type(file.content_type)
-            .cache_control(&file.cache_control)
-            .metadata(MD5_METADATA, &file.md5)
+            .content_type(file.content_type())
+            .cache_control(file.cache_control())
+            .metadata(MD5_METADATA, file.md5())
             .send()
             .await
             .map_err(failed(
@@ -235,7 +215,7 @@ impl Bucket {
 
 /// Runs `work` on every item, at most `limit` at once, and returns the results in the order
 /// they finished. The first error ends it; the tasks still running are dropped.
-async fn each<T, R, Fut>(items: Vec<T>, limit: usize, work: impl Fn(T) -> Fut) -> Result<Vec<R>>
+pub async fn each<T, R, Fut>(items: Vec<T>, limit: usize, work: impl Fn(T) -> Fut) -> Result<Vec<R>>
 where
     T: Send + 'static,
     R: Send + 'static,
