@@ -1,0 +1,110 @@
+//! Pruning old frontend releases: all but the newest `keep`, never the live or the previous one,
+//! with their manifests; then the shared assets no kept release uses.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::aws::s3::Bucket;
+use crate::config::FrontendConfig;
+use crate::context::Context;
+use crate::error::Result;
+use crate::frontend::manifest;
+use crate::frontend::releases::snapshot;
+use crate::frontend::site;
+
+#[derive(Debug, Serialize)]
+pub struct Pruned {
+    pub kept: Vec<String>,
+    pub deleted: Vec<String>,
+    pub objects_deleted: usize,
+    /// Shared hashed assets that no kept release uses any more.
+    pub assets_deleted: usize,
+}
+
+impl fmt::Display for Pruned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "kept {} release(s): {}",
+            self.kept.len(),
+            self.kept.join(", ")
+        )?;
+        if self.deleted.is_empty() {
+            writeln!(f, "nothing to delete")
+        } else {
+            writeln!(
+                f,
+                "deleted {} release(s) ({} objects): {}",
+                self.deleted.len(),
+                self.objects_deleted,
+                self.deleted.join(", ")
+            )
+        }
+    }
+}
+
+/// Deletes every release but the newest `keep`, the live and the previous one.
+pub async fn prune(ctx: &Context, fe: &FrontendConfig, keep: usize) -> Result<Pruned> {
+    let (ids, dist, record) = snapshot(ctx, fe).await?;
+    let live = dist.live;
+    let previous = record.previous;
+    let newest: Vec<&String> = ids.iter().rev().take(keep).collect();
+    let (kept, deleted): (Vec<String>, Vec<String>) = ids.iter().cloned().partition(|id| {
+        newest.contains(&id) || Some(id) == live.as_ref() || Some(id) == previous.as_ref()
+    });
+    let web = ctx.clients.buckets.get(&fe.bucket).await?;
+    let mut objects_deleted = 0;
+    for id in &deleted {
+        let keys: Vec<String> = web
+            .list(&site::release_prefix(id))
+            .await?
+            .into_keys()
+            .collect();
+        objects_deleted += web.delete(&keys).await?;
+        manifest::object(ctx, id).delete().await?;
+    }
+    let assets_deleted = match dist.shared_assets {
+        true => prune_shared_assets(ctx, &web, fe, &kept).await?,
+        false => 0,
+    };
+    Ok(Pruned {
+        kept,
+        deleted,
+        objects_deleted,
+        assets_deleted,
+    })
+}
+
+/// Deletes shared assets that no kept release references. Skipped (with a warning) when a kept
+/// release has no manifest: what it uses is then unknown.
+async fn prune_shared_assets(
+    ctx: &Context,
+    web: &Bucket,
+    fe: &FrontendConfig,
+    kept: &[String],
+) -> Result<usize> {
+    let mut used = BTreeSet::new();
+    for id in kept {
+        match manifest::load(ctx, id).await? {
+            Some(m) => used.extend(
+                m.files
+                    .into_iter()
+                    .filter(|(_, e)| e.hashed)
+                    .map(|(p, _)| p),
+            ),
+            None => {
+                tracing::warn!("release {id} has no manifest: not deleting any shared asset");
+                return Ok(0);
+            }
+        }
+    }
+    let unused: Vec<String> = web
+        .list(&fe.hashed_dir)
+        .await?
+        .into_keys()
+        .filter(|k| !used.contains(k))
+        .collect();
+    web.delete(&unused).await
+}
