@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::aws::fleet::{self, InFlight};
+use crate::aws::ssm::{self, InFlight};
 use crate::aws::{self, AwsOptions, Clients};
 use crate::cli::Global;
 use crate::config::Config;
@@ -137,7 +137,7 @@ impl Context {
         if matches!(result, Err(Error::Interrupted)) {
             // A launch still running could replace the idle colour's container after bgcloud
             // has said the deploy stopped.
-            fleet::cancel(&self.clients.ssm, &self.in_flight.take()).await;
+            ssm::cancel(&self.clients.ssm, &self.in_flight.take()).await;
             if let Some(note) = self.interrupt_note.lock().expect("note").take() {
                 tracing::warn!("{note}");
             }

@@ -2,11 +2,12 @@
 
 pub mod cloudfront;
 pub mod cloudwatch;
+pub mod ec2;
 pub mod ecr;
 pub mod encode;
-pub mod fleet;
 pub mod listener;
 pub mod s3;
+pub mod ssm;
 pub mod target_group;
 pub mod targets;
 

@@ -1,5 +1,6 @@
-//! Target health of a colour's target group, as the ALB reports it.
+//! A colour's targets: their health as the ALB reports it, registering and deregistering them.
 
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use aws_sdk_elasticloadbalancingv2::Client;
 use serde::Serialize;
 
@@ -83,4 +84,45 @@ pub async fn targets(elb: &Client, target_group_arn: &str) -> Result<Vec<TargetS
         .collect();
     states.sort_by(|a, b| (&a.id, a.port).cmp(&(&b.id, b.port)));
     Ok(states)
+}
+
+/// Registers `instances` in the group on `port` (a fresh registration starts `initial`).
+pub async fn register(
+    elb: &Client,
+    target_group_arn: &str,
+    instances: &[String],
+    port: i32,
+) -> Result<()> {
+    let descriptions = instances
+        .iter()
+        .map(|id| TargetDescription::builder().id(id).port(port).build())
+        .collect();
+    elb.register_targets()
+        .target_group_arn(target_group_arn)
+        .set_targets(Some(descriptions))
+        .send()
+        .await
+        .map_err(aws(format!("registering targets in {target_group_arn}")))?;
+    Ok(())
+}
+
+/// Takes the `(instance, port)` targets out of the group (they start `draining`).
+pub async fn deregister(
+    elb: &Client,
+    target_group_arn: &str,
+    targets: &[(String, Option<i32>)],
+) -> Result<()> {
+    let descriptions = targets
+        .iter()
+        .map(|(id, port)| TargetDescription::builder().id(id).set_port(*port).build())
+        .collect();
+    elb.deregister_targets()
+        .target_group_arn(target_group_arn)
+        .set_targets(Some(descriptions))
+        .send()
+        .await
+        .map_err(aws(format!(
+            "deregistering targets from {target_group_arn}"
+        )))?;
+    Ok(())
 }

@@ -17,23 +17,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use aws_sdk_elasticloadbalancingv2::Client;
 
-use crate::aws::fleet;
 use crate::aws::target_group::HealthCheck;
-use crate::aws::targets::{targets, TargetState};
+use crate::aws::targets::{self, targets, TargetState};
+use crate::backend::launch::Launched;
 use crate::config::BackendConfig;
 use crate::context::Context;
-use crate::error::{aws, Error, Result};
+use crate::error::{Error, Result};
 use crate::model::color::Color;
-
-/// One instance whose container was started, and when bgcloud saw that succeed.
-#[derive(Debug, Clone)]
-pub struct Launched {
-    pub instance_id: String,
-    pub at: Instant,
-}
 
 /// What the gate concluded from one read of the target group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,16 +178,7 @@ pub async fn register(
             "registering {} on port {port} in {what}'s target group",
             add.join(", ")
         );
-        let descriptions = add
-            .iter()
-            .map(|id| TargetDescription::builder().id(id).port(port_i32).build())
-            .collect();
-        elb.register_targets()
-            .target_group_arn(target_group_arn)
-            .set_targets(Some(descriptions))
-            .send()
-            .await
-            .map_err(aws(format!("registering targets in {target_group_arn}")))?;
+        targets::register(elb, target_group_arn, &add, port_i32).await?;
     }
     if !stale.is_empty() {
         let names: Vec<String> = stale
@@ -208,7 +191,7 @@ pub async fn register(
         );
         let targets: Vec<(String, Option<i32>)> =
             stale.iter().map(|t| (t.id.clone(), t.port)).collect();
-        deregister(elb, target_group_arn, &targets).await?;
+        targets::deregister(elb, target_group_arn, &targets).await?;
     }
     let unchanged = (add.is_empty() && stale.is_empty()).then_some(listed.clone());
     Ok(Registered { fresh, unchanged })
@@ -280,60 +263,6 @@ pub async fn wait(
         }
         tokio::time::sleep(poll).await;
     }
-}
-
-/// Runs a launch script on `instances` through SSM and waits for it; returns when bgcloud saw
-/// it succeed on each, with that moment (the gate counts from there).
-pub async fn launch(
-    ctx: &Context,
-    backend: &BackendConfig,
-    instances: &[String],
-    script: Vec<String>,
-    comment: &str,
-    deadline: Instant,
-) -> Result<Vec<Launched>> {
-    let done = fleet::run(
-        &ctx.clients.ssm,
-        &ctx.in_flight,
-        instances,
-        script,
-        fleet::Step {
-            what: "the launch command",
-            comment,
-            on_timeout: "retry with a longer --health-timeout",
-        },
-        backend.poll_interval,
-        deadline,
-    )
-    .await?;
-    Ok(done
-        .into_iter()
-        .map(|i| Launched {
-            instance_id: i.instance_id,
-            at: i.seen_at,
-        })
-        .collect())
-}
-
-/// Takes the `(instance, port)` targets out of the group (they start `draining`).
-pub async fn deregister(
-    elb: &Client,
-    target_group_arn: &str,
-    targets: &[(String, Option<i32>)],
-) -> Result<()> {
-    let descriptions = targets
-        .iter()
-        .map(|(id, port)| TargetDescription::builder().id(id).set_port(*port).build())
-        .collect();
-    elb.deregister_targets()
-        .target_group_arn(target_group_arn)
-        .set_targets(Some(descriptions))
-        .send()
-        .await
-        .map_err(aws(format!(
-            "deregistering targets from {target_group_arn}"
-        )))?;
-    Ok(())
 }
 
 /// Registers the launched instances' targets where missing and waits until the ALB has judged

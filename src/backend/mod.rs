@@ -6,6 +6,7 @@ pub mod drain;
 pub mod drift;
 pub mod gates;
 pub mod health_gate;
+pub mod launch;
 pub mod live;
 pub mod preview;
 pub mod rollout;

@@ -12,6 +12,7 @@ use crate::aws::listener;
 use crate::aws::targets;
 use crate::backend::live::Live;
 use crate::backend::rollout;
+use crate::config::BackendConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::color::Color;
@@ -236,6 +237,21 @@ pub async fn apply(
         .traffic(action, shown, runs.as_ref(), to, because.reason.as_deref())
         .await;
     Ok(result(from != to, warning))
+}
+
+/// A listener that forwards to one colour only leaves the other `unused`: the ALB would never
+/// check the new containers. Rewrite it as a weighted forward to both, the idle colour at 0
+/// (no traffic moves), and read it back.
+pub async fn adopt(ctx: &Context, backend: &BackendConfig, live: &Live, idle: Color) -> Result<()> {
+    let weights = live.weights();
+    listener::write(&ctx.clients.elb, backend, &live.forward, weights).await?;
+    tracing::warn!(
+        "{} forwarded to {} only; rewrote it as a weighted forward {weights} so the ALB \
+         health-checks {idle} (no traffic moved)",
+        live.forward.resource,
+        weights.stable(idle.other()),
+    );
+    Ok(())
 }
 
 /// After a failed write: if the listener is not at `from` any more, put it back, so a failure

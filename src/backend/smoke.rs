@@ -1,6 +1,7 @@
 //! Smoke tests: shell commands run where bgcloud runs (the CI runner), after the health gate and
 //! before any user traffic, told through the environment where the new colour answers. Their
-//! output is streamed to stderr; a failure or a timeout stops the deploy.
+//! output is streamed to stderr; a failure or a timeout stops the deploy. [`through_preview`]
+//! first points the preview route at the new colour, then runs them against it.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -9,7 +10,12 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
+use crate::backend::preview::{self, Route};
+use crate::config::BackendConfig;
+use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::model::color::Color;
+use crate::model::weights::Weights;
 
 /// One smoke test that passed.
 #[derive(Debug, Serialize)]
@@ -164,4 +170,75 @@ async fn stream(pipe: Option<impl AsyncRead + Unpin>, label: String) {
 
 fn fmt_duration(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(d)
+}
+
+/// The release the smoke tests judge: the colour it was launched on, what it runs, and the
+/// split it does not have yet.
+pub struct Candidate<'a> {
+    pub color: Color,
+    pub from: Weights,
+    pub image: &'a str,
+    pub digest: &'a str,
+}
+
+/// Points the preview route at the new colour (read back), then runs the smoke tests against
+/// it. Either failing ends the deploy with traffic untouched; the new containers stay up,
+/// without user traffic, for a look through the preview route.
+pub async fn through_preview(
+    ctx: &Context,
+    backend: &BackendConfig,
+    release: &Candidate<'_>,
+    commands: &[String],
+    timeout: Duration,
+) -> Result<(Option<Route>, Vec<Passed>)> {
+    let color = release.color;
+    let from = release.from;
+    let stable = from.stable(color.other());
+    let untouched = |e: Error, look: &str| {
+        Error::failed(format!(
+            "{e}\nTraffic untouched: {stable} keeps {} %; {color}'s new containers keep running \
+             without user traffic{look}",
+            from.get(stable)
+        ))
+    };
+    let route = if let Some(cfg) = &backend.preview {
+        let route = preview::prepare(&ctx.clients.elb, backend, cfg, &ctx.config.app, color)
+            .await
+            .map_err(|e| untouched(e, ""))?;
+        tracing::info!(
+            "preview: {} → {color} at {}",
+            route.header_line(),
+            route.url
+        );
+        Some(route)
+    } else {
+        None
+    };
+    if commands.is_empty() {
+        return Ok((route, Vec::new()));
+    }
+    let mut env = vec![
+        ("BGCLOUD_COLOR".to_string(), color.as_str().to_string()),
+        ("BGCLOUD_IMAGE".to_string(), release.image.to_string()),
+        ("BGCLOUD_DIGEST".to_string(), release.digest.to_string()),
+    ];
+    if let Some(r) = &route {
+        env.extend([
+            ("BGCLOUD_PREVIEW_URL".to_string(), r.url.clone()),
+            ("BGCLOUD_PREVIEW_HEADER".to_string(), r.header_line()),
+            ("BGCLOUD_PREVIEW_HEADER_NAME".to_string(), r.header.clone()),
+            ("BGCLOUD_PREVIEW_HEADER_VALUE".to_string(), r.value.clone()),
+        ]);
+    }
+    let passed = run(commands, &env, timeout).await.map_err(|e| {
+        let look = route.as_ref().map_or(String::new(), |r| {
+            format!(
+                " (reach them with `curl -H '{}' {}`)",
+                r.header_line(),
+                r.url
+            )
+        });
+        untouched(e, &format!("{look}. Fix the release and deploy again"))
+    })?;
+    Ok((route, passed))
 }

@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::aws::fleet;
+use crate::aws::ec2;
+use crate::aws::ssm;
 use crate::aws::target_group;
-use crate::aws::targets::targets;
+use crate::aws::targets::{self, targets};
 use crate::backend::drain::{self, Drain};
 use crate::backend::drift::{self, Found, Relaunch};
-use crate::backend::health_gate::{self, Launched};
+use crate::backend::health_gate;
+use crate::backend::launch::{self, Launched};
 use crate::backend::live::Live;
 use crate::backend::script;
 use crate::cli::{parse_duration, SyncArgs};
@@ -173,7 +175,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, timeout: Duration) -> Resu
     let desired_of = |c| Desired::new(ctx.clients.buckets.clone(), &ctx.config, c);
     let (blue, green) = (desired_of(Color::Blue), desired_of(Color::Green));
     let (instances, blue_script, green_script) = tokio::try_join!(
-        fleet::discover(&ctx.clients.ec2, &backend.instances),
+        ec2::discover(&ctx.clients.ec2, &backend.instances),
         blue.read(),
         green.read(),
     )?;
@@ -212,7 +214,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, timeout: Duration) -> Resu
             green.location()
         )));
     }
-    fleet::check_agents(&ctx.clients.ssm, &instances).await?;
+    ssm::check_agents(&ctx.clients.ssm, &instances).await?;
     let reports = inspect(ctx, backend, &instances, timeout).await?;
 
     let weights = live.weights();
@@ -263,12 +265,12 @@ async fn inspect(
     instances: &[String],
     timeout: Duration,
 ) -> Result<BTreeMap<String, BTreeMap<String, Found>>> {
-    let done = fleet::run(
+    let done = ssm::run(
         &ctx.clients.ssm,
         &ctx.in_flight,
         instances,
         script::inspect(&ctx.config.app),
-        fleet::Step {
+        ssm::Step {
             what: "the inspect command",
             comment: &format!("bgcloud sync {}: inspect", ctx.config.app),
             on_timeout: "check the instance's SSM agent and Docker, then run `bgcloud sync` again",
@@ -375,7 +377,7 @@ async fn repair(
     let mut launched = Vec::new();
     if !direct.is_empty() {
         let ids: Vec<String> = direct.iter().map(|r| r.instance_id.clone()).collect();
-        match health_gate::launch(
+        match launch::launch(
             ctx,
             backend,
             &ids,
@@ -450,7 +452,7 @@ async fn replace_serving(
         )));
     }
     let one = [r.instance_id.clone()];
-    health_gate::deregister(
+    targets::deregister(
         &ctx.clients.elb,
         arn,
         &[(r.instance_id.clone(), Some(port))],
@@ -466,7 +468,7 @@ async fn replace_serving(
     );
     tokio::time::sleep(wait).await;
     let deadline = Instant::now() + timeout;
-    let launched = health_gate::launch(
+    let launched = launch::launch(
         ctx,
         backend,
         &one,

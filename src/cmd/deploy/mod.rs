@@ -8,311 +8,33 @@
 //! shift (all, or the canary share) and verify → record → unlock.
 //! Any failure before the shift leaves traffic untouched.
 
-use std::fmt;
+mod report;
+
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+pub use report::{Deployed, Plan, Timings};
 
 use crate::aws::ecr::{self, Image, ImageRef};
-use crate::aws::fleet;
-use crate::aws::listener;
-use crate::aws::target_group::{self, HealthCheck};
-use crate::backend::drain::{self, Drain};
-use crate::backend::health_gate::{self, Launched};
+use crate::aws::{ec2, ssm, target_group};
+use crate::backend::drain;
+use crate::backend::health_gate;
+use crate::backend::launch::{self, Launched, ReleaseTask};
 use crate::backend::live::Live;
-use crate::backend::preview::{self, Route};
+use crate::backend::preview;
 use crate::backend::rollout;
 use crate::backend::script::Launch;
-use crate::backend::shift::{self, Shifted};
-use crate::backend::smoke::{self, Passed};
+use crate::backend::shift;
+use crate::backend::smoke::{self, Candidate};
 use crate::backend::steps::{self, Steps};
 use crate::backend::watch;
 use crate::cli::{parse_duration, DeployArgs};
 use crate::config::{release_task_argv, smoke_command, BackendConfig};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::model::color::Color;
 use crate::model::digest::short_digest;
 use crate::model::weights::{parse_percent, parse_steps, Weights};
 use crate::state::desired::{Desired, Written};
 use crate::state::record::{new_id, now, Release};
-
-/// What a deploy will do (`--dry-run`) or did.
-#[derive(Debug, Serialize)]
-pub struct Plan {
-    pub app: String,
-    pub deployment_id: String,
-    pub image: String,
-    pub digest: String,
-    pub repository_uri: String,
-    pub color: Color,
-    pub instances: Vec<String>,
-    pub from: Weights,
-    pub to: Weights,
-    /// The listener forwards to one colour only and will first be rewritten as a weighted
-    /// forward to both (no traffic moves), so the ALB health-checks the idle colour.
-    pub adopt: bool,
-    /// Shares the new colour goes through, each held `interval_seconds` while watched; empty:
-    /// all at once.
-    pub steps: Vec<u8>,
-    pub interval_seconds: f64,
-    /// Stop at the last step (a canary) instead of promoting.
-    pub pause: bool,
-    /// The bake time once all traffic is on the new colour.
-    pub watch_seconds: f64,
-    /// The idle colour's target group health check: the probe mirrors it, and the health gate
-    /// waits `judge_seconds` after a launch before it trusts a `healthy` verdict.
-    pub health_check: HealthCheck,
-    pub judge_seconds: f64,
-    /// The wait before the launch while the idle colour finishes requests it got before it
-    /// lost its traffic; None: nothing to wait for.
-    pub drain: Option<Drain>,
-    /// Run once before the containers start (migrations).
-    pub release_task: Option<ReleaseTask>,
-    /// The header route to the new colour, pointed at it after the health gate.
-    pub preview: Option<Route>,
-    /// Shell commands run after the health gate, before any user traffic.
-    pub smoke: Vec<String>,
-    pub smoke_timeout_seconds: f64,
-    /// The script SSM runs on each instance; secrets appear as parameter names only.
-    pub script: Vec<String>,
-    /// Where the script is stored, once gated, for instances that boot later.
-    pub desired: String,
-}
-
-/// The release task: where it runs, the script SSM runs there, and (once run) its output.
-#[derive(Debug, Serialize)]
-pub struct ReleaseTask {
-    pub argv: Vec<String>,
-    pub instance: String,
-    pub timeout_seconds: f64,
-    pub script: Vec<String>,
-    /// The end of what it printed (stdout and stderr together).
-    pub output: Option<String>,
-    pub seconds: Option<f64>,
-}
-
-impl ReleaseTask {
-    fn command(&self) -> String {
-        crate::backend::script::command_line(&self.argv)
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct Deployed {
-    #[serde(flatten)]
-    pub plan: Plan,
-    /// What the new colour replaced as stable, for `rollback`.
-    pub previous: Option<Release>,
-    /// The smoke tests that passed (all of them, or the deploy failed).
-    pub smoke_passed: Vec<Passed>,
-    pub shift: Shifted,
-    /// How the rollout ended: all traffic moved, promoted after its steps, paused, …
-    pub ended: String,
-    pub seconds: f64,
-    pub timings: Timings,
-}
-
-/// Where a deploy's time went, in seconds.
-#[derive(Debug, Default, Serialize)]
-pub struct Timings {
-    /// The release task, when there is one.
-    pub release_task: f64,
-    /// The drain wait before the launch.
-    pub drain: f64,
-    /// Until SSM reported the launch script done on every instance (after the drain wait).
-    pub launch: f64,
-    /// Until the health gate trusted every target.
-    pub health: f64,
-    /// The preview route and the smoke tests.
-    pub smoke: f64,
-    /// The shift, its read-back and the record.
-    pub shift: f64,
-}
-
-impl fmt::Display for Plan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "plan for {} (dry run: nothing changed, no lock taken)",
-            self.app
-        )?;
-        writeln!(f, "  image     {} = {}", self.image, self.digest)?;
-        writeln!(f, "  colour    {} (idle)", self.color)?;
-        writeln!(f, "  instances {}", self.instances.join(", "))?;
-        writeln!(f, "  traffic   {} → {}", self.from, self.to)?;
-        if !self.steps.is_empty() {
-            let shares: Vec<String> = self.steps.iter().map(|s| format!("{s} %")).collect();
-            writeln!(
-                f,
-                "  steps     {} each held {}{}",
-                shares.join(" → "),
-                humantime::format_duration(Duration::from_secs_f64(self.interval_seconds)),
-                if self.pause {
-                    ", then pause for `bgcloud promote`".to_string()
-                } else {
-                    " while watched, then 100 %".to_string()
-                }
-            )?;
-        }
-        if self.watch_seconds > 0.0 {
-            writeln!(
-                f,
-                "  watch     {} after all traffic is on {}",
-                humantime::format_duration(Duration::from_secs_f64(self.watch_seconds)),
-                self.color
-            )?;
-        }
-        if self.adopt {
-            writeln!(
-                f,
-                "  adopt     the listener forwards to {} only: it will first be rewritten as a \
-                 weighted forward {} (no traffic moves) so the ALB health-checks {}",
-                self.from.stable(self.color.other()),
-                self.from,
-                self.color
-            )?;
-        }
-        if let Some(task) = &self.release_task {
-            writeln!(
-                f,
-                "  release   `{}` once on {}, before {}'s containers start (at most {}):",
-                task.command(),
-                task.instance,
-                self.color,
-                humantime::format_duration(Duration::from_secs_f64(task.timeout_seconds))
-            )?;
-            for line in task.script.iter().flat_map(|l| l.lines()) {
-                writeln!(f, "    {line}")?;
-            }
-        }
-        if let Some(drain) = &self.drain {
-            writeln!(f, "  drain     {drain}")?;
-        }
-        if let Some(route) = &self.preview {
-            writeln!(
-                f,
-                "  preview   {} → {} once healthy{}",
-                route.header_line(),
-                self.color,
-                match (&route.rule_arn, route.moved_from) {
-                    (None, _) => format!(
-                        " (a new rule at priority {}, tagged {}={})",
-                        route.priority,
-                        preview::TAG,
-                        self.app
-                    ),
-                    (Some(arn), Some(from)) => format!(
-                        " (rule {arn}, moved from priority {from} to {})",
-                        route.priority
-                    ),
-                    (Some(arn), None) => format!(" (rule {arn}, priority {})", route.priority),
-                }
-            )?;
-        }
-        for cmd in &self.smoke {
-            writeln!(
-                f,
-                "  smoke     sh -c {} (at most {}, before any user traffic)",
-                crate::backend::script::quote(cmd),
-                humantime::format_duration(Duration::from_secs_f64(self.smoke_timeout_seconds))
-            )?;
-        }
-        let hc = &self.health_check;
-        writeln!(
-            f,
-            "  health    {} {} expecting {}; a healthy verdict is trusted {} after the launch \
-             ({})",
-            hc.protocol,
-            hc.path,
-            hc.matcher,
-            humantime::format_duration(Duration::from_secs_f64(self.judge_seconds)),
-            hc.judge_arithmetic()
-        )?;
-        writeln!(
-            f,
-            "  desired   {} (stored once gated: instances that boot later start it)",
-            self.desired
-        )?;
-        writeln!(f, "  script (SSM AWS-RunShellScript on each instance):")?;
-        for line in self.script.iter().flat_map(|l| l.lines()) {
-            writeln!(f, "    {line}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Deployed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p = &self.plan;
-        writeln!(
-            f,
-            "deployed {} ({}) to {} on {} instance(s) in {:.1} s",
-            p.image,
-            short_digest(&p.digest),
-            p.color,
-            p.instances.len(),
-            self.seconds
-        )?;
-        writeln!(
-            f,
-            "traffic: {} → {} (verified on the listener)",
-            p.from, p.to
-        )?;
-        let t = &self.timings;
-        if let Some(task) = &p.release_task {
-            writeln!(
-                f,
-                "release task: `{}` succeeded on {} in {:.1} s",
-                task.command(),
-                task.instance,
-                t.release_task
-            )?;
-        }
-        if !self.smoke_passed.is_empty() {
-            let via = p.preview.as_ref().map_or(String::new(), |r| {
-                format!(" through {} at {}", r.header_line(), r.url)
-            });
-            writeln!(
-                f,
-                "smoke tests: {} passed{via} in {:.1} s",
-                self.smoke_passed.len(),
-                t.smoke
-            )?;
-        }
-        let drain = if self.plan.drain.is_some() {
-            format!("drain {:.1} s, ", t.drain)
-        } else {
-            String::new()
-        };
-        writeln!(
-            f,
-            "time: {drain}launch {:.1} s, health gate {:.1} s (the ALB's judgement: {}), shift {:.1} s",
-            t.launch,
-            t.health,
-            p.health_check.judge_arithmetic(),
-            t.shift
-        )?;
-        if !p.steps.is_empty() {
-            writeln!(f, "rollout: {}", self.ended)?;
-        } else if p.to.get(p.color) < 100 {
-            writeln!(
-                f,
-                "canary: finish with `bgcloud promote`, abort with `bgcloud rollback`"
-            )?;
-        } else {
-            writeln!(
-                f,
-                "undo with `bgcloud rollback` ({} is still running)",
-                p.color.other()
-            )?;
-        }
-        if let Some(w) = &self.shift.warning {
-            writeln!(f, "warning: {w}")?;
-        }
-        Ok(())
-    }
-}
 
 /// Deploy's validated inputs.
 struct Inputs {
@@ -504,7 +226,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
     };
     let (image, instances, checks, drain, preview) = tokio::try_join!(
         ecr::resolve(&ctx.clients.ecr, &backend.repository, &inputs.image),
-        fleet::discover(&ctx.clients.ec2, &backend.instances),
+        ec2::discover(&ctx.clients.ec2, &backend.instances),
         target_group::health_checks(&ctx.clients.elb, &idle_group),
         drain::for_color(ctx, backend, &live, color),
         preview,
@@ -522,7 +244,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
             humantime::format_duration(judge + Duration::from_secs(30))
         )));
     }
-    fleet::check_agents(&ctx.clients.ssm, &instances).await?;
+    ssm::check_agents(&ctx.clients.ssm, &instances).await?;
     let Image {
         reference,
         digest,
@@ -616,11 +338,11 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         .send(crate::notify::Kind::Started, release, None)
         .await;
     if plan.adopt {
-        adopt(ctx, backend, &live, color).await?;
+        shift::adopt(ctx, backend, &live, color).await?;
     }
     let task_started = Instant::now();
     if let Some(task) = &mut plan.release_task {
-        release_task(ctx, backend, task, &plan.image).await?;
+        launch::run_release_task(ctx, backend, task, &plan.image).await?;
     }
     let task_seconds = task_started.elapsed();
     let drain_started = Instant::now();
@@ -633,7 +355,7 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
     // --health-timeout counts from the launch: the drain wait is not the new image's time.
     let deadline = drained_at + inputs.timeout;
 
-    let launched = launch(ctx, backend, &plan, deadline).await?;
+    let launched = launch_on_all(ctx, backend, &plan, deadline).await?;
     let launched_at = Instant::now();
 
     let states =
@@ -646,7 +368,21 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         &plan.instances,
     )?;
 
-    let smoke_passed = preview_and_smoke(ctx, backend, &mut plan, inputs).await?;
+    let candidate = Candidate {
+        color,
+        from: plan.from,
+        image: &plan.image,
+        digest: &plan.digest,
+    };
+    let (route, smoke_passed) = smoke::through_preview(
+        ctx,
+        backend,
+        &candidate,
+        &inputs.smoke,
+        inputs.smoke_timeout,
+    )
+    .await?;
+    plan.preview = route;
     let smoked_at = Instant::now();
 
     // From now on an instance that boots starts this release for the colour (desired.rs).
@@ -738,129 +474,9 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
     })
 }
 
-/// Points the preview route at the new colour (read back), then runs the smoke tests against
-/// it. Either failing ends the deploy with traffic untouched; the new containers stay up,
-/// without user traffic, for a look through the preview route.
-async fn preview_and_smoke(
-    ctx: &Context,
-    backend: &BackendConfig,
-    plan: &mut Plan,
-    inputs: &Inputs,
-) -> Result<Vec<Passed>> {
-    let color = plan.color;
-    let from = plan.from;
-    let stable = from.stable(color.other());
-    let untouched = |e: Error, look: &str| {
-        Error::failed(format!(
-            "{e}\nTraffic untouched: {stable} keeps {} %; {color}'s new containers keep running \
-             without user traffic{look}",
-            from.get(stable)
-        ))
-    };
-    if let Some(cfg) = &backend.preview {
-        let route = preview::prepare(&ctx.clients.elb, backend, cfg, &ctx.config.app, color)
-            .await
-            .map_err(|e| untouched(e, ""))?;
-        tracing::info!(
-            "preview: {} → {color} at {}",
-            route.header_line(),
-            route.url
-        );
-        plan.preview = Some(route);
-    }
-    if inputs.smoke.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut env = vec![
-        ("BGCLOUD_COLOR".to_string(), color.as_str().to_string()),
-        ("BGCLOUD_IMAGE".to_string(), plan.image.clone()),
-        ("BGCLOUD_DIGEST".to_string(), plan.digest.clone()),
-    ];
-    if let Some(r) = &plan.preview {
-        env.extend([
-            ("BGCLOUD_PREVIEW_URL".to_string(), r.url.clone()),
-            ("BGCLOUD_PREVIEW_HEADER".to_string(), r.header_line()),
-            ("BGCLOUD_PREVIEW_HEADER_NAME".to_string(), r.header.clone()),
-            ("BGCLOUD_PREVIEW_HEADER_VALUE".to_string(), r.value.clone()),
-        ]);
-    }
-    smoke::run(&inputs.smoke, &env, inputs.smoke_timeout)
-        .await
-        .map_err(|e| {
-            let look = plan.preview.as_ref().map_or(String::new(), |r| {
-                format!(
-                    " (reach them with `curl -H '{}' {}`)",
-                    r.header_line(),
-                    r.url
-                )
-            });
-            untouched(e, &format!("{look}. Fix the release and deploy again"))
-        })
-}
-
-/// Runs the release task once, on its instance, and waits for it. A failure (or its timeout)
-/// ends the deploy before anything is launched; it is never retried.
-async fn release_task(
-    ctx: &Context,
-    backend: &BackendConfig,
-    task: &mut ReleaseTask,
-    image: &str,
-) -> Result<()> {
-    tracing::info!(
-        "release task `{}` on {} with {image} (at most {})",
-        task.command(),
-        task.instance,
-        humantime::format_duration(Duration::from_secs_f64(task.timeout_seconds))
-    );
-    let started = Instant::now();
-    let ran = fleet::run(
-        &ctx.clients.ssm,
-        &ctx.in_flight,
-        std::slice::from_ref(&task.instance),
-        task.script.clone(),
-        fleet::Step {
-            what: "the release task",
-            comment: &format!("bgcloud deploy {}: release task", ctx.config.app),
-            on_timeout: "raise --release-task-timeout if it needs longer (its container may \
-                         still be running on the instance: `docker ps`)",
-        },
-        backend.poll_interval,
-        started + Duration::from_secs_f64(task.timeout_seconds),
-    )
-    .await
-    .map_err(|e| {
-        Error::failed(format!(
-            "{e}\nNothing was launched: the new containers start only after the release task \
-             succeeds, and it is not retried. Deploy again once the cause above is fixed"
-        ))
-    })?;
-    let output = ran.into_iter().next().map(|i| i.stdout).unwrap_or_default();
-    for line in output.lines() {
-        tracing::info!("release task | {line}");
-    }
-    task.output = Some(output);
-    task.seconds = Some(started.elapsed().as_secs_f64());
-    Ok(())
-}
-
-/// A listener that forwards to one colour only leaves the other `unused`: the ALB would never
-/// check the new containers. Rewrite it as a weighted forward to both, the idle colour at 0
-/// (no traffic moves), and read it back.
-async fn adopt(ctx: &Context, backend: &BackendConfig, live: &Live, idle: Color) -> Result<()> {
-    let weights = live.weights();
-    listener::write(&ctx.clients.elb, backend, &live.forward, weights).await?;
-    tracing::warn!(
-        "{} forwarded to {} only; rewrote it as a weighted forward {weights} so the ALB \
-         health-checks {idle} (no traffic moved)",
-        live.forward.resource,
-        weights.stable(idle.other()),
-    );
-    Ok(())
-}
-
 /// Sends the launch script to every instance and waits for it; returns when bgcloud saw it
 /// succeed on each.
-async fn launch(
+async fn launch_on_all(
     ctx: &Context,
     backend: &BackendConfig,
     plan: &Plan,
@@ -870,7 +486,7 @@ async fn launch(
         "bgcloud deploy {} {} to {}",
         ctx.config.app, plan.image, plan.color
     );
-    health_gate::launch(
+    launch::launch(
         ctx,
         backend,
         &plan.instances,
