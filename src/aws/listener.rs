@@ -257,6 +257,49 @@ pub async fn write(
     Ok(after)
 }
 
+/// Where a listener answers: its protocol and port, and its load balancer's DNS name.
+pub struct Address {
+    pub protocol: Option<String>,
+    pub port: i32,
+    pub dns_name: String,
+}
+
+/// Reads the listener and its load balancer (DescribeListeners + DescribeLoadBalancers).
+pub async fn address(elb: &Client, listener: &str) -> Result<Address> {
+    let out = elb
+        .describe_listeners()
+        .listener_arns(listener)
+        .send()
+        .await
+        .map_err(aws(format!("reading listener {listener}")))?;
+    let l = out.listeners().first().ok_or_else(|| {
+        Error::refused(format!(
+            "listener {listener} does not exist: check listener_arn"
+        ))
+    })?;
+    let lb = l.load_balancer_arn().unwrap_or_default();
+    let out = elb
+        .describe_load_balancers()
+        .load_balancer_arns(lb)
+        .send()
+        .await
+        .map_err(aws(format!("reading load balancer {lb}")))?;
+    let dns = out
+        .load_balancers()
+        .first()
+        .and_then(|b| b.dns_name())
+        .ok_or_else(|| {
+            Error::failed(format!(
+                "load balancer {lb} has no DNS name: set [backend.preview].url"
+            ))
+        })?;
+    Ok(Address {
+        protocol: l.protocol().map(|p| p.as_str().to_string()),
+        port: l.port().unwrap_or(0),
+        dns_name: dns.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

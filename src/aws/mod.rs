@@ -6,6 +6,7 @@ pub mod ec2;
 pub mod ecr;
 pub mod encode;
 pub mod listener;
+pub mod rules;
 pub mod s3;
 pub mod ssm;
 pub mod target_group;

@@ -5,24 +5,20 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use aws_sdk_elasticloadbalancingv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, HttpHeaderConditionConfig, Rule, RuleCondition, RulePriorityPair, Tag,
+    Action, ActionTypeEnum, HttpHeaderConditionConfig, Rule, RuleCondition,
 };
 use aws_sdk_elasticloadbalancingv2::Client;
 use serde::Serialize;
 
-use crate::aws::listener;
+use crate::aws::{listener, rules};
 use crate::config::{BackendConfig, PreviewConfig};
-use crate::error::{aws, Error, Result};
+use crate::error::{Error, Result};
 use crate::model::color::Color;
 
 /// The tag that marks the rule as bgcloud's; its value is the app, so two apps on one listener
 /// each keep their own.
 pub const TAG: &str = "bgcloud:preview";
-
-/// DescribeTags takes at most 20 ARNs a call.
-const TAGS_PER_CALL: usize = 20;
 
 /// The preview rule as it is (status) or as a deploy will make it.
 #[derive(Debug, Clone, Serialize)]
@@ -80,48 +76,16 @@ struct Rules {
 
 /// Reads the listener's rules and finds bgcloud's preview rule among them. Refuses two rules
 /// tagged for the app, and a rule_arn that is not on the listener.
-async fn rules(elb: &Client, backend: &BackendConfig, app: &str) -> Result<Rules> {
+async fn read_rules(elb: &Client, backend: &BackendConfig, app: &str) -> Result<Rules> {
     let listener = &backend.listener_arn;
-    let mut all = Vec::new();
-    let mut marker = None;
-    loop {
-        let out = elb
-            .describe_rules()
-            .listener_arn(listener)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(aws(format!("reading the rules of listener {listener}")))?;
-        all.extend(
-            out.rules()
-                .iter()
-                .filter(|r| r.is_default() != Some(true))
-                .cloned(),
-        );
-        match out.next_marker() {
-            Some(m) if !m.is_empty() => marker = Some(m.to_string()),
-            _ => break,
-        }
-    }
+    let all = rules::list(elb, listener).await?;
     let mut ours = Vec::new();
     let mut others = Vec::new();
-    for chunk in all.chunks(TAGS_PER_CALL) {
-        let arns: Vec<String> = chunk.iter().filter_map(|r| r.rule_arn.clone()).collect();
-        let out = elb
-            .describe_tags()
-            .set_resource_arns(Some(arns))
-            .send()
-            .await
-            .map_err(aws(format!(
-                "reading the tags of listener {listener}'s rules (to find bgcloud's preview rule)"
-            )))?;
-        for d in out.tag_descriptions() {
-            let tagged = d.tags().iter().find(|t| t.key() == Some(TAG));
-            match (tagged.and_then(|t| t.value()), d.resource_arn()) {
-                (Some(v), Some(arn)) if v == app => ours.push(arn.to_string()),
-                (Some(v), Some(arn)) => others.push((v.to_string(), arn.to_string())),
-                _ => {}
-            }
+    for (arn, value) in rules::tagged(elb, listener, &all, TAG).await? {
+        if value == app {
+            ours.push(arn);
+        } else {
+            others.push((value, arn));
         }
     }
     if ours.len() > 1 {
@@ -208,39 +172,12 @@ async fn url(elb: &Client, backend: &BackendConfig, cfg: &PreviewConfig) -> Resu
     if let Some(url) = &cfg.url {
         return Ok(url.clone());
     }
-    let listener = &backend.listener_arn;
-    let out = elb
-        .describe_listeners()
-        .listener_arns(listener)
-        .send()
-        .await
-        .map_err(aws(format!("reading listener {listener}")))?;
-    let l = out.listeners().first().ok_or_else(|| {
-        Error::refused(format!(
-            "listener {listener} does not exist: check listener_arn"
-        ))
-    })?;
-    let lb = l.load_balancer_arn().unwrap_or_default();
-    let out = elb
-        .describe_load_balancers()
-        .load_balancer_arns(lb)
-        .send()
-        .await
-        .map_err(aws(format!("reading load balancer {lb}")))?;
-    let dns = out
-        .load_balancers()
-        .first()
-        .and_then(|b| b.dns_name())
-        .ok_or_else(|| {
-            Error::failed(format!(
-                "load balancer {lb} has no DNS name: set [backend.preview].url"
-            ))
-        })?;
-    let scheme = match l.protocol().map(|p| p.as_str()) {
+    let address = listener::address(elb, &backend.listener_arn).await?;
+    let scheme = match address.protocol.as_deref() {
         Some("HTTPS") => "https",
         _ => "http",
     };
-    let port = l.port().unwrap_or(0);
+    let (dns, port) = (address.dns_name, address.port);
     Ok(match (scheme, port) {
         ("http", 80) | ("https", 443) | (_, 0) => format!("{scheme}://{dns}"),
         _ => format!("{scheme}://{dns}:{port}"),
@@ -283,7 +220,7 @@ pub async fn read(
     let Some(cfg) = &backend.preview else {
         return Ok(None);
     };
-    let (rules, url) = tokio::try_join!(rules(elb, backend, app), url(elb, backend, cfg))?;
+    let (rules, url) = tokio::try_join!(read_rules(elb, backend, app), url(elb, backend, cfg))?;
     let route = match rules.ours {
         Some(rule) => {
             let (header, values) = condition(&rule, &cfg.header).unwrap_or_default();
@@ -324,7 +261,7 @@ pub async fn plan(
     app: &str,
     color: Color,
 ) -> Result<Route> {
-    let (rules, url) = tokio::try_join!(rules(elb, backend, app), url(elb, backend, cfg))?;
+    let (rules, url) = tokio::try_join!(read_rules(elb, backend, app), url(elb, backend, cfg))?;
     let current = rules.ours.as_ref().and_then(priority);
     let chosen = pick_priority(&rules.taken, current, rules.before, cfg.priority)
         .map_err(|e| Error::refused(format!("listener {}: {e}", backend.listener_arn)))?;
@@ -432,34 +369,18 @@ async fn point(
     let listener = &backend.listener_arn;
     let arn = match &route.rule_arn {
         None => {
-            let created = elb
-                .create_rule()
-                .listener_arn(listener)
-                .priority(i32::from(route.priority))
-                .conditions(matches.clone())
-                .actions(forward)
-                .tags(Tag::builder().key(TAG).value(app).build())
-                .send()
-                .await;
-            if priority_in_use(&created) {
+            let created = rules::create(
+                elb,
+                listener,
+                route.priority,
+                matches.clone(),
+                forward,
+                (TAG, app),
+            )
+            .await?;
+            let Some(arn) = created else {
                 return Ok(None);
-            }
-            let out = created.map_err(aws(format!(
-                "creating the preview rule on listener {listener} at priority {} (tagged \
-                 {TAG}, which needs elasticloadbalancing:AddTags as well)",
-                route.priority
-            )))?;
-            let arn = out
-                .rules()
-                .first()
-                .and_then(|r| r.rule_arn())
-                .ok_or_else(|| {
-                    Error::failed(format!(
-                        "CreateRule on listener {listener} answered without the new rule's ARN; \
-                         look for a rule tagged {TAG}={app} on the listener, then deploy again"
-                    ))
-                })?
-                .to_string();
+            };
             tracing::info!(
                 "preview rule created: {} → {color} ({arn}, priority {})",
                 route.header_line(),
@@ -481,42 +402,16 @@ async fn point(
             forward.order = actions.iter().find(|a| is_forward(a)).and_then(|a| a.order);
             let mut actions = replace_or_add(actions, forward, is_forward);
             listener::keep_client_secrets(&mut actions);
-            elb.modify_rule()
-                .rule_arn(arn)
-                .set_conditions(Some(conditions))
-                .set_actions(Some(actions))
-                .send()
-                .await
-                .map_err(aws(format!("pointing the preview rule {arn} at {color}")))?;
-            if route.moved_from.is_some() {
-                let moved = elb
-                    .set_rule_priorities()
-                    .rule_priorities(
-                        RulePriorityPair::builder()
-                            .rule_arn(arn)
-                            .priority(i32::from(route.priority))
-                            .build(),
-                    )
-                    .send()
-                    .await;
-                if priority_in_use(&moved) {
-                    return Ok(None);
-                }
-                moved.map_err(aws(format!(
-                    "moving the preview rule {arn} to priority {}",
-                    route.priority
-                )))?;
+            let doing = format!("pointing the preview rule {arn} at {color}");
+            rules::modify(elb, arn, conditions, actions, &doing).await?;
+            if route.moved_from.is_some() && !rules::set_priority(elb, arn, route.priority).await? {
+                return Ok(None);
             }
             arn.clone()
         }
     };
-    let out = elb
-        .describe_rules()
-        .rule_arns(&arn)
-        .send()
-        .await
-        .map_err(aws(format!("reading back the preview rule {arn}")))?;
-    let rule = out.rules().first();
+    let rule = rules::read(elb, &arn).await?;
+    let rule = rule.as_ref();
     let reads = rule.map(|r| {
         (
             condition(r, &route.header),
@@ -551,16 +446,6 @@ fn replace_or_add<T>(mut items: Vec<T>, new: T, is_it: impl Fn(&T) -> bool) -> V
         None => items.push(new),
     }
     items
-}
-
-/// Another rule took the priority between bgcloud's read and its write (CreateRule and
-/// SetRulePriorities both answer PriorityInUse).
-fn priority_in_use<T, E: ProvideErrorMetadata, R>(
-    result: &std::result::Result<T, SdkError<E, R>>,
-) -> bool {
-    result
-        .as_ref()
-        .is_err_and(|e| e.as_service_error().and_then(|s| s.code()) == Some("PriorityInUse"))
 }
 
 #[cfg(test)]

@@ -1,0 +1,167 @@
+//! A listener's rules (ELBv2): listing them with their tags, creating, modifying, moving and
+//! reading back one rule. Used for bgcloud's own preview rule; the decisions (which rule, which
+//! priority, what it matches) are the caller's.
+
+use aws_sdk_elasticloadbalancingv2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_elasticloadbalancingv2::types::{Action, Rule, RuleCondition, RulePriorityPair, Tag};
+use aws_sdk_elasticloadbalancingv2::Client;
+
+use crate::error::{aws, Error, Result};
+
+/// DescribeTags takes at most 20 ARNs a call.
+const TAGS_PER_CALL: usize = 20;
+
+/// The listener's rules but its default rule, every page.
+pub async fn list(elb: &Client, listener: &str) -> Result<Vec<Rule>> {
+    let mut all = Vec::new();
+    let mut marker = None;
+    loop {
+        let out = elb
+            .describe_rules()
+            .listener_arn(listener)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(aws(format!("reading the rules of listener {listener}")))?;
+        all.extend(
+            out.rules()
+                .iter()
+                .filter(|r| r.is_default() != Some(true))
+                .cloned(),
+        );
+        match out.next_marker() {
+            Some(m) if !m.is_empty() => marker = Some(m.to_string()),
+            _ => break,
+        }
+    }
+    Ok(all)
+}
+
+/// `(rule ARN, value)` of every rule in `rules` tagged `key`.
+pub async fn tagged(
+    elb: &Client,
+    listener: &str,
+    rules: &[Rule],
+    key: &str,
+) -> Result<Vec<(String, String)>> {
+    let mut found = Vec::new();
+    for chunk in rules.chunks(TAGS_PER_CALL) {
+        let arns: Vec<String> = chunk.iter().filter_map(|r| r.rule_arn.clone()).collect();
+        let out = elb
+            .describe_tags()
+            .set_resource_arns(Some(arns))
+            .send()
+            .await
+            .map_err(aws(format!(
+                "reading the tags of listener {listener}'s rules (to find bgcloud's preview rule)"
+            )))?;
+        for d in out.tag_descriptions() {
+            let tagged = d.tags().iter().find(|t| t.key() == Some(key));
+            if let (Some(v), Some(arn)) = (tagged.and_then(|t| t.value()), d.resource_arn()) {
+                found.push((arn.to_string(), v.to_string()));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Creates a rule with one condition and one action at `priority`, tagged `tag` on creation.
+/// None: another rule took the priority (PriorityInUse).
+pub async fn create(
+    elb: &Client,
+    listener: &str,
+    priority: u16,
+    condition: RuleCondition,
+    action: Action,
+    tag: (&str, &str),
+) -> Result<Option<String>> {
+    let (key, value) = tag;
+    let created = elb
+        .create_rule()
+        .listener_arn(listener)
+        .priority(i32::from(priority))
+        .conditions(condition)
+        .actions(action)
+        .tags(Tag::builder().key(key).value(value).build())
+        .send()
+        .await;
+    if priority_in_use(&created) {
+        return Ok(None);
+    }
+    let out = created.map_err(aws(format!(
+        "creating the preview rule on listener {listener} at priority {priority} (tagged {key}, \
+         which needs elasticloadbalancing:AddTags as well)"
+    )))?;
+    let arn = out
+        .rules()
+        .first()
+        .and_then(|r| r.rule_arn())
+        .ok_or_else(|| {
+            Error::failed(format!(
+                "CreateRule on listener {listener} answered without the new rule's ARN; look for \
+                 a rule tagged {key}={value} on the listener, then deploy again"
+            ))
+        })?;
+    Ok(Some(arn.to_string()))
+}
+
+/// Replaces the rule's conditions and actions (ModifyRule replaces both lists whole); `doing`
+/// says what for, in the error.
+pub async fn modify(
+    elb: &Client,
+    arn: &str,
+    conditions: Vec<RuleCondition>,
+    actions: Vec<Action>,
+    doing: &str,
+) -> Result<()> {
+    elb.modify_rule()
+        .rule_arn(arn)
+        .set_conditions(Some(conditions))
+        .set_actions(Some(actions))
+        .send()
+        .await
+        .map_err(aws(doing))?;
+    Ok(())
+}
+
+/// Moves the rule to `priority`; false: another rule has it (PriorityInUse).
+pub async fn set_priority(elb: &Client, arn: &str, priority: u16) -> Result<bool> {
+    let moved = elb
+        .set_rule_priorities()
+        .rule_priorities(
+            RulePriorityPair::builder()
+                .rule_arn(arn)
+                .priority(i32::from(priority))
+                .build(),
+        )
+        .send()
+        .await;
+    if priority_in_use(&moved) {
+        return Ok(false);
+    }
+    moved.map_err(aws(format!(
+        "moving the preview rule {arn} to priority {priority}"
+    )))?;
+    Ok(true)
+}
+
+/// The rule as it reads now (after a write: its read-back).
+pub async fn read(elb: &Client, arn: &str) -> Result<Option<Rule>> {
+    let out = elb
+        .describe_rules()
+        .rule_arns(arn)
+        .send()
+        .await
+        .map_err(aws(format!("reading back the preview rule {arn}")))?;
+    Ok(out.rules().first().cloned())
+}
+
+/// Another rule took the priority between bgcloud's read and its write (CreateRule and
+/// SetRulePriorities both answer PriorityInUse).
+fn priority_in_use<T, E: ProvideErrorMetadata, R>(
+    result: &std::result::Result<T, SdkError<E, R>>,
+) -> bool {
+    result
+        .as_ref()
+        .is_err_and(|e| e.as_service_error().and_then(|s| s.code()) == Some("PriorityInUse"))
+}
