@@ -1,3 +1,6 @@
+//! The `bgcloud` binary: parses the command line, runs it (`bgcloud::run`), maps the error to
+//! its exit code.
+
 use std::process::ExitCode;
 
 use clap::Parser;
