@@ -104,6 +104,11 @@ fn unique_name() -> String {
     )
 }
 
+/// A traffic split, blue first: `w(100, 0)`.
+pub fn w(blue: u8, green: u8) -> Weights {
+    Weights { blue, green }
+}
+
 /// One test's world: its own stack, its own access key, its own config file.
 pub struct Fixture {
     pub stack: Stack,
@@ -146,6 +151,43 @@ impl Fixture {
     }
 
     /// Rewrites the config file.
+    /// A stack with images `v1` and `v2` (distinct digests) and the default config.
+    pub async fn v1_v2() -> Fixture {
+        let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await;
+        assert_ne!(
+            fx.stack.images["v1"], fx.stack.images["v2"],
+            "tags need distinct digests"
+        );
+        fx
+    }
+
+    /// [`Fixture::v1_v2`] with `extra_backend` lines added to the config's `[backend]`.
+    pub async fn v1_v2_with(extra_backend: &str) -> Fixture {
+        let fx = Fixture::v1_v2().await;
+        fx.write_config(&fx.stack.config_toml(extra_backend));
+        fx
+    }
+
+    /// The listener's weights, read from the ALB, are `blue`/`green`.
+    #[track_caller]
+    pub fn assert_weights(&self, blue: u8, green: u8) -> impl std::future::Future<Output = ()> + '_ {
+        let caller = std::panic::Location::caller();
+        async move {
+            let now = self.weights().await;
+            assert_eq!(
+                now,
+                w(blue, green),
+                "the listener's weights (read from the ALB), checked at {caller}"
+            );
+        }
+    }
+
+    /// Nothing but the deployment lock was written (no record, no listener, no SSM command).
+    #[track_caller]
+    pub fn assert_no_writes_but_lock(&self) {
+        assert_eq!(self.writes_but_lock(), Vec::<(String, String)>::new());
+    }
+
     pub fn write_config(&self, text: &str) {
         std::fs::write(&self.config, text).unwrap();
     }
@@ -766,6 +808,18 @@ pub struct Outcome {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl Outcome {
+    /// stderr says `text` (shown whole when it does not).
+    #[track_caller]
+    pub fn assert_stderr_has(&self, text: &str) {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}:\n{}",
+            self.stderr
+        );
+    }
 }
 
 impl Run {

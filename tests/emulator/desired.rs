@@ -3,10 +3,8 @@
 //! change, and never holding a secret's value. And the shift's guard: a target the deploy did
 //! not launch (an instance that joined meanwhile) stops it before any traffic moves.
 
-mod support;
-
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
-use support::Fixture;
+use crate::support::Fixture;
 
 async fn fixture(extra_backend: &str) -> Fixture {
     let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into(), "bad".into()]).await;

@@ -2,9 +2,7 @@
 //! index.html, a path too long for S3. Refused before anything is uploaded, or uploaded under
 //! exactly the right keys.
 
-mod support;
-
-use support::Fixture;
+use crate::support::Fixture;
 
 /// Every key under `prefix` in the site bucket, with its size.
 async fn keys(fx: &Fixture, prefix: &str) -> Vec<(String, i64)> {
@@ -111,7 +109,7 @@ async fn an_empty_index_and_a_path_too_long_for_s3_are_refused() {
     let out = fx
         .bgcloud(&["frontend", "deploy", site.to_str().unwrap()])
         .code(2);
-    assert!(out.stderr.contains("index.html is empty"), "{}", out.stderr);
+    out.assert_stderr_has("index.html is empty");
 
     let site = std::path::PathBuf::from(fx.site("2"));
     let long = format!("docs/{}/x.txt", vec!["e".repeat(100); 10].join("/"));
