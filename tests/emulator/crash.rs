@@ -2,10 +2,10 @@
 //! on a colour that was healthy, `status` tells the truth from the ALB, the next run refuses with
 //! the stale lock's owner and age, and `lock release --force` followed by a new run recovers.
 
-use bgcloud::model::weights::Weights;
-use serde_json::{json, Value};
 use crate::support::w;
 use crate::support::Fixture;
+use bgcloud::model::weights::Weights;
+use serde_json::{json, Value};
 
 /// Runs `args`, waits until it has made a request matching `reached`, and kills it (SIGKILL: no
 /// cleanup of any kind).

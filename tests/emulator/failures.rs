@@ -1,9 +1,9 @@
 //! Every row of the README's failure table and every exit code, each proven against the real
 //! state (listener, record, lock, buckets, distribution) read with the test's own clients.
 
+use crate::support::{stack, Fixture};
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, FixedResponseActionConfig};
 use serde_json::json;
-use crate::support::{stack, Fixture};
 
 /// A weighted forward blue 100 / green 0 with an explicit order.
 fn ordered(blue: &str, green: &str, order: i32) -> Action {

@@ -1,8 +1,8 @@
 //! The instance side of a deploy as SSM really behaves: agents that are not there, calls the
 //! role may not make or the endpoint does not know, and what SSM says when a launch fails.
 
-use serde_json::json;
 use crate::support::Fixture;
+use serde_json::json;
 
 fn sent_commands(fx: &Fixture) -> usize {
     fx.requests()
@@ -118,7 +118,13 @@ group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScal
 print(json.dumps(sorted(i["InstanceId"] for i in group["Instances"])))
 "#;
     let out = std::process::Command::new(root.join("localstack/.venv/bin/python"))
-        .args(["-c", script, crate::support::endpoint(), &fx.stack.vpc_id, name])
+        .args([
+            "-c",
+            script,
+            crate::support::endpoint(),
+            &fx.stack.vpc_id,
+            name,
+        ])
         .arg(size.to_string())
         .output()
         .expect("run python");

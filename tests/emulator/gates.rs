@@ -2,12 +2,12 @@
 //! SetAlarmState and metrics put with PutMetricData drive every gate; a failure puts traffic back
 //! at once; other runs' promote and rollback are honoured by the running command.
 
+use crate::support::w;
+use crate::support::Fixture;
 use aws_sdk_cloudwatch::types::{
     ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic,
 };
 use serde_json::Value;
-use crate::support::w;
-use crate::support::Fixture;
 
 /// A fixture whose config has `gates` as its `[backend.gates]` section.
 async fn fixture(gates: &str) -> Fixture {

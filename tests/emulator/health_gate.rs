@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use crate::support::Fixture;
+use serde_json::json;
 
 async fn fixture() -> Fixture {
-    Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into(), "bad".into()]).await
+    Fixture::with_tags(&["v1", "v2", "bad"]).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,22 +4,6 @@
 
 use crate::support::Fixture;
 
-/// Every key under `prefix` in the site bucket, with its size.
-async fn keys(fx: &Fixture, prefix: &str) -> Vec<(String, i64)> {
-    let out = fx
-        .s3()
-        .list_objects_v2()
-        .bucket(&fx.stack.site_bucket)
-        .prefix(prefix)
-        .send()
-        .await
-        .unwrap();
-    out.contents()
-        .iter()
-        .map(|o| (o.key().unwrap().to_string(), o.size().unwrap_or(-1)))
-        .collect()
-}
-
 fn uploads(fx: &Fixture) -> usize {
     fx.requests()
         .iter()
@@ -86,7 +70,7 @@ async fn awkward_names_and_empty_files_go_up_under_exactly_their_keys() {
         "r1",
     ])
     .ok();
-    let stored = keys(&fx, "releases/r1/docs/").await;
+    let stored = fx.objects(&fx.stack.site_bucket, "releases/r1/docs/").await;
     for name in names.iter().map(|n| n.to_string()).chain([deep]) {
         let key = format!("releases/r1/{name}");
         let size = stored.iter().find(|(k, _)| *k == key).map(|(_, s)| *s);

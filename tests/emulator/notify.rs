@@ -2,8 +2,8 @@
 //! colour, image, digest and weights; the URLs never show in any output; an endpoint that is down
 //! or a variable that is unset is one warning and never changes the exit code.
 
-use serde_json::Value;
 use crate::support::{Fixture, Outcome, Receiver};
+use serde_json::Value;
 
 /// The secret part of every URL in these tests: it must never reach any output.
 const TOKEN: &str = "T0KEN-s3cr3t-5f8a";
@@ -197,7 +197,10 @@ async fn a_gate_breach_is_notified_as_an_automatic_rollback_then_the_failure() {
 async fn an_endpoint_that_is_down_is_one_warning_and_the_release_succeeds() {
     let fx = fixture(BOTH).await;
     // Nothing listens: refused at once, retried once, then skipped for the rest of the run.
-    let down = format!("http://127.0.0.1:{}/hook/{TOKEN}", crate::support::closed_port());
+    let down = format!(
+        "http://127.0.0.1:{}/hook/{TOKEN}",
+        crate::support::closed_port()
+    );
     // Answers 500: retried once, then skipped.
     let failing = Receiver::start(500);
     let slack = format!("{}/slack/{TOKEN}", failing.base);

@@ -3,12 +3,12 @@
 //! while users still see the old one, and only then does traffic move. A failing smoke test
 //! leaves traffic where it was; someone else's rules are never touched.
 
+use crate::support::Fixture;
 use aws_sdk_elasticloadbalancingv2::types::{
     HttpHeaderConditionConfig, Rule, RuleCondition, RulePriorityPair,
 };
 use bgcloud::model::weights::Weights;
 use serde_json::Value;
-use crate::support::Fixture;
 
 const PREVIEW: &str = "[backend.preview]\nheader = \"X-Bgcloud-Preview\"";
 

@@ -2,8 +2,8 @@
 //! the same env and secrets, before the new colour's containers start; a failure launches
 //! nothing and leaves traffic as it was.
 
-use serde_json::json;
 use crate::support::Fixture;
+use serde_json::json;
 
 /// The scripts bgcloud sent through SSM, oldest first, with the instances each went to.
 async fn sent(fx: &Fixture) -> Vec<(String, Vec<String>)> {

@@ -3,9 +3,9 @@
 //! with a clear error and traffic where it was. A retried conditional write that already
 //! succeeded the first time is recognised, not applied twice.
 
-use serde_json::json;
 use crate::support::w;
 use crate::support::Fixture;
+use serde_json::json;
 
 fn history_len(record: &serde_json::Value) -> usize {
     record["history"].as_array().map_or(0, Vec::len)

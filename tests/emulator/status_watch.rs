@@ -7,8 +7,8 @@ use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use crate::support::{finish, signal, Bare, Fixture};
+use serde_json::json;
 
 /// A spawned watch whose stdout is read as it comes.
 struct Watching {

@@ -2,10 +2,10 @@
 //! stale, are brought in line with the desired state, with the health gate and without moving
 //! traffic; `status` shows the stored result without asking any instance.
 
+use crate::support::Fixture;
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use bgcloud::model::weights::Weights;
 use serde_json::{json, Value};
-use crate::support::Fixture;
 
 /// Green then blue deployed: both colours have a desired state; blue is live.
 async fn deployed() -> Fixture {

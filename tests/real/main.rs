@@ -9,8 +9,8 @@ mod support;
 
 use std::time::Duration;
 
-use crate::support::w;
 use crate::support::lane::{now, Load, Sample};
+use crate::support::w;
 use crate::support::Fixture;
 
 const LANE: &str = "needs the real-instance lane: run scripts/test-real";
