@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use super::{control_answer, Fixture};
+use super::emulator::control_answer;
+use super::Fixture;
 
 /// lane.json, as lane/lane.py wrote it.
 pub fn info() -> Value {

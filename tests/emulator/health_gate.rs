@@ -2,20 +2,13 @@
 //! never lets a broken image get traffic, the wait is the ALB's physics and no longer, plain
 //! listeners are adopted, a changed port leaves no target behind.
 
-mod support;
-
 use std::time::Duration;
 
-use bgcloud::model::weights::Weights;
+use crate::support::Fixture;
 use serde_json::json;
-use support::Fixture;
-
-fn w(blue: u8, green: u8) -> Weights {
-    Weights { blue, green }
-}
 
 async fn fixture() -> Fixture {
-    Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into(), "bad".into()]).await
+    Fixture::with_tags(&["v1", "v2", "bad"]).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -44,7 +37,7 @@ async fn a_broken_image_on_a_colour_that_was_healthy_never_gets_traffic() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     assert!(fx.record().await.is_null(), "nothing recorded");
     assert!(
         !fx.requests().iter().any(|(_, a)| a == "ModifyListener"),
@@ -62,7 +55,7 @@ async fn a_healthy_verdict_is_trusted_only_after_the_alb_had_time_to_judge() {
         "the progress line says what it waits for: {}",
         out.stderr
     );
-    let log = support::request_log(&fx.access_key);
+    let log = crate::support::request_log(&fx.access_key);
     let t = |action: &str| -> Vec<f64> {
         log.iter()
             .filter(|r| r["action"] == action)
@@ -77,7 +70,7 @@ async fn a_healthy_verdict_is_trusted_only_after_the_alb_had_time_to_judge() {
         (15.0..=15.0 + 0.1 + 2.0).contains(&waited),
         "waited {waited:.2} s between the launch and the shift"
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -92,7 +85,7 @@ async fn a_colour_that_is_down_is_waited_for_until_its_new_container_is_healthy(
         "the wait names what it waits for: {}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 
     // The same colour down again, and an image that never passes: the deploy gives up at
     // --health-timeout with the reason codes, traffic untouched.
@@ -110,7 +103,7 @@ async fn a_colour_that_is_down_is_waited_for_until_its_new_container_is_healthy(
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -125,7 +118,7 @@ async fn a_health_timeout_shorter_than_the_albs_judgement_is_refused_before_any_
         "{}",
         out.stderr
     );
-    assert_eq!(fx.writes_but_lock(), vec![]);
+    fx.assert_no_writes_but_lock();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -159,7 +152,7 @@ async fn a_changed_colour_port_takes_the_old_registration_out() {
             "the old port's target is draining or gone: {states:?}"
         );
     }
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -183,7 +176,7 @@ async fn a_plain_forward_is_adopted_before_the_health_wait() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     let writes: Vec<_> = fx
         .requests()
         .into_iter()
@@ -213,7 +206,7 @@ async fn a_plain_forward_to_another_group_is_still_refused() {
     plain_forward(&fx, &other).await;
     let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(2);
     assert!(out.stderr.contains(&other), "{}", out.stderr);
-    assert_eq!(fx.writes_but_lock(), vec![]);
+    fx.assert_no_writes_but_lock();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -239,8 +232,8 @@ async fn rule_arn_naming_the_default_rule_is_refused_at_the_start() {
             out.stderr
         );
     }
-    assert_eq!(fx.writes_but_lock(), vec![]);
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_no_writes_but_lock();
+    fx.assert_weights(100, 0).await;
 }
 
 /// Replaces the listener's action with a plain forward (`TargetGroupArn`), the way most

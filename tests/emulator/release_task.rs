@@ -2,16 +2,8 @@
 //! the same env and secrets, before the new colour's containers start; a failure launches
 //! nothing and leaves traffic as it was.
 
-mod support;
-
+use crate::support::Fixture;
 use serde_json::json;
-use support::Fixture;
-
-async fn fixture(extra_backend: &str) -> Fixture {
-    let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await;
-    fx.write_config(&fx.stack.config_toml(extra_backend));
-    fx
-}
 
 /// The scripts bgcloud sent through SSM, oldest first, with the instances each went to.
 async fn sent(fx: &Fixture) -> Vec<(String, Vec<String>)> {
@@ -40,14 +32,14 @@ async fn sent(fx: &Fixture) -> Vec<(String, Vec<String>)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_task_runs_once_with_the_new_digest_before_any_container_starts() {
     let parameter = "/release/prod/DATABASE_URL";
-    let fx = fixture(&format!(
+    let fx = Fixture::v1_v2_with(&format!(
         "secrets = {{ DATABASE_URL = \"{parameter}\" }}\nrelease_task = [\"npm\", \"run\", \"migrate\", \"--to=latest; rm -rf /\"]"
     ))
     .await;
     fx.put_secret(parameter, "postgres://app:hunter2-s3cr3t@db/prod")
         .await;
     let first = fx.stack.instance_ids.iter().min().unwrap().clone(); // sorted first
-    support::control(
+    crate::support::control(
         "ssm-invocation",
         json!({"instance_id": first, "status": "Success", "stdout": "migrated 3 tables\n"}),
     );
@@ -96,12 +88,12 @@ async fn the_task_runs_once_with_the_new_digest_before_any_container_starts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_task_launches_nothing_and_leaves_traffic_alone() {
-    let fx = fixture("").await;
+    let fx = Fixture::v1_v2_with("").await;
     fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green live
     let record = fx.record().await;
     let before = fx.weights().await;
     let first = fx.stack.instance_ids.iter().min().unwrap().clone(); // sorted first
-    support::control(
+    crate::support::control(
         "ssm-invocation",
         json!({"instance_id": first, "status": "Failed", "response_code": 3,
                "stdout": "Error: relation \"users\" already exists\n",
@@ -138,7 +130,7 @@ async fn a_failed_task_launches_nothing_and_leaves_traffic_alone() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_release_task_that_is_not_shell_words_is_refused_before_any_request() {
-    let fx = fixture("").await;
+    let fx = Fixture::v1_v2_with("").await;
     let out = fx
         .bgcloud(&[
             "deploy",

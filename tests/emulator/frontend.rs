@@ -1,10 +1,8 @@
 //! Frontend releases against the emulator: S3 objects checked with HeadObject, CloudFront's
 //! origin path read back with the SDK, writes counted in the emulator's request log.
 
-mod support;
-
-use support::stack::fnv32 as fnv;
-use support::Fixture;
+use crate::support::stack::fnv32 as fnv;
+use crate::support::Fixture;
 
 /// Where a file of release `id` is stored with the shared asset layout (the default fixture):
 /// hashed assets once at the bucket root, the rest under the release.
@@ -163,7 +161,7 @@ async fn a_release_with_no_change_writes_nothing() {
     );
     let cloudfront_writes: Vec<_> = fx.requests()[before..]
         .iter()
-        .filter(|(s, a)| s == "cloudfront" && !support::is_read(a))
+        .filter(|(s, a)| s == "cloudfront" && !crate::support::is_read(a))
         .cloned()
         .collect();
     assert!(cloudfront_writes.is_empty(), "{cloudfront_writes:?}");
@@ -267,7 +265,7 @@ async fn a_stale_etag_is_retried() {
     let fx = Fixture::new().await;
     // Another writer updates the distribution right after bgcloud reads its config, once.
     let body = serde_json::json!({"distribution_id": fx.stack.distribution_id, "after_reads": 2});
-    support::control("cloudfront-etag", body);
+    crate::support::control("cloudfront-etag", body);
     let out = fx
         .bgcloud(&["frontend", "deploy", &fx.site("1"), "--release-id", "r1"])
         .ok();
@@ -292,14 +290,14 @@ async fn bad_folders_and_unknown_releases_are_refused() {
     let out = fx
         .bgcloud(&["frontend", "deploy", missing.to_str().unwrap()])
         .code(2);
-    assert!(out.stderr.contains("is not a folder"), "{}", out.stderr);
+    out.assert_stderr_has("is not a folder");
 
     let empty = fx.dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let out = fx
         .bgcloud(&["frontend", "deploy", empty.to_str().unwrap()])
         .code(2);
-    assert!(out.stderr.contains("is empty"), "{}", out.stderr);
+    out.assert_stderr_has("is empty");
 
     let no_index = fx.dir.path().join("src");
     std::fs::create_dir_all(no_index.join("assets")).unwrap();
@@ -307,7 +305,7 @@ async fn bad_folders_and_unknown_releases_are_refused() {
     let out = fx
         .bgcloud(&["frontend", "deploy", no_index.to_str().unwrap()])
         .code(2);
-    assert!(out.stderr.contains("no index.html"), "{}", out.stderr);
+    out.assert_stderr_has("no index.html");
     assert_eq!(fx.requests(), vec![], "refused before any request");
 
     fx.bgcloud(&["frontend", "deploy", &fx.site("1"), "--release-id", "r1"])
@@ -347,7 +345,12 @@ async fn prune_keeps_the_newest_and_always_current_and_previous() {
     assert_eq!(origin_path(&fx).await, "/releases/r1");
 
     // What is really in the buckets, read with the test's own client.
-    let site = keys(&fx, &fx.stack.site_bucket).await;
+    let site: Vec<String> = fx
+        .objects(&fx.stack.site_bucket, "")
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     for gone in ["releases/r2/", "releases/r3/"] {
         assert!(
             !site.iter().any(|k| k.starts_with(gone)),
@@ -357,7 +360,12 @@ async fn prune_keeps_the_newest_and_always_current_and_previous() {
     for kept in ["releases/r1/index.html", "releases/r4/index.html"] {
         assert!(site.contains(&kept.to_string()), "{kept} missing: {site:?}");
     }
-    let state = keys(&fx, &fx.stack.state_bucket).await;
+    let state: Vec<String> = fx
+        .objects(&fx.stack.state_bucket, "")
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     let manifest = |id: &str| format!("bgcloud/{}/frontend/{id}.json", fx.stack.spec.name);
     for id in ["r2", "r3"] {
         assert!(
@@ -397,23 +405,6 @@ async fn prune_keeps_the_newest_and_always_current_and_previous() {
     }
 }
 
-/// Every key in `bucket`, read with the test's own client.
-async fn keys(fx: &Fixture, bucket: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut pages = fx
-        .s3()
-        .list_objects_v2()
-        .bucket(bucket)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        for o in page.unwrap().contents() {
-            out.push(o.key().unwrap().to_string());
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_writes_nothing() {
     let fx = Fixture::new().await;
@@ -428,7 +419,7 @@ async fn dry_run_writes_nothing() {
     let writes: Vec<_> = fx
         .requests()
         .into_iter()
-        .filter(|(_, a)| !support::is_read(a))
+        .filter(|(_, a)| !crate::support::is_read(a))
         .collect();
     assert!(writes.is_empty(), "{writes:?}");
     assert_eq!(origin_path(&fx).await, "");

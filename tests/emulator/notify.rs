@@ -2,17 +2,15 @@
 //! colour, image, digest and weights; the URLs never show in any output; an endpoint that is down
 //! or a variable that is unset is one warning and never changes the exit code.
 
-mod support;
-
+use crate::support::{Fixture, Outcome, Receiver};
 use serde_json::Value;
-use support::{Fixture, Outcome, Receiver};
 
 /// The secret part of every URL in these tests: it must never reach any output.
 const TOKEN: &str = "T0KEN-s3cr3t-5f8a";
 
 /// A fixture with v1 and v2 and a `[notify]` naming `SLACK_URL` and/or `HOOK_URL`.
 async fn fixture(notify: &str) -> Fixture {
-    let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await;
+    let fx = Fixture::v1_v2().await;
     fx.write_config(&format!(
         "{}\n[notify]\n{notify}\n",
         fx.stack.config_toml("")
@@ -199,7 +197,10 @@ async fn a_gate_breach_is_notified_as_an_automatic_rollback_then_the_failure() {
 async fn an_endpoint_that_is_down_is_one_warning_and_the_release_succeeds() {
     let fx = fixture(BOTH).await;
     // Nothing listens: refused at once, retried once, then skipped for the rest of the run.
-    let down = format!("http://127.0.0.1:{}/hook/{TOKEN}", support::closed_port());
+    let down = format!(
+        "http://127.0.0.1:{}/hook/{TOKEN}",
+        crate::support::closed_port()
+    );
     // Answers 500: retried once, then skipped.
     let failing = Receiver::start(500);
     let slack = format!("{}/slack/{TOKEN}", failing.base);

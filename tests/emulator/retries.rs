@@ -3,19 +3,9 @@
 //! with a clear error and traffic where it was. A retried conditional write that already
 //! succeeded the first time is recognised, not applied twice.
 
-mod support;
-
-use bgcloud::model::weights::Weights;
+use crate::support::w;
+use crate::support::Fixture;
 use serde_json::json;
-use support::Fixture;
-
-fn w(blue: u8, green: u8) -> Weights {
-    Weights { blue, green }
-}
-
-async fn fixture() -> Fixture {
-    Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await
-}
 
 fn history_len(record: &serde_json::Value) -> usize {
     record["history"].as_array().map_or(0, Vec::len)
@@ -23,7 +13,7 @@ fn history_len(record: &serde_json::Value) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn throttled_reads_and_writes_complete_after_retries() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     for (action, code, status) in [
         ("DescribeListeners", "Throttling", 400),
         ("DescribeTargetHealth", "Throttling", 400),
@@ -42,7 +32,7 @@ async fn throttled_reads_and_writes_complete_after_retries() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_throttled_past_every_attempt_stops_with_traffic_where_it_was() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.fault(
         json!({"action": "ModifyListener", "code": "Throttling", "status": 400, "times": 100}),
     );
@@ -56,20 +46,20 @@ async fn a_write_throttled_past_every_attempt_stops_with_traffic_where_it_was() 
         out.stderr
     );
     assert_eq!(fx.count("ModifyListener"), 3, "--max-attempts 3");
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     assert!(fx.record().await.is_null());
 
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.fault(json!({"action": "SendCommand", "code": "ThrottlingException", "status": 400, "times": 100}));
     let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(1);
-    assert!(out.stderr.contains("ThrottlingException"), "{}", out.stderr);
-    assert_eq!(fx.weights().await, w(100, 0));
+    out.assert_stderr_has("ThrottlingException");
+    fx.assert_weights(100, 0).await;
     assert!(!fx.lock_exists().await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_write_that_succeeded_but_lost_its_answer_is_not_applied_twice() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.bgcloud(&["deploy", "--image", "v1"]).ok();
     // The compare-and-swap goes through, the answer is lost; the SDK's retry gets 412.
     fx.fault(
@@ -83,12 +73,12 @@ async fn a_record_write_that_succeeded_but_lost_its_answer_is_not_applied_twice(
         2,
         "one deploy, one rollback: {record}"
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lock_create_that_succeeded_but_lost_its_answer_is_ours() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     let lock_put = format!(
         "PUT /{}/bgcloud/{}/lock.json",
         fx.stack.state_bucket, fx.stack.spec.name
@@ -98,7 +88,7 @@ async fn a_lock_create_that_succeeded_but_lost_its_answer_is_ours() {
                     "code": "InternalError", "times": 1}),
     );
     fx.bgcloud(&["deploy", "--image", "v1"]).ok();
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     assert!(!fx.lock_exists().await);
 }
 
@@ -123,7 +113,7 @@ async fn a_throttled_distribution_update_retries_or_leaves_the_live_release() {
     let out = fx
         .bgcloud(&["frontend", "deploy", &fx.site("3"), "--release-id", "r3"])
         .code(1);
-    assert!(out.stderr.contains("Throttling"), "{}", out.stderr);
+    out.assert_stderr_has("Throttling");
     assert_eq!(
         fx.bgcloud(&["frontend", "releases"]).json()["current"],
         "r2"

@@ -1,15 +1,7 @@
 //! Draining before a container is replaced: a deploy to a colour that lost its traffic moments
 //! ago waits out the rest of the target group's deregistration delay, and only then launches.
 
-mod support;
-
-use support::Fixture;
-
-async fn fixture(extra_backend: &str) -> Fixture {
-    let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await;
-    fx.write_config(&fx.stack.config_toml(extra_backend));
-    fx
-}
+use crate::support::Fixture;
 
 async fn set_delay(fx: &Fixture, target_group_arn: &str, seconds: u64) {
     fx.set_deregistration_delay(target_group_arn, seconds).await;
@@ -26,7 +18,7 @@ fn deploy(fx: &Fixture, image: &str) -> (serde_json::Value, String) {
 
 /// Emulator times (seconds) of `action` in this test's requests, in order.
 fn times(fx: &Fixture, action: &str) -> Vec<f64> {
-    support::request_log(&fx.access_key)
+    crate::support::request_log(&fx.access_key)
         .iter()
         .filter(|r| r["action"] == action)
         .map(|r| r["t"].as_f64().unwrap())
@@ -35,7 +27,7 @@ fn times(fx: &Fixture, action: &str) -> Vec<f64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deploy_right_after_green_lost_its_traffic_waits_for_it_to_drain() {
-    let fx = fixture("").await;
+    let fx = Fixture::v1_v2_with("").await;
     set_delay(&fx, &fx.stack.green_target_group_arn, 3).await;
     fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green live
     fx.bgcloud(&["deploy", "--image", "v2"]).ok(); // blue live: green just lost its traffic
@@ -72,7 +64,7 @@ async fn a_deploy_right_after_green_lost_its_traffic_waits_for_it_to_drain() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_wait_for_a_colour_that_never_had_traffic_or_drained_long_ago() {
-    let fx = fixture("").await;
+    let fx = Fixture::v1_v2_with("").await;
     set_delay(&fx, &fx.stack.blue_target_group_arn, 1).await;
     // Green never had traffic in the record: the first deploy launches at once.
     let (first, stderr) = deploy(&fx, "v1");
@@ -90,7 +82,7 @@ async fn no_wait_for_a_colour_that_never_had_traffic_or_drained_long_ago() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn drain_wait_max_caps_the_wait_and_zero_turns_it_off() {
-    let fx = fixture("drain_wait_max = \"0s\"").await;
+    let fx = Fixture::v1_v2_with("drain_wait_max = \"0s\"").await;
     set_delay(&fx, &fx.stack.green_target_group_arn, 300).await;
     fx.bgcloud(&["deploy", "--image", "v1"]).ok();
     fx.bgcloud(&["deploy", "--image", "v2"]).ok();

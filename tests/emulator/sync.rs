@@ -2,16 +2,14 @@
 //! stale, are brought in line with the desired state, with the health gate and without moving
 //! traffic; `status` shows the stored result without asking any instance.
 
-mod support;
-
+use crate::support::Fixture;
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use bgcloud::model::weights::Weights;
 use serde_json::{json, Value};
-use support::Fixture;
 
 /// Green then blue deployed: both colours have a desired state; blue is live.
 async fn deployed() -> Fixture {
-    let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await;
+    let fx = Fixture::v1_v2().await;
     fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
     fx.bgcloud(&["deploy", "--image", "v2"]).ok(); // blue
     fx
@@ -25,7 +23,7 @@ async fn join(fx: &Fixture) -> String {
         (&fx.stack.blue_target_group_arn, 8081),
         (&fx.stack.green_target_group_arn, 8082),
     ] {
-        support::control(
+        crate::support::control(
             "container",
             json!({"instance_id": id, "port": port, "behaviour": {"down": true}}),
         );
@@ -191,10 +189,10 @@ async fn a_stale_container_that_serves_traffic_leaves_its_group_and_drains_first
         plan.stdout
     );
     let out = fx.bgcloud(&["sync"]).ok();
-    assert!(out.stderr.contains("draining"), "{}", out.stderr);
+    out.assert_stderr_has("draining");
 
     // Out of the group before the relaunch was sent, back in and healthy after.
-    let log = support::request_log(&fx.access_key);
+    let log = crate::support::request_log(&fx.access_key);
     let t = |action: &str| {
         log.iter()
             .filter(|r| r["action"] == action)
@@ -250,7 +248,7 @@ async fn what_cannot_be_brought_in_line_is_named_exit_1_and_kept_for_status() {
 async fn nothing_deployed_yet_is_refused() {
     let fx = Fixture::new().await;
     let out = fx.bgcloud(&["sync"]).code(2);
-    assert!(out.stderr.contains("nothing to sync"), "{}", out.stderr);
+    out.assert_stderr_has("nothing to sync");
     assert_eq!(fx.count("SendCommand"), 0);
 }
 

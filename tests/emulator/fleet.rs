@@ -1,15 +1,8 @@
 //! The instance side of a deploy as SSM really behaves: agents that are not there, calls the
 //! role may not make or the endpoint does not know, and what SSM says when a launch fails.
 
-mod support;
-
-use bgcloud::model::weights::Weights;
+use crate::support::Fixture;
 use serde_json::json;
-use support::Fixture;
-
-fn w(blue: u8, green: u8) -> Weights {
-    Weights { blue, green }
-}
 
 fn sent_commands(fx: &Fixture) -> usize {
     fx.requests()
@@ -22,7 +15,7 @@ fn sent_commands(fx: &Fixture) -> usize {
 async fn an_instance_without_a_registered_agent_is_refused_before_anything_is_sent() {
     let fx = Fixture::new().await;
     let lost = &fx.stack.instance_ids[1];
-    support::control(
+    crate::support::control(
         "ssm-agent",
         json!({"instance_id": lost, "status": "unregistered"}),
     );
@@ -33,9 +26,9 @@ async fn an_instance_without_a_registered_agent_is_refused_before_anything_is_se
         out.stderr
     );
     assert_eq!(sent_commands(&fx), 0);
-    assert_eq!(fx.writes_but_lock(), vec![]);
+    fx.assert_no_writes_but_lock();
 
-    support::control(
+    crate::support::control(
         "ssm-agent",
         json!({"instance_id": lost, "status": "ConnectionLost"}),
     );
@@ -49,13 +42,13 @@ async fn an_instance_without_a_registered_agent_is_refused_before_anything_is_se
     fx.bgcloud(&["deploy", "--image", "v1", "--dry-run"])
         .code(2);
     assert_eq!(sent_commands(&fx), 0);
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_permission_to_check_the_agents_is_refused_naming_it() {
     let fx = Fixture::new().await;
-    support::control(
+    crate::support::control(
         "faults",
         json!({"access_key": fx.access_key, "action": "DescribeInstanceInformation",
                "status": 400, "code": "AccessDeniedException", "times": 10}),
@@ -72,7 +65,7 @@ async fn no_permission_to_check_the_agents_is_refused_naming_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_endpoint_without_the_agent_call_gets_one_warning_and_the_deploy_goes_on() {
     let fx = Fixture::new().await;
-    support::control(
+    crate::support::control(
         "faults",
         json!({"access_key": fx.access_key, "action": "DescribeInstanceInformation",
                "unimplemented": true, "times": 10}),
@@ -83,14 +76,14 @@ async fn an_endpoint_without_the_agent_call_gets_one_warning_and_the_deploy_goes
         .matches("does not implement ssm:DescribeInstanceInformation")
         .count();
     assert_eq!(warnings, 1, "{}", out.stderr);
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ssm_status_details_are_shown() {
     let fx = Fixture::new().await;
     let id = fx.stack.instance_ids[0].clone();
-    support::control(
+    crate::support::control(
         "ssm-invocation",
         json!({"instance_id": id, "status": "TimedOut", "status_details": "DeliveryTimedOut"}),
     );
@@ -101,7 +94,7 @@ async fn ssm_status_details_are_shown() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 /// Creates an Auto Scaling group of `size` instances in the stack's VPC through boto3 (the
@@ -125,7 +118,13 @@ group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScal
 print(json.dumps(sorted(i["InstanceId"] for i in group["Instances"])))
 "#;
     let out = std::process::Command::new(root.join("localstack/.venv/bin/python"))
-        .args(["-c", script, support::endpoint(), &fx.stack.vpc_id, name])
+        .args([
+            "-c",
+            script,
+            crate::support::endpoint(),
+            &fx.stack.vpc_id,
+            name,
+        ])
         .arg(size.to_string())
         .output()
         .expect("run python");
@@ -161,5 +160,5 @@ async fn auto_scaling_group_names_the_groups_running_instances() {
     let out = fx
         .bgcloud(&["deploy", "--image", "v1", "--dry-run"])
         .code(2);
-    assert!(out.stderr.contains("keep one of them"), "{}", out.stderr);
+    out.assert_stderr_has("keep one of them");
 }

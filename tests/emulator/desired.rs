@@ -3,13 +3,11 @@
 //! change, and never holding a secret's value. And the shift's guard: a target the deploy did
 //! not launch (an instance that joined meanwhile) stops it before any traffic moves.
 
-mod support;
-
+use crate::support::Fixture;
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
-use support::Fixture;
 
 async fn fixture(extra_backend: &str) -> Fixture {
-    let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into(), "bad".into()]).await;
+    let fx = Fixture::with_tags(&["v1", "v2", "bad"]).await;
     fx.write_config(&fx.stack.config_toml(extra_backend));
     fx
 }

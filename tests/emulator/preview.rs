@@ -3,22 +3,14 @@
 //! while users still see the old one, and only then does traffic move. A failing smoke test
 //! leaves traffic where it was; someone else's rules are never touched.
 
-mod support;
-
+use crate::support::Fixture;
 use aws_sdk_elasticloadbalancingv2::types::{
     HttpHeaderConditionConfig, Rule, RuleCondition, RulePriorityPair,
 };
 use bgcloud::model::weights::Weights;
 use serde_json::Value;
-use support::Fixture;
 
 const PREVIEW: &str = "[backend.preview]\nheader = \"X-Bgcloud-Preview\"";
-
-async fn fixture(extra_backend: &str) -> Fixture {
-    let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await;
-    fx.write_config(&fx.stack.config_toml(extra_backend));
-    fx
-}
 
 /// The listener's rules other than the default, by priority.
 async fn rules(fx: &Fixture) -> Vec<Rule> {
@@ -75,7 +67,7 @@ async fn add_rule(
         .listener_arn(&fx.stack.listener_arn)
         .priority(priority)
         .conditions(condition)
-        .actions(support::stack::forward(to))
+        .actions(crate::support::stack::forward(to))
         .send()
         .await
         .unwrap();
@@ -109,7 +101,7 @@ async fn tag(fx: &Fixture, rule_arn: &str, app: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn smoke_tests_reach_the_new_colour_by_header_while_users_still_see_the_old_one() {
-    let fx = fixture(PREVIEW).await;
+    let fx = Fixture::v1_v2_with(PREVIEW).await;
     let dir = fx.dir.path().display().to_string();
     // The smoke test records what it was told and what `bgcloud status` says while it runs.
     let smoke = format!(
@@ -125,7 +117,7 @@ async fn smoke_tests_reach_the_new_colour_by_header_while_users_still_see_the_ol
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("smoke | to stderr"), "{}", out.stderr);
+    out.assert_stderr_has("smoke | to stderr");
     assert!(
         out.stdout
             .contains("smoke tests: 1 passed through X-Bgcloud-Preview: green at http://"),
@@ -240,10 +232,10 @@ async fn smoke_tests_reach_the_new_colour_by_header_while_users_still_see_the_ol
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_or_hanging_smoke_test_leaves_traffic_untouched() {
-    let fx = fixture(&format!("smoke = [\"echo checking; exit 3\"]\n{PREVIEW}")).await;
+    let fx = Fixture::v1_v2_with(&format!("smoke = [\"echo checking; exit 3\"]\n{PREVIEW}")).await;
     let before = fx.record().await;
     let out = fx.bgcloud(&["deploy", "--image", "v2"]).code(1);
-    assert!(out.stderr.contains("smoke | checking"), "{}", out.stderr);
+    out.assert_stderr_has("smoke | checking");
     assert!(
         out.stderr
             .contains("smoke `echo checking; exit 3` failed (exit 3)")
@@ -292,7 +284,7 @@ async fn a_failing_or_hanging_smoke_test_leaves_traffic_untouched() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rule_goes_before_rule_arns_rule_and_never_touches_someone_elses() {
-    let fx = fixture("").await;
+    let fx = Fixture::v1_v2_with("").await;
     let (blue, green) = (
         fx.stack.blue_target_group_arn.clone(),
         fx.stack.green_target_group_arn.clone(),
@@ -437,7 +429,7 @@ async fn the_rule_goes_before_rule_arns_rule_and_never_touches_someone_elses() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_smoke_or_preview_settings_are_refused_before_any_request() {
-    let fx = fixture("").await;
+    let fx = Fixture::v1_v2_with("").await;
     let out = fx
         .bgcloud(&["deploy", "--image", "v2", "--smoke", "  "])
         .code(2);
@@ -458,7 +450,7 @@ async fn bad_smoke_or_preview_settings_are_refused_before_any_request() {
             "soon",
         ])
         .code(2);
-    assert!(out.stderr.contains("--smoke-timeout"), "{}", out.stderr);
+    out.assert_stderr_has("--smoke-timeout");
     fx.write_config(&fx.stack.config_toml("[backend.preview]\nheader = \"Host\""));
     let out = fx.bgcloud(&["deploy", "--image", "v2"]).code(2);
     assert!(
@@ -471,7 +463,7 @@ async fn bad_smoke_or_preview_settings_are_refused_before_any_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_priority_taken_between_the_read_and_the_write_is_planned_again() {
-    let fx = fixture(PREVIEW).await;
+    let fx = Fixture::v1_v2_with(PREVIEW).await;
     // Another rule takes the planned priority just before bgcloud's CreateRule: the ALB
     // answers PriorityInUse, and bgcloud reads the listener again instead of failing.
     fx.fault(serde_json::json!({
@@ -491,7 +483,7 @@ async fn a_priority_taken_between_the_read_and_the_write_is_planned_again() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_during_a_smoke_test_stops_it_and_everything_it_started() {
-    let fx = fixture("").await;
+    let fx = Fixture::v1_v2_with("").await;
     let started = fx.dir.path().join("started");
     let marker = format!("32.{}", std::process::id());
     let child = fx
@@ -511,8 +503,8 @@ async fn ctrl_c_during_a_smoke_test_stops_it_and_everything_it_started() {
         assert!(t.elapsed().as_secs() < 30, "the smoke test never started");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    support::signal(&child, "INT");
-    let (code, _, stderr) = support::finish(child);
+    crate::support::signal(&child, "INT");
+    let (code, _, stderr) = crate::support::finish(child);
     assert_eq!(code, 130, "{stderr}");
     assert!(
         !running(&marker),

@@ -2,13 +2,11 @@
 //! before and after) or why it failed; read-only commands and dry runs append nothing; a
 //! summary that cannot be written is a warning, never a failed release.
 
-mod support;
-
-use support::Fixture;
+use crate::support::Fixture;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn releases_and_failures_are_summarised_read_only_commands_are_not() {
-    let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await;
+    let fx = Fixture::v1_v2().await;
     let summary = fx.dir.path().join("step-summary.md");
     let path = summary.to_str().unwrap();
     let run = |args: &[&str]| fx.bgcloud(args).env("GITHUB_STEP_SUMMARY", path);

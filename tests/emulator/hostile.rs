@@ -2,25 +2,7 @@
 //! index.html, a path too long for S3. Refused before anything is uploaded, or uploaded under
 //! exactly the right keys.
 
-mod support;
-
-use support::Fixture;
-
-/// Every key under `prefix` in the site bucket, with its size.
-async fn keys(fx: &Fixture, prefix: &str) -> Vec<(String, i64)> {
-    let out = fx
-        .s3()
-        .list_objects_v2()
-        .bucket(&fx.stack.site_bucket)
-        .prefix(prefix)
-        .send()
-        .await
-        .unwrap();
-    out.contents()
-        .iter()
-        .map(|o| (o.key().unwrap().to_string(), o.size().unwrap_or(-1)))
-        .collect()
-}
+use crate::support::Fixture;
 
 fn uploads(fx: &Fixture) -> usize {
     fx.requests()
@@ -88,7 +70,7 @@ async fn awkward_names_and_empty_files_go_up_under_exactly_their_keys() {
         "r1",
     ])
     .ok();
-    let stored = keys(&fx, "releases/r1/docs/").await;
+    let stored = fx.objects(&fx.stack.site_bucket, "releases/r1/docs/").await;
     for name in names.iter().map(|n| n.to_string()).chain([deep]) {
         let key = format!("releases/r1/{name}");
         let size = stored.iter().find(|(k, _)| *k == key).map(|(_, s)| *s);
@@ -111,7 +93,7 @@ async fn an_empty_index_and_a_path_too_long_for_s3_are_refused() {
     let out = fx
         .bgcloud(&["frontend", "deploy", site.to_str().unwrap()])
         .code(2);
-    assert!(out.stderr.contains("index.html is empty"), "{}", out.stderr);
+    out.assert_stderr_has("index.html is empty");
 
     let site = std::path::PathBuf::from(fx.site("2"));
     let long = format!("docs/{}/x.txt", vec!["e".repeat(100); 10].join("/"));

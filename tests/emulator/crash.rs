@@ -2,19 +2,10 @@
 //! on a colour that was healthy, `status` tells the truth from the ALB, the next run refuses with
 //! the stale lock's owner and age, and `lock release --force` followed by a new run recovers.
 
-mod support;
-
+use crate::support::w;
+use crate::support::Fixture;
 use bgcloud::model::weights::Weights;
 use serde_json::{json, Value};
-use support::Fixture;
-
-fn w(blue: u8, green: u8) -> Weights {
-    Weights { blue, green }
-}
-
-async fn fixture() -> Fixture {
-    Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await
-}
 
 /// Runs `args`, waits until it has made a request matching `reached`, and kills it (SIGKILL: no
 /// cleanup of any kind).
@@ -27,7 +18,7 @@ fn crash(fx: &Fixture, args: &[&str], fault: Option<Value>, reached: impl Fn(&st
     let before = seen(&fx.requests());
     let child = fx.bgcloud(args).spawn();
     fx.wait_until("the step to crash at", |log| seen(log) > before);
-    support::signal(&child, "KILL");
+    crate::support::signal(&child, "KILL");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), None, "killed by a signal");
 }
@@ -50,7 +41,7 @@ async fn recover(fx: &Fixture, image: &str, expect: Weights) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_after_taking_the_lock() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     let lock_put = format!(
         "PUT /{}/bgcloud/{}/lock.json",
         fx.stack.state_bucket, fx.stack.spec.name
@@ -63,7 +54,7 @@ async fn killed_after_taking_the_lock() {
         ),
         |a| a == "DescribeListeners",
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     assert!(
         fx.lock_exists().await,
         "a killed run cannot release its lock"
@@ -73,15 +64,15 @@ async fn killed_after_taking_the_lock() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_after_sending_the_launch() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.hold_launch();
     crash(&fx, &["deploy", "--image", "v1"], None, |a| {
         a == "GetCommandInvocation"
     });
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     let status = fx.bgcloud(&["status"]).json();
     assert_eq!(status["stable"], "blue");
-    support::control(
+    crate::support::control(
         "ssm-invocation",
         json!({"instance_id": fx.stack.instance_ids[0], "status": null}),
     );
@@ -90,7 +81,7 @@ async fn killed_after_sending_the_launch() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_during_the_health_wait() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.set_target_states(
         &fx.stack.green_target_group_arn,
         json!([{"state": "initial"}]),
@@ -98,14 +89,14 @@ async fn killed_during_the_health_wait() {
     crash(&fx, &["deploy", "--image", "v1"], None, |a| {
         a == "DescribeTargetHealth"
     });
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     fx.set_target_states(&fx.stack.green_target_group_arn, json!([]));
     recover(&fx, "v1", w(0, 100)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_between_the_listener_write_and_its_read_back() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     crash(
         &fx,
         &["deploy", "--image", "v1"],
@@ -115,7 +106,7 @@ async fn killed_between_the_listener_write_and_its_read_back() {
         |a| a == "ModifyListener",
     );
     // The write happened: green, whose new containers the health gate had trusted.
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     let status = fx.bgcloud(&["status"]).json();
     assert_eq!(status["stable"], "green", "status reads the ALB: {status}");
     recover(&fx, "v2", w(100, 0)).await;
@@ -123,7 +114,7 @@ async fn killed_between_the_listener_write_and_its_read_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_between_the_shift_and_the_record() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green, recorded
     let put = fx.record_put();
     crash(
@@ -133,7 +124,7 @@ async fn killed_between_the_shift_and_the_record() {
         |a| a == put,
     );
     // Traffic is on blue (trusted healthy before the shift); the record still says green.
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     let status = fx.bgcloud(&["status"]).json();
     assert_eq!(status["stable"], "blue");
     assert_eq!(

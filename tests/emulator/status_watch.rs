@@ -1,16 +1,14 @@
 //! `status --watch` through the real binary: one line (or JSON object) per change when stdout is
 //! a pipe, redrawn in place on a pseudo-terminal, Ctrl-C and SIGTERM end it with exit 0.
 
-mod support;
-
 use std::io::Read;
 use std::path::Path;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{finish, signal, Bare, Fixture};
 use serde_json::json;
-use support::{finish, signal, Bare, Fixture};
 
 /// A spawned watch whose stdout is read as it comes.
 struct Watching {
@@ -276,7 +274,7 @@ async fn a_poll_interval_under_a_second_is_refused_before_any_aws_call() {
         assert!(out.stdout.is_empty(), "{every}: {}", out.stdout);
     }
     let out = fx.bgcloud(&["status", "--every", "5s"]).code(2);
-    assert!(out.stderr.contains("--watch"), "{}", out.stderr);
+    out.assert_stderr_has("--watch");
     assert_eq!(fx.requests(), vec![]);
 }
 
@@ -285,6 +283,6 @@ fn a_config_without_a_backend_ends_the_watch_up_front() {
     let bare =
         Bare::new("app = \"shop\"\nregion = \"us-east-1\"\n\n[state]\nbucket = \"shop-state\"\n");
     let out = bare.bgcloud(&["status", "--watch"]).code(2);
-    assert!(out.stderr.contains("[backend]"), "{}", out.stderr);
+    out.assert_stderr_has("[backend]");
     assert_eq!(bare.requests(), vec![]);
 }

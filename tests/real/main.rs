@@ -4,19 +4,16 @@
 //! images never get a user request. Ignored by `cargo test`: the lane needs root and is set up
 //! by scripts/test-real.
 
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::time::Duration;
 
-use bgcloud::model::weights::Weights;
-use support::lane::{now, Load, Sample};
-use support::Fixture;
+use crate::support::lane::{now, Load, Sample};
+use crate::support::w;
+use crate::support::Fixture;
 
 const LANE: &str = "needs the real-instance lane: run scripts/test-real";
-
-fn w(blue: u8, green: u8) -> Weights {
-    Weights { blue, green }
-}
 
 fn sha256_hex(text: &str) -> String {
     let out = std::process::Command::new("sh")
@@ -58,7 +55,7 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     assert_eq!(lane.get(&app_path), (200, Some("v1".to_string())));
 
     // The container really got its env and its secret (compared by hash, never printed).
@@ -87,7 +84,7 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
     // Canary: v2 on blue gets 10 %, held until at least 15 s and 1,500 requests have passed.
     fx.bgcloud(&["deploy", "--image", "v2", "--canary", "10"])
         .ok();
-    assert_eq!(fx.weights().await, w(10, 90));
+    fx.assert_weights(10, 90).await;
     let canary_from = now();
     std::thread::sleep(Duration::from_secs(15));
     while load.samples().iter().filter(|s| s.t >= canary_from).count() < 1_500 {
@@ -95,10 +92,10 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
     }
     let canary_to = now();
     fx.bgcloud(&["promote"]).ok();
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     std::thread::sleep(Duration::from_secs(2));
     fx.bgcloud(&["rollback"]).ok();
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     std::thread::sleep(Duration::from_secs(2));
 
     // Three broken images: each deploy fails with its reason, traffic untouched. badlate goes
@@ -114,7 +111,7 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
         "the health gate catches what the probe could not: {}",
         badlate.stderr
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     let bad500 = fx.bgcloud(&["deploy", "--image", "bad500"]).code(1);
     assert!(
         bad500
@@ -123,7 +120,7 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
         "{}",
         bad500.stderr
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     let badexit = fx.bgcloud(&["deploy", "--image", "badexit"]).code(1);
     assert!(
         badexit.stderr.contains("is not running")
@@ -131,7 +128,7 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
         "the reason and the container's last log lines: {}",
         badexit.stderr
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 
     // A release task that fails: the deploy stops before any container is replaced.
     let blue = format!("{}-blue", fx.stack.spec.name);
@@ -155,7 +152,7 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
         fx.stack.images["badexit"],
         "blue untouched"
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 
     // The failed deploys left blue running badexit everywhere; sync asks the instances what
     // runs (podman's labels), puts the recorded, gated v2 back and waits for the ALB, under load
@@ -164,7 +161,7 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
     let relaunched = synced["relaunch"].as_array().unwrap();
     assert_eq!(relaunched.len(), fx.stack.instance_ids.len(), "{synced}");
     assert!(relaunched.iter().all(|r| r["color"] == "blue"), "{synced}");
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     assert_eq!(lane.digest_label(0, &blue), fx.stack.images["v2"]);
     let again = fx.bgcloud(&["sync", "--dry-run"]).ok();
     assert!(again.stdout.contains("in line"), "{}", again.stdout);
@@ -263,7 +260,7 @@ fn request_count(fx: &Fixture, target_group_arn: &str) -> f64 {
         .arg(format!("Name=TargetGroup,Value={tg}"))
         .arg(format!("Name=LoadBalancer,Value={lb}"))
         .args(["--output", "json"])
-        .env("AWS_ENDPOINT_URL", support::endpoint())
+        .env("AWS_ENDPOINT_URL", crate::support::endpoint())
         .env("AWS_ACCESS_KEY_ID", "AKIDLANECHECK")
         .env("AWS_SECRET_ACCESS_KEY", "x")
         .env("AWS_DEFAULT_REGION", "us-east-1")
@@ -284,7 +281,7 @@ fn request_count(fx: &Fixture, target_group_arn: &str) -> f64 {
 }
 
 /// What a browser does: `/`, then every asset the page references.
-fn read_page(conn: &mut support::lane::Conn) -> Result<String, String> {
+fn read_page(conn: &mut crate::support::lane::Conn) -> Result<String, String> {
     let page = conn.get("/").map_err(|e| format!("/: {e}"))?;
     if page.status != 200 {
         return Err(format!("/ answered {}", page.status));
@@ -358,12 +355,12 @@ async fn a_reader_never_sees_a_broken_page_through_five_releases_and_a_rollback(
     let reader = {
         let (stop, seen, port) = (stop.clone(), seen.clone(), lane.cdn_port);
         std::thread::spawn(move || {
-            let mut conn = support::lane::Conn::open(port).unwrap();
+            let mut conn = crate::support::lane::Conn::open(port).unwrap();
             while !stop.load(Ordering::Relaxed) {
                 let started = now();
                 let page = read_page(&mut conn);
                 if page.is_err() {
-                    conn = support::lane::Conn::open(port).unwrap();
+                    conn = crate::support::lane::Conn::open(port).unwrap();
                 }
                 seen.lock().unwrap().push((started, page));
                 std::thread::sleep(Duration::from_millis(20));
@@ -432,7 +429,7 @@ async fn a_canary_failing_its_business_path_is_rolled_back_by_the_5xx_gate() {
     );
     fx.write_config(&config);
     fx.bgcloud(&["deploy", "--image", "v1"]).ok();
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 
     // `badpath` passes its health check but answers 500 on /cgi-bin/api, which the load asks.
     let load = Load::start(lane.alb_port, "/cgi-bin/api", 100.0, 6);
@@ -598,7 +595,7 @@ async fn a_replaced_instance_serves_both_colours_from_the_boot_loop_alone() {
     let scratch = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let port = support::endpoint().rsplit(':').next().unwrap();
+    let port = crate::support::endpoint().rsplit(':').next().unwrap();
     let instance_env = format!(
         "export PATH={}:$PATH AWS_ENDPOINT_URL=http://{}:{port} AWS_ACCESS_KEY_ID=AKIDLANEBOOT \
          AWS_SECRET_ACCESS_KEY=lane AWS_EC2_METADATA_DISABLED=true\n",
@@ -670,7 +667,7 @@ async fn smoke_tests_reach_the_new_colour_through_the_alb_by_header_and_stop_a_b
     );
     fx.write_config(&config);
     fx.bgcloud(&["deploy", "--image", "v1"]).ok();
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 
     let load = Load::start(lane.alb_port, "/cgi-bin/api", 50.0, 4);
     let started = now();
@@ -684,7 +681,7 @@ async fn smoke_tests_reach_the_new_colour_through_the_alb_by_header_and_stop_a_b
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 
     // `badpath` passes its health check but answers 500 on /cgi-bin/api: the health gate lets
     // it through, the smoke test through the preview route stops it before any user sees it.
@@ -699,7 +696,7 @@ async fn smoke_tests_reach_the_new_colour_through_the_alb_by_header_and_stop_a_b
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     std::thread::sleep(Duration::from_secs(1));
     let samples = load.stop();
     let log = lane.alb_log(&fx, started);

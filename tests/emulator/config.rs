@@ -1,9 +1,7 @@
 //! Config validation through the real binary: each class of error exits 2, names the key, says
 //! what to do, and makes no AWS request.
 
-mod support;
-
-use support::Bare;
+use crate::support::Bare;
 
 const VALID: &str = r#"app = "shop"
 region = "us-east-1"

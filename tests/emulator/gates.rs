@@ -2,22 +2,16 @@
 //! SetAlarmState and metrics put with PutMetricData drive every gate; a failure puts traffic back
 //! at once; other runs' promote and rollback are honoured by the running command.
 
-mod support;
-
+use crate::support::w;
+use crate::support::Fixture;
 use aws_sdk_cloudwatch::types::{
     ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic,
 };
-use bgcloud::model::weights::Weights;
 use serde_json::Value;
-use support::Fixture;
-
-fn w(blue: u8, green: u8) -> Weights {
-    Weights { blue, green }
-}
 
 /// A fixture whose config has `gates` as its `[backend.gates]` section.
 async fn fixture(gates: &str) -> Fixture {
-    let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await;
+    let fx = Fixture::v1_v2().await;
     let config = fx.stack.config_toml("").replace(
         "\n[frontend]",
         &format!("\n[backend.gates]\n{gates}\n\n[frontend]"),
@@ -169,7 +163,7 @@ async fn an_alarm_in_alarm_during_the_watch_puts_traffic_back_at_once() {
         "the shift happened before the watch"
     );
     set_alarm(&fx, StateValue::Alarm).await;
-    let (code, _, stderr) = support::finish(child);
+    let (code, _, stderr) = crate::support::finish(child);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("green failed its watch")
@@ -177,7 +171,7 @@ async fn an_alarm_in_alarm_during_the_watch_puts_traffic_back_at_once() {
             && stderr.contains("Rolled back automatically"),
         "{stderr}"
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     let event = last_event(&fx).await;
     assert_eq!(event["kind"], "auto-rollback");
     assert!(
@@ -192,9 +186,9 @@ async fn an_alarm_in_alarm_during_the_watch_puts_traffic_back_at_once() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     fx.bgcloud(&["rollback", "--force"]).ok();
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -216,13 +210,13 @@ async fn the_5xx_gate_waits_for_min_requests_then_rolls_back() {
     assert!(status["rollout"]["running"].as_bool().unwrap());
     // 100 requests, 45 failing.
     put_metrics(&fx, &fx.stack.green_target_group_arn, 60.0, 5.0, &[]).await;
-    let (code, _, stderr) = support::finish(child);
+    let (code, _, stderr) = crate::support::finish(child);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("5xx_rate 0.4500 (limit 0.0100): BREACHED"),
         "{stderr}"
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -254,7 +248,7 @@ async fn the_p99_and_ratio_gates_judge_against_the_stable_colour() {
         &[(0.1, 980.0), (2.0, 20.0)],
     )
     .await;
-    let (code, _, stderr) = support::finish(child);
+    let (code, _, stderr) = crate::support::finish(child);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("p99_latency_s 2 (limit 0.8000): BREACHED"),
@@ -264,7 +258,7 @@ async fn the_p99_and_ratio_gates_judge_against_the_stable_colour() {
         stderr.contains("5xx_ratio_to_stable 3 (limit 2): BREACHED"),
         "{stderr}"
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -278,7 +272,7 @@ async fn metrics_that_never_appear_are_not_judged_and_the_watch_passes() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     assert!(fx.count("GetMetricData") >= 2, "read every poll");
     assert!(
         fx.bgcloud(&["status"]).json()["rollout"].is_null(),
@@ -297,7 +291,7 @@ async fn an_alarm_that_does_not_exist_fails_safe_unless_ignored() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     fx.bgcloud(&[
         "deploy",
         "--image",
@@ -307,7 +301,7 @@ async fn an_alarm_that_does_not_exist_fails_safe_unless_ignored() {
         "--ignore-missing-metrics",
     ])
     .ok();
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -325,7 +319,7 @@ async fn steps_move_traffic_in_turn_and_history_shows_each() {
         ])
         .json();
     assert_eq!(out["ended"], "promoted to green 100 % after 2 step(s)");
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     let history = fx.record().await["history"].clone();
     let steps: Vec<(String, u64)> = history
         .as_array()
@@ -362,7 +356,7 @@ async fn a_paused_rollout_shows_in_status_and_promote_continues_it() {
         "--pause",
     ])
     .ok();
-    assert_eq!(fx.weights().await, w(50, 50));
+    fx.assert_weights(50, 50).await;
     let status = fx.bgcloud(&["status"]).json();
     let r = &status["rollout"];
     assert_eq!(
@@ -375,7 +369,7 @@ async fn a_paused_rollout_shows_in_status_and_promote_continues_it() {
     );
     assert_eq!(r["running"], false);
     fx.bgcloud(&["promote"]).ok();
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     assert!(fx.bgcloud(&["status"]).json()["rollout"].is_null());
 }
 
@@ -399,9 +393,9 @@ async fn a_failure_in_a_step_rolls_back_from_that_step() {
     assert_eq!(status["rollout"]["step"], 1, "{status}");
     assert!(status["rollout"]["next_at"].is_string(), "{status}");
     set_alarm(&fx, StateValue::Alarm).await;
-    let (code, _, stderr) = support::finish(child);
+    let (code, _, stderr) = crate::support::finish(child);
     assert_eq!(code, 1, "{stderr}");
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     assert_eq!(last_event(&fx).await["kind"], "auto-rollback");
 }
 
@@ -414,11 +408,11 @@ async fn a_failure_while_promote_watches_rolls_back_to_the_stable_colour() {
     let before = rollout_writes(&fx); // the paused canary's state
     let child = fx.bgcloud(&["promote", "--watch", "60s"]).spawn();
     wait_for_watch_after(&fx, before);
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     set_alarm(&fx, StateValue::Alarm).await;
-    let (code, _, stderr) = support::finish(child);
+    let (code, _, stderr) = crate::support::finish(child);
     assert_eq!(code, 1, "{stderr}");
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -442,13 +436,13 @@ async fn promote_from_another_shell_is_honoured_by_the_running_rollout() {
         "{}",
         out.stdout
     );
-    let (code, stdout, stderr) = support::finish(child);
+    let (code, stdout, stderr) = crate::support::finish(child);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("promoted at step 1 at the request of tester@"),
         "{stdout}"
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -459,13 +453,13 @@ async fn rollback_from_another_shell_ends_the_watch_with_exit_1() {
         .spawn();
     wait_for_watch(&fx);
     fx.bgcloud(&["rollback"]).ok();
-    let (code, _, stderr) = support::finish(child);
+    let (code, _, stderr) = crate::support::finish(child);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("rolled back at the request of tester@"),
         "{stderr}"
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -475,11 +469,11 @@ async fn ctrl_c_during_the_watch_keeps_the_traffic_and_says_so() {
         .bgcloud(&["deploy", "--image", "v1", "--watch", "5m"])
         .spawn();
     wait_for_watch(&fx);
-    support::signal(&child, "INT");
-    let (code, _, stderr) = support::finish(child);
+    crate::support::signal(&child, "INT");
+    let (code, _, stderr) = crate::support::finish(child);
     assert_eq!(code, 130, "{stderr}");
     assert!(stderr.contains("nothing was rolled back"), "{stderr}");
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     assert!(!fx.lock_exists().await);
 }
 
@@ -516,7 +510,7 @@ async fn shift_watches_the_colour_that_gained_traffic() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(70, 30));
+    fx.assert_weights(70, 30).await;
     set_alarm(&fx, StateValue::Alarm).await;
     let out = fx
         .bgcloud(&["shift", "--to", "green", "--watch", "30s"])
@@ -527,5 +521,5 @@ async fn shift_watches_the_colour_that_gained_traffic() {
         out.stderr
     );
     // All of it back on blue, the colour that lost traffic in that shift.
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }

@@ -1,31 +1,16 @@
 //! `bgcloud deploy`, the lock and history against the emulator: real binary, real SDK, the
 //! listener and record checked independently.
 
-mod support;
-
-use bgcloud::model::weights::Weights;
-use support::Fixture;
-
-fn w(blue: u8, green: u8) -> Weights {
-    Weights { blue, green }
-}
-
-async fn fixture() -> Fixture {
-    let fx = Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await;
-    assert_ne!(
-        fx.stack.images["v1"], fx.stack.images["v2"],
-        "tags need distinct digests"
-    );
-    fx
-}
+use crate::support::w;
+use crate::support::Fixture;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn full_deploy_moves_all_traffic_to_the_idle_colour_and_records_it() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     let out = fx.bgcloud(&["deploy", "--image", "v1"]).json();
     assert_eq!(out["color"], "green");
     assert_eq!(out["digest"], fx.stack.images["v1"]);
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 
     let s = fx.bgcloud(&["status"]).json();
     assert_eq!(s["stable"], "green");
@@ -83,34 +68,34 @@ async fn more_than_fifty_instances_are_sent_in_batches() {
         .collect();
     sizes.sort();
     assert_eq!(sizes, [1, 50], "SendCommand takes at most 50 instance ids");
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn canary_deploy_then_promote() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     let out = fx
         .bgcloud(&["deploy", "--image", "v1", "--canary", "10"])
         .ok();
     assert!(out.stdout.contains("bgcloud promote"), "{}", out.stdout);
-    assert_eq!(fx.weights().await, w(90, 10));
+    fx.assert_weights(90, 10).await;
     let s = fx.bgcloud(&["status"]).json();
     assert_eq!(
         (s["stable"].as_str(), s["canary"].as_str()),
         (Some("blue"), Some("green"))
     );
     fx.bgcloud(&["promote"]).ok();
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deploys_alternate_colours_and_rollback_returns_to_the_old_digest() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.bgcloud(&["deploy", "--image", "v1"]).ok();
     let out = fx.bgcloud(&["deploy", "--image", "v2"]).json();
     assert_eq!(out["color"], "blue");
     assert_eq!(out["previous"]["digest"], fx.stack.images["v1"]);
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     // The second launch went to blue's port with v2's digest, by the command SSM was given.
     let commands = fx.aws.ssm.list_commands().send().await.unwrap();
     let second = commands
@@ -129,7 +114,7 @@ async fn deploys_alternate_colours_and_rollback_returns_to_the_old_digest() {
     );
 
     fx.bgcloud(&["rollback"]).ok();
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     let s = fx.bgcloud(&["status"]).json();
     assert_eq!(s["stable"], "green");
     assert_eq!(s["colors"]["green"]["digest"], fx.stack.images["v1"]);
@@ -138,7 +123,7 @@ async fn deploys_alternate_colours_and_rollback_returns_to_the_old_digest() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_by_digest() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     let digest = fx.stack.images["v2"].clone();
     let out = fx.bgcloud(&["deploy", "--image", &digest]).json();
     assert_eq!(out["digest"], digest);
@@ -146,7 +131,7 @@ async fn deploy_by_digest() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_tag_is_refused_with_the_newest_tags() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     let out = fx.bgcloud(&["deploy", "--image", "v9"]).code(2);
     assert!(
         out.stderr.contains("v9") && out.stderr.contains(&fx.stack.repository),
@@ -158,14 +143,14 @@ async fn unknown_tag_is_refused_with_the_newest_tags() {
         "newest tags listed: {}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
-    assert_eq!(fx.writes_but_lock(), vec![]);
+    fx.assert_weights(100, 0).await;
+    fx.assert_no_writes_but_lock();
     assert_lock_free(&fx).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_canary_and_image_are_refused_before_any_request() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     for bad in ["0", "100", "-5", "half"] {
         let out = fx
             .bgcloud(&["deploy", "--image", "v1", "--canary", bad])
@@ -177,13 +162,13 @@ async fn bad_canary_and_image_are_refused_before_any_request() {
         );
     }
     let out = fx.bgcloud(&["deploy", "--image", "v1;reboot"]).code(2);
-    assert!(out.stderr.contains("not an image tag"), "{}", out.stderr);
+    out.assert_stderr_has("not an image tag");
     assert_eq!(fx.requests(), vec![]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_during_a_canary_is_refused() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.bgcloud(&["deploy", "--image", "v1", "--canary", "20"])
         .ok();
     let out = fx.bgcloud(&["deploy", "--image", "v2"]).code(2);
@@ -192,12 +177,12 @@ async fn deploy_during_a_canary_is_refused() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(80, 20));
+    fx.assert_weights(80, 20).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_instances_is_refused() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     let config = fx.stack.config_toml("").replace(
         &format!(
             "instance_tags = {{ \"bgcloud:app\" = \"{}\" }}",
@@ -213,12 +198,12 @@ async fn no_instances_is_refused() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_launch_shows_its_output_and_leaves_traffic_alone() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     let bad = &fx.stack.instance_ids[1];
     set_ssm(
         bad,
@@ -232,20 +217,20 @@ async fn a_failed_launch_shows_its_output_and_leaves_traffic_alone() {
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("docker: exit 125"), "{}", out.stderr);
+    out.assert_stderr_has("docker: exit 125");
     assert!(
         out.stderr.contains("traffic was not changed"),
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     assert!(fx.record().await.is_null(), "nothing recorded");
     assert_lock_free(&fx).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_launch_that_never_finishes_times_out() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     let stuck = fx.stack.instance_ids[0].clone();
     set_ssm(&stuck, "InProgress", "", "");
     let out = fx
@@ -256,7 +241,7 @@ async fn a_launch_that_never_finishes_times_out() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     // Given up on, the launch is cancelled: it cannot replace the container later.
     assert!(
         fx.requests().iter().any(|(_, a)| a == "CancelCommand"),
@@ -278,7 +263,7 @@ async fn a_launch_that_never_finishes_times_out() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn targets_that_never_become_healthy_time_out_with_the_reason() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.set_target_health(
         &fx.stack.green_target_group_arn,
         "unhealthy",
@@ -292,18 +277,18 @@ async fn targets_that_never_become_healthy_time_out_with_the_reason() {
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("Target.Timeout"), "{}", out.stderr);
+    out.assert_stderr_has("Target.Timeout");
     assert!(
         out.stderr.contains("Traffic was not changed"),
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn targets_that_become_healthy_after_a_while_are_waited_for() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.set_target_states(
         &fx.stack.green_target_group_arn,
         serde_json::json!([{"state": "initial", "reason": "Elb.RegistrationInProgress", "times": 3}, {"state": "healthy"}]),
@@ -314,10 +299,10 @@ async fn targets_that_become_healthy_after_a_while_are_waited_for() {
         "progress names the wait: {}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 
     // Never polls faster than poll_interval (100ms in the fixture's config).
-    let polls: Vec<f64> = support::request_log(&fx.access_key)
+    let polls: Vec<f64> = crate::support::request_log(&fx.access_key)
         .iter()
         .filter(|r| r["action"] == "DescribeTargetHealth")
         .map(|r| r["t"].as_f64().unwrap())
@@ -333,7 +318,7 @@ async fn targets_that_become_healthy_after_a_while_are_waited_for() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_listener_changed_during_the_health_wait_is_not_overwritten() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     // Green stays `initial` until the test says otherwise: the deploy waits in the health gate.
     fx.set_target_states(
         &fx.stack.green_target_group_arn,
@@ -358,7 +343,7 @@ async fn a_listener_changed_during_the_health_wait_is_not_overwritten() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_target_is_registered_on_the_colour_port() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     let id = fx.stack.instance_ids[0].clone();
     fx.aws
         .elb
@@ -393,7 +378,7 @@ async fn a_missing_target_is_registered_on_the_colour_port() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_held_lock_exits_3_with_who_and_why() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     put_lock(&fx, "alice@laptop", "deploy v7", "2999-01-01T00:00:00Z").await;
     let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(3);
     assert!(
@@ -406,7 +391,7 @@ async fn a_held_lock_exits_3_with_who_and_why() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     for cmd in [&["promote"][..], &["rollback"], &["shift", "--to", "green"]] {
         fx.bgcloud(cmd).code(3);
     }
@@ -420,7 +405,7 @@ async fn a_held_lock_exits_3_with_who_and_why() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lock_wait_waits_for_the_holder() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     put_lock(&fx, "bob@ci", "deploy v3", "2999-01-01T00:00:00Z").await;
     let child = fx
         .bgcloud(&["deploy", "--image", "v1", "--lock-wait", "30s"])
@@ -443,13 +428,13 @@ async fn lock_wait_waits_for_the_holder() {
         stderr.contains("waiting for the deployment lock"),
         "{stderr}"
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     assert!(!fx.lock_exists().await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_releases_the_lock_and_leaves_traffic_alone() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     set_ssm(&fx.stack.instance_ids[0], "InProgress", "", "");
     let child = fx
         .bgcloud(&["deploy", "--image", "v1", "--health-timeout", "5m"])
@@ -467,7 +452,7 @@ async fn ctrl_c_releases_the_lock_and_leaves_traffic_alone() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    support::signal(&child, "INT");
+    crate::support::signal(&child, "INT");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
@@ -477,12 +462,12 @@ async fn ctrl_c_releases_the_lock_and_leaves_traffic_alone() {
         "the running launch is cancelled: {stderr}"
     );
     assert_lock_free(&fx).await;
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_lock_is_taken_over() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     put_lock(&fx, "dead@runner", "deploy v0", "2020-01-01T00:00:00Z").await;
     let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
     assert!(
@@ -491,13 +476,13 @@ async fn an_expired_lock_is_taken_over() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     assert_lock_free(&fx).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_deploy_while_one_runs_is_refused_with_its_owner() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     // The first deploy holds the lock, waiting in the health gate until the test lets it go.
     fx.set_target_states(
         &fx.stack.green_target_group_arn,
@@ -519,7 +504,7 @@ async fn a_second_deploy_while_one_runs_is_refused_with_its_owner() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     let history = fx.record().await["history"].as_array().unwrap().len();
     assert_eq!(history, 1, "only the first deploy is recorded");
     assert!(!fx.lock_exists().await);
@@ -527,7 +512,7 @@ async fn a_second_deploy_while_one_runs_is_refused_with_its_owner() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_are_never_printed_nor_sent_in_the_command() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     let parameter = format!("/{}/prod/DATABASE_URL", fx.stack.spec.name);
     let secret = "postgres://app:hunter2-s3cr3t@db/prod";
     fx.put_secret(&parameter, secret).await;
@@ -557,7 +542,7 @@ async fn secrets_are_never_printed_nor_sent_in_the_command() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_prints_the_plan_and_writes_nothing() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     let out = fx
         .bgcloud(&["deploy", "--image", "v2", "--canary", "10", "--dry-run"])
         .ok();
@@ -580,7 +565,7 @@ async fn dry_run_prints_the_plan_and_writes_nothing() {
     let requests = fx.requests();
     let writes: Vec<_> = requests
         .iter()
-        .filter(|(_, a)| !support::is_read(a))
+        .filter(|(_, a)| !crate::support::is_read(a))
         .collect();
     assert!(
         writes.is_empty(),
@@ -591,14 +576,14 @@ async fn dry_run_prints_the_plan_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_read_back_after_the_shift_puts_traffic_back() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     // Every attempt of the shift's read-back (the DescribeListeners after the ModifyListener)
     // fails; bgcloud must not leave traffic on the unverified colour.
     let fault = serde_json::json!({
         "access_key": fx.access_key, "action": "DescribeListeners", "status": 500,
         "code": "InternalFailure", "times": 3, "after_action": "ModifyListener",
     });
-    support::control("faults", fault);
+    crate::support::control("faults", fault);
     let out = fx
         .bgcloud(&["deploy", "--image", "v1", "--max-attempts", "3"])
         .code(1);
@@ -608,7 +593,7 @@ async fn a_failed_read_back_after_the_shift_puts_traffic_back() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     assert_eq!(fx.count("ModifyListener"), 2, "the shift, then the restore");
     assert!(fx.record().await.is_null(), "nothing recorded");
     assert!(!fx.lock_exists().await);
@@ -616,7 +601,7 @@ async fn a_failed_read_back_after_the_shift_puts_traffic_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_deploy_leaves_the_record_and_lock_as_they_were() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.bgcloud(&["deploy", "--image", "v1"]).ok();
     let before = fx.record().await;
     set_ssm(
@@ -627,7 +612,7 @@ async fn a_failed_deploy_leaves_the_record_and_lock_as_they_were() {
     );
     fx.bgcloud(&["deploy", "--image", "v2"]).code(1);
     assert_eq!(fx.record().await, before, "the record is untouched");
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     assert!(!fx.lock_exists().await);
 }
 
@@ -669,7 +654,7 @@ async fn partly_healthy_colours_one_healthy_one_unhealthy_one_initial() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 
     // shift refuses only a colour with no healthy target; one of three warns and proceeds.
     let out = fx.bgcloud(&["shift", "--to", "green"]).ok();
@@ -678,7 +663,7 @@ async fn partly_healthy_colours_one_healthy_one_unhealthy_one_initial() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 
     // rollback to a partly healthy blue: the same rule.
     partly(&fx.stack.blue_target_group_arn);
@@ -688,7 +673,7 @@ async fn partly_healthy_colours_one_healthy_one_unhealthy_one_initial() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 // --- helpers ---------------------------------------------------------------------------------
@@ -721,7 +706,7 @@ async fn assert_lock_free(fx: &Fixture) {
 
 fn set_ssm(instance: &str, status: &str, stdout: &str, stderr: &str) {
     let body = serde_json::json!({"instance_id": instance, "status": status, "stdout": stdout, "stderr": stderr});
-    support::control("ssm-invocation", body);
+    crate::support::control("ssm-invocation", body);
 }
 
 async fn put_lock(fx: &Fixture, owner: &str, reason: &str, expires_at: &str) {

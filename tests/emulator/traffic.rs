@@ -1,14 +1,8 @@
 //! status, shift, promote and rollback against the emulator, with the listener read back
 //! independently through the SDK.
 
-mod support;
-
-use bgcloud::model::weights::Weights;
-use support::Fixture;
-
-fn w(blue: u8, green: u8) -> Weights {
-    Weights { blue, green }
-}
+use crate::support::w;
+use crate::support::Fixture;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_json_has_the_contract_fields() {
@@ -75,7 +69,7 @@ async fn shift_canary_then_promote_then_rollback() {
         .bgcloud(&["shift", "--to", "green", "--weight", "10"])
         .json();
     assert_eq!(out["to"]["green"], 10);
-    assert_eq!(fx.weights().await, w(90, 10));
+    fx.assert_weights(90, 10).await;
     let s = fx.bgcloud(&["status"]).json();
     assert_eq!(
         (s["stable"].as_str(), s["canary"].as_str()),
@@ -83,7 +77,7 @@ async fn shift_canary_then_promote_then_rollback() {
     );
 
     fx.bgcloud(&["promote"]).ok();
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     assert_eq!(fx.bgcloud(&["status"]).json()["stable"], "green");
 
     let out = fx.bgcloud(&["rollback"]).ok();
@@ -93,7 +87,7 @@ async fn shift_canary_then_promote_then_rollback() {
         "{}",
         out.stdout
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 
     let record = fx.record().await;
     let kinds: Vec<&str> = record["history"]
@@ -119,7 +113,7 @@ async fn rollback_during_a_canary_returns_everything_to_stable() {
     fx.bgcloud(&["shift", "--to", "green", "--weight", "25"])
         .ok();
     fx.bgcloud(&["rollback"]).ok();
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -127,7 +121,7 @@ async fn rollback_without_a_record_goes_to_the_healthy_other_colour() {
     let fx = Fixture::new().await;
     fx.set_weights(0, 1).await; // someone switched to green by hand; no record exists
     fx.bgcloud(&["rollback"]).ok();
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -150,11 +144,11 @@ async fn rollback_refuses_an_unhealthy_colour_unless_forced() {
         "the ALB's reason is shown: {}",
         out.stderr
     );
-    assert!(out.stderr.contains("--force"), "{}", out.stderr);
+    out.assert_stderr_has("--force");
     assert_eq!(fx.weights().await, w(0, 100), "nothing changed");
 
     fx.bgcloud(&["rollback", "--force"]).ok();
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,7 +167,7 @@ async fn shift_refuses_to_send_traffic_to_a_colour_with_no_healthy_targets() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -185,7 +179,7 @@ async fn promote_with_no_canary_exits_2_and_changes_nothing() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     let writes = fx.writes_but_lock();
     assert!(writes.is_empty(), "promote wrote: {writes:?}");
 }
@@ -197,7 +191,7 @@ async fn rollback_twice_undoes_the_first_and_no_op_shifts_are_not_recorded() {
     fx.bgcloud(&["rollback"]).ok();
     // The previous stable colour on record is now green: a second rollback undoes the first.
     fx.bgcloud(&["rollback"]).ok();
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     let out = fx.bgcloud(&["shift", "--to", "green"]).ok();
     assert!(out.stdout.contains("nothing changed"), "{}", out.stdout);
     let record = fx.record().await;
@@ -220,7 +214,7 @@ async fn rollback_after_an_aborted_canary_has_nothing_to_do() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -257,7 +251,7 @@ async fn a_third_target_group_on_the_listener_is_refused() {
         .elb
         .modify_listener()
         .listener_arn(&fx.stack.listener_arn)
-        .default_actions(support::stack::forward(&[
+        .default_actions(crate::support::stack::forward(&[
             (&fx.stack.blue_target_group_arn, 90),
             (&fx.stack.green_target_group_arn, 0),
             (&other_arn, 10),
@@ -295,7 +289,7 @@ async fn a_listener_rule_is_driven_when_rule_arn_is_set() {
                 .values("/api/*")
                 .build(),
         )
-        .actions(support::stack::forward(&[
+        .actions(crate::support::stack::forward(&[
             (&fx.stack.blue_target_group_arn, 100),
             (&fx.stack.green_target_group_arn, 0),
         ]))

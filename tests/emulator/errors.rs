@@ -1,9 +1,7 @@
 //! What a person reads when AWS says no: one or two lines naming the resource, the AWS error
 //! and the next step; the SDK's whole chain only with -v.
 
-mod support;
-
-use support::Fixture;
+use crate::support::Fixture;
 
 /// The lines of stderr from the `error:` line on.
 fn error_lines(stderr: &str) -> Vec<&str> {
@@ -42,7 +40,7 @@ async fn a_missing_bucket_is_named_in_two_lines() {
 #[tokio::test(flavor = "multi_thread")]
 async fn access_denied_names_the_action() {
     let fx = Fixture::new().await;
-    support::control(
+    crate::support::control(
         "faults",
         serde_json::json!({"access_key": fx.access_key, "action": "DescribeListeners",
                            "status": 403, "code": "AccessDenied", "times": 10}),

@@ -1,9 +1,7 @@
 //! The state and site buckets as S3 really serves them: in another region than the config's,
 //! behind a role that cannot list the bucket, and under a lock another run took over.
 
-mod support;
-
-use support::Fixture;
+use crate::support::Fixture;
 
 /// How many requests of `action` bgcloud made since `from` (index into the request log).
 fn count(fx: &Fixture, from: usize, action: &str) -> usize {
@@ -69,7 +67,7 @@ async fn a_missing_key_read_without_list_bucket_names_the_permission() {
     // AccessDenied, not 404 NoSuchKey: a first run's missing record looks like this.
     let fx = Fixture::new().await;
     let key = format!("bgcloud/{}/record.json", fx.stack.spec.name);
-    support::control(
+    crate::support::control(
         "faults",
         serde_json::json!({
             "access_key": fx.access_key,
@@ -108,7 +106,7 @@ async fn a_lock_taken_over_meanwhile_is_left_to_its_new_holder() {
         "expires_at": "2099-01-01T00:00:00Z",
         "token": "theirs",
     });
-    support::control(
+    crate::support::control(
         "s3-put-before",
         serde_json::json!({
             "access_key": fx.access_key,
@@ -128,7 +126,7 @@ async fn a_lock_taken_over_meanwhile_is_left_to_its_new_holder() {
             "--no-wait",
         ])
         .ok();
-    assert!(out.stderr.contains("no longer ours"), "{}", out.stderr);
+    out.assert_stderr_has("no longer ours");
     let lock = fx.bgcloud(&["lock", "status"]).json();
     assert_eq!(lock["lock"]["owner"], "other-run", "{lock}");
 }

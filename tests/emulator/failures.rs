@@ -1,20 +1,9 @@
 //! Every row of the README's failure table and every exit code, each proven against the real
 //! state (listener, record, lock, buckets, distribution) read with the test's own clients.
 
-mod support;
-
+use crate::support::{stack, Fixture};
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, FixedResponseActionConfig};
-use bgcloud::model::weights::Weights;
 use serde_json::json;
-use support::{stack, Fixture};
-
-fn w(blue: u8, green: u8) -> Weights {
-    Weights { blue, green }
-}
-
-async fn fixture() -> Fixture {
-    Fixture::with(|s| s.image_tags = vec!["v1".into(), "v2".into()]).await
-}
 
 /// A weighted forward blue 100 / green 0 with an explicit order.
 fn ordered(blue: &str, green: &str, order: i32) -> Action {
@@ -27,7 +16,7 @@ const SWALLOWED_MODIFY_LISTENER: &str = "<ModifyListenerResponse xmlns=\"http://
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_record_write_after_a_verified_shift_is_exit_0_with_a_warning() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.fault(
         json!({"action": fx.record_put(), "status": 500, "code": "InternalError",
                     "times": 20, "after_action": "ModifyListener"}),
@@ -40,7 +29,7 @@ async fn a_failed_record_write_after_a_verified_shift_is_exit_0_with_a_warning()
         "{}",
         out.stdout
     );
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     assert!(
         fx.record().await.is_null(),
         "the record could not be written"
@@ -66,7 +55,7 @@ async fn a_failed_record_write_after_a_verified_shift_is_exit_0_with_a_warning()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_listener_write_that_does_not_take_is_caught_by_the_read_back() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     // AWS acknowledges the write but the listener stays as it was.
     fx.fault(json!({"action": "ModifyListener", "swallow": true,
                     "body": SWALLOWED_MODIFY_LISTENER, "times": 1}));
@@ -80,14 +69,14 @@ async fn a_listener_write_that_does_not_take_is_caught_by_the_read_back() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     assert!(fx.record().await.is_null());
     assert!(!fx.lock_exists().await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_listener_write_that_fails_leaves_traffic_where_it_was() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.fault(
         json!({"action": "ModifyListener", "status": 500, "code": "InternalFailure",
                     "times": 20}),
@@ -101,29 +90,29 @@ async fn a_listener_write_that_fails_leaves_traffic_where_it_was() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
     assert!(fx.record().await.is_null());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_is_exit_130_with_the_lock_free_and_the_launch_cancelled() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.hold_launch();
     let child = fx
         .bgcloud(&["deploy", "--image", "v1", "--health-timeout", "5m"])
         .spawn();
     fx.wait_for_request("the SSM wait", |a| a == "GetCommandInvocation");
-    support::signal(&child, "TERM");
+    crate::support::signal(&child, "TERM");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     assert!(!fx.lock_exists().await);
     assert_eq!(fx.count("CancelCommand"), 1);
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupt_during_the_shift_leaves_status_telling_the_truth() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     // The read-back after the write is slow: the run is interrupted between the two.
     fx.fault(
         json!({"action": "DescribeListeners", "after_action": "ModifyListener",
@@ -131,12 +120,12 @@ async fn an_interrupt_during_the_shift_leaves_status_telling_the_truth() {
     );
     let child = fx.bgcloud(&["deploy", "--image", "v1"]).spawn();
     fx.wait_for_request("the listener write", |a| a == "ModifyListener");
-    support::signal(&child, "INT");
+    crate::support::signal(&child, "INT");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     assert!(!fx.lock_exists().await);
     // The write went through; the record does not know it. status says both.
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
     let status = fx.bgcloud(&["status"]).json();
     assert_eq!(status["stable"], "green");
     assert!(fx.record().await.is_null());
@@ -144,7 +133,7 @@ async fn an_interrupt_during_the_shift_leaves_status_telling_the_truth() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_after_an_outside_change_goes_by_the_listener() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green, recorded
     fx.set_weights(70, 30).await; // someone else makes blue the majority
     let out = fx.bgcloud(&["rollback"]).ok();
@@ -154,18 +143,18 @@ async fn rollback_after_an_outside_change_goes_by_the_listener() {
         out.stderr
     );
     // A canary as the listener says: blue stable at 70, green the canary: abort the canary.
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 
     // No record at all, a canary on the listener: all traffic to the majority colour.
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.set_weights(20, 80).await;
     fx.bgcloud(&["rollback"]).ok();
-    assert_eq!(fx.weights().await, w(0, 100));
+    fx.assert_weights(0, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn listeners_bgcloud_does_not_manage_are_refused_without_a_write() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     let fixed = Action::builder()
         .r#type(ActionTypeEnum::FixedResponse)
         .fixed_response_config(
@@ -200,7 +189,7 @@ async fn listeners_bgcloud_does_not_manage_are_refused_without_a_write() {
             assert!(out.stderr.contains(says), "{cmd:?} {says}: {}", out.stderr);
         }
     }
-    assert_eq!(fx.writes_but_lock(), vec![]);
+    fx.assert_no_writes_but_lock();
 
     for (key, value) in [
         (
@@ -228,12 +217,12 @@ async fn listeners_bgcloud_does_not_manage_are_refused_without_a_write() {
             out.stderr
         );
     }
-    assert_eq!(fx.writes_but_lock(), vec![]);
+    fx.assert_no_writes_but_lock();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lock_wait_running_out_is_exit_3_after_the_wait() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.put_lock("carol@ci", "deploy v9", "2999-01-01T00:00:00Z")
         .await;
     let started = std::time::Instant::now();
@@ -249,31 +238,31 @@ async fn lock_wait_running_out_is_exit_3_after_the_wait() {
         "the holder and the lock's age: {}",
         out.stderr
     );
-    assert_eq!(fx.weights().await, w(100, 0));
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn of_two_runs_taking_over_one_expired_lock_only_one_wins() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.put_lock("dead@runner", "deploy v0", "2020-01-01T00:00:00Z")
         .await;
     // Just before this run's conditional takeover, another run takes the lock over first.
     let other = json!({"owner": "quick@other", "reason": "deploy v5", "started_at": "2026-11-27T00:00:00Z",
                        "expires_at": "2999-01-01T00:00:00Z", "token": "other"});
     let lock_key = format!("bgcloud/{}/lock.json", fx.stack.spec.name);
-    support::control(
+    crate::support::control(
         "s3-put-before",
         json!({"access_key": fx.access_key, "action": format!("PUT /{}/{}", fx.stack.state_bucket, lock_key),
                "bucket": fx.stack.state_bucket, "key": lock_key, "body": other.to_string(), "times": 2}),
     );
     let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(3);
-    assert!(out.stderr.contains("quick@other"), "{}", out.stderr);
-    assert_eq!(fx.weights().await, w(100, 0));
+    out.assert_stderr_has("quick@other");
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_lock_names_the_github_actions_run() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.hold_launch();
     let child = fx
         .bgcloud(&["deploy", "--image", "v1", "--health-timeout", "5m"])
@@ -289,13 +278,13 @@ async fn the_lock_names_the_github_actions_run() {
         status["lock"]["owner"],
         "octocat (https://github.com/acme/shop/actions/runs/4242)"
     );
-    support::signal(&child, "INT");
+    crate::support::signal(&child, "INT");
     child.wait_with_output().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn instance_ids_with_a_stopped_instance_is_refused() {
-    let fx = fixture().await;
+    let fx = Fixture::v1_v2().await;
     fx.aws
         .ec2
         .stop_instances()
@@ -321,7 +310,7 @@ async fn instance_ids_with_a_stopped_instance_is_refused() {
         "{}",
         out.stderr
     );
-    assert_eq!(fx.writes_but_lock(), vec![]);
+    fx.assert_no_writes_but_lock();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -345,7 +334,7 @@ async fn unknown_images_are_refused_naming_the_five_newest_tags() {
     let unknown = format!("sha256:{}", "0".repeat(64));
     let out = fx.bgcloud(&["deploy", "--image", &unknown]).code(2);
     assert!(out.stderr.contains(&unknown), "{}", out.stderr);
-    assert_eq!(fx.writes_but_lock(), vec![]);
+    fx.assert_no_writes_but_lock();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -371,7 +360,7 @@ async fn frontend_refusals_and_failures() {
     );
     // Rollback to the live one.
     let out = fx.bgcloud(&["frontend", "rollback", "--to", "r1"]).code(2);
-    assert!(out.stderr.contains("already live"), "{}", out.stderr);
+    out.assert_stderr_has("already live");
 
     // 412 on every try: another writer changes the distribution after each of bgcloud's reads
     // (the release's look at the distribution, then one read per switch attempt).
@@ -380,7 +369,7 @@ async fn frontend_refusals_and_failures() {
         fx.stack.distribution_id
     );
     let before = fx.count_prefix(&update);
-    support::control(
+    crate::support::control(
         "cloudfront-etag",
         json!({"distribution_id": fx.stack.distribution_id, "after_reads": 10}),
     );

@@ -1,0 +1,83 @@
+//! Local HTTP endpoints a test points bgcloud at: a webhook receiver that records what it got,
+//! and a port where nothing listens.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use serde_json::Value;
+
+/// A local HTTP endpoint standing in for a webhook: records each request's path and body and
+/// answers `status`. Its thread lives as long as the test binary.
+pub struct Receiver {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Receiver {
+    pub fn start(status: u16) -> Receiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if let Some(request) = read_request(&stream) {
+                    log.lock().unwrap().push(request);
+                }
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        Receiver { base, received }
+    }
+
+    /// (path, body) of every request so far, in the order they came.
+    pub fn received(&self) -> Vec<(String, String)> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The JSON bodies of the requests to `path`.
+    pub fn bodies(&self, path: &str) -> Vec<Value> {
+        self.received()
+            .into_iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, b)| serde_json::from_str(&b).unwrap_or_else(|e| panic!("{e}: {b}")))
+            .collect()
+    }
+}
+
+/// One HTTP/1.1 request's path and body (Content-Length framed).
+fn read_request(stream: &TcpStream) -> Option<(String, String)> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_string();
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).ok()?;
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((path, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A local port nothing listens on.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
