@@ -5,7 +5,7 @@ Each instance is a network namespace (`bgl-i<N>`, 10.200.0.<N>) on a bridge (`bg
 podman (a shim on the instance's PATH). Debian's docker-registry on 10.200.0.254:5000 holds
 real busybox images built without any download: v1, v2, bad500, badexit, badlate, badpath.
 What was measured about podman here (runc, ulimits, nsenter, stop timeout, insecure registry,
-digests) is in shared/REAL-LANE.md.
+digests) is in docs/contributing/real-lane.md.
 
     lane.py check                 can the lane run here? one line, exit 0 or 1
     lane.py up --dir D [--instances N]   build it; writes D/lane.json for the emulator

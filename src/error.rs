@@ -1,4 +1,4 @@
-//! The error type, the exit code each kind of failure maps to (documented in the README), and
+//! The error type, the exit code each kind of failure maps to (docs/reference/exit-codes.md), and
 //! AWS errors turned into a line or two a person can act on.
 
 use std::fmt::Display;
@@ -163,7 +163,7 @@ impl AwsFailure {
         if self.is_access_denied() {
             return format!(
                 "the credentials in use may not call {}: add it to the role's policy on this \
-                 resource (the README's IAM table lists what bgcloud needs)",
+                 resource (docs/reference/iam.md lists what bgcloud needs)",
                 self.action
             );
         }

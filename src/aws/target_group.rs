@@ -36,7 +36,7 @@ impl HealthCheck {
         self.interval * (self.healthy_threshold.max(self.unhealthy_threshold) + 1)
     }
 
-    /// "(max(2, 2) + 1) × 10 s = 30 s", for messages and the README's arithmetic.
+    /// "(max(2, 2) + 1) × 10 s = 30 s", for messages and the arithmetic in docs/guide/health-gate.md.
     pub fn judge_arithmetic(&self) -> String {
         format!(
             "(max({}, {}) + 1) × {} = {}",

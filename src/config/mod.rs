@@ -50,8 +50,8 @@ impl Config {
     pub fn frontend(&self) -> Result<&FrontendConfig> {
         self.frontend.as_ref().ok_or_else(|| {
             Error::refused(format!(
-                "{}: this command needs a [frontend] section (bucket, distribution_id); see the \
-                 README's config reference",
+                "{}: this command needs a [frontend] section (bucket, distribution_id); see \
+                 docs/reference/config.md",
                 self.path.display()
             ))
         })
@@ -62,7 +62,7 @@ impl Config {
         self.backend.as_ref().ok_or_else(|| {
             Error::refused(format!(
                 "{}: this command needs a [backend] section (listener_arn, blue_target_group_arn, \
-                 green_target_group_arn, ...); see the README's config reference",
+                 green_target_group_arn, ...); see docs/reference/config.md",
                 self.path.display()
             ))
         })
@@ -71,7 +71,7 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::refused(format!(
-                "cannot read config {}: {e}; create it (see the README's config reference) \
+                "cannot read config {}: {e}; create it (see docs/reference/config.md) \
                  or point --config / BGCLOUD_CONFIG at it",
                 path.display()
             ))

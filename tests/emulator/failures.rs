@@ -1,4 +1,4 @@
-//! Every row of the README's failure table and every exit code, each proven against the real
+//! Every row of the failure table (docs/guide/failures.md) and every exit code, each proven against the real
 //! state (listener, record, lock, buckets, distribution) read with the test's own clients.
 
 use crate::support::{stack, Fixture};

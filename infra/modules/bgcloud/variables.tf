@@ -212,7 +212,7 @@ variable "site_certificate_arn" {
 # ---------------------------------------------------------------------------------------------
 
 variable "access_logs_bucket" {
-  description = "An existing S3 bucket in the stack's region for the ALB's access logs (alb/), CloudFront's standard logs (cloudfront/), both buckets' server access logs (s3/state/, s3/web/) and the VPC's flow logs (vpc-flow-logs/). Empty: no logs. The bucket must let each delivery service write (its policy for the ALB, S3 logging and flow logs; ACLs enabled for CloudFront): see the README's \"Logs\"."
+  description = "An existing S3 bucket in the stack's region for the ALB's access logs (alb/), CloudFront's standard logs (cloudfront/), both buckets' server access logs (s3/state/, s3/web/) and the VPC's flow logs (vpc-flow-logs/). Empty: no logs. The bucket must let each delivery service write (its policy for the ALB, S3 logging and flow logs; ACLs enabled for CloudFront): see docs/aws/logs.md."
   type        = string
   default     = ""
 }
