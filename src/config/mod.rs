@@ -8,6 +8,8 @@
 mod backend;
 mod canary;
 mod check;
+#[cfg(test)]
+mod example;
 mod frontend;
 mod gates;
 mod notify;
