@@ -3,7 +3,6 @@
 pub mod cloudfront;
 pub mod cloudwatch;
 pub mod ecr;
-pub mod encode;
 pub mod fleet;
 pub mod listener;
 pub mod s3;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::aws::encode;
+use crate::aws::cloudfront::invalidation_path;
 use crate::aws::s3::transfer::LocalFile;
 use crate::config::FrontendConfig;
 use crate::error::{Error, Result};
@@ -363,9 +363,9 @@ pub fn invalidation_paths(files: &BTreeMap<String, ManifestEntry>, max: usize) -
         if path == "index.html" {
             paths.push("/".to_string());
         } else if let Some(dir) = path.strip_suffix("/index.html") {
-            paths.push(encode::invalidation_path(&format!("/{dir}/")));
+            paths.push(invalidation_path(&format!("/{dir}/")));
         }
-        paths.push(encode::invalidation_path(&format!("/{path}")));
+        paths.push(invalidation_path(&format!("/{path}")));
     }
     if paths.len() > max {
         return vec!["/*".to_string()];
