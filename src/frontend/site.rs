@@ -1,6 +1,7 @@
 //! The static site on disk: walking the build output, content hashes, Content-Type and
 //! Cache-Control per file, and the diff against the live release (pure logic, no AWS).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -21,7 +22,7 @@ pub struct SiteFile {
     /// MD5 of the content, hex: compared with the live release and with the MD5 stored with
     /// each object, never mtimes or S3 ETags (not MD5s for multipart uploads or SSE-KMS).
     pub md5: String,
-    pub content_type: &'static str,
+    pub content_type: Cow<'static, str>,
     pub cache_control: String,
     pub hashed: bool,
 }
@@ -37,7 +38,7 @@ impl LocalFile for SiteFile {
         &self.md5
     }
     fn content_type(&self) -> &str {
-        self.content_type
+        &self.content_type
     }
     fn cache_control(&self) -> &str {
         &self.cache_control
@@ -70,13 +71,32 @@ pub struct ManifestEntry {
     pub hashed: bool,
 }
 
-/// Content-Type by extension.
-pub fn content_type(path: &str) -> &'static str {
+/// Content-Type by extension: bgcloud's own list first, then `mime_guess`'s, else
+/// octet-stream. Any `text/*` type gets `; charset=utf-8`, as the listed ones do: a build's text
+/// files are UTF-8 (bundlers and site generators write nothing else), and a browser that gets
+/// `text/*` without a charset falls back to its locale's legacy encoding (windows-1252 in much
+/// of the world), so a `.csv` or `.md` with an `é` would show garbled.
+pub fn content_type(path: &str) -> Cow<'static, str> {
     let ext = path
         .rsplit_once('.')
         .map(|(_, e)| e.to_ascii_lowercase())
         .unwrap_or_default();
-    match ext.as_str() {
+    if let Some(listed) = listed_type(&ext) {
+        return Cow::Borrowed(listed);
+    }
+    match mime_guess::from_ext(&ext).first_raw() {
+        Some(text) if text.starts_with("text/") => Cow::Owned(format!("{text}; charset=utf-8")),
+        Some(other) => Cow::Borrowed(other),
+        None => Cow::Borrowed("application/octet-stream"),
+    }
+}
+
+/// What a web build is mostly made of. Kept although `mime_guess` knows most of these: it
+/// answers `.mjs` application/javascript, `.map` text/plain, `.woff` application/font-woff and
+/// `.xml` text/xml, knows no `.cjs`, and adds no charset; these are the answers browsers and
+/// CloudFront have been getting, and a change of table upstream must not change them.
+fn listed_type(ext: &str) -> Option<&'static str> {
+    Some(match ext {
         "html" | "htm" => "text/html; charset=utf-8",
         "js" | "mjs" | "cjs" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
@@ -97,8 +117,8 @@ pub fn content_type(path: &str) -> &'static str {
         "webp" => "image/webp",
         "avif" => "image/avif",
         "pdf" => "application/pdf",
-        _ => "application/octet-stream",
-    }
+        _ => return None,
+    })
 }
 
 /// Whether `path` is a content-hashed asset: anything but HTML under `hashed_dir`. Vite (and
@@ -396,7 +416,19 @@ mod tests {
             ("a.JPG", "image/jpeg"),
             ("a.webp", "image/webp"),
             ("a.avif", "image/avif"),
+            ("a.htm", "text/html; charset=utf-8"),
+            ("a.cjs", "text/javascript; charset=utf-8"),
+            ("f.woff", "font/woff"),
+            ("f.ttf", "font/ttf"),
+            ("sitemap.xml", "application/xml"),
+            ("a.jpeg", "image/jpeg"),
+            ("a.gif", "image/gif"),
+            ("terms.pdf", "application/pdf"),
             ("LICENSE", "application/octet-stream"),
+            // Not listed: mime_guess's answer, text with the charset the listed ones have.
+            ("intro.mp4", "video/mp4"),
+            ("prices.CSV", "text/csv; charset=utf-8"),
+            ("a.not-an-extension", "application/octet-stream"),
         ] {
             assert_eq!(content_type(p), t, "{p}");
         }
