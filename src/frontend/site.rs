@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use walkdir::WalkDir;
 
 use crate::aws::cloudfront::invalidation_path;
 use crate::aws::s3::transfer::LocalFile;
@@ -139,8 +140,7 @@ pub fn scan(dir: &Path, config: &FrontendConfig) -> Result<Vec<SiteFile>> {
             dir.display()
         )));
     }
-    let mut files = Vec::new();
-    walk(dir, dir, config, &mut files)?;
+    let mut files = walk(dir, config)?;
     if files.is_empty() {
         return Err(Error::refused(format!(
             "{} is empty: build the site first (e.g. `npm run build`)",
@@ -166,20 +166,23 @@ pub fn scan(dir: &Path, config: &FrontendConfig) -> Result<Vec<SiteFile>> {
     Ok(files)
 }
 
-fn walk(root: &Path, dir: &Path, config: &FrontendConfig, out: &mut Vec<SiteFile>) -> Result<()> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| Error::refused(format!("cannot read {}: {e}", dir.display())))?;
+/// Every file under `root`, refusing what must not be published. Symlinks are not followed
+/// (a linked folder can loop, a link can lead out of the build): each is checked by
+/// [`check_link`] and read as the file it points at. Sorted by name, so that of several problems
+/// the same one is named on every run.
+fn walk(root: &Path, config: &FrontendConfig) -> Result<Vec<SiteFile>> {
+    let mut out = Vec::new();
+    let entries = WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name();
     for entry in entries {
-        let entry =
-            entry.map_err(|e| Error::refused(format!("cannot read {}: {e}", dir.display())))?;
-        let local = entry.path();
-        let kind = entry
-            .file_type()
-            .map_err(|e| Error::refused(format!("{}: {e}", local.display())))?;
+        let entry = entry.map_err(|e| unreadable(root, &e))?;
+        let kind = entry.file_type();
         if kind.is_dir() {
-            walk(root, &local, config, out)?;
             continue;
         }
+        let local = entry.into_path();
         if kind.is_symlink() {
             check_link(root, &local)?;
         }
@@ -225,7 +228,23 @@ fn walk(root: &Path, dir: &Path, config: &FrontendConfig, out: &mut Vec<SiteFile
             local,
         });
     }
-    Ok(())
+    Ok(out)
+}
+
+/// A walk error in the words bgcloud used before walkdir, which reports a folder it cannot open
+/// and an entry it cannot inspect alike: "cannot read" the one, the other named bare. An error
+/// reading a folder's entries names no path; the build folder stands for it.
+fn unreadable(root: &Path, error: &walkdir::Error) -> Error {
+    let path = error.path().unwrap_or(root);
+    let why = match error.io_error() {
+        Some(io) => io.to_string(),
+        None => error.to_string(),
+    };
+    if path.is_dir() {
+        Error::refused(format!("cannot read {}: {why}", path.display()))
+    } else {
+        Error::refused(format!("{}: {why}", path.display()))
+    }
 }
 
 /// The longest path a file may have under the build folder: S3's 1,024-byte key limit, less
