@@ -4,6 +4,7 @@ use std::fmt::Display;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -48,24 +49,45 @@ pub fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Files and bytes done, redrawn in place on stderr — only when stderr is a terminal. Shared
-/// by concurrent tasks: each reports its own file with [`Progress::advance`].
+/// Files and bytes done, on stderr. Shared by concurrent tasks: each reports its own file with
+/// [`Progress::advance`]. How it shows depends on where stderr goes:
+/// - a terminal: an `indicatif` bar, redrawn at most 20 times a second rather than once per
+///   file, plain where `NO_COLOR` asks for no colour;
+/// - a terminal that says it is `dumb` (an editor's shell buffer): the line redrawn with `\r`,
+///   since it cannot take the bar's cursor escapes;
+/// - anything else (a pipe, a CI log): nothing, so logs hold no stream of `\r` redraws.
 pub struct Progress {
     files: usize,
     bytes: u64,
     done_files: AtomicUsize,
     done_bytes: AtomicU64,
-    tty: bool,
+    draw: Draw,
+}
+
+/// Where [`Progress`] shows, chosen once.
+enum Draw {
+    Bar(ProgressBar),
+    Line,
+    Nothing,
 }
 
 impl Progress {
     pub fn new(files: usize, bytes: u64) -> Progress {
+        let stderr = std::io::stderr();
+        let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+        let draw = if !std::io::IsTerminal::is_terminal(&stderr) {
+            Draw::Nothing
+        } else if dumb {
+            Draw::Line
+        } else {
+            Draw::Bar(bar(files))
+        };
         Progress {
             files,
             bytes,
             done_files: AtomicUsize::new(0),
             done_bytes: AtomicU64::new(0),
-            tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            draw,
         }
     }
 
@@ -73,19 +95,56 @@ impl Progress {
     pub fn advance(&self, bytes: u64) {
         let files = self.done_files.fetch_add(1, Ordering::Relaxed) + 1;
         let bytes = self.done_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if self.tty {
-            eprint!(
-                "\r{files}/{} files, {:.1}/{:.1} MB",
-                self.files,
-                bytes as f64 / 1e6,
-                self.bytes as f64 / 1e6
-            );
+        match &self.draw {
+            Draw::Bar(bar) => {
+                bar.inc(1);
+                bar.set_message(self.done(files, bytes));
+            }
+            Draw::Line => eprint!("\r{}", self.done(files, bytes)),
+            Draw::Nothing => {}
         }
     }
 
     pub fn finish(&self) {
-        if self.tty {
-            eprintln!();
+        match &self.draw {
+            Draw::Bar(bar) => {
+                // Concurrent tasks may have set their messages out of order: the last word is
+                // the final count.
+                let files = self.done_files.load(Ordering::Relaxed);
+                let bytes = self.done_bytes.load(Ordering::Relaxed);
+                bar.finish_with_message(self.done(files, bytes));
+            }
+            Draw::Line => eprintln!(),
+            Draw::Nothing => {}
         }
     }
+
+    /// "3/10 files, 1.2/5.0 MB".
+    fn done(&self, files: usize, bytes: u64) -> String {
+        format!(
+            "{files}/{} files, {:.1}/{:.1} MB",
+            self.files,
+            bytes as f64 / 1e6,
+            self.bytes as f64 / 1e6
+        )
+    }
+}
+
+/// The upload bar on stderr, one step per file, coloured unless `NO_COLOR` is set
+/// (<https://no-color.org>: set and not empty).
+fn bar(files: usize) -> ProgressBar {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let template = if no_color {
+        "[{bar:30}] {msg} ({elapsed})"
+    } else {
+        "[{bar:30.cyan}] {msg} ({elapsed})"
+    };
+    let bar = ProgressBar::with_draw_target(Some(files as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("a valid template")
+            // ASCII, for any terminal font and encoding.
+            .progress_chars("=> "),
+    );
+    bar
 }

@@ -1,5 +1,6 @@
 //! CloudFront: which release the distribution serves (its S3 origin's path), switching it with
-//! `If-Match` (retried when another writer got in between), invalidating and waiting.
+//! `If-Match` (retried when another writer got in between), invalidating (paths encoded as
+//! CloudFront wants them) and waiting.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_sdk_cloudfront::error::ProvideErrorMetadata;
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use aws_sdk_cloudfront::Client;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::config::FrontendConfig;
 use crate::error::{aws, Error, Result};
@@ -185,6 +187,33 @@ fn caller_reference(label: &str) -> String {
     format!("{label}-{nanos}-{}-{call}", std::process::id())
 }
 
+/// What an invalidation path encodes: non-ASCII (always, by `percent_encoding`), controls,
+/// space and RFC 1738's unsafe characters, which CloudFront refuses raw, plus `?`, which would
+/// start a query string. Nothing else: a path encoded further no longer matches what viewers
+/// request. `*` is kept as the wildcard.
+const INVALIDATION_ENCODED: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}')
+    .add(b'~');
+
+/// A CloudFront invalidation path for a site path (`/caf%C3%A9/`), see [`INVALIDATION_ENCODED`].
+pub fn invalidation_path(path: &str) -> String {
+    utf8_percent_encode(path, INVALIDATION_ENCODED).to_string()
+}
+
 /// Starts an invalidation of `paths` (URL-encoded already); returns its id. `label` (the
 /// release) begins its CallerReference, to find it in the console.
 pub async fn invalidate(
@@ -293,5 +322,30 @@ mod tests {
         let b = caller_reference("r1");
         assert!(a.starts_with("r1-"), "{a}");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn invalidation_paths_encode_unsafe_and_non_ascii_characters_only() {
+        for (raw, encoded) in [
+            ("/menu du jour.html", "/menu%20du%20jour.html"),
+            ("/café/", "/caf%C3%A9/"),
+            ("/c#.txt", "/c%23.txt"),
+            ("/what?.txt", "/what%3F.txt"),
+            ("/100%.txt", "/100%25.txt"),
+            (
+                "/a\"<>[\\]^`{|}~.txt",
+                "/a%22%3C%3E%5B%5C%5D%5E%60%7B%7C%7D%7E.txt",
+            ),
+            ("/tab\there", "/tab%09here"),
+            // Left alone: reserved characters that are fine in a path, and the wildcard.
+            (
+                "/a+b=c&d;e:f@g$h,i!j'k(l)m.txt",
+                "/a+b=c&d;e:f@g$h,i!j'k(l)m.txt",
+            ),
+            ("/*", "/*"),
+            ("/about/", "/about/"),
+        ] {
+            assert_eq!(invalidation_path(raw), encoded, "{raw}");
+        }
     }
 }

@@ -4,7 +4,6 @@ pub mod cloudfront;
 pub mod cloudwatch;
 pub mod ec2;
 pub mod ecr;
-pub mod encode;
 pub mod listener;
 pub mod rules;
 pub mod s3;

@@ -1,12 +1,14 @@
 //! The static site on disk: walking the build output, content hashes, Content-Type and
 //! Cache-Control per file, and the diff against the live release (pure logic, no AWS).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use walkdir::WalkDir;
 
-use crate::aws::encode;
+use crate::aws::cloudfront::invalidation_path;
 use crate::aws::s3::transfer::LocalFile;
 use crate::config::FrontendConfig;
 use crate::error::{Error, Result};
@@ -21,7 +23,7 @@ pub struct SiteFile {
     /// MD5 of the content, hex: compared with the live release and with the MD5 stored with
     /// each object, never mtimes or S3 ETags (not MD5s for multipart uploads or SSE-KMS).
     pub md5: String,
-    pub content_type: &'static str,
+    pub content_type: Cow<'static, str>,
     pub cache_control: String,
     pub hashed: bool,
 }
@@ -37,7 +39,7 @@ impl LocalFile for SiteFile {
         &self.md5
     }
     fn content_type(&self) -> &str {
-        self.content_type
+        &self.content_type
     }
     fn cache_control(&self) -> &str {
         &self.cache_control
@@ -70,13 +72,32 @@ pub struct ManifestEntry {
     pub hashed: bool,
 }
 
-/// Content-Type by extension.
-pub fn content_type(path: &str) -> &'static str {
+/// Content-Type by extension: bgcloud's own list first, then `mime_guess`'s, else
+/// octet-stream. Any `text/*` type gets `; charset=utf-8`, as the listed ones do: a build's text
+/// files are UTF-8 (bundlers and site generators write nothing else), and a browser that gets
+/// `text/*` without a charset falls back to its locale's legacy encoding (windows-1252 in much
+/// of the world), so a `.csv` or `.md` with an `é` would show garbled.
+pub fn content_type(path: &str) -> Cow<'static, str> {
     let ext = path
         .rsplit_once('.')
         .map(|(_, e)| e.to_ascii_lowercase())
         .unwrap_or_default();
-    match ext.as_str() {
+    if let Some(listed) = listed_type(&ext) {
+        return Cow::Borrowed(listed);
+    }
+    match mime_guess::from_ext(&ext).first_raw() {
+        Some(text) if text.starts_with("text/") => Cow::Owned(format!("{text}; charset=utf-8")),
+        Some(other) => Cow::Borrowed(other),
+        None => Cow::Borrowed("application/octet-stream"),
+    }
+}
+
+/// What a web build is mostly made of. Kept although `mime_guess` knows most of these: it
+/// answers `.mjs` application/javascript, `.map` text/plain, `.woff` application/font-woff and
+/// `.xml` text/xml, knows no `.cjs`, and adds no charset; these are the answers browsers and
+/// CloudFront have been getting, and a change of table upstream must not change them.
+fn listed_type(ext: &str) -> Option<&'static str> {
+    Some(match ext {
         "html" | "htm" => "text/html; charset=utf-8",
         "js" | "mjs" | "cjs" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
@@ -97,8 +118,8 @@ pub fn content_type(path: &str) -> &'static str {
         "webp" => "image/webp",
         "avif" => "image/avif",
         "pdf" => "application/pdf",
-        _ => "application/octet-stream",
-    }
+        _ => return None,
+    })
 }
 
 /// Whether `path` is a content-hashed asset: anything but HTML under `hashed_dir`. Vite (and
@@ -119,8 +140,7 @@ pub fn scan(dir: &Path, config: &FrontendConfig) -> Result<Vec<SiteFile>> {
             dir.display()
         )));
     }
-    let mut files = Vec::new();
-    walk(dir, dir, config, &mut files)?;
+    let mut files = walk(dir, config)?;
     if files.is_empty() {
         return Err(Error::refused(format!(
             "{} is empty: build the site first (e.g. `npm run build`)",
@@ -146,20 +166,23 @@ pub fn scan(dir: &Path, config: &FrontendConfig) -> Result<Vec<SiteFile>> {
     Ok(files)
 }
 
-fn walk(root: &Path, dir: &Path, config: &FrontendConfig, out: &mut Vec<SiteFile>) -> Result<()> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| Error::refused(format!("cannot read {}: {e}", dir.display())))?;
+/// Every file under `root`, refusing what must not be published. Symlinks are not followed
+/// (a linked folder can loop, a link can lead out of the build): each is checked by
+/// [`check_link`] and read as the file it points at. Sorted by name, so that of several problems
+/// the same one is named on every run.
+fn walk(root: &Path, config: &FrontendConfig) -> Result<Vec<SiteFile>> {
+    let mut out = Vec::new();
+    let entries = WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name();
     for entry in entries {
-        let entry =
-            entry.map_err(|e| Error::refused(format!("cannot read {}: {e}", dir.display())))?;
-        let local = entry.path();
-        let kind = entry
-            .file_type()
-            .map_err(|e| Error::refused(format!("{}: {e}", local.display())))?;
+        let entry = entry.map_err(|e| unreadable(root, &e))?;
+        let kind = entry.file_type();
         if kind.is_dir() {
-            walk(root, &local, config, out)?;
             continue;
         }
+        let local = entry.into_path();
         if kind.is_symlink() {
             check_link(root, &local)?;
         }
@@ -205,7 +228,23 @@ fn walk(root: &Path, dir: &Path, config: &FrontendConfig, out: &mut Vec<SiteFile
             local,
         });
     }
-    Ok(())
+    Ok(out)
+}
+
+/// A walk error in the words bgcloud used before walkdir, which reports a folder it cannot open
+/// and an entry it cannot inspect alike: "cannot read" the one, the other named bare. An error
+/// reading a folder's entries names no path; the build folder stands for it.
+fn unreadable(root: &Path, error: &walkdir::Error) -> Error {
+    let path = error.path().unwrap_or(root);
+    let why = match error.io_error() {
+        Some(io) => io.to_string(),
+        None => error.to_string(),
+    };
+    if path.is_dir() {
+        Error::refused(format!("cannot read {}: {why}", path.display()))
+    } else {
+        Error::refused(format!("{}: {why}", path.display()))
+    }
 }
 
 /// The longest path a file may have under the build folder: S3's 1,024-byte key limit, less
@@ -363,9 +402,9 @@ pub fn invalidation_paths(files: &BTreeMap<String, ManifestEntry>, max: usize) -
         if path == "index.html" {
             paths.push("/".to_string());
         } else if let Some(dir) = path.strip_suffix("/index.html") {
-            paths.push(encode::invalidation_path(&format!("/{dir}/")));
+            paths.push(invalidation_path(&format!("/{dir}/")));
         }
-        paths.push(encode::invalidation_path(&format!("/{path}")));
+        paths.push(invalidation_path(&format!("/{path}")));
     }
     if paths.len() > max {
         return vec!["/*".to_string()];
@@ -396,7 +435,19 @@ mod tests {
             ("a.JPG", "image/jpeg"),
             ("a.webp", "image/webp"),
             ("a.avif", "image/avif"),
+            ("a.htm", "text/html; charset=utf-8"),
+            ("a.cjs", "text/javascript; charset=utf-8"),
+            ("f.woff", "font/woff"),
+            ("f.ttf", "font/ttf"),
+            ("sitemap.xml", "application/xml"),
+            ("a.jpeg", "image/jpeg"),
+            ("a.gif", "image/gif"),
+            ("terms.pdf", "application/pdf"),
             ("LICENSE", "application/octet-stream"),
+            // Not listed: mime_guess's answer, text with the charset the listed ones have.
+            ("intro.mp4", "video/mp4"),
+            ("prices.CSV", "text/csv; charset=utf-8"),
+            ("a.not-an-extension", "application/octet-stream"),
         ] {
             assert_eq!(content_type(p), t, "{p}");
         }

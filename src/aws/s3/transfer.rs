@@ -1,7 +1,8 @@
 //! Writing a release's files to a bucket: uploads (in parts above 16 MB) and server-side
-//! copies, many at once. Every object bgcloud writes carries its content's MD5 in metadata
-//! (`x-amz-meta-bgcloud-md5`), because the ETag is not the MD5 on SSE-KMS buckets or for
-//! multipart uploads; [`Bucket::holding`] uses it to tell which objects already hold a file.
+//! copies (the source key percent-encoded), many at once. Every object bgcloud writes carries
+//! its content's MD5 in metadata (`x-amz-meta-bgcloud-md5`), because the ETag is not the MD5 on
+//! SSE-KMS buckets or for multipart uploads; [`Bucket::holding`] uses it to tell which objects
+//! already hold a file.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -10,11 +11,11 @@ use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{arn, failed, Bucket};
-use crate::aws::encode;
 use crate::error::{Error, Result};
 
 /// Files above this size go up in parts.
@@ -22,6 +23,20 @@ const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// The user metadata key (`x-amz-meta-…`) holding the content's MD5, hex.
 pub const MD5_METADATA: &str = "bgcloud-md5";
+
+/// What a key in `x-amz-copy-source` encodes: everything but unreserved characters and `/`
+/// (`+` too, which S3 would otherwise read as a space).
+const COPY_SOURCE_ENCODED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// `key` as `x-amz-copy-source` wants it, see [`COPY_SOURCE_ENCODED`].
+fn copy_source(key: &str) -> String {
+    utf8_percent_encode(key, COPY_SOURCE_ENCODED).to_string()
+}
 
 /// A file on disk to store as an object: where it is and what the object carries.
 pub trait LocalFile {
@@ -194,7 +209,7 @@ impl Bucket {
             .copy_object()
             .bucket(&self.name)
             .key(key)
-            .copy_source(format!("{}/{}", self.name, encode::copy_source(source)))
+            .copy_source(format!("{}/{}", self.name, copy_source(source)))
             .metadata_directive(MetadataDirective::Replace)
             .content_type(file.content_type())
             .cache_control(file.cache_control())
@@ -246,4 +261,18 @@ where
         results.push(joined(done)?);
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_sources_keep_only_unreserved_characters_and_slashes() {
+        assert_eq!(
+            copy_source("releases/r1/assets/a b+c.js"),
+            "releases/r1/assets/a%20b%2Bc.js"
+        );
+        assert_eq!(copy_source("releases/r1/é.txt"), "releases/r1/%C3%A9.txt");
+    }
 }
