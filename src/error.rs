@@ -163,7 +163,7 @@ impl AwsFailure {
         if self.is_access_denied() {
             return format!(
                 "the credentials in use may not call {}: add it to the role's policy on this \
-                 resource (docs/reference/iam.md lists what bgcloud needs)",
+                 resource (the IAM reference, docs/reference/iam.md, lists what bgcloud needs)",
                 self.action
             );
         }

@@ -37,7 +37,7 @@ pub async fn check_agents(ssm: &aws_sdk_ssm::Client, instances: &[String]) -> Re
                     if failure.is_access_denied() {
                         return Err(Error::refused(format!(
                             "checking the instances' SSM agents was denied: the role needs \
-                             ssm:DescribeInstanceInformation (see docs/reference/iam.md); \
+                             ssm:DescribeInstanceInformation (see the IAM reference, docs/reference/iam.md); \
                              nothing was sent or changed ({})",
                             failure.code.unwrap_or_else(|| "AccessDenied".into())
                         )));
