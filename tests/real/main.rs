@@ -496,8 +496,12 @@ async fn requests_in_flight_finish_before_a_colour_that_just_lost_traffic_is_rep
     deregistration_delay(&fx, slow as u64 + 2).await;
     fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
     fx.bgcloud(&["deploy", "--image", "v2"]).ok(); // blue live
-                                                   // Requests that each take `slow` seconds, back to back on 8 connections.
-    let load = Load::start(lane.alb_port, &slow_path, 100.0, 8);
+                                                   // Staggered: one connection starts a request every slow/8 seconds, so whenever a colour
+                                                   // loses its traffic it has requests of every age in flight. (Back to back on 8 connections
+                                                   // started together, the 8 ran in lockstep: about one run in four the batch in flight at the
+                                                   // control's launch had started after the shift, on the other colour, and the control cut
+                                                   // nothing.)
+    let load = Load::start(lane.alb_port, &slow_path, 8.0 / slow, 8);
     std::thread::sleep(Duration::from_secs_f64(slow / 2.0));
 
     // Rollback, then at once a deploy to the colour that just lost its traffic: it drains.
