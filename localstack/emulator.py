@@ -9,7 +9,10 @@ Models that are ON by default (tests cannot pass on the emulator's kindness):
                  for the deregistration delay
   model_ssm.py   SSM agents (DescribeInstanceInformation, InvalidInstanceId), launches that start
                  containers the ALB model checks, CancelCommand, output truncated as SSM does
-  model_cloudwatch.py  percentile statistics (p99) in GetMetricData
+  model_cloudwatch.py  percentile statistics (p99) in GetMetricData; datapoints published a
+                 period and a delay late, absent when nothing happened; the namespace counts;
+                 DescribeAlarms' AlarmTypes (metric alarms only without it), composite alarms
+  timing.py      every delay above, sized by a profile: `aws` (default) or `scaled` (seconds)
   model_cloudfront.py  CloudFront's managed response headers policies; distributions naming a
                  policy that does not exist are refused
   model_iam.py   policy conditions that do not hold do not apply; S3 over TLS; versioned
@@ -65,6 +68,9 @@ Controls, served under /_bgcloud/ on the same port as the AWS APIs:
   POST /_bgcloud/iam                          {"enforce": true|false}: IAM enforced from now on
                                                (requests must be signed by an identity whose
                                                policies allow them; model_iam.py), or not
+  GET  /_bgcloud/timing                       the timing profile in force and its settings
+  POST /_bgcloud/timing                       {"metric_delay": s, ...}: change settings (for the
+                                               whole emulator; see timing.py)
   POST /_bgcloud/reset                        clear every control (of every test: tests that
                                                share an emulator clear only their own)
 
@@ -84,6 +90,9 @@ Real-instance lane controls (only with --lane, see model_lane.py):
        "since"} | lane/cdn {"distribution_id"} -> {"port"}
 
 Usage: emulator.py [--port N] [--port-file F] [--parent-pid P] [--lane lane.json]
+                   [--profile aws|scaled]
+  --profile sizes every modelled delay (timing.py): `aws` (the default) as AWS has them,
+  `scaled` the same shapes in seconds, for the tests and the demo.
   --port 0 picks a free port; --port-file receives it once the server answers.
   --parent-pid makes the server exit when that process is gone, so a test run that is killed
   never leaves an emulator behind.
@@ -114,6 +123,7 @@ from moto.moto_server.werkzeug_app import (
 
 # The AWS behaviours moto lacks, modelled in their own modules (each documents its controls).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timing  # noqa: E402
 import model_alb  # noqa: E402
 import model_cloudfront  # noqa: E402
 import model_cloudwatch  # noqa: E402,F401 (patches moto on import)
@@ -459,6 +469,13 @@ class Controls:
         if path == "requests":
             with LOCK:
                 return _json(list(REQUESTS.get(request.args.get("access_key", ""), [])))
+        if path == "timing":
+            if request.method == "GET":
+                return _json(timing.describe())
+            try:
+                return _json(timing.update(json.loads(request.get_data() or b"{}")))
+            except ValueError as e:
+                return _json({"error": str(e)}, 400)
         if request.method != "POST":
             return _json({"error": f"unknown control {path}"}, 404)
         data = json.loads(request.get_data() or b"{}")
@@ -564,7 +581,10 @@ def main():
     parser.add_argument("--port-file")
     parser.add_argument("--parent-pid", type=int)
     parser.add_argument("--lane", help="lane.json of a real-instance lane (lane/lane.py up)")
+    parser.add_argument("--profile", default="aws", choices=sorted(timing.PROFILES),
+                        help="the size of every modelled delay (timing.py)")
     args = parser.parse_args()
+    timing.use(args.profile)
 
     app = Controls(DomainDispatcherApplication(create_backend_app))
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)

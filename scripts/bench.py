@@ -33,7 +33,7 @@ def start_emulator(work):
     port_file = os.path.join(work, "port")
     emulator = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "localstack/emulator.py"), "--port-file", port_file,
-         "--parent-pid", str(os.getpid())],
+         "--parent-pid", str(os.getpid()), "--profile", "scaled"],
         stderr=open(os.path.join(work, "emulator.log"), "w"),
     )
     for _ in range(600):

@@ -8,7 +8,8 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 /// Exit codes: 0 success, 1 operation failed, 2 bad input or refused (nothing changed),
-/// 3 another deployment holds the lock, 130 interrupted.
+/// 3 another deployment holds the lock, 4 a watch was inconclusive and the rollout paused,
+/// 130 interrupted.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The operation failed part-way or AWS said no: exit 1.
@@ -20,6 +21,9 @@ pub enum Error {
     /// Someone else holds the deployment lock: exit 3.
     #[error("{0}")]
     Locked(String),
+    /// A watch ended without a verdict and the rollout is paused where it is: exit 4.
+    #[error("{0}")]
+    Inconclusive(String),
     /// Ctrl-C or SIGTERM: the lock was released, exit 130.
     #[error(
         "interrupted; the deployment lock was released. Run `bgcloud status` to see what is live"
@@ -35,6 +39,7 @@ impl Error {
             Error::Failed(_) => 1,
             Error::Refused(_) => 2,
             Error::Locked(_) => 3,
+            Error::Inconclusive(_) => 4,
             Error::Interrupted => 130,
         }
     }

@@ -30,7 +30,8 @@ pub async fn run(cli: Cli) -> Result<()> {
     };
     if let (Err(e), Some(name)) = (&result, cli.command.changes()) {
         notify::summary::failed(name, &e.to_string(), e.exit_code());
-        if let Some(ctx) = &ctx {
+        // An inconclusive watch has said so itself (event `inconclusive`): it is no failure.
+        if let (Some(ctx), false) = (&ctx, matches!(e, error::Error::Inconclusive(_))) {
             ctx.notify.failed(name, &e.to_string()).await;
         }
     }

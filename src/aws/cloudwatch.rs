@@ -6,18 +6,21 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+use aws_sdk_cloudwatch::types::{AlarmType, Dimension, Metric, MetricDataQuery, MetricStat};
 use aws_sdk_cloudwatch::Client;
 
 use crate::error::AwsFailure;
 
-/// One colour's ALB metrics over the watch so far; `None` where CloudWatch has no datapoint.
+/// One colour's ALB metrics over a window; `None` where CloudWatch has no datapoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ColorMetrics {
     pub requests: Option<f64>,
     pub errors_5xx: Option<f64>,
     /// TargetResponseTime p99, seconds.
     pub p99: Option<f64>,
+    /// The start of the latest period any of these metrics has a datapoint for: how far the
+    /// published data reaches (the ALB publishes late, and nothing for a quiet period).
+    pub latest: Option<SystemTime>,
 }
 
 /// The ALB's dimension values: `app/<name>/<id>` and `targetgroup/<name>/<id>`.
@@ -50,9 +53,13 @@ impl Dimensions {
     }
 }
 
-const PERIOD: i32 = 60;
-
-fn query(id: &str, group: &str, load_balancer: &str, name: &str, stat: &str) -> MetricDataQuery {
+fn query(
+    id: &str,
+    group: &str,
+    load_balancer: &str,
+    (name, stat): (&str, &str),
+    period: Duration,
+) -> MetricDataQuery {
     let dimension = |n: &str, v: &str| Dimension::builder().name(n).value(v).build();
     MetricDataQuery::builder()
         .id(id)
@@ -66,7 +73,7 @@ fn query(id: &str, group: &str, load_balancer: &str, name: &str, stat: &str) -> 
                         .dimensions(dimension("LoadBalancer", load_balancer))
                         .build(),
                 )
-                .period(PERIOD)
+                .period(period.as_secs().max(1) as i32)
                 .stat(stat)
                 .build(),
         )
@@ -74,41 +81,48 @@ fn query(id: &str, group: &str, load_balancer: &str, name: &str, stat: &str) -> 
         .build()
 }
 
-/// Both colours' figures from `since` to now: sums of RequestCount and
-/// HTTPCode_Target_5XX_Count, and the highest per-minute p99 of TargetResponseTime.
+/// Both colours' figures over the periods from `from` up to `to` (whole periods, as the ALB
+/// publishes them): sums of RequestCount and HTTPCode_Target_5XX_Count, and the highest
+/// per-period p99 of TargetResponseTime.
 pub async fn colors(
     cw: &Client,
     dims: &Dimensions,
-    since: SystemTime,
+    (from, to): (SystemTime, SystemTime),
+    period: Duration,
 ) -> Result<(ColorMetrics, ColorMetrics), AwsFailure> {
     let mut request = cw
         .get_metric_data()
-        // Whole minutes, as the ALB publishes; a minute before `since` so the first one counts.
-        .start_time(DateTime::from(floor_minute(since)))
-        .end_time(DateTime::from(SystemTime::now() + Duration::from_secs(60)));
+        .start_time(DateTime::from(from))
+        .end_time(DateTime::from(to.max(from + period)));
     for (prefix, group) in [("new", &dims.new_group), ("stable", &dims.stable_group)] {
-        for (id, name, stat) in [
-            ("requests", "RequestCount", "Sum"),
-            ("errors", "HTTPCode_Target_5XX_Count", "Sum"),
-            ("p99", "TargetResponseTime", "p99"),
+        for (id, metric) in [
+            ("requests", ("RequestCount", "Sum")),
+            ("errors", ("HTTPCode_Target_5XX_Count", "Sum")),
+            ("p99", ("TargetResponseTime", "p99")),
         ] {
             request = request.metric_data_queries(query(
                 &format!("{prefix}_{id}"),
                 group,
                 &dims.load_balancer,
-                name,
-                stat,
+                metric,
+                period,
             ));
         }
     }
     let out = request.send().await.map_err(|e| AwsFailure::of(&e))?;
     let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut latest: BTreeMap<String, SystemTime> = BTreeMap::new();
     for result in out.metric_data_results() {
-        if let Some(id) = result.id() {
-            values
-                .entry(id.to_string())
-                .or_default()
-                .extend(result.values().iter().copied().filter(|v| v.is_finite()));
+        let Some(id) = result.id() else { continue };
+        values
+            .entry(id.to_string())
+            .or_default()
+            .extend(result.values().iter().copied().filter(|v| v.is_finite()));
+        let prefix = id.split('_').next().unwrap_or_default().to_string();
+        for t in result.timestamps() {
+            let t = SystemTime::try_from(*t).unwrap_or(SystemTime::UNIX_EPOCH);
+            let entry = latest.entry(prefix.clone()).or_insert(t);
+            *entry = (*entry).max(t);
         }
     }
     let sum = |id: &str| {
@@ -127,23 +141,20 @@ pub async fn colors(
         requests: sum(&format!("{prefix}_requests")),
         errors_5xx: sum(&format!("{prefix}_errors")),
         p99: max(&format!("{prefix}_p99")),
+        latest: latest.get(prefix).copied(),
     };
     Ok((color("new"), color("stable")))
 }
 
-fn floor_minute(t: SystemTime) -> SystemTime {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs - secs % 60)
-}
-
 /// The state (OK, ALARM, INSUFFICIENT_DATA) of each alarm of `names` that exists.
 pub async fn alarms(cw: &Client, names: &[String]) -> Result<BTreeMap<String, String>, AwsFailure> {
+    // Without AlarmTypes, DescribeAlarms answers metric alarms only: a composite alarm would
+    // read as missing.
     let out = cw
         .describe_alarms()
         .set_alarm_names(Some(names.to_vec()))
+        .alarm_types(AlarmType::MetricAlarm)
+        .alarm_types(AlarmType::CompositeAlarm)
         .send()
         .await
         .map_err(|e| AwsFailure::of(&e))?;

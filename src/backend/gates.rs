@@ -1,8 +1,13 @@
 //! The gates a watch judges on the colour that gained traffic: CloudWatch alarms and the ALB's
 //! metrics (5xx rate and p99 latency, also relative to the stable colour). Pure judging; the reads
-//! are in `metrics`. As AWS publishes them: no datapoints means "not judged yet" (the ALB sends
-//! nothing for a minute without requests, and sends late), an alarm in INSUFFICIENT_DATA is not
-//! in ALARM, and a gate that cannot be read fails safe unless told to ignore it.
+//! are in `aws::cloudwatch`. As AWS publishes them: no datapoints means "not judged yet" (the ALB
+//! sends nothing for a minute without requests, and sends late), an alarm in INSUFFICIENT_DATA is
+//! not in ALARM, and a gate that cannot be read fails safe unless told to ignore it.
+//!
+//! A gate's verdict at the end of its window is passed, breached, or **inconclusive**: still not
+//! judged once the window's datapoints had every chance to arrive (too few requests, no
+//! datapoints, an alarm in INSUFFICIENT_DATA). Inconclusive is never "passed": what happens then
+//! is `[backend.gates].inconclusive` (pause by default).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,7 +26,10 @@ const STABLE_5XX_FLOOR: f64 = 0.001;
 pub enum State {
     Ok,
     Breached,
+    /// Not enough data yet; the watch goes on.
     NotJudged,
+    /// Still not enough data when the window ended.
+    Inconclusive,
     Unreadable,
 }
 
@@ -52,14 +60,58 @@ impl Reading {
         self
     }
 
+    /// The reading with `note` in place of its own.
+    pub fn with_note(self, note: &str) -> Reading {
+        self.note(note)
+    }
+
     /// Whether this reading fails the watch.
     pub fn fails(&self, ignore_unreadable: bool) -> bool {
         match self.state {
             State::Breached => true,
             State::Unreadable => !ignore_unreadable,
-            State::Ok | State::NotJudged => false,
+            State::Ok | State::NotJudged | State::Inconclusive => false,
         }
     }
+
+    /// This reading as the window's last word: not judged by then is inconclusive.
+    pub fn at_window_end(mut self) -> Reading {
+        if self.state == State::NotJudged {
+            self.state = State::Inconclusive;
+        }
+        self
+    }
+}
+
+/// What a set of final readings comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Passed,
+    /// What failed, in words.
+    Breached(String),
+    /// Which gates had too little data, in words.
+    Inconclusive(String),
+}
+
+/// The verdict of the readings at a window's end (after [`Reading::at_window_end`]).
+pub fn verdict(readings: &[Reading], ignore_unreadable: bool) -> Verdict {
+    let words = |keep: &dyn Fn(&Reading) -> bool| {
+        readings
+            .iter()
+            .filter(|r| keep(r))
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let failed = words(&|r| r.fails(ignore_unreadable));
+    if !failed.is_empty() {
+        return Verdict::Breached(failed);
+    }
+    let open = words(&|r| matches!(r.state, State::Inconclusive | State::NotJudged));
+    if !open.is_empty() {
+        return Verdict::Inconclusive(open);
+    }
+    Verdict::Passed
 }
 
 impl fmt::Display for Reading {
@@ -74,6 +126,7 @@ impl fmt::Display for Reading {
             State::Ok => "ok",
             State::Breached => "BREACHED",
             State::NotJudged => "not judged yet",
+            State::Inconclusive => "INCONCLUSIVE",
             State::Unreadable => "UNREADABLE",
         };
         write!(f, ": {state}")?;
@@ -115,11 +168,16 @@ pub fn judge_metrics(
             Err(why) => Reading::new("5xx_rate", None, Some(limit), State::NotJudged).note(why),
         });
     }
+    // A latency judged on a handful of requests is one cold request: the same minimum applies.
+    let enough = |m: &ColorMetrics| rate_5xx(m, min).map(|_| ());
     if let Some(limit) = gates.max_p99_latency {
         let limit = limit.as_secs_f64();
-        out.push(match new.p99 {
-            Some(p99) => threshold("p99_latency_s", p99, limit),
-            None => Reading::new("p99_latency_s", None, Some(limit), State::NotJudged)
+        out.push(match (enough(new), new.p99) {
+            (Ok(()), Some(p99)) => threshold("p99_latency_s", p99, limit),
+            (Err(why), _) => {
+                Reading::new("p99_latency_s", None, Some(limit), State::NotJudged).note(why)
+            }
+            (Ok(()), None) => Reading::new("p99_latency_s", None, Some(limit), State::NotJudged)
                 .note("no datapoints yet"),
         });
     }
@@ -137,10 +195,16 @@ pub fn judge_metrics(
         });
     }
     if let Some(limit) = gates.max_p99_ratio_to_stable {
-        out.push(match (new.p99, stable.p99) {
-            (Some(n), Some(s)) if s > 0.0 => threshold("p99_ratio_to_stable", n / s, limit),
-            _ => Reading::new("p99_ratio_to_stable", None, Some(limit), State::NotJudged)
-                .note("no datapoints yet for both colours"),
+        let not_yet = |why: String| {
+            Reading::new("p99_ratio_to_stable", None, Some(limit), State::NotJudged).note(why)
+        };
+        out.push(match (enough(new), enough(stable), new.p99, stable.p99) {
+            (Err(why), _, _, _) => not_yet(format!("new colour: {why}")),
+            (_, Err(why), _, _) => not_yet(format!("stable colour: {why}")),
+            (Ok(()), Ok(()), Some(n), Some(s)) if s > 0.0 => {
+                threshold("p99_ratio_to_stable", n / s, limit)
+            }
+            _ => not_yet("no datapoints yet for both colours".into()),
         });
     }
     out
@@ -188,12 +252,11 @@ mod tests {
     fn gates() -> GatesConfig {
         GatesConfig {
             watch: Duration::from_secs(60),
-            alarms: vec![],
             max_5xx_rate: Some(0.01),
-            min_requests: 50,
             max_p99_latency: Some(Duration::from_millis(800)),
             max_5xx_ratio_to_stable: Some(2.0),
             max_p99_ratio_to_stable: Some(1.5),
+            ..GatesConfig::default()
         }
     }
 
@@ -202,6 +265,7 @@ mod tests {
             requests: Some(requests),
             errors_5xx: Some(errors),
             p99: Some(p99),
+            latest: None,
         }
     }
 
@@ -228,6 +292,45 @@ mod tests {
         let r = judge_metrics(&gates(), &ColorMetrics::default(), &ColorMetrics::default());
         assert!(r.iter().all(|g| g.state == State::NotJudged), "{r:?}");
         assert!(!r.iter().any(|g| g.fails(false)));
+    }
+
+    #[test]
+    fn a_window_that_ends_without_a_judgement_is_inconclusive_never_passed() {
+        let r: Vec<Reading> =
+            judge_metrics(&gates(), &ColorMetrics::default(), &ColorMetrics::default())
+                .into_iter()
+                .map(Reading::at_window_end)
+                .collect();
+        assert!(r.iter().all(|g| g.state == State::Inconclusive), "{r:?}");
+        assert!(
+            matches!(verdict(&r, false), Verdict::Inconclusive(why) if why.contains("5xx_rate"))
+        );
+        // One gate judged, one not: still inconclusive.
+        let r: Vec<Reading> = judge_metrics(&gates(), &m(100.0, 0.0, 0.1), &m(10.0, 0.0, 0.1))
+            .into_iter()
+            .map(Reading::at_window_end)
+            .collect();
+        assert_eq!(state(&r, "5xx_rate"), State::Ok);
+        assert_eq!(state(&r, "5xx_ratio_to_stable"), State::Inconclusive);
+        assert!(matches!(verdict(&r, false), Verdict::Inconclusive(_)));
+        // A breach wins over anything inconclusive.
+        let r: Vec<Reading> = judge_metrics(&gates(), &m(100.0, 9.0, 0.1), &m(10.0, 0.0, 0.1))
+            .into_iter()
+            .map(Reading::at_window_end)
+            .collect();
+        assert!(matches!(verdict(&r, false), Verdict::Breached(why) if why.contains("5xx_rate")));
+        let judged: Vec<Reading> =
+            judge_metrics(&gates(), &m(100.0, 0.0, 0.1), &m(100.0, 0.0, 0.1));
+        assert_eq!(verdict(&judged, false), Verdict::Passed);
+    }
+
+    #[test]
+    fn one_slow_cold_request_does_not_judge_the_latency() {
+        let r = judge_metrics(&gates(), &m(1.0, 0.0, 3.0), &m(1000.0, 0.0, 0.1));
+        assert_eq!(state(&r, "p99_latency_s"), State::NotJudged);
+        assert_eq!(state(&r, "p99_ratio_to_stable"), State::NotJudged);
+        let r = judge_metrics(&gates(), &m(50.0, 0.0, 3.0), &m(1000.0, 0.0, 0.1));
+        assert_eq!(state(&r, "p99_latency_s"), State::Breached);
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct Rollout {
     /// When the next step (or the end of the watch) is due, RFC 3339.
     pub next_at: Option<String>,
     pub paused: bool,
+    /// Paused because a watch ended without a verdict: which gates had too little data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inconclusive: Option<String>,
     pub gates: Vec<Reading>,
     pub by: String,
     pub updated_at: String,
@@ -50,7 +53,13 @@ impl fmt::Display for Rollout {
                 steps.join(" → ")
             )?;
         }
-        if self.paused {
+        if let (true, Some(why)) = (self.paused, &self.inconclusive) {
+            write!(
+                f,
+                ", paused: its watch was inconclusive ({why}); `bgcloud promote` accepts it, \
+                 `bgcloud rollback` undoes it"
+            )?;
+        } else if self.paused {
             write!(f, ", paused: continue with `bgcloud promote`")?;
         } else if let Some(next) = &self.next_at {
             write!(f, ", next at {next}")?;

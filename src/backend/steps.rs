@@ -67,6 +67,9 @@ pub async fn run(
             Ended::Breached(reason) => {
                 return Err(watch::roll_back(ctx, color.other(), &reason).await)
             }
+            Ended::Inconclusive(reason) => {
+                watch::inconclusive(ctx, backend, color, &reason, &mut state).await?
+            }
             Ended::Requested(request) => {
                 let done = watch::honour(ctx, &request, color).await?;
                 return match request.action {

@@ -18,7 +18,14 @@ pub async fn run(ctx: &Context, args: &PromoteArgs) -> Result<Shifted> {
         return Ok(Shifted::answered(ctx, "promote", done));
     }
     let work = async {
+        if !watch.is_zero() {
+            watch::check_alarms(ctx, backend, args.watch.ignore_missing_metrics).await?;
+        }
         let live = Live::read(ctx).await?;
+        // A watch that ended inconclusive with all traffic on its colour: promote accepts it.
+        if let Some(paused) = accepts_inconclusive(ctx, &live).await? {
+            return Ok(paused);
+        }
         let Some(canary) = live.canary() else {
             return Err(Error::refused(format!(
                 "no canary in progress ({}): nothing to promote. Start one with \
@@ -50,4 +57,32 @@ pub async fn run(ctx: &Context, args: &PromoteArgs) -> Result<Shifted> {
     } else {
         ctx.locked_rollout("promote", wait, watch, work).await
     }
+}
+
+/// With all traffic on the stable colour and a rollout paused because its watch was
+/// inconclusive, promote accepts that release as it is: the pause ends, no traffic moves.
+async fn accepts_inconclusive(ctx: &Context, live: &Live) -> Result<Option<Shifted>> {
+    let stable = live.stable();
+    let Some(state) = rollout::load(ctx).await? else {
+        return Ok(None);
+    };
+    let (Some(why), Some(color)) = (&state.inconclusive, state.color) else {
+        return Ok(None);
+    };
+    if !state.paused || color != stable || live.weights().get(stable) != 100 {
+        return Ok(None);
+    }
+    rollout::clear(ctx).await?;
+    tracing::info!("{stable}'s inconclusive watch ({why}) accepted: it keeps all traffic");
+    Ok(Some(Shifted {
+        app: ctx.config.app.clone(),
+        action: "promote",
+        from: live.weights(),
+        to: live.weights(),
+        stable,
+        canary: None,
+        changed: false,
+        verified: true,
+        warning: None,
+    }))
 }

@@ -55,7 +55,9 @@ pub async fn run(ctx: &Context, args: &TrafficArgs) -> Result<Shifted> {
                 })
                 .unwrap_or_default();
             return Err(Error::refused(format!(
-                "{to} was rolled back automatically{why}; rolling back to it would send traffic                  to what failed its watch. Pass --force if that is what you want, or deploy a                  fixed image"
+                "{to} was rolled back automatically{why}; rolling back to it would send traffic \
+                 to what failed its watch. Pass --force if that is what you want, or deploy a \
+                 fixed image"
             )));
         }
         if live.weights().get(to) == 100 {

@@ -18,6 +18,9 @@ pub async fn run(ctx: &Context, args: &ShiftArgs) -> Result<Shifted> {
     let watch = args.watch.duration(backend.gates.watch)?;
     let reason = format!("shift {percent} % to {}", args.to);
     let work = async {
+        if !watch.is_zero() {
+            watch::check_alarms(ctx, backend, args.watch.ignore_missing_metrics).await?;
+        }
         let live = Live::read(ctx).await?;
         let to = Weights::split(args.to, percent);
         let from = live.weights();

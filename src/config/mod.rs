@@ -19,7 +19,7 @@ mod state;
 pub use backend::{release_task_argv, smoke_command, BackendConfig, Instances};
 pub use canary::CanaryConfig;
 pub use frontend::FrontendConfig;
-pub use gates::GatesConfig;
+pub use gates::{GatesConfig, OnInconclusive, ALB_PERIOD};
 pub use notify::NotifyConfig;
 pub use preview::PreviewConfig;
 pub use state::StateConfig;

@@ -17,6 +17,8 @@ pub enum Kind {
     Shifted,
     Promoted,
     RolledBack,
+    /// A watch ended without a verdict; the rollout is paused where it is.
+    Inconclusive,
     Failed,
 }
 
@@ -114,6 +116,10 @@ impl Event {
             Kind::Shifted => format!("{on}: traffic shifted to {w}"),
             Kind::Promoted => format!("{on} promoted: traffic {w}"),
             Kind::RolledBack => format!("rolled back to {on} ({reason}): traffic {w}"),
+            Kind::Inconclusive => format!(
+                "{on}: watch inconclusive ({reason}); paused at traffic {w}, waiting for promote \
+                 or rollback"
+            ),
             Kind::Failed => {
                 let command = self.command.as_deref().unwrap_or("a command");
                 let command = match about("to") {

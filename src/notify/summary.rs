@@ -23,10 +23,15 @@ pub fn done(command: &str, result: &str, traffic: Option<(Weights, Weights)>) {
     append(&md);
 }
 
-/// Why a command failed (its exit code says how: 1 failed, 2 refused, 3 locked, 130 interrupted).
+/// Why a command failed (its exit code says how: 1 failed, 2 refused, 3 locked, 4 inconclusive,
+/// 130 interrupted).
 pub fn failed(command: &str, error: &str, exit_code: u8) {
+    let how = match exit_code {
+        4 => "paused, watch inconclusive",
+        _ => "failed",
+    };
     append(&format!(
-        "### bgcloud {command}: failed (exit {exit_code})\n\n```text\n{}\n```\n\n",
+        "### bgcloud {command}: {how} (exit {exit_code})\n\n```text\n{}\n```\n\n",
         error.trim_end()
     ));
 }

@@ -9,12 +9,13 @@ use aws_sdk_cloudwatch::types::{
 };
 use serde_json::Value;
 
-/// A fixture whose config has `gates` as its `[backend.gates]` section.
+/// A fixture whose config has `gates` as its `[backend.gates]` section, judged in one-second
+/// periods: the emulator's scaled profile publishes metrics per second (localstack/timing.py).
 async fn fixture(gates: &str) -> Fixture {
     let fx = Fixture::v1_v2().await;
     let config = fx.stack.config_toml("").replace(
         "\n[frontend]",
-        &format!("\n[backend.gates]\n{gates}\n\n[frontend]"),
+        &format!("\n[backend.gates]\nperiod = \"1s\"\n{gates}\n\n[frontend]"),
     );
     fx.write_config(&config);
     fx
@@ -64,7 +65,8 @@ async fn set_alarm(fx: &Fixture, state: StateValue) {
         .unwrap();
 }
 
-/// Puts ALB datapoints for a colour's target group, as the ALB publishes them.
+/// Puts ALB datapoints for a colour's target group, as the ALB publishes them, in the next
+/// one-second period: one that surely starts after the move the watch judges from.
 async fn put_metrics(
     fx: &Fixture,
     target_group_arn: &str,
@@ -72,6 +74,19 @@ async fn put_metrics(
     errors: f64,
     times: &[(f64, f64)],
 ) {
+    let next = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+    put_metrics_at(fx, target_group_arn, (requests, errors), times, next).await
+}
+
+/// [`put_metrics`] at `at`.
+async fn put_metrics_at(
+    fx: &Fixture,
+    target_group_arn: &str,
+    (requests, errors): (f64, f64),
+    times: &[(f64, f64)],
+    at: std::time::SystemTime,
+) {
+    let at = aws_sdk_cloudwatch::primitives::DateTime::from(at);
     let dims = [
         Dimension::builder()
             .name("TargetGroup")
@@ -95,6 +110,7 @@ async fn put_metrics(
         MetricDatum::builder()
             .metric_name(name)
             .value(value)
+            .timestamp(at)
             .set_dimensions(Some(dims.to_vec()))
             .build()
     };
@@ -111,6 +127,7 @@ async fn put_metrics(
                 .metric_name("TargetResponseTime")
                 .set_values(Some(times.iter().map(|t| t.0).collect()))
                 .set_counts(Some(times.iter().map(|t| t.1).collect()))
+                .timestamp(at)
                 .set_dimensions(Some(dims.to_vec()))
                 .build(),
         );
@@ -262,46 +279,220 @@ async fn the_p99_and_ratio_gates_judge_against_the_stable_colour() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn metrics_that_never_appear_are_not_judged_and_the_watch_passes() {
+async fn a_watch_whose_metrics_never_appear_is_inconclusive_pauses_and_exits_4() {
     let fx = fixture("max_5xx_rate = 0.01\nmax_p99_latency = \"1s\"").await;
     let out = fx
-        .bgcloud(&["deploy", "--image", "v1", "--watch", "2s"])
-        .ok();
-    assert!(
-        out.stderr.contains("green passed its watch"),
-        "{}",
-        out.stderr
-    );
-    fx.assert_weights(0, 100).await;
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "3s"])
+        .code(4);
+    out.assert_stderr_has("green's watch was inconclusive");
+    out.assert_stderr_has("5xx_rate: INCONCLUSIVE (0 of 50 requests seen)");
+    out.assert_stderr_has("`bgcloud promote` accepts it, `bgcloud rollback` undoes it");
     assert!(fx.count("GetMetricData") >= 2, "read every poll");
-    assert!(
-        fx.bgcloud(&["status"]).json()["rollout"].is_null(),
-        "the watch is over"
+    // Nothing judged it good or bad: traffic stays where the deploy put it, paused.
+    fx.assert_weights(0, 100).await;
+    let status = fx.bgcloud(&["status"]).json();
+    let r = &status["rollout"];
+    assert_eq!(
+        (r["paused"].as_bool(), r["running"].as_bool()),
+        (Some(true), Some(false))
     );
+    assert!(
+        r["inconclusive"].as_str().unwrap().contains("5xx_rate"),
+        "{status}"
+    );
+    let text = fx.bgcloud(&["status"]).ok().stdout;
+    assert!(text.contains("its watch was inconclusive"), "{text}");
+    // A decision first: no new deploy over an unjudged release.
+    let refused = fx.bgcloud(&["deploy", "--image", "v2"]).code(2);
+    refused.assert_stderr_has("the last rollout is paused: its watch was inconclusive");
+    assert_eq!(fx.count("SendCommand"), 1, "only the first deploy launched");
+    // promote accepts it as it is.
+    fx.bgcloud(&["promote"]).ok();
+    fx.assert_weights(0, 100).await;
+    assert!(fx.bgcloud(&["status"]).json()["rollout"].is_null());
+    fx.bgcloud(&["deploy", "--image", "v2"]).ok();
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_alarm_that_does_not_exist_fails_safe_unless_ignored() {
+async fn an_inconclusive_canary_stays_at_its_weight_until_rollback() {
+    let fx = fixture("max_5xx_rate = 0.01").await;
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--canary", "10", "--watch", "3s"])
+        .code(4);
+    out.assert_stderr_has("green's watch was inconclusive");
+    fx.assert_weights(90, 10).await;
+    fx.bgcloud(&["rollback"]).ok();
+    fx.assert_weights(100, 0).await;
+    assert!(fx.bgcloud(&["status"]).json()["rollout"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inconclusive_can_mean_rollback_or_pass() {
+    let fx = fixture("max_5xx_rate = 0.01\ninconclusive = \"rollback\"").await;
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "2s"])
+        .code(1);
+    out.assert_stderr_has("Rolled back automatically");
+    fx.assert_weights(100, 0).await;
+    let event = last_event(&fx).await;
+    assert_eq!(event["kind"], "auto-rollback");
+    assert!(
+        event["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("inconclusive: 5xx_rate"),
+        "{event}"
+    );
+
+    let fx = fixture("max_5xx_rate = 0.01\ninconclusive = \"pass\"").await;
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "2s"])
+        .ok();
+    out.assert_stderr_has("going on as if it passed");
+    fx.assert_weights(0, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_period_of_a_watch_is_waited_for_and_judged() {
+    let fx = fixture("max_5xx_rate = 0.01\nmin_requests = 10").await;
+    let child = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "6s"])
+        .spawn();
+    wait_for_watch(&fx);
+    // When the watch began: the rollout state's write (the move was just before it).
+    let began = crate::support::request_log(&fx.access_key)
+        .iter()
+        .find(|r| r["method"] == "PUT" && r["path"].as_str().unwrap().ends_with("/rollout.json"))
+        .map(|r| r["t"].as_f64().unwrap())
+        .unwrap();
+    // Past the watch's end, a datapoint of one of its periods arrives (CloudWatch publishes
+    // late): the run must still be waiting for its window's data, and judge it.
+    let over = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(began + 6.5);
+    if let Ok(wait) = over.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(wait);
+    }
+    let inside = std::time::UNIX_EPOCH + std::time::Duration::from_secs(began as u64 + 2);
+    put_metrics_at(
+        &fx,
+        &fx.stack.green_target_group_arn,
+        (100.0, 40.0),
+        &[],
+        inside,
+    )
+    .await;
+    let (code, _, stderr) = crate::support::finish(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("5xx_rate 0.4000 (limit 0.0100): BREACHED")
+            && stderr.contains("waiting for CloudWatch to publish"),
+        "{stderr}"
+    );
+    fx.assert_weights(100, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_that_joins_during_the_watch_is_not_judged() {
+    let fx = fixture("").await;
+    let child = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "4s"])
+        .spawn();
+    wait_for_watch(&fx);
+    // A scale-out: a new instance registers in green's group and reads unhealthy while it
+    // boots. It says nothing of the release.
+    let joiner = fx.run_instance(true).await;
+    fx.aws
+        .elb
+        .register_targets()
+        .target_group_arn(&fx.stack.green_target_group_arn)
+        .targets(
+            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                .id(&joiner)
+                .port(8082)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    fx.set_target_state(
+        &fx.stack.green_target_group_arn,
+        &joiner,
+        serde_json::json!([{"state": "unhealthy", "reason": "Target.FailedHealthChecks"}]),
+    );
+    let (code, _, stderr) = crate::support::finish(child);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("target health only"), "{stderr}");
+    fx.assert_weights(0, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alarm_that_does_not_exist_is_refused_before_anything_changes() {
     let fx = fixture("alarms = [\"no-such-alarm\"]").await;
     let out = fx
         .bgcloud(&["deploy", "--image", "v1", "--watch", "5s"])
-        .code(1);
+        .code(2);
+    out.assert_stderr_has("[backend.gates].alarms names no-such-alarm, which this account");
+    assert_eq!(fx.count("SendCommand"), 0, "nothing launched");
+    fx.assert_no_writes_but_lock();
+    fx.assert_weights(100, 0).await;
+    let out = fx
+        .bgcloud(&[
+            "deploy",
+            "--image",
+            "v2",
+            "--watch",
+            "1s",
+            "--ignore-missing-metrics",
+        ])
+        .ok();
+    out.assert_stderr_has("--ignore-missing-metrics: going on");
+    fx.assert_weights(0, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_composite_alarm_is_read_as_aws_returns_it() {
+    let fx = fixture("").await;
+    create_alarm(&fx).await;
+    let composite = format!("{}-composite", fx.stack.spec.name);
+    fx.aws
+        .cloudwatch
+        .put_composite_alarm()
+        .alarm_name(&composite)
+        .alarm_rule(format!("ALARM(\"{}\")", alarm_name(&fx)))
+        .send()
+        .await
+        .unwrap();
+    let config = std::fs::read_to_string(&fx.config).unwrap().replace(
+        "[backend.gates]\n",
+        &format!("[backend.gates]\nalarms = [\"{composite}\"]\n"),
+    );
+    fx.write_config(&config);
+    let set = |state: StateValue| {
+        let (fx, composite) = (&fx, composite.clone());
+        async move {
+            fx.aws
+                .cloudwatch
+                .set_alarm_state()
+                .alarm_name(composite)
+                .state_value(state)
+                .state_reason("test")
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    set(StateValue::Ok).await;
+    let child = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "60s"])
+        .spawn();
+    wait_for_watch(&fx);
+    set(StateValue::Alarm).await;
+    let (code, _, stderr) = crate::support::finish(child);
+    assert_eq!(code, 1, "{stderr}");
     assert!(
-        out.stderr.contains("alarm no-such-alarm: UNREADABLE"),
-        "{}",
-        out.stderr
+        stderr.contains(&format!("alarm {composite}: BREACHED (in ALARM)")),
+        "{stderr}"
     );
     fx.assert_weights(100, 0).await;
-    fx.bgcloud(&[
-        "deploy",
-        "--image",
-        "v2",
-        "--watch",
-        "1s",
-        "--ignore-missing-metrics",
-    ])
-    .ok();
-    fx.assert_weights(0, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -243,3 +243,36 @@ async fn a_configured_variable_that_is_unset_is_one_warning_and_nothing_is_sent(
     let out = fx.bgcloud(&["status"]).env("SLACK_URL", "").ok();
     assert!(!out.stderr.contains("SLACK_URL"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inconclusive_watch_is_its_own_event_and_step_summary_not_a_failure() {
+    let fx = fixture("webhook_url_env = \"HOOK_URL\"").await;
+    let config = std::fs::read_to_string(&fx.config).unwrap().replace(
+        "\n[notify]",
+        "\n[backend.gates]\nperiod = \"1s\"\nmax_5xx_rate = 0.01\n\n[notify]",
+    );
+    fx.write_config(&config);
+    let rx = Receiver::start(200);
+    let summary = tempfile::NamedTempFile::new().unwrap();
+    fx.bgcloud(&["deploy", "--image", "v1", "--canary", "20", "--watch", "2s"])
+        .env("HOOK_URL", &format!("{}/hook/{TOKEN}", rx.base))
+        .env("GITHUB_STEP_SUMMARY", summary.path().to_str().unwrap())
+        .code(4);
+    let events = rx.bodies(&format!("/hook/{TOKEN}"));
+    assert_eq!(names(&events), ["started", "step", "inconclusive"]);
+    let last = &events[2];
+    assert_eq!(last["color"], "green");
+    assert_eq!(
+        last["weights"],
+        serde_json::json!({"blue": 80, "green": 20})
+    );
+    assert!(
+        last["reason"].as_str().unwrap().contains("5xx_rate"),
+        "{last}"
+    );
+    let md = std::fs::read_to_string(summary.path()).unwrap();
+    assert!(
+        md.contains("### bgcloud deploy: paused, watch inconclusive (exit 4)"),
+        "{md}"
+    );
+}

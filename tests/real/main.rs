@@ -425,7 +425,8 @@ async fn a_canary_failing_its_business_path_is_rolled_back_by_the_5xx_gate() {
     let (fx, lane) = Fixture::lane_on((8091, 8092)).await;
     let config = std::fs::read_to_string(&fx.config).unwrap().replace(
         "\n[frontend]",
-        "\n[backend.gates]\nmax_5xx_rate = 0.05\nmin_requests = 20\n\n[frontend]",
+        // The lane ALB publishes every 5 s (support::lane), so the gates judge 5-second periods.
+        "\n[backend.gates]\nperiod = \"5s\"\nmax_5xx_rate = 0.05\nmin_requests = 20\n\n[frontend]",
     );
     fx.write_config(&config);
     fx.bgcloud(&["deploy", "--image", "v1"]).ok();

@@ -38,6 +38,8 @@ pub fn endpoint() -> &'static str {
         let child = Command::new(python)
             .arg(root.join("localstack/emulator.py"))
             .args(["--port", "0", "--parent-pid", &std::process::id().to_string()])
+            // The modelled delays in seconds (localstack/timing.py), not AWS's minutes.
+            .args(["--profile", "scaled"])
             .arg("--port-file")
             .arg(&port_file)
             .stdin(Stdio::null())

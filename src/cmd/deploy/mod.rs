@@ -178,6 +178,51 @@ fn ready_seconds(timeout: Duration, judge: Duration) -> u32 {
     left.as_secs().clamp(10, 120) as u32
 }
 
+/// What will judge the new colour, in words: said in the plan and the result, so a canary that
+/// nobody watches does not pass for a judged one.
+fn judged_by(backend: &BackendConfig, inputs: &Inputs) -> String {
+    let watched =
+        !inputs.watch.is_zero() || inputs.steps.as_ref().is_some_and(|s| !s.interval.is_zero());
+    let g = &backend.gates;
+    if !watched {
+        return "nothing: no watch (give --watch, or set [backend.gates].watch); bgcloud does not \
+                judge the new colour after the shift"
+            .to_string();
+    }
+    if !g.reads_cloudwatch() {
+        return "target health only: [backend.gates] has no alarms or metrics, so bgcloud judges \
+                nothing else"
+            .to_string();
+    }
+    let mut gates: Vec<String> = g.alarms.iter().map(|a| format!("alarm {a}")).collect();
+    let limits = [
+        ("5xx rate", g.max_5xx_rate.map(|v| v.to_string())),
+        (
+            "p99",
+            g.max_p99_latency
+                .map(|d| humantime::format_duration(d).to_string()),
+        ),
+        (
+            "5xx ratio to stable",
+            g.max_5xx_ratio_to_stable.map(|v| v.to_string()),
+        ),
+        (
+            "p99 ratio to stable",
+            g.max_p99_ratio_to_stable.map(|v| v.to_string()),
+        ),
+    ];
+    gates.extend(
+        limits
+            .into_iter()
+            .filter_map(|(name, v)| v.map(|v| format!("{name} ≤ {v}"))),
+    );
+    format!(
+        "target health and {} (inconclusive: {})",
+        gates.join(", "),
+        g.inconclusive.as_str()
+    )
+}
+
 pub enum Outcome {
     Planned(Box<Plan>),
     Deployed(Box<Deployed>),
@@ -214,6 +259,14 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
             live.weights()
         )));
     }
+    if let Some(paused) = rollout::load(ctx).await?.filter(|r| r.paused) {
+        if let Some(why) = &paused.inconclusive {
+            return Err(Error::refused(format!(
+                "the last rollout is paused: its watch was inconclusive ({why}). Decide first: \
+                 `bgcloud promote` accepts it, `bgcloud rollback` undoes it; then deploy"
+            )));
+        }
+    }
     let color = live.stable().other();
     let idle_group = [backend.target_group_arn(color)];
     let preview = async {
@@ -224,12 +277,21 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
             None => Ok(None),
         }
     };
-    let (image, instances, checks, drain, preview) = tokio::try_join!(
+    let watched =
+        !inputs.watch.is_zero() || inputs.steps.as_ref().is_some_and(|s| !s.interval.is_zero());
+    let alarms = async {
+        match watched {
+            true => watch::check_alarms(ctx, backend, inputs.ignore_unreadable).await,
+            false => Ok(()),
+        }
+    };
+    let (image, instances, checks, drain, preview, ()) = tokio::try_join!(
         ecr::resolve(&ctx.clients.ecr, &backend.repository, &inputs.image),
         ec2::discover(&ctx.clients.ec2, &backend.instances),
         target_group::health_checks(&ctx.clients.elb, &idle_group),
         drain::for_color(ctx, backend, &live, color),
         preview,
+        alarms,
     )?;
     let health_check = checks.into_iter().next().expect("one target group asked");
     let judge = health_check.judge_time();
@@ -305,6 +367,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
             .map_or(0.0, |s| s.interval.as_secs_f64()),
         pause: inputs.steps.as_ref().is_some_and(|s| s.pause),
         watch_seconds: inputs.watch.as_secs_f64(),
+        judged_by: judged_by(backend, inputs),
         judge_seconds: judge.as_secs_f64(),
         health_check,
         drain,

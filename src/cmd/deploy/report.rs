@@ -41,6 +41,9 @@ pub struct Plan {
     pub pause: bool,
     /// The bake time once all traffic is on the new colour.
     pub watch_seconds: f64,
+    /// What judges the new colour while it is watched: the gates, target health only, or
+    /// nothing (no watch at all).
+    pub judged_by: String,
     /// The idle colour's target group health check: the probe mirrors it, and the health gate
     /// waits `judge_seconds` after a launch before it trusts a `healthy` verdict.
     pub health_check: HealthCheck,
@@ -126,6 +129,7 @@ impl fmt::Display for Plan {
                 self.color
             )?;
         }
+        writeln!(f, "  judged by {}", self.judged_by)?;
         if self.adopt {
             writeln!(
                 f,
@@ -256,6 +260,7 @@ impl fmt::Display for Deployed {
             p.health_check.judge_arithmetic(),
             t.shift
         )?;
+        writeln!(f, "judged by: {}", p.judged_by)?;
         if !p.steps.is_empty() {
             writeln!(f, "rollout: {}", self.ended)?;
         } else if p.to.get(p.color) < 100 {

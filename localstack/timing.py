@@ -1,0 +1,59 @@
+"""Every delay the emulator models, in one place. The shape of each is always on; its size
+comes from a profile:
+
+  aws     the figures AWS documents or shows (the default): what a run against the emulator
+          would see on a real account, minutes included;
+  scaled  the same shapes in seconds (scripts/test, the demo and the lanes start the emulator
+          with --profile scaled), so a suite that waits on them runs in minutes.
+
+  metric_period   s  ALB metrics are one datapoint per period per metric (the ALB: 60 s);
+                     a datapoint put at time t covers the period t falls in
+  metric_delay    s  a period's datapoints are published this long after the period ends
+                     (the ALB's are typically visible one to two minutes late); until then
+                     GetMetricData does not return them. A period with no requests has no
+                     datapoint at all (absent, not zero)
+
+A test reads the profile in force from GET /_bgcloud/timing; POST /_bgcloud/timing {"name":
+value, ...} changes one setting for the whole emulator (tests that share one must not).
+"""
+
+PROFILES = {
+    "aws": {
+        "metric_period": 60.0,
+        "metric_delay": 90.0,
+    },
+    "scaled": {
+        "metric_period": 1.0,
+        "metric_delay": 1.0,
+    },
+}
+
+PROFILE = "aws"
+SETTINGS = dict(PROFILES[PROFILE])
+
+
+def use(profile):
+    """Switches to a named profile (the emulator's --profile)."""
+    global PROFILE
+    if profile not in PROFILES:
+        raise ValueError(f"unknown timing profile {profile!r}: one of {sorted(PROFILES)}")
+    PROFILE = profile
+    SETTINGS.clear()
+    SETTINGS.update(PROFILES[profile])
+
+
+def update(values):
+    """Changes named settings; unknown names are refused (a typo must not pass silently)."""
+    unknown = sorted(set(values) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown timing settings {unknown}: known are {sorted(SETTINGS)}")
+    SETTINGS.update({k: float(v) for k, v in values.items()})
+    return describe()
+
+
+def describe():
+    return {"profile": PROFILE, **SETTINGS}
+
+
+def get(name):
+    return SETTINGS[name]
