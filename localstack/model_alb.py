@@ -26,8 +26,10 @@ timeout is then capped below the interval).
 
 Listener rules, as the API reference states and moto does not check: a priority is 1-50000
 (CreateRule, SetRulePriorities: ValidationError), a load balancer holds at most 100 rules besides
-its listeners' default rules (TooManyRules), and DescribeTags takes at most 20 resource ARNs
-(ValidationError).
+its listeners' default rules (TooManyRules), a rule's conditions hold at most 5 values together
+(CreateRule, ModifyRule: ValidationError), DescribeAccountLimits names both quotas as it does on
+AWS (moto's list lacks condition-values-per-alb-rule), and DescribeTags takes at most 20
+resource ARNs (ValidationError).
 """
 
 import hashlib
@@ -36,6 +38,7 @@ import threading
 import time
 
 from moto.elbv2 import models as elbv2_models
+from moto.elbv2 import responses as elbv2_responses
 from moto.elbv2.exceptions import (
     ELBClientError,
     InvalidTargetError,
@@ -372,6 +375,24 @@ _stock_create_rule = elbv2_models.ELBv2Backend.create_rule
 _stock_set_rule_priorities = elbv2_models.ELBv2Backend.set_rule_priorities
 _stock_describe_tags = elbv2_models.ELBv2Backend.describe_tags
 RULES_PER_LOAD_BALANCER = 100  # the quota "rules per Application Load Balancer", default rules not counted
+CONDITION_VALUES_PER_RULE = 5  # the quota "condition values per rule"
+_stock_modify_rule = elbv2_models.ELBv2Backend.modify_rule
+_CONFIGS = ("HostHeaderConfig", "HttpHeaderConfig", "PathPatternConfig", "SourceIpConfig",
+            "HttpRequestMethodConfig", "QueryStringConfig")
+
+
+def _check_condition_values(conditions):
+    """A rule's conditions hold at most CONDITION_VALUES_PER_RULE values together."""
+    total = 0
+    for c in conditions or []:
+        n = len(c.get("Values") or [])
+        for key in _CONFIGS:
+            n = max(n, len((c.get(key) or {}).get("Values") or []))
+        total += n
+    if total > CONDITION_VALUES_PER_RULE:
+        raise ValidationError(
+            f"A rule can only have '{CONDITION_VALUES_PER_RULE}' condition values"
+        )
 
 
 def _check_priority(priority):
@@ -381,11 +402,17 @@ def _check_priority(priority):
 
 def _create_rule(self, listener_arn, conditions, priority, actions, tags=None):
     _check_priority(priority)
+    _check_condition_values(conditions)
     listeners = self.describe_listeners(None, [listener_arn])
     lb = listeners and self.load_balancers.get(listeners[0].load_balancer_arn)
     if lb and sum(len(l._non_default_rules) for l in lb.listeners.values()) >= RULES_PER_LOAD_BALANCER:
         raise ELBClientError("TooManyRules", "The maximum number of rules for the load balancer has been reached")
     return _stock_create_rule(self, listener_arn, conditions, priority, actions, tags)
+
+
+def _modify_rule(self, rule_arn, conditions, actions):
+    _check_condition_values(conditions)
+    return _stock_modify_rule(self, rule_arn, conditions, actions)
 
 
 def _set_rule_priorities(self, rule_priorities):
@@ -401,6 +428,7 @@ def _describe_tags(self, resource_arns):
 
 
 elbv2_models.ELBv2Backend.create_rule = _create_rule
+elbv2_models.ELBv2Backend.modify_rule = _modify_rule
 elbv2_models.ELBv2Backend.set_rule_priorities = _set_rule_priorities
 elbv2_models.ELBv2Backend.describe_tags = _describe_tags
 elbv2_models.FakeTargetGroup.register = _register
@@ -504,3 +532,18 @@ def reset():
         CONTAINERS.clear()
         IMAGES.clear()
         FORCED.clear()
+
+_stock_describe_account_limits = elbv2_responses.ELBV2Response.describe_account_limits
+
+
+def _describe_account_limits(self):
+    result = _stock_describe_account_limits(self)
+    limits = result.result["Limits"]
+    for item in limits:
+        if item["Name"] == "rules-per-application-load-balancer":
+            item["Max"] = RULES_PER_LOAD_BALANCER
+    limits.append({"Name": "condition-values-per-alb-rule", "Max": CONDITION_VALUES_PER_RULE})
+    return result
+
+
+elbv2_responses.ELBV2Response.describe_account_limits = _describe_account_limits

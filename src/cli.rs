@@ -156,7 +156,8 @@ pub struct StatusArgs {
     /// line per change (with --output json, one compact object per change).
     #[arg(long)]
     pub watch: bool,
-    /// How often --watch polls (at least 1s; default 2s).
+    /// How often --watch polls (at least 1s; default 5s: each poll costs ELB calls that share
+    /// a throttling budget with a running deploy).
     #[arg(long, value_name = "DURATION", requires = "watch")]
     pub every: Option<String>,
 }

@@ -6,10 +6,102 @@ use aws_sdk_elasticloadbalancingv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_elasticloadbalancingv2::types::{Action, Rule, RuleCondition, RulePriorityPair, Tag};
 use aws_sdk_elasticloadbalancingv2::Client;
 
-use crate::error::{aws, Error, Result};
+use crate::error::{aws, AwsFailure, Error, Result};
 
 /// DescribeTags takes at most 20 ARNs a call.
 const TAGS_PER_CALL: usize = 20;
+
+/// The quotas a listener rule must fit (Service Quotas for Elastic Load Balancing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `rules-per-application-load-balancer`: rules on all its listeners, default rules not
+    /// counted.
+    pub rules_per_load_balancer: usize,
+    /// `condition-values-per-alb-rule`: the values of all of a rule's conditions together.
+    pub condition_values_per_rule: usize,
+}
+
+impl Limits {
+    /// The defaults AWS documents, for where DescribeAccountLimits cannot be asked.
+    pub const DEFAULT: Limits = Limits {
+        rules_per_load_balancer: 100,
+        condition_values_per_rule: 5,
+    };
+}
+
+/// The account's rule quotas (DescribeAccountLimits): a raised quota is honoured. Where the call
+/// is unavailable (not allowed, not implemented), the documented defaults, with a note.
+pub async fn limits(elb: &Client) -> Limits {
+    let mut limits = Limits::DEFAULT;
+    let mut pages = elb.describe_account_limits().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::debug!(
+                    "{}; using the default rule quotas (100 rules a load balancer, 5 condition \
+                     values a rule)",
+                    AwsFailure::of(&e).explain("reading the account's ELB quotas")
+                );
+                return Limits::DEFAULT;
+            }
+        };
+        for l in page.limits() {
+            let max = l
+                .max()
+                .and_then(|m| m.parse::<f64>().ok())
+                .map(|m| m as usize);
+            match (l.name(), max) {
+                (Some("rules-per-application-load-balancer"), Some(m)) => {
+                    limits.rules_per_load_balancer = m
+                }
+                (Some("condition-values-per-alb-rule"), Some(m)) => {
+                    limits.condition_values_per_rule = m
+                }
+                _ => {}
+            }
+        }
+    }
+    limits
+}
+
+/// The rules on every listener of `load_balancer` (default rules not counted): what its
+/// `rules-per-application-load-balancer` quota counts.
+pub async fn count_on_load_balancer(elb: &Client, load_balancer: &str) -> Result<usize> {
+    let mut count = 0;
+    let mut pages = elb
+        .describe_listeners()
+        .load_balancer_arn(load_balancer)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(aws(format!("listing the listeners of {load_balancer}")))?;
+        for l in page.listeners() {
+            if let Some(arn) = l.listener_arn() {
+                count += list(elb, arn).await?.len();
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// How many values a condition holds, as the `condition-values-per-alb-rule` quota counts them
+/// (a query-string condition: one per key/value pair).
+pub fn condition_values(c: &RuleCondition) -> usize {
+    let n = [
+        c.http_header_config().map(|h| h.values().len()),
+        c.path_pattern_config().map(|p| p.values().len()),
+        c.host_header_config().map(|h| h.values().len()),
+        c.source_ip_config().map(|s| s.values().len()),
+        c.http_request_method_config().map(|m| m.values().len()),
+        c.query_string_config().map(|q| q.values().len()),
+    ]
+    .into_iter()
+    .flatten()
+    .sum::<usize>();
+    // The legacy form: a field with `values` directly on the condition.
+    n.max(c.values().len())
+}
 
 /// The listener's rules but its default rule, every page.
 pub async fn list(elb: &Client, listener: &str) -> Result<Vec<Rule>> {

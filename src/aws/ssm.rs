@@ -2,10 +2,11 @@
 //! sending a script with `AWS-RunShellScript`, waiting for it on every instance, and cancelling
 //! it when bgcloud gives up.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_ssm::types::{CommandInvocationStatus, InstanceInformationStringFilter, PingStatus};
+use aws_sdk_ssm::types::{CommandInvocationStatus, InstanceInformationStringFilter};
 
 use crate::error::{aws, AwsFailure, Error, Result};
 
@@ -17,56 +18,36 @@ const SEND_BATCH: usize = 50;
 /// refusal naming the permission; an endpoint without the call (stock moto, some LocalStack
 /// versions) gets one warning and no check.
 pub async fn check_agents(ssm: &aws_sdk_ssm::Client, instances: &[String]) -> Result<()> {
-    let mut pings = std::collections::BTreeMap::new();
-    for batch in instances.chunks(SEND_BATCH) {
-        let filter = InstanceInformationStringFilter::builder()
-            .key("InstanceIds")
-            .set_values(Some(batch.to_vec()))
-            .build()
-            .map_err(|e| Error::failed(format!("building the SSM agent query: {e}")))?;
-        let mut pages = ssm
-            .describe_instance_information()
-            .filters(filter)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = match page {
-                Ok(page) => page,
-                Err(e) => {
-                    let failure = AwsFailure::of(&e);
-                    if failure.is_access_denied() {
-                        return Err(Error::refused(format!(
-                            "checking the instances' SSM agents was denied: the role needs \
-                             ssm:DescribeInstanceInformation (see the IAM reference, docs/reference/iam.md); \
-                             nothing was sent or changed ({})",
-                            failure.code.unwrap_or_else(|| "AccessDenied".into())
-                        )));
-                    }
-                    if failure.is_unimplemented() {
-                        tracing::warn!(
-                            "this endpoint does not implement ssm:DescribeInstanceInformation; \
-                             the instances' SSM agents were not checked"
-                        );
-                        return Ok(());
-                    }
-                    return Err(aws("checking the instances' SSM agents")(e));
-                }
-            };
-            for info in page.instance_information_list() {
-                if let Some(id) = info.instance_id() {
-                    pings.insert(id.to_string(), info.ping_status().cloned());
-                }
-            }
+    let pings = match agents(ssm, instances).await {
+        Ok(pings) => pings,
+        Err(failure) if failure.is_access_denied() => {
+            return Err(Error::refused(format!(
+                "checking the instances' SSM agents was denied: the role needs \
+                 ssm:DescribeInstanceInformation (see the IAM reference, docs/reference/iam.md); \
+                 nothing was sent or changed ({})",
+                failure.code.unwrap_or_else(|| "AccessDenied".into())
+            )));
         }
-    }
+        Err(failure) if failure.is_unimplemented() => {
+            tracing::warn!(
+                "this endpoint does not implement ssm:DescribeInstanceInformation; the \
+                 instances' SSM agents were not checked"
+            );
+            return Ok(());
+        }
+        Err(failure) => {
+            return Err(Error::failed(
+                failure.explain("checking the instances' SSM agents"),
+            ))
+        }
+    };
     let problems: Vec<String> = instances
         .iter()
-        .filter_map(|id| match pings.get(id) {
-            Some(Some(PingStatus::Online)) => None,
-            Some(Some(status)) => Some(format!(
-                "{id} (its SSM agent's connection is {}: the agent stopped or lost its network \
-                 path to SSM)",
-                status.as_str()
+        .filter_map(|id| match pings.get(id).map(String::as_str) {
+            Some("Online") => None,
+            Some(status) => Some(format!(
+                "{id} (its SSM agent's connection is {status}: the agent stopped or lost its \
+                 network path to SSM)"
             )),
             _ => Some(format!(
                 "{id} (not managed by SSM: no agent registered — it needs the SSM agent running, \
@@ -168,8 +149,21 @@ pub async fn send(
             )
             .comment(comment.chars().take(100).collect::<String>())
             .send()
-            .await
-            .map_err(aws(format!("sending {comment:?} through SSM")))?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                // What was sent to earlier batches must not run on after bgcloud gave up.
+                cancel(ssm, &in_flight.take()).await;
+                let invalid = e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_invalid_instance_id());
+                if invalid {
+                    return Err(invalid_instances(ssm, batch, comment, &e).await);
+                }
+                return Err(aws(format!("sending {comment:?} through SSM"))(e));
+            }
+        };
         let command_id = out
             .command()
             .and_then(|c| c.command_id())
@@ -185,6 +179,77 @@ pub async fn send(
         sent.extend(batch);
     }
     Ok(sent)
+}
+
+/// The ping status (Online, ConnectionLost, Inactive) of each instance of `instances` that has
+/// a registered SSM agent; absent: not managed by SSM.
+async fn agents(
+    ssm: &aws_sdk_ssm::Client,
+    instances: &[String],
+) -> Result<BTreeMap<String, String>, AwsFailure> {
+    let mut pings = BTreeMap::new();
+    for batch in instances.chunks(SEND_BATCH) {
+        let filter = InstanceInformationStringFilter::builder()
+            .key("InstanceIds")
+            .set_values(Some(batch.to_vec()))
+            .build()
+            .expect("key and values are set");
+        let mut pages = ssm
+            .describe_instance_information()
+            .filters(filter)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsFailure::of(&e))?;
+            for info in page.instance_information_list() {
+                if let (Some(id), Some(ping)) = (info.instance_id(), info.ping_status()) {
+                    pings.insert(id.to_string(), ping.as_str().to_string());
+                }
+            }
+        }
+    }
+    Ok(pings)
+}
+
+/// SendCommand answered InvalidInstanceId for `batch`: names the instances SSM cannot reach now
+/// (not registered, agent not Online), read again, since the error itself may not say which.
+async fn invalid_instances<E, R>(
+    ssm: &aws_sdk_ssm::Client,
+    batch: &[String],
+    comment: &str,
+    error: &aws_sdk_ssm::error::SdkError<E, R>,
+) -> Error
+where
+    E: aws_sdk_ssm::error::ProvideErrorMetadata,
+{
+    let said = error
+        .as_service_error()
+        .and_then(|s| s.message())
+        .unwrap_or("InvalidInstanceId")
+        .to_string();
+    let unreachable = match agents(ssm, batch).await {
+        Ok(pings) => batch
+            .iter()
+            .filter(|id| pings.get(*id).map(String::as_str) != Some("Online"))
+            .map(|id| match pings.get(id) {
+                Some(ping) => format!("{id} (agent {ping})"),
+                None => format!("{id} (not managed by SSM)"),
+            })
+            .collect::<Vec<_>>(),
+        Err(_) => Vec::new(),
+    };
+    let which = if unreachable.is_empty() {
+        format!("one of {}", batch.join(", "))
+    } else {
+        unreachable.join(", ")
+    };
+    Error::failed(format!(
+        "SSM refused {comment:?} for {which}: InvalidInstanceId ({said}). The instance is not \
+         running, not managed by SSM, or its agent lost its connection since bgcloud checked \
+         it; nothing was launched there and traffic was not changed. Check it (`aws ssm \
+         describe-instance-information`), or take it out of the app's instances, then deploy \
+         again"
+    ))
 }
 
 /// What a command is, for its messages: "the launch command", "the release task", …
@@ -283,7 +348,15 @@ pub async fn wait(
                     still.push(s);
                     continue;
                 }
-                Err(e) => return Err(aws(format!("reading the result of {what} on {id}"))(e)),
+                Err(e) => {
+                    // bgcloud stops watching: the commands must stop too, not finish unseen.
+                    let error = aws(format!("reading the result of {what} on {id}"))(e);
+                    cancel(ssm, &in_flight.take()).await;
+                    return Err(Error::failed(format!(
+                        "{error}\nThe command was cancelled on the instances it was still \
+                         running on; traffic was not changed"
+                    )));
+                }
             };
             match out.status() {
                 Some(CommandInvocationStatus::Pending)

@@ -211,16 +211,25 @@ fn condition(rule: &Rule, header: &str) -> Option<(String, Vec<String>)> {
 
 /// Where the preview rule is and where it points, for `status` (None: no preview configured).
 /// Without a rule yet, what the next deploy, to `next`, would match.
+/// `known_url`: the URL an earlier read found (it comes from the listener and the load
+/// balancer, which a watch need not read again every poll).
 pub async fn read(
     elb: &Client,
     backend: &BackendConfig,
     app: &str,
     next: Color,
+    known_url: Option<&str>,
 ) -> Result<Option<Route>> {
     let Some(cfg) = &backend.preview else {
         return Ok(None);
     };
-    let (rules, url) = tokio::try_join!(read_rules(elb, backend, app), url(elb, backend, cfg))?;
+    let url = async {
+        match known_url {
+            Some(u) => Ok(u.to_string()),
+            None => url(elb, backend, cfg).await,
+        }
+    };
+    let (rules, url) = tokio::try_join!(read_rules(elb, backend, app), url)?;
     let route = match rules.ours {
         Some(rule) => {
             let (header, values) = condition(&rule, &cfg.header).unwrap_or_default();
@@ -252,6 +261,68 @@ pub async fn read(
     Ok(Some(route))
 }
 
+/// Refuses (before anything changes) a preview rule that would not fit the account's quotas:
+/// one more rule on a load balancer that has its quota's worth, or more condition values than a
+/// rule may hold (bgcloud's header value with the conditions someone added to the rule).
+async fn fits(
+    elb: &Client,
+    backend: &BackendConfig,
+    found: &Rules,
+    cfg: &PreviewConfig,
+    limits: rules::Limits,
+) -> Result<()> {
+    let listener = &backend.listener_arn;
+    match &found.ours {
+        None => {
+            let lb = load_balancer_of(listener);
+            let used = rules::count_on_load_balancer(elb, &lb).await?;
+            if used >= limits.rules_per_load_balancer {
+                return Err(Error::refused(format!(
+                    "load balancer {lb} has {used} rules, its quota \
+                     (rules-per-application-load-balancer: {}), and the preview route needs one \
+                     more. Nothing was changed: delete a rule, raise the quota (Service Quotas), \
+                     or remove [backend.preview]",
+                    limits.rules_per_load_balancer
+                )));
+            }
+        }
+        Some(rule) => {
+            let kept: usize = rule
+                .conditions()
+                .iter()
+                .filter(|c| {
+                    !c.http_header_config()
+                        .and_then(|h| h.http_header_name())
+                        .is_some_and(|n| n.eq_ignore_ascii_case(&cfg.header))
+                })
+                .map(rules::condition_values)
+                .sum();
+            if kept + 1 > limits.condition_values_per_rule {
+                return Err(Error::refused(format!(
+                    "the preview rule {} would hold {} condition values (the {} added to it and \
+                     bgcloud's header value), over its quota (condition-values-per-alb-rule: {}). \
+                     Nothing was changed: take values out of its other conditions, or raise the \
+                     quota",
+                    rule.rule_arn().unwrap_or_default(),
+                    kept + 1,
+                    kept,
+                    limits.condition_values_per_rule
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `…:loadbalancer/app/<name>/<id>` from `…:listener/app/<name>/<id>/<listener id>`.
+fn load_balancer_of(listener_arn: &str) -> String {
+    let lb = listener_arn.replacen(":listener/", ":loadbalancer/", 1);
+    match lb.rsplit_once('/') {
+        Some((head, _)) => head.to_string(),
+        None => lb,
+    }
+}
+
 /// What a deploy to `color` will make of the rule: read-only, so a dry run shows it and a
 /// conflict is refused before anything changes.
 pub async fn plan(
@@ -261,7 +332,12 @@ pub async fn plan(
     app: &str,
     color: Color,
 ) -> Result<Route> {
-    let (rules, url) = tokio::try_join!(read_rules(elb, backend, app), url(elb, backend, cfg))?;
+    let (rules, url, limits) = tokio::try_join!(
+        read_rules(elb, backend, app),
+        url(elb, backend, cfg),
+        async { Ok(rules::limits(elb).await) },
+    )?;
+    fits(elb, backend, &rules, cfg, limits).await?;
     let current = rules.ours.as_ref().and_then(priority);
     let chosen = pick_priority(&rules.taken, current, rules.before, cfg.priority)
         .map_err(|e| Error::refused(format!("listener {}: {e}", backend.listener_arn)))?;
@@ -454,6 +530,16 @@ mod tests {
 
     fn set(ps: &[u16]) -> BTreeSet<u16> {
         ps.iter().copied().collect()
+    }
+
+    #[test]
+    fn the_load_balancer_comes_from_the_listener_arn() {
+        assert_eq!(
+            load_balancer_of(
+                "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2"
+            ),
+            "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/shop/50dc6c495c0c9188"
+        );
     }
 
     #[test]

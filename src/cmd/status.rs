@@ -1,6 +1,7 @@
 //! `bgcloud status`: the traffic split, target health per colour, and what each colour runs.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -67,6 +68,23 @@ pub struct ColorStatus {
 }
 
 pub async fn run(ctx: &Context) -> Result<Status> {
+    run_cached(ctx, &mut Cache::default()).await
+}
+
+/// What `status --watch` keeps between polls: the preview route changes only when a deploy
+/// points it, and ELB's Describe* calls share one throttling budget per account and region with
+/// a deploy that may be running, so it is read again at most every [`PREVIEW_AGE`]; its URL
+/// (the listener's protocol and port, the load balancer's DNS name) once.
+#[derive(Default)]
+pub struct Cache {
+    preview: Option<(Instant, Option<Route>, Option<String>)>,
+    preview_url: Option<String>,
+}
+
+pub const PREVIEW_AGE: Duration = Duration::from_secs(30);
+
+/// [`run`] with what an earlier poll read.
+pub async fn run_cached(ctx: &Context, cache: &mut Cache) -> Result<Status> {
     let backend = ctx.config.backend()?;
     let elb = &ctx.clients.elb;
     let lock = ctx.lock();
@@ -79,11 +97,26 @@ pub async fn run(ctx: &Context) -> Result<Status> {
     )?;
     // A preview rule that cannot be read (DescribeTags denied, two rules tagged for the app)
     // does not hide the traffic split.
-    let (preview, preview_problem) =
-        match preview::read(elb, backend, &ctx.config.app, live.stable().other()).await {
-            Ok(p) => (p, None),
-            Err(e) => (None, Some(e.to_string())),
-        };
+    let fresh = cache
+        .preview
+        .as_ref()
+        .filter(|(at, _, _)| at.elapsed() < PREVIEW_AGE);
+    let (preview, preview_problem) = match fresh {
+        Some((_, route, problem)) => (route.clone(), problem.clone()),
+        None => {
+            let next = live.stable().other();
+            let url = cache.preview_url.as_deref();
+            let read = match preview::read(elb, backend, &ctx.config.app, next, url).await {
+                Ok(p) => (p, None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            if let Some(route) = &read.0 {
+                cache.preview_url = Some(route.url.clone());
+            }
+            cache.preview = Some((Instant::now(), read.0.clone(), read.1.clone()));
+            read
+        }
+    };
     let running = lock.is_some_and(|(l, _)| l.takes_requests && !l.expired());
     let stable = live.stable();
     let canary = live.canary();

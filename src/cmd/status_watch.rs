@@ -19,8 +19,9 @@ use crate::model::color::Color;
 use crate::model::weights::Weights;
 use crate::output::Format;
 
-/// `--every` when not given.
-pub const DEFAULT_EVERY: Duration = Duration::from_secs(2);
+/// `--every` when not given: each poll costs ELB Describe* calls, which share one throttling
+/// budget per account and region with a deploy that may be running.
+pub const DEFAULT_EVERY: Duration = Duration::from_secs(5);
 /// Faster polling only costs AWS calls (five a poll) without showing anything sooner that matters.
 pub const MIN_EVERY: Duration = Duration::from_secs(1);
 
@@ -46,20 +47,21 @@ pub fn parse_every(text: Option<&str>) -> Result<Duration> {
     if every < MIN_EVERY {
         return Err(Error::refused(format!(
             "--every {text:?} is too short: status polls at most once a second (e.g. --every 1s; \
-             the default is 2s)"
+             the default is 5s)"
         )));
     }
     Ok(every)
 }
 
 async fn poll(ctx: &Context, every: Duration, view: &mut View) -> Result<()> {
+    let mut cache = status::Cache::default();
     let mut ticks = tokio::time::interval(every);
     // A slow poll (AWS retrying) pushes the next one back rather than firing a burst after it.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let at = SystemTime::now();
-        let shown = match status::run(ctx).await {
+        let shown = match status::run_cached(ctx, &mut cache).await {
             Ok(s) => view.status(&s, at),
             Err(e @ Error::Refused(_)) => return Err(e),
             Err(e) => view.failed(&e, at),

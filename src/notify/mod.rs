@@ -214,9 +214,19 @@ impl Notifier {
             Format::Slack => event.slack_body(),
             Format::Webhook => event.webhook_body(),
         };
-        let Err(why) = self.http.post(&target.url, body).await else {
+        let Err(failed) = self.http.post(&target.url, body).await else {
             return;
         };
+        let why = failed.why;
+        if failed.rate_limited {
+            // Slow down, not down: the next event may well go through.
+            tracing::warn!(
+                "could not notify the URL in {}: it asked bgcloud to slow down ({why}) and this \
+                 event was dropped; the release goes on",
+                target.var
+            );
+            return;
+        }
         target.down.store(true, Ordering::Relaxed);
         tracing::warn!(
             "could not notify the URL in {} ({why}); the release goes on, and this run sends \

@@ -11,10 +11,26 @@ use aws_smithy_http_client::Connector;
 use aws_smithy_runtime_api::client::http::HttpConnector;
 use aws_smithy_runtime_api::http::Request;
 use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::byte_stream::ByteStream;
 
 /// One attempt's limit; a failed attempt is retried once after [`RETRY_AFTER`].
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// The longest a 429's `Retry-After` is waited for: Slack asks for seconds (it allows about one
+/// message a second per webhook); a release does not wait minutes for a chat line.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
+/// How much of an error answer's body is kept for the warning (Slack's is one word:
+/// `invalid_payload`, `no_service`, `channel_is_archived`).
+const BODY_SHOWN: usize = 200;
+
+/// Why a delivery failed.
+#[derive(Debug)]
+pub struct Undelivered {
+    /// In words, without the URL.
+    pub why: String,
+    /// The endpoint is there but asked to slow down (429): later events may still go.
+    pub rate_limited: bool,
+}
 
 /// Posts JSON bodies for one run.
 #[derive(Default)]
@@ -26,23 +42,29 @@ pub struct Client {
 impl Client {
     /// Posts `body` to `url`, retrying once where a retry can help; the error is why it failed,
     /// fit for a warning (never the URL).
-    pub async fn post(&self, url: &str, body: Vec<u8>) -> Result<(), String> {
-        let mut why = String::new();
-        for attempt in 0..2 {
-            if attempt > 0 {
-                tokio::time::sleep(RETRY_AFTER).await;
+    pub async fn post(&self, url: &str, body: Vec<u8>) -> Result<(), Undelivered> {
+        let mut last = None;
+        for _ in 0..2 {
+            if let Some(failure) = &last {
+                let Failure { retry_after, .. } = failure;
+                tokio::time::sleep(retry_after.unwrap_or(RETRY_AFTER).min(RETRY_AFTER_CAP)).await;
             }
             match self.attempt(url, body.clone()).await {
                 Ok(()) => return Ok(()),
                 Err(failure) => {
-                    why = failure.why;
-                    if !failure.retry {
+                    let retry = failure.retry;
+                    last = Some(failure);
+                    if !retry {
                         break;
                     }
                 }
             }
         }
-        Err(why)
+        let failure = last.expect("an attempt was made");
+        Err(Undelivered {
+            why: failure.why,
+            rate_limited: failure.status == Some(429),
+        })
     }
 
     async fn attempt(&self, url: &str, body: Vec<u8>) -> Result<(), Failure> {
@@ -50,6 +72,8 @@ impl Client {
         let permanent = |why: &str| Failure {
             retry: false,
             why: why.to_string(),
+            status: None,
+            retry_after: None,
         };
         // Neither error is shown: either could quote the URL.
         request
@@ -71,18 +95,35 @@ impl Client {
             Err(_) => Err(Failure {
                 retry: true,
                 why: format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs()),
+                status: None,
+                retry_after: None,
             }),
             Ok(Err(e)) => Err(Failure {
                 retry: true,
                 why: redact(&root_cause(&e), url),
+                status: None,
+                retry_after: None,
             }),
             Ok(Ok(response)) if response.status().is_success() => Ok(()),
             Ok(Ok(response)) => {
                 let status = response.status().as_u16();
+                // Seconds, as Slack sends it (an HTTP date is not worth parsing here).
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let said = error_text(response.into_body()).await;
+                let said = redact(&said, url);
                 Err(Failure {
                     // A 4xx other than 429 is the URL or the payload: trying again won't help.
                     retry: status == 429 || status >= 500,
-                    why: format!("HTTP {status}"),
+                    why: match said.is_empty() {
+                        true => format!("HTTP {status}"),
+                        false => format!("HTTP {status}: {said}"),
+                    },
+                    status: Some(status),
+                    retry_after,
                 })
             }
         }
@@ -92,6 +133,26 @@ impl Client {
 struct Failure {
     retry: bool,
     why: String,
+    status: Option<u16>,
+    /// The answer's `Retry-After`, when it gave one.
+    retry_after: Option<Duration>,
+}
+
+/// The start of an error answer's body, on one line: what the endpoint said was wrong.
+async fn error_text(body: SdkBody) -> String {
+    let mut stream = ByteStream::new(body);
+    let mut bytes = Vec::new();
+    let read = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() >= BODY_SHOWN {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(ATTEMPT_TIMEOUT, read).await;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_SHOWN)]);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The innermost error's text ("Connection refused (os error 111)", a certificate problem):

@@ -162,3 +162,40 @@ async fn auto_scaling_group_names_the_groups_running_instances() {
         .code(2);
     out.assert_stderr_has("keep one of them");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_that_leaves_ssm_between_the_check_and_the_send_is_named() {
+    let fx = Fixture::new().await;
+    let gone = fx.stack.instance_ids[1].clone();
+    // SendCommand is held for a moment; meanwhile the instance's agent deregisters (the
+    // instance was terminated): SSM answers InvalidInstanceId.
+    fx.fault(json!({"action": "SendCommand", "delay": 1.5, "pass": true, "times": 1}));
+    let child = fx.bgcloud(&["deploy", "--image", "v1"]).spawn();
+    fx.wait_for_request("the SendCommand", |a| a == "SendCommand");
+    crate::support::control(
+        "ssm-agent",
+        json!({"instance_id": gone, "status": "unregistered"}),
+    );
+    let (code, _, stderr) = crate::support::finish(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{gone} (not managed by SSM)"))
+            && stderr.contains("InvalidInstanceId")
+            && stderr.contains("traffic was not changed"),
+        "{stderr}"
+    );
+    fx.assert_weights(100, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_result_read_cancels_the_command_before_returning() {
+    let fx = Fixture::new().await;
+    fx.hold_launch();
+    // Every GetCommandInvocation fails (past the SDK's retries).
+    fx.fault(json!({"action": "GetCommandInvocation", "status": 500,
+                    "code": "InternalServerError", "times": 100}));
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(1);
+    out.assert_stderr_has("The command was cancelled on the instances it was still running on");
+    assert_eq!(fx.count("CancelCommand"), 1, "{:?}", fx.requests());
+    fx.assert_weights(100, 0).await;
+}

@@ -276,3 +276,51 @@ async fn an_inconclusive_watch_is_its_own_event_and_step_summary_not_a_failure()
         "{md}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_slowing_down_is_waited_for_and_its_error_text_is_shown() {
+    let fx = fixture("slack_webhook_env = \"SLACK_URL\"").await;
+    // Slack's rate limit: 429 with Retry-After, then fine.
+    let rx = Receiver::scripted(vec![
+        (429, "Retry-After: 1", "rate_limited"),
+        (200, "", "ok"),
+    ]);
+    let url = format!("{}/slack/{TOKEN}", rx.base);
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1"])
+        .env("SLACK_URL", &url)
+        .ok();
+    assert!(!out.stderr.contains("could not notify"), "{}", out.stderr);
+    let paths: Vec<String> = rx.received().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        paths.len(),
+        3,
+        "started (429, then again after 1 s), shifted"
+    );
+
+    // Always 429: each event is dropped with a warning, but the endpoint is not given up on.
+    let rx = Receiver::scripted(vec![(429, "Retry-After: 0", "rate_limited")]);
+    let url = format!("{}/slack/{TOKEN}", rx.base);
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v2"])
+        .env("SLACK_URL", &url)
+        .ok();
+    assert_eq!(
+        lines_with(&out.stderr, "asked bgcloud to slow down").len(),
+        2,
+        "{}",
+        out.stderr
+    );
+    assert_eq!(rx.received().len(), 4, "both events tried twice");
+    out.assert_stderr_has("HTTP 429: rate_limited");
+
+    // A payload Slack refuses: its own words in the warning, once.
+    let rx = Receiver::scripted(vec![(400, "", "invalid_payload")]);
+    let url = format!("{}/slack/{TOKEN}", rx.base);
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1"])
+        .env("SLACK_URL", &url)
+        .ok();
+    out.assert_stderr_has("HTTP 400: invalid_payload");
+    assert_no_url(&[out], &url);
+}

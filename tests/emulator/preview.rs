@@ -513,3 +513,83 @@ async fn ctrl_c_during_a_smoke_test_stops_it_and_everything_it_started() {
     assert_eq!(fx.weights().await, Weights::from_raw(100, 0).unwrap());
     assert!(!fx.lock_exists().await, "lock released");
 }
+
+/// A path-pattern condition.
+fn path_condition(path: &str) -> RuleCondition {
+    RuleCondition::builder()
+        .field("path-pattern")
+        .path_pattern_config(
+            aws_sdk_elasticloadbalancingv2::types::PathPatternConditionConfig::builder()
+                .values(path)
+                .build(),
+        )
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_balancer_at_its_rule_quota_is_refused_before_the_launch() {
+    let fx = Fixture::v1_v2_with(PREVIEW).await;
+    for p in 1..=100 {
+        let blue = fx.stack.blue_target_group_arn.clone();
+        add_rule(&fx, p, path_condition(&format!("/r{p}/*")), &[(&blue, 1)]).await;
+    }
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(2);
+    out.assert_stderr_has("has 100 rules, its quota (rules-per-application-load-balancer: 100)");
+    assert_eq!(fx.count("SendCommand"), 0, "refused before the launch");
+    assert_eq!(fx.count("DescribeAccountLimits"), 1);
+    fx.assert_no_writes_but_lock();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_preview_rule_that_would_hold_too_many_condition_values_is_refused_before_the_launch() {
+    let fx = Fixture::v1_v2_with(PREVIEW).await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    let rule = fx
+        .listener_rules()
+        .await
+        .into_iter()
+        .find(|r| r.is_default() != Some(true))
+        .unwrap();
+    // Someone replaced its header condition with host and path conditions: five values.
+    fx.aws
+        .elb
+        .modify_rule()
+        .rule_arn(rule.rule_arn().unwrap())
+        .conditions(
+            RuleCondition::builder()
+                .field("host-header")
+                .host_header_config(
+                    aws_sdk_elasticloadbalancingv2::types::HostHeaderConditionConfig::builder()
+                        .values("a.example.com")
+                        .values("b.example.com")
+                        .build(),
+                )
+                .build(),
+        )
+        .conditions(
+            RuleCondition::builder()
+                .field("path-pattern")
+                .path_pattern_config(
+                    aws_sdk_elasticloadbalancingv2::types::PathPatternConditionConfig::builder()
+                        .values("/a/*")
+                        .values("/b/*")
+                        .values("/c/*")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let launched = fx.count("SendCommand");
+    let out = fx.bgcloud(&["deploy", "--image", "v2"]).code(2);
+    out.assert_stderr_has(
+        "would hold 6 condition values (the 5 added to it and bgcloud's header value)",
+    );
+    assert_eq!(
+        fx.count("SendCommand"),
+        launched,
+        "refused before the launch"
+    );
+    fx.assert_weights(0, 100).await;
+}

@@ -286,3 +286,23 @@ fn a_config_without_a_backend_ends_the_watch_up_front() {
     out.assert_stderr_has("[backend]");
     assert_eq!(bare.requests(), vec![]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_reads_the_preview_route_seldom_and_its_url_once() {
+    let fx = Fixture::v1_v2_with("").await;
+    let config = std::fs::read_to_string(&fx.config).unwrap().replace(
+        "\n[frontend]",
+        "\n[backend.preview]\nheader = \"X-Bgcloud-Preview\"\n\n[frontend]",
+    );
+    fx.write_config(&config);
+    let watch = Watching::start(fx.bgcloud(&["status", "--watch", "--every", "1s"]).spawn());
+    watch.lines(1);
+    more_polls(&fx, 3);
+    let (code, _) = watch.stop("TERM");
+    assert_eq!(code, 0);
+    // Weights and health every poll; the preview rule (rules + tags) and its URL (listener +
+    // load balancer) only at the first: ELB's Describe* budget is shared with deploys.
+    assert!(fx.count("DescribeTargetHealth") >= 8, "{:?}", fx.requests());
+    assert_eq!(fx.count("DescribeRules"), 1, "{:?}", fx.requests());
+    assert_eq!(fx.count("DescribeLoadBalancers"), 1, "{:?}", fx.requests());
+}

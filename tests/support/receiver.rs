@@ -16,19 +16,31 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(status: u16) -> Receiver {
+        Receiver::scripted(vec![(status, "", "")])
+    }
+
+    /// Answers its requests in turn with `(status, extra header line, body)`; the last answer
+    /// repeats. E.g. Slack slowing a sender down: `(429, "Retry-After: 1", "rate_limited")`.
+    pub fn scripted(answers: Vec<(u16, &'static str, &'static str)>) -> Receiver {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
         let base = format!("http://{}", listener.local_addr().unwrap());
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = received.clone();
         std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
+            for (n, stream) in listener.incoming().flatten().enumerate() {
                 if let Some(request) = read_request(&stream) {
                     log.lock().unwrap().push(request);
                 }
+                let (status, header, body) = answers[n.min(answers.len() - 1)];
+                let header = match header {
+                    "" => String::new(),
+                    h => format!("{h}\r\n"),
+                };
                 let mut stream = stream;
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    "HTTP/1.1 {status} X\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
                 );
             }
         });
