@@ -117,6 +117,7 @@ pub async fn run(ctx: &Context, backend: &BackendConfig, w: Watch<'_>) -> Result
             "target health and the gates".to_string()
         }
     );
+    let mut said_settling = false;
     let ended = loop {
         if let Some(request) = rollout::take_request(ctx).await? {
             break Ended::Requested(request);
@@ -165,7 +166,8 @@ pub async fn run(ctx: &Context, backend: &BackendConfig, w: Watch<'_>) -> Result
                 Verdict::Inconclusive(why) => Ended::Inconclusive(why),
             };
         }
-        if over && !settled {
+        if over && !settled && !said_settling {
+            said_settling = true;
             tracing::info!(
                 "{}'s watch is over; waiting for CloudWatch to publish its last {} (at most \
                  {} more)",

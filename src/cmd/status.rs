@@ -207,7 +207,13 @@ impl fmt::Display for Status {
             } else {
                 " (no run is carrying it out: it was interrupted or crashed)"
             };
-            writeln!(f, "  rollout   {}{how}", r.state)?;
+            // The state's first line, what runs it, then its gates one a line.
+            let text = r.state.to_string();
+            let (first, gates) = text.split_once('\n').unwrap_or((&text, ""));
+            writeln!(f, "  rollout   {first}{how}")?;
+            if !gates.is_empty() {
+                writeln!(f, "{gates}")?;
+            }
         }
         if let Some(s) = &self.last_sync {
             write!(f, "  sync      last {} by {}: ", s.at, s.by)?;

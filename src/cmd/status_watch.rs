@@ -384,13 +384,13 @@ mod tests {
         let body =
             "shop: blue is live\n  blue   100 %  stable  a very long line indeed".to_string();
         let last = (body, at);
-        let full = screen(DEFAULT_EVERY, at, Some(&last), None, None);
+        let full = screen(Duration::from_secs(2), at, Some(&last), None, None);
         assert_eq!(
             full,
             "every 2s · Ctrl-C to stop · polled 1970-01-01T00:01:00Z\n\nshop: blue is live\n  \
              blue   100 %  stable  a very long line indeed"
         );
-        let small = screen(DEFAULT_EVERY, at, Some(&last), None, Some((20, 4)));
+        let small = screen(Duration::from_secs(2), at, Some(&last), None, Some((20, 4)));
         assert_eq!(small, "every 2s · Ctrl-C to\n\n… 2 more lines: a ta");
         let failed = screen(
             DEFAULT_EVERY,

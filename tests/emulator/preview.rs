@@ -529,9 +529,24 @@ fn path_condition(path: &str) -> RuleCondition {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_load_balancer_at_its_rule_quota_is_refused_before_the_launch() {
     let fx = Fixture::v1_v2_with(PREVIEW).await;
+    let blue = fx.stack.blue_target_group_arn.clone();
     for p in 1..=100 {
-        let blue = fx.stack.blue_target_group_arn.clone();
-        add_rule(&fx, p, path_condition(&format!("/r{p}/*")), &[(&blue, 1)]).await;
+        // Not add_rule: under a loaded emulator the SDK may retry a CreateRule whose first
+        // attempt landed, and the retry then meets its own rule (PriorityInUse).
+        let made = fx
+            .aws
+            .elb
+            .create_rule()
+            .listener_arn(&fx.stack.listener_arn)
+            .priority(p)
+            .conditions(path_condition(&format!("/r{p}/*")))
+            .actions(crate::support::stack::forward(&[(&blue, 1)]))
+            .send()
+            .await;
+        if let Err(e) = made {
+            let code = e.as_service_error().and_then(|s| s.meta().code());
+            assert_eq!(code, Some("PriorityInUse"), "{e:?}");
+        }
     }
     let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(2);
     out.assert_stderr_has("has 100 rules, its quota (rules-per-application-load-balancer: 100)");
