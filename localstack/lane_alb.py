@@ -120,7 +120,8 @@ class DataPlane:
         ec2 = ec2_models.ec2_backends[tg.account_id][tg.region_name]
         serving, all_registered = [], []
         for target_id, port in model_alb.targets_of(tg.arn):
-            state = model_alb.health(tg, target_id, port, ec2)
+            # As one of the load balancer's nodes routes: by its own verdict on the target.
+            state = model_alb.health(tg, target_id, port, ec2, view="any")
             lane_instance = model_lane.instance(target_id)
             if state is None or state[0] == "draining" or lane_instance is None:
                 continue

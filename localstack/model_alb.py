@@ -33,6 +33,7 @@ resource ARNs (ValidationError).
 """
 
 import hashlib
+import random
 import re
 import threading
 import time
@@ -47,6 +48,8 @@ from moto.elbv2.exceptions import (
     ValidationError,
 )
 
+import timing  # noqa: E402
+
 LOCK = threading.RLock()
 TARGETS = {}  # (tg_arn, id, port) -> Target
 USAGE = {}  # tg_arn -> time since when a forward uses it, or None
@@ -56,26 +59,57 @@ IMAGES = {}  # image digest -> behaviour of containers started from it
 DEFAULT_BEHAVIOUR = {"status": 200}
 
 
-class Target:
-    def __init__(self, now, tg_arn, target_id, port):
-        self.id = target_id
-        self.port = port
-        self.registered_at = now
-        self.draining_until = None
-        # Checks are spread over the interval, as the ALB's are; fixed per target so a test
-        # run is repeatable.
-        digest = hashlib.sha256(f"{tg_arn}{target_id}{port}".encode()).digest()
-        self.phase = 0.1 + 0.8 * digest[0] / 255
-        self.reset(now)
+class Node:
+    """One load-balancer node's view of a target: the ALB checks each target from every node,
+    each on its own schedule, and each node keeps its own verdict."""
 
-    def reset(self, since):
-        self.since = since
+    def __init__(self, phase):
+        self.phase = phase
+        self.reset()
+
+    def reset(self):
         self.state = "initial"
         self.reason = "Elb.RegistrationInProgress"
         self.description = "Target registration is in progress"
         self.passes = 0
         self.fails = 0
         self.next_check = None
+
+    def view(self):
+        return self.state, self.reason, self.description
+
+
+class Target:
+    def __init__(self, now, tg_arn, target_id, port):
+        self.id = target_id
+        self.port = port
+        self.registered_at = now
+        self.draining_until = None
+        # Checks are spread over the interval, each node at its own phase, as the ALB's nodes
+        # check; fixed per target so a test run is repeatable.
+        digest = hashlib.sha256(f"{tg_arn}{target_id}{port}".encode()).digest()
+        nodes = max(1, int(timing.get("alb_nodes")))
+        self.nodes = [Node(0.1 + 0.8 * digest[i] / 255) for i in range(nodes)]
+        # DescribeTargetHealth answers from one node's view after another: successive reads
+        # may disagree while the nodes' verdicts differ (how AWS aggregates them is not
+        # documented; bgcloud must not depend on it).
+        self.reads = 0
+        self.reset(now)
+
+    def reset(self, since):
+        self.since = since
+        for node in self.nodes:
+            node.reset()
+
+    def api_view(self):
+        node = self.nodes[self.reads % len(self.nodes)]
+        self.reads += 1
+        return node.view()
+
+    def any_view(self):
+        """What one node, chosen at random, thinks: how a request through the data plane is
+        routed."""
+        return random.choice(self.nodes).view()
 
 
 # --- what a check sees ------------------------------------------------------------------------
@@ -150,8 +184,10 @@ def refresh_usage(now=None):
                 USAGE[arn] = None
 
 
-def _evaluate(tg, target, now):
-    """Brings the target's verdict up to `now`; returns (state, reason, description)."""
+def _evaluate(tg, target, now, view="api"):
+    """Brings the target's verdict up to `now`; returns (state, reason, description) as
+    DescribeTargetHealth answers (`api`: one node's view after another) or as a data-plane node
+    routes (`any`)."""
     if target.draining_until is not None:
         return "draining", "Target.DeregistrationInProgress", "Target deregistration is in progress"
     if not tg.health_check_enabled:
@@ -166,38 +202,43 @@ def _evaluate(tg, target, now):
     interval = float(tg.health_check_interval_seconds)
     healthy_n = int(tg.healthy_threshold_count)
     unhealthy_n = int(tg.unhealthy_threshold_count)
-    if target.next_check is None:
-        target.next_check = since + target.phase * interval
-    # Long idle stretches: the verdict only depends on the last few checks.
-    skip = int((now - target.next_check) / interval) - 4 * max(healthy_n, unhealthy_n)
-    if skip > 0:
-        target.next_check += skip * interval
-    if is_real(target.id):
-        return target.state, target.reason, target.description  # real checks advance it
-    while target.next_check <= now:
-        result = check(tg, target, target.next_check)
-        target.next_check += interval
-        _step(tg, target, *result)
-    return target.state, target.reason, target.description
+    for node in target.nodes:
+        if node.next_check is None:
+            node.next_check = since + node.phase * interval
+        # Long idle stretches: the verdict only depends on the last few checks.
+        skip = int((now - node.next_check) / interval) - 4 * max(healthy_n, unhealthy_n)
+        if skip > 0:
+            node.next_check += skip * interval
+        if is_real(target.id):
+            continue  # real checks advance it
+        while node.next_check <= now:
+            result = check(tg, target, node.next_check)
+            node.next_check += interval
+            _step(tg, node, *result)
+    return target.api_view() if view == "api" else target.any_view()
 
 
-def _step(tg, target, passed, reason, description):
-    """One check's result applied to the target's verdict, as the ALB does."""
+def _step(tg, node, passed, reason, description):
+    """One check's result applied to a node's verdict, as the ALB does: a newly registered
+    target is healthy after one passing check ("After your target is registered, it must pass
+    one health check to be considered healthy"); after that, a verdict changes only after the
+    thresholds' worth of checks in a row."""
     healthy_n = int(tg.healthy_threshold_count)
     unhealthy_n = int(tg.unhealthy_threshold_count)
-    if target.state == "initial" and target.reason == "Elb.RegistrationInProgress":
-        target.reason = "Elb.InitialHealthChecking"
-        target.description = "Initial health checks in progress"
+    if node.state == "initial" and node.reason == "Elb.RegistrationInProgress":
+        node.reason = "Elb.InitialHealthChecking"
+        node.description = "Initial health checks in progress"
     if passed:
-        target.passes += 1
-        target.fails = 0
-        if target.state != "healthy" and target.passes >= healthy_n:
-            target.state, target.reason, target.description = "healthy", None, None
+        node.passes += 1
+        node.fails = 0
+        needed = 1 if node.state == "initial" else healthy_n
+        if node.state != "healthy" and node.passes >= needed:
+            node.state, node.reason, node.description = "healthy", None, None
     else:
-        target.fails += 1
-        target.passes = 0
-        if target.state == "unhealthy" or target.fails >= unhealthy_n:
-            target.state, target.reason, target.description = "unhealthy", reason, description
+        node.fails += 1
+        node.passes = 0
+        if node.state == "unhealthy" or node.fails >= unhealthy_n:
+            node.state, node.reason, node.description = "unhealthy", reason, description
 
 
 # Targets whose checks are real HTTP requests (the real-instance lane sets this).
@@ -205,7 +246,8 @@ is_real = lambda target_id: False  # noqa: E731
 
 
 def due_real_checks(now):
-    """(tg, target) of real-checked targets whose next check is due; advances their schedule."""
+    """(tg, target, node) of real-checked targets whose next check is due on a node; advances
+    their schedule."""
     out = []
     with LOCK:
         for (tg_arn, target_id, _), target in TARGETS.items():
@@ -217,15 +259,16 @@ def due_real_checks(now):
             _evaluate(tg, target, now)  # resets, unused, draining
             if target.draining_until is not None or USAGE.get(tg_arn) is None:
                 continue
-            if target.next_check is not None and target.next_check <= now:
-                target.next_check = max(target.next_check + float(tg.health_check_interval_seconds), now)
-                out.append((tg, target))
+            for node in target.nodes:
+                if node.next_check is not None and node.next_check <= now:
+                    node.next_check = max(node.next_check + float(tg.health_check_interval_seconds), now)
+                    out.append((tg, target, node))
     return out
 
 
-def record_real_check(tg, target, passed, reason, description):
+def record_real_check(tg, node, passed, reason, description):
     with LOCK:
-        _step(tg, target, passed, reason, description)
+        _step(tg, node, passed, reason, description)
 
 
 def _target_group(arn):
@@ -237,8 +280,9 @@ def _target_group(arn):
     return None
 
 
-def health(tg, target_id, port, ec2_backend, now=None):
-    """(state, reason, description) of one target, or None when it is not registered."""
+def health(tg, target_id, port, ec2_backend, now=None, view="api"):
+    """(state, reason, description) of one target, or None when it is not registered; `view`
+    as `_evaluate` takes it."""
     now = now or time.time()
     with LOCK:
         target = TARGETS.get((tg.arn, target_id, port))
@@ -251,7 +295,7 @@ def health(tg, target_id, port, ec2_backend, now=None):
             instance = ec2_backend.get_instance_by_id(target_id)
             if instance is not None and instance.state == "stopped":
                 return "unused", "Target.InvalidState", "Target is in the stopped state"
-        return _evaluate(tg, target, now)
+        return _evaluate(tg, target, now, view)
 
 
 def targets_of(tg_arn, now=None):
@@ -532,6 +576,7 @@ def reset():
         CONTAINERS.clear()
         IMAGES.clear()
         FORCED.clear()
+
 
 _stock_describe_account_limits = elbv2_responses.ELBV2Response.describe_account_limits
 

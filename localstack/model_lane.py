@@ -172,12 +172,12 @@ def _check(tg, target):
 def _checker():
     pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="health-check")
 
-    def one(tg, target):
-        model_alb.record_real_check(tg, target, *_check(tg, target))
+    def one(tg, target, node):
+        model_alb.record_real_check(tg, node, *_check(tg, target))
 
     while True:
-        for tg, target in model_alb.due_real_checks(time.time()):
-            pool.submit(one, tg, target)
+        for tg, target, node in model_alb.due_real_checks(time.time()):
+            pool.submit(one, tg, target, node)
         time.sleep(0.05)
 
 

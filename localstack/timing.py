@@ -12,6 +12,10 @@ comes from a profile:
                      (the ALB's are typically visible one to two minutes late); until then
                      GetMetricData does not return them. A period with no requests has no
                      datapoint at all (absent, not zero)
+  alb_nodes          how many load-balancer nodes health-check each target, each at its own
+                     phase of the interval with its own verdict (an ALB has one or more per
+                     enabled Availability Zone); DescribeTargetHealth answers from one node's
+                     view after another
 
 A test reads the profile in force from GET /_bgcloud/timing; POST /_bgcloud/timing {"name":
 value, ...} changes one setting for the whole emulator (tests that share one must not).
@@ -21,10 +25,12 @@ PROFILES = {
     "aws": {
         "metric_period": 60.0,
         "metric_delay": 90.0,
+        "alb_nodes": 2,
     },
     "scaled": {
         "metric_period": 1.0,
         "metric_delay": 1.0,
+        "alb_nodes": 2,
     },
 }
 

@@ -31,18 +31,23 @@ impl HealthCheck {
     /// How long a target must have read `healthy` since its container was replaced before that
     /// verdict is the new container's: the ALB keeps an old verdict until
     /// `max(healthy, unhealthy)` checks of the new container, one interval apart, have passed,
-    /// and the first of them can come up to one interval after the replacement.
+    /// and the first of them can come up to one interval after the replacement. Plus a margin of
+    /// one more interval and one check's timeout: every load-balancer node checks each target on
+    /// its own schedule, and when (and how late) DescribeTargetHealth reflects their verdicts is
+    /// not documented.
     pub fn judge_time(&self) -> Duration {
-        self.interval * (self.healthy_threshold.max(self.unhealthy_threshold) + 1)
+        self.interval * (self.healthy_threshold.max(self.unhealthy_threshold) + 2) + self.timeout
     }
 
-    /// "(max(2, 2) + 1) × 10 s = 30 s", for messages and the arithmetic in docs/guide/health-gate.md.
+    /// "(max(2, 2) + 1) × 10s + 10s + 5s = 45s", for messages and the arithmetic in
+    /// docs/guide/health-gate.md.
     pub fn judge_arithmetic(&self) -> String {
+        let interval = humantime::format_duration(self.interval);
         format!(
-            "(max({}, {}) + 1) × {} = {}",
+            "(max({}, {}) + 1) × {interval} + {interval} + {} = {}",
             self.healthy_threshold,
             self.unhealthy_threshold,
-            humantime::format_duration(self.interval),
+            humantime::format_duration(self.timeout),
             humantime::format_duration(self.judge_time())
         )
     }
@@ -226,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn judge_time_is_the_longer_threshold_plus_one_interval() {
+    fn judge_time_is_the_longer_threshold_plus_one_interval_and_a_margin() {
         let hc = HealthCheck {
             protocol: "HTTP".into(),
             port: None,
@@ -237,7 +242,12 @@ mod tests {
             healthy_threshold: 5,
             unhealthy_threshold: 2,
         };
-        assert_eq!(hc.judge_time(), Duration::from_secs(180));
-        assert_eq!(hc.judge_arithmetic(), "(max(5, 2) + 1) × 30s = 3m");
+        // 6 intervals of the old verdict's life, then one more interval and a timeout for the
+        // nodes that check on their own schedules.
+        assert_eq!(hc.judge_time(), Duration::from_secs(215));
+        assert_eq!(
+            hc.judge_arithmetic(),
+            "(max(5, 2) + 1) × 30s + 30s + 5s = 3m 35s"
+        );
     }
 }

@@ -3,16 +3,20 @@
 //!
 //! The rule. A target whose container bgcloud saw start at `launched` is trusted when it reads
 //! `healthy` and either
-//! - at least `(max(HealthyThresholdCount, UnhealthyThresholdCount) + 1) × HealthCheckInterval`
-//!   has passed since `launched` (an old `healthy` survives at most `UnhealthyThresholdCount`
-//!   failed checks of a broken new container, and the first of those checks can come up to one
-//!   interval after the replacement; an old `unhealthy` needs `HealthyThresholdCount` passes), or
+//! - the judgement time has passed since `launched`:
+//!   `(max(HealthyThresholdCount, UnhealthyThresholdCount) + 1) × HealthCheckInterval` (an old
+//!   `healthy` survives at most `UnhealthyThresholdCount` failed checks of a broken new
+//!   container, and the first of those checks can come up to one interval after the
+//!   replacement; an old `unhealthy` needs `HealthyThresholdCount` passes), plus one interval and
+//!   one timeout of margin (each load-balancer node checks on its own; how DescribeTargetHealth
+//!   combines their verdicts, and how late, is not documented), or
 //! - bgcloud registered the target itself after `launched` and it was not registered before
 //!   (not even draining): a fresh registration starts at `initial`, so its first `healthy` is
 //!   the new container's.
 //!
-//! A target that read `healthy` since the launch and then reads `unhealthy` fails the deploy at
-//! once: the ALB has noticed the new container. One that has not read `healthy` yet is waited for.
+//! A target that reads `unhealthy` once the judgement time has passed fails the deploy: that
+//! verdict is about the new container. Before then, `unhealthy` is not a verdict on it (a
+//! container still starting, a node's stale view), and is waited out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -38,7 +42,7 @@ pub enum Verdict {
         report: String,
         all_healthy_trusted_in: Option<Duration>,
     },
-    /// A target went unhealthy after reading healthy since the launch.
+    /// A target reads unhealthy once the ALB has had the time to judge the new container.
     Failed(String),
 }
 
@@ -46,7 +50,6 @@ pub enum Verdict {
 struct Watch {
     launched: Instant,
     fresh: bool,
-    seen_healthy: bool,
 }
 
 /// The rule, as pure logic over successive reads (unit-tested without AWS).
@@ -73,7 +76,6 @@ impl Gate {
                 let watch = Watch {
                     launched: l.at,
                     fresh: fresh.contains(&l.instance_id),
-                    seen_healthy: false,
                 };
                 (l.instance_id.clone(), watch)
             })
@@ -91,31 +93,30 @@ impl Gate {
         let mut not_healthy = Vec::new();
         let mut went_bad = Vec::new();
         let mut trusted_in = Duration::ZERO;
-        for (id, watch) in &mut self.watches {
+        for (id, watch) in &self.watches {
             let state = states
                 .iter()
                 .find(|t| &t.id == id && t.port == Some(self.port));
+            let judged = now >= watch.launched + self.judge;
             match state {
                 Some(t) if t.is_healthy() => {
-                    watch.seen_healthy = true;
                     healthy += 1;
                     if !watch.fresh {
                         let trust_at = watch.launched + self.judge;
                         trusted_in = trusted_in.max(trust_at.saturating_duration_since(now));
                     }
                 }
-                Some(t) if t.state == "unhealthy" && watch.seen_healthy => {
-                    went_bad.push(t.to_string())
-                }
+                Some(t) if t.state == "unhealthy" && judged => went_bad.push(t.to_string()),
                 Some(t) => not_healthy.push(t.to_string()),
                 None => not_healthy.push(format!("{id}:{} not registered", self.port)),
             }
         }
         if !went_bad.is_empty() {
             return Verdict::Failed(format!(
-                "{} went unhealthy after reading healthy: the ALB's checks of the new container \
-                 fail: {}",
+                "{} reads unhealthy {} after the launch, when the ALB has judged the new \
+                 container: its checks fail: {}",
                 self.what,
+                humantime::format_duration(self.judge),
                 went_bad.join(", ")
             ));
         }
@@ -212,6 +213,7 @@ pub async fn wait(
     deadline: Instant,
 ) -> Result<Vec<TargetState>> {
     let mut last_report = String::new();
+    let mut last_said = Instant::now() - REPORT_EVERY;
     loop {
         let states = match first.take() {
             Some(states) => states,
@@ -257,7 +259,10 @@ pub async fn wait(
             None => format!("{report} ({} left)", secs(left)),
         };
         // A new line when the states change, not every poll of a countdown.
-        if report != last_report {
+        // The load balancer's nodes may disagree for a while, and reads can flip between their
+        // views: a changed report is said at most every REPORT_EVERY.
+        if report != last_report && last_said.elapsed() >= REPORT_EVERY {
+            last_said = Instant::now();
             tracing::info!("{line}");
             last_report = report;
         }
@@ -338,6 +343,9 @@ pub fn all_launched(
     )))
 }
 
+/// The shortest time between two progress lines of the health gate.
+const REPORT_EVERY: Duration = Duration::from_secs(2);
+
 fn secs(d: Duration) -> String {
     format!("{} s", d.as_secs_f64().ceil() as u64)
 }
@@ -407,17 +415,33 @@ mod tests {
     }
 
     #[test]
-    fn healthy_then_unhealthy_fails_at_once() {
+    fn unhealthy_is_a_verdict_only_once_the_alb_had_time_to_judge() {
         let t0 = Instant::now();
         let mut g = gate(t0, &[]);
         g.observe(t0, &[state("i-1", "healthy"), state("i-2", "healthy")]);
-        match g.observe(
+        // A node's view flips, or the new container is still starting: not a verdict yet.
+        let v = g.observe(
             t0 + Duration::from_secs(1),
+            &[state("i-1", "unhealthy"), state("i-2", "healthy")],
+        );
+        assert!(
+            matches!(
+                v,
+                Verdict::Waiting {
+                    all_healthy_trusted_in: None,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        match g.observe(
+            t0 + Duration::from_secs(3),
             &[state("i-1", "unhealthy"), state("i-2", "healthy")],
         ) {
             Verdict::Failed(why) => {
                 assert!(
-                    why.contains("i-1:8082 unhealthy (Target.ResponseCodeMismatch"),
+                    why.contains("i-1:8082 unhealthy (Target.ResponseCodeMismatch")
+                        && why.contains("reads unhealthy 3s after the launch"),
                     "{why}"
                 )
             }

@@ -77,7 +77,7 @@ async fn restart_blue_with_v1(fx: &Fixture, instance: &str) {
 
 /// The state of `id`'s target in the group, read with the test's own client.
 async fn state_in(fx: &Fixture, target_group_arn: &str, id: &str) -> String {
-    fx.target_states(target_group_arn)
+    fx.settled_states(target_group_arn)
         .await
         .into_iter()
         .find(|s| s.0 == id)
@@ -221,7 +221,7 @@ async fn what_cannot_be_brought_in_line_is_named_exit_1_and_kept_for_status() {
     let new = join(&fx).await;
     // Green's recorded image now fails its health check on any new container.
     fx.image_behaviour("v1", json!({"status": 500}));
-    let out = fx.bgcloud(&["sync", "--health-timeout", "6s"]).code(1);
+    let out = fx.bgcloud(&["sync", "--health-timeout", "7s"]).code(1);
     assert!(
         out.stderr
             .contains("sync could not bring the fleet in line: green:")

@@ -400,6 +400,24 @@ impl Fixture {
     }
 
     /// Waits (up to 30 s) until every target of the group reads `state`.
+    /// The group's targets once the load balancer's nodes agree on them: the emulator answers
+    /// DescribeTargetHealth from one node's view after another (localstack/timing.py
+    /// `alb_nodes`), so right after a change two reads may differ for an interval or so.
+    pub async fn settled_states(
+        &self,
+        target_group_arn: &str,
+    ) -> Vec<(String, i32, String, String)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let first = self.target_states(target_group_arn).await;
+            let second = self.target_states(target_group_arn).await;
+            if first == second || Instant::now() >= deadline {
+                return second;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn wait_for_targets(&self, target_group_arn: &str, state: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
