@@ -3,7 +3,8 @@
 Each instance is a network namespace (`bgl-i<N>`, 10.200.0.<N>) on a bridge (`bgl0`,
 10.200.0.254) with its own podman storage, run root and tmp dir; `docker` inside means that
 podman (a shim on the instance's PATH). Debian's docker-registry on 10.200.0.254:5000 holds
-real busybox images built without any download: v1, v2, bad500, badexit, badlate, badpath.
+real busybox images built without any download: v1, v2, bad500, badexit, badlate, badpath,
+badcrash, badhang.
 What was measured about podman here (runc, ulimits, nsenter, stop timeout, insecure registry,
 digests) is in docs/contributing/real-lane.md.
 
@@ -211,6 +212,11 @@ IMAGES = {
     "badlate": {"health": "late", "version": "badlate", "api": "200"},
     # Healthy, but /api answers 500: for metric gates.
     "badpath": {"health": "200", "version": "badpath", "api": "500"},
+    # Healthy until asked /api: then its server dies (the container restarts, as
+    # `--restart unless-stopped` has it): the load balancer answers 502 itself, no target 5xx.
+    "badcrash": {"health": "200", "version": "badcrash", "api": "crash"},
+    # Healthy, but /api never answers: the load balancer answers 504 itself.
+    "badhang": {"health": "200", "version": "badhang", "api": "hang"},
 }
 
 
@@ -235,7 +241,11 @@ def build_context(ctx, tag, spec):
     scripts = {
         "healthz": _cgi(expr, "$code", version),
         "app": _cgi("200", version, version),
-        "api": _cgi(spec["api"], "$code", version),
+        "api": {
+            # Every server process dies at once, the connection handling this request too.
+            "crash": CGI_HEAD + "killall -9 httpd\n",
+            "hang": CGI_HEAD + "sleep 3600\n",
+        }.get(spec["api"]) or _cgi(spec["api"], "$code", version),
         # A request that takes SLOW_SECONDS: in flight long enough to be cut off by a container
         # replaced without draining.
         "slow": _cgi(f"$(sleep {SLOW_SECONDS}; echo 200)", version, version),
@@ -247,6 +257,10 @@ def build_context(ctx, tag, spec):
         os.chmod(path, 0o755)
     if "exit" in spec:
         cmd = f"echo 'fatal: DATABASE_URL is not set; refusing to start' >&2; exit {spec['exit']}"
+    elif spec["api"] == "crash":
+        # Not exec'd: the shell is PID 1 and exits when httpd dies (a namespace's PID 1 cannot
+        # be killed from inside it), so the container stops and is restarted.
+        cmd = f"date +%s > /tmp/started; httpd -f -p {CONTAINER_PORT} -h /www"
     else:
         cmd = f"date +%s > /tmp/started; exec httpd -f -p {CONTAINER_PORT} -h /www"
     with open(f"{ctx}/Containerfile", "w") as f:

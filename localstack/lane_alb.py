@@ -12,11 +12,21 @@ ALB does, from the emulator's live state.
   tried (the ALB "fails open"); none registered: 503. A target that cannot be reached or
   answers garbage: 502; no answer in time: 504. A request is never retried (an ALB does not).
 - Keep-alive with the client, `X-Forwarded-For`/`-Proto`/`-Port` to the target.
-- Every request is logged (time, target group, target, status, the answering version from
-  `X-App-Version`) for the tests to read (control `lane/alb-log`).
-- Per target group, the ALB's CloudWatch metrics go to the emulator's CloudWatch every period
-  (namespace AWS/ApplicationELB, dimensions TargetGroup and LoadBalancer): RequestCount,
-  HTTPCode_Target_2XX/4XX/5XX_Count, TargetResponseTime.
+- Every request is logged (time, target group, target, status, who made the status: `target`
+  or `elb`, the answering version from `X-App-Version`) for the tests to read (control
+  `lane/alb-log`).
+- The ALB's CloudWatch metrics go to the emulator's CloudWatch every period (namespace
+  AWS/ApplicationELB), as the ALB's metrics page defines them. Per target group (dimensions
+  TargetGroup and LoadBalancer): RequestCount (every request a target was chosen for, answered
+  or not), HTTPCode_Target_2XX/3XX/4XX/5XX_Count (only what targets answered), TargetResponseTime
+  (targets' answers), TargetConnectionErrorCount (connections to a target that could not be
+  made), HealthyHostCount and UnHealthyHostCount (as a routing node sees them). Per load
+  balancer (dimension LoadBalancer only): HTTPCode_ELB_5XX_Count, HTTPCode_ELB_502_Count,
+  HTTPCode_ELB_503_Count, HTTPCode_ELB_504_Count: the errors the load balancer made itself (a
+  crashed or refusing target: 502; none to route to: 503; no answer in time: 504), which the
+  HTTPCode_Target_* counts never include.
+- A target's answer may take at most TARGET_TIMEOUT seconds (the ALB's idle timeout, 60 s by
+  default; short here so a test of a hanging target takes seconds).
 """
 
 import fnmatch
@@ -37,6 +47,9 @@ import model_lane
 
 PLANES = {}  # listener_arn -> DataPlane
 LOCK = threading.Lock()
+# Seconds a target may take to answer before the load balancer gives up with 504 (an ALB's idle
+# timeout, 60 s by default).
+TARGET_TIMEOUT = 10
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
               "trailer", "upgrade", "host"}
 
@@ -97,6 +110,7 @@ class DataPlane:
         self.round_robin = itertools.count()
         self.metrics_period = metrics_period
         self.counters = {}
+        self.lb_counters = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.server.plane = self
@@ -134,21 +148,32 @@ class DataPlane:
             return tg, None
         return tg, candidates[next(self.round_robin) % len(candidates)]
 
-    def record(self, rule, tg, target, status, version, seconds):
+    def record(self, rule, tg, target, status, version, seconds, by="target", connected=True):
+        """One request: `by` says who made the status (`target`, or `elb` when the load balancer
+        answered itself); `connected` is False when no connection to the target was made."""
         entry = {
             "t": time.time(),
             "rule": rule,
             "target_group": tg.name if tg else None,
             "target": f"{target[2]}:{target[1]}" if target else None,
             "status": status,
+            "by": by,
             "version": version,
             "ms": round(seconds * 1000, 1),
         }
         with LOCK:
             self.log.append(entry)
-            if tg is not None:
-                c = self.counters.setdefault(tg.arn, {"n": 0, "2": 0, "4": 0, "5": 0, "times": {}})
-                c["n"] += 1
+            if by == "elb":
+                lb = self.lb_counters
+                lb["5XX"] = lb.get("5XX", 0) + 1
+                lb[str(status)] = lb.get(str(status), 0) + 1
+            if tg is None or target is None:
+                return  # no target chosen: not in the group's RequestCount
+            c = self.counters.setdefault(tg.arn, {"n": 0, "times": {}, "conn_errors": 0})
+            c["n"] += 1
+            if not connected:
+                c["conn_errors"] += 1
+            if by == "target":
                 c[str(status)[0]] = c.get(str(status)[0], 0) + 1
                 # Response times by the millisecond, sent as values and counts (for p99).
                 ms = round(seconds, 3)
@@ -165,33 +190,65 @@ class DataPlane:
     def _publish_once(self):
         with LOCK:
             counters, self.counters = self.counters, {}
-        for tg_arn, c in counters.items():
-            tg = self.backend.target_groups.get(tg_arn)
+            lb_counters, self.lb_counters = self.lb_counters, {}
+        lb_dim = {"Name": "LoadBalancer", "Value": self.lb.arn.split(":loadbalancer/")[-1]}
+        cw = None
+        _, _, listener = _find_listener(self.listener_arn)
+        # The groups the listener forwards to (host counts every period), and any that served.
+        arns = {arn for arn, _ in _weights(listener.default_actions)} | set(counters)
+        for arn in sorted(arns):
+            tg = self.backend.target_groups.get(arn)
             if tg is None:
                 continue
-            dims = [
-                {"Name": "TargetGroup", "Value": tg_arn.split(":")[-1]},
-                {"Name": "LoadBalancer", "Value": self.lb.arn.split(":loadbalancer/")[-1]},
-            ]
-            data = [
-                {"MetricName": name, "Value": value, "Unit": "Count", "Dimensions": dims}
-                for name, value in [
-                    ("RequestCount", c["n"]),
-                    ("HTTPCode_Target_2XX_Count", c.get("2", 0)),
-                    ("HTTPCode_Target_4XX_Count", c.get("4", 0)),
-                    ("HTTPCode_Target_5XX_Count", c.get("5", 0)),
-                ]
-            ]
-            times = sorted(c["times"].items())
-            for i in range(0, len(times), 150):  # PutMetricData takes 150 values a datum
-                chunk = times[i : i + 150]
-                data.append({
-                    "MetricName": "TargetResponseTime", "Unit": "Seconds", "Dimensions": dims,
-                    "Values": [float(v) for v, _ in chunk],
-                    "Counts": [float(n) for _, n in chunk],
-                })
             cw = cloudwatch_models.cloudwatch_backends[tg.account_id][tg.region_name]
+            dims = [{"Name": "TargetGroup", "Value": tg.arn.split(":")[-1]}, lb_dim]
+            c = counters.get(tg.arn)
+            data = self._host_counts(tg, dims)
+            if c:
+                data += [
+                    {"MetricName": name, "Value": value, "Unit": "Count", "Dimensions": dims}
+                    for name, value in [
+                        ("RequestCount", c["n"]),
+                        ("HTTPCode_Target_2XX_Count", c.get("2", 0)),
+                        ("HTTPCode_Target_3XX_Count", c.get("3", 0)),
+                        ("HTTPCode_Target_4XX_Count", c.get("4", 0)),
+                        ("HTTPCode_Target_5XX_Count", c.get("5", 0)),
+                        ("TargetConnectionErrorCount", c["conn_errors"]),
+                    ]
+                ]
+                times = sorted(c["times"].items())
+                for i in range(0, len(times), 150):  # PutMetricData takes 150 values a datum
+                    chunk = times[i : i + 150]
+                    data.append({
+                        "MetricName": "TargetResponseTime", "Unit": "Seconds", "Dimensions": dims,
+                        "Values": [float(v) for v, _ in chunk],
+                        "Counts": [float(n) for _, n in chunk],
+                    })
             cw.put_metric_data("AWS/ApplicationELB", data)
+        if lb_counters and cw is not None:
+            cw.put_metric_data("AWS/ApplicationELB", [
+                {"MetricName": f"HTTPCode_ELB_{code}_Count", "Value": n, "Unit": "Count",
+                 "Dimensions": [lb_dim]}
+                for code, n in lb_counters.items()
+            ])
+
+    def _host_counts(self, tg, dims):
+        """HealthyHostCount and UnHealthyHostCount of the group, as a routing node sees it."""
+        ec2 = ec2_models.ec2_backends[tg.account_id][tg.region_name]
+        healthy = unhealthy = 0
+        for target_id, port in model_alb.targets_of(tg.arn):
+            state = model_alb.health(tg, target_id, port, ec2, view="any")
+            if state is None or state[0] in ("draining", "unused"):
+                continue
+            if state[0] == "healthy":
+                healthy += 1
+            elif state[0] == "unhealthy":
+                unhealthy += 1
+        return [
+            {"MetricName": "HealthyHostCount", "Value": healthy, "Unit": "Count", "Dimensions": dims},
+            {"MetricName": "UnHealthyHostCount", "Value": unhealthy, "Unit": "Count",
+             "Dimensions": dims},
+        ]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -216,7 +273,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         rule, tg, target = plane.pick(self.path, self.headers)
         if target is None:
-            plane.record(rule, tg, None, 503, None, time.time() - started)
+            plane.record(rule, tg, None, 503, None, time.time() - started, by="elb")
             self._answer(503, b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
                          [("Content-Type", "text/html")])
             return
@@ -228,8 +285,18 @@ class Handler(BaseHTTPRequestHandler):
         headers["X-Forwarded-Proto"] = "http"
         headers["X-Forwarded-Port"] = str(self.server.server_address[1])
         headers["Host"] = self.headers.get("Host", f"127.0.0.1:{plane.port}")
+        conn = http.client.HTTPConnection(ip, port, timeout=TARGET_TIMEOUT)
         try:
-            conn = http.client.HTTPConnection(ip, port, timeout=10)
+            conn.connect()
+        except OSError:
+            # Refused (a crashed container between restarts), reset, unreachable: 502, and a
+            # target connection error.
+            plane.record(rule, tg, target, 502, None, time.time() - started, by="elb",
+                         connected=False)
+            self._answer(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                         [("Content-Type", "text/html")])
+            return
+        try:
             conn.request(self.command, self.path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
@@ -238,12 +305,13 @@ class Handler(BaseHTTPRequestHandler):
             status, version = resp.status, resp.getheader("X-App-Version")
             conn.close()
         except TimeoutError:
-            plane.record(rule, tg, target, 504, None, time.time() - started)
+            plane.record(rule, tg, target, 504, None, time.time() - started, by="elb")
             self._answer(504, b"<html><body><h1>504 Gateway Time-out</h1></body></html>",
                          [("Content-Type", "text/html")])
             return
         except (OSError, http.client.HTTPException):
-            plane.record(rule, tg, target, 502, None, time.time() - started)
+            # The target closed or reset the connection without an answer (it crashed): 502.
+            plane.record(rule, tg, target, 502, None, time.time() - started, by="elb")
             self._answer(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
                          [("Content-Type", "text/html")])
             return

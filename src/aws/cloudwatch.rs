@@ -14,8 +14,16 @@ use crate::error::AwsFailure;
 /// One colour's ALB metrics over a window; `None` where CloudWatch has no datapoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ColorMetrics {
+    /// RequestCount: requests a target of the group was chosen for, whether or not it answered.
     pub requests: Option<f64>,
+    /// HTTPCode_Target_5XX_Count: 5xx answers the targets gave (never the load balancer's own).
     pub errors_5xx: Option<f64>,
+    /// HTTPCode_Target_{2,3,4,5}XX_Count together: requests a target answered at all.
+    pub answered: Option<f64>,
+    /// TargetConnectionErrorCount: connections to a target that could not be made.
+    pub connection_errors: Option<f64>,
+    /// UnHealthyHostCount, the highest of the window.
+    pub unhealthy_hosts: Option<f64>,
     /// TargetResponseTime p99, seconds.
     pub p99: Option<f64>,
     /// The start of the latest period any of these metrics has a datapoint for: how far the
@@ -82,8 +90,9 @@ fn query(
 }
 
 /// Both colours' figures over the periods from `from` up to `to` (whole periods, as the ALB
-/// publishes them): sums of RequestCount and HTTPCode_Target_5XX_Count, and the highest
-/// per-period p99 of TargetResponseTime.
+/// publishes them): sums of RequestCount, of what the targets answered by class and of
+/// TargetConnectionErrorCount; the highest per-period p99 of TargetResponseTime and the highest
+/// UnHealthyHostCount.
 pub async fn colors(
     cw: &Client,
     dims: &Dimensions,
@@ -97,8 +106,13 @@ pub async fn colors(
     for (prefix, group) in [("new", &dims.new_group), ("stable", &dims.stable_group)] {
         for (id, metric) in [
             ("requests", ("RequestCount", "Sum")),
+            ("t2xx", ("HTTPCode_Target_2XX_Count", "Sum")),
+            ("t3xx", ("HTTPCode_Target_3XX_Count", "Sum")),
+            ("t4xx", ("HTTPCode_Target_4XX_Count", "Sum")),
             ("errors", ("HTTPCode_Target_5XX_Count", "Sum")),
+            ("connerrors", ("TargetConnectionErrorCount", "Sum")),
             ("p99", ("TargetResponseTime", "p99")),
+            ("unhealthy", ("UnHealthyHostCount", "Maximum")),
         ] {
             request = request.metric_data_queries(query(
                 &format!("{prefix}_{id}"),
@@ -137,11 +151,20 @@ pub async fn colors(
             .filter(|v| !v.is_empty())
             .map(|v| v.iter().copied().fold(f64::MIN, f64::max))
     };
-    let color = |prefix: &str| ColorMetrics {
-        requests: sum(&format!("{prefix}_requests")),
-        errors_5xx: sum(&format!("{prefix}_errors")),
-        p99: max(&format!("{prefix}_p99")),
-        latest: latest.get(prefix).copied(),
+    let color = |prefix: &str| {
+        let classes: Vec<f64> = ["t2xx", "t3xx", "t4xx", "errors"]
+            .iter()
+            .filter_map(|c| sum(&format!("{prefix}_{c}")))
+            .collect();
+        ColorMetrics {
+            requests: sum(&format!("{prefix}_requests")),
+            errors_5xx: sum(&format!("{prefix}_errors")),
+            answered: (!classes.is_empty()).then(|| classes.iter().sum()),
+            connection_errors: sum(&format!("{prefix}_connerrors")),
+            unhealthy_hosts: max(&format!("{prefix}_unhealthy")),
+            p99: max(&format!("{prefix}_p99")),
+            latest: latest.get(prefix).copied(),
+        }
     };
     Ok((color("new"), color("stable")))
 }

@@ -47,6 +47,8 @@ pub struct GatesConfig {
     pub max_p99_latency: Option<Duration>,
     pub max_5xx_ratio_to_stable: Option<f64>,
     pub max_p99_ratio_to_stable: Option<f64>,
+    /// UnHealthyHostCount of the new colour's group (its highest over the window).
+    pub max_unhealthy_hosts: Option<u64>,
     /// A gate without enough data for its window: pause (exit 4), roll back, or pass.
     pub inconclusive: OnInconclusive,
     /// The metrics' period: the ALB's one minute. A watch's window is whole periods, from the
@@ -64,6 +66,7 @@ impl Default for GatesConfig {
             max_p99_latency: None,
             max_5xx_ratio_to_stable: None,
             max_p99_ratio_to_stable: None,
+            max_unhealthy_hosts: None,
             inconclusive: OnInconclusive::default(),
             period: ALB_PERIOD,
         }
@@ -82,6 +85,7 @@ impl GatesConfig {
             || self.max_p99_latency.is_some()
             || self.max_5xx_ratio_to_stable.is_some()
             || self.max_p99_ratio_to_stable.is_some()
+            || self.max_unhealthy_hosts.is_some()
     }
 }
 
@@ -97,6 +101,7 @@ pub(super) struct RawGates {
     max_p99_ratio_to_stable: Option<f64>,
     inconclusive: Option<String>,
     period: Option<String>,
+    max_unhealthy_hosts: Option<i64>,
 }
 
 impl RawGates {
@@ -137,8 +142,19 @@ impl RawGates {
                 ))
             }
         };
+        let max_unhealthy_hosts = match self.max_unhealthy_hosts {
+            None => None,
+            Some(n) if n >= 0 => Some(n as u64),
+            Some(n) => {
+                return Err(c.err(
+                    "[backend.gates].max_unhealthy_hosts",
+                    format_args!("= {n} must be 0 or more (0: any unhealthy target fails)"),
+                ))
+            }
+        };
         Ok(GatesConfig {
             inconclusive,
+            max_unhealthy_hosts,
             period: c.duration("[backend.gates].period", self.period, ALB_PERIOD)?,
             watch: c.duration_or_zero("[backend.gates].watch", self.watch)?,
             alarms: self.alarms.unwrap_or_default(),

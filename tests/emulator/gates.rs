@@ -114,12 +114,15 @@ async fn put_metrics_at(
             .set_dimensions(Some(dims.to_vec()))
             .build()
     };
+    // As the ALB counts them: every request routed to the group, and what its targets answered
+    // (here all of them: 2xx or 5xx).
     let mut request = fx
         .aws
         .cloudwatch
         .put_metric_data()
         .namespace("AWS/ApplicationELB")
         .metric_data(datum("RequestCount", requests))
+        .metric_data(datum("HTTPCode_Target_2XX_Count", requests - errors))
         .metric_data(datum("HTTPCode_Target_5XX_Count", errors));
     if !times.is_empty() {
         request = request.metric_data(
@@ -231,6 +234,75 @@ async fn the_5xx_gate_waits_for_min_requests_then_rolls_back() {
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("5xx_rate 0.4500 (limit 0.0100): BREACHED"),
+        "{stderr}"
+    );
+    fx.assert_weights(100, 0).await;
+}
+
+/// The ALB's datapoints for requests routed to a colour that no target answered (a crashed,
+/// refusing or hanging target: the load balancer's own 502/504): RequestCount counts them, the
+/// HTTPCode_Target_* counts do not.
+async fn put_unanswered(fx: &Fixture, target_group_arn: &str, requests: f64, answered: f64) {
+    let dims = [
+        Dimension::builder()
+            .name("TargetGroup")
+            .value(format!(
+                "targetgroup/{}",
+                target_group_arn.split(":targetgroup/").nth(1).unwrap()
+            ))
+            .build(),
+        Dimension::builder()
+            .name("LoadBalancer")
+            .value(
+                fx.stack
+                    .load_balancer_arn
+                    .split(":loadbalancer/")
+                    .nth(1)
+                    .unwrap(),
+            )
+            .build(),
+    ];
+    let at = aws_sdk_cloudwatch::primitives::DateTime::from(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(1),
+    );
+    let datum = |name: &str, value: f64| {
+        MetricDatum::builder()
+            .metric_name(name)
+            .value(value)
+            .timestamp(at)
+            .set_dimensions(Some(dims.to_vec()))
+            .build()
+    };
+    fx.aws
+        .cloudwatch
+        .put_metric_data()
+        .namespace("AWS/ApplicationELB")
+        .metric_data(datum("RequestCount", requests))
+        .metric_data(datum("HTTPCode_Target_2XX_Count", answered))
+        .metric_data(datum("HTTPCode_Target_5XX_Count", 0.0))
+        .metric_data(datum(
+            "TargetConnectionErrorCount",
+            (requests - answered) / 2.0,
+        ))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_the_load_balancer_makes_itself_breach_the_5xx_gate() {
+    let fx = fixture("max_5xx_rate = 0.05\nmin_requests = 50").await;
+    let child = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "60s"])
+        .spawn();
+    wait_for_watch(&fx);
+    // A canary that crashes or hangs: 100 requests routed to it, 70 answered 200 by its
+    // targets, 30 got the load balancer's own 502/504 — not one target 5xx.
+    put_unanswered(&fx, &fx.stack.green_target_group_arn, 100.0, 70.0).await;
+    let (code, _, stderr) = crate::support::finish(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("5xx_rate 0.3000 (limit 0.0500): BREACHED (30 failed: 0 5xx from targets, 30 without a target's answer)"),
         "{stderr}"
     );
     fx.assert_weights(100, 0).await;

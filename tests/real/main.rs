@@ -726,3 +726,111 @@ async fn smoke_tests_reach_the_new_colour_through_the_alb_by_header_and_stop_a_b
         "the smoke tests went through the preview rule: {by_header}"
     );
 }
+
+/// A canary that fails the way most bad releases do, without a 5xx of its own: `badcrash`
+/// (its server dies on the first /api request, and again after every restart) and `badhang`
+/// (/api never answers). Each is rolled back by the error gate, which counts the load
+/// balancer's own 502/504 (RequestCount minus what the targets answered), under load, and no
+/// request routed to the stable colour fails.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real-instance lane: run scripts/test-real"]
+async fn canaries_that_crash_or_hang_are_rolled_back_by_the_errors_the_alb_makes() {
+    let (fx, lane) = Fixture::lane_on((8071, 8072)).await;
+    let config = std::fs::read_to_string(&fx.config).unwrap().replace(
+        "\n[frontend]",
+        // The lane ALB publishes every 5 s (support::lane), so the gates judge 5-second periods.
+        "\n[backend.gates]\nperiod = \"5s\"\nmax_5xx_rate = 0.05\nmin_requests = 20\n\n[frontend]",
+    );
+    fx.write_config(&config);
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    fx.assert_weights(0, 100).await;
+    let (blue_group, green_group) = (
+        fx.stack
+            .blue_target_group_arn
+            .rsplit('/')
+            .nth(1)
+            .unwrap()
+            .to_string(),
+        fx.stack
+            .green_target_group_arn
+            .rsplit('/')
+            .nth(1)
+            .unwrap()
+            .to_string(),
+    );
+    for bad in ["badcrash", "badhang"] {
+        let load = Load::start(lane.alb_port, "/cgi-bin/api", 100.0, 8);
+        std::thread::sleep(Duration::from_secs(2));
+        let started = now();
+        let out = fx
+            .bgcloud(&[
+                "deploy", "--image", bad, "--canary", "20", "--watch", "120s",
+            ])
+            .code(1);
+        let ended = now();
+        // Requests still hanging on the canary end (504) within the lane ALB's 10 s.
+        std::thread::sleep(Duration::from_secs(11));
+        let samples = load.stop();
+        assert!(
+            out.stderr.contains("5xx_rate")
+                && out.stderr.contains("without a target's answer")
+                && out.stderr.contains("Rolled back automatically"),
+            "{bad}: {}",
+            out.stderr
+        );
+        fx.assert_weights(0, 100).await;
+        // Who answered what, from the load balancer's own log: per colour, every non-2xx.
+        let log = lane.alb_log(&fx, started - 2.0);
+        let failed_on = |group: &str| {
+            log.iter()
+                .filter(|e| e["target_group"].as_str() == Some(group))
+                .filter(|e| e["status"].as_u64().unwrap_or(0) >= 300)
+                .count()
+        };
+        let canary_group = if out.stderr.contains("to blue") {
+            &blue_group
+        } else {
+            &green_group
+        };
+        let stable_group = if canary_group == &blue_group {
+            &green_group
+        } else {
+            &blue_group
+        };
+        let first_bad = log
+            .iter()
+            .filter(|e| e["target_group"].as_str() == Some(canary_group.as_str()))
+            .filter(|e| e["by"] == "elb")
+            .map(|e| e["t"].as_f64().unwrap())
+            .fold(f64::MAX, f64::min);
+        let back = crate::support::request_log(&fx.access_key)
+            .iter()
+            .filter(|r| r["action"] == "ModifyListener" && r["t"].as_f64().unwrap() > first_bad)
+            .map(|r| r["t"].as_f64().unwrap())
+            .fold(f64::MAX, f64::min);
+        let lost = samples.iter().filter(|s| s.status == 0).count();
+        let client_failed = samples.iter().filter(|s| s.status != 200).count();
+        println!(
+            "{bad}: {} requests, {} failed on the canary (the ALB's own 502/504), {} failed on \
+             the stable colour, {client_failed} failed in all as the client saw it, {lost} lost \
+             connections; traffic back {:.1} s after the first bad answer ({:.0} s after the \
+             deploy began)",
+            samples.len(),
+            failed_on(canary_group),
+            failed_on(stable_group),
+            back - first_bad,
+            ended - started
+        );
+        assert_eq!(
+            failed_on(stable_group),
+            0,
+            "{bad}: the stable colour failed nothing"
+        );
+        assert!(failed_on(canary_group) > 0, "{bad}: the canary was asked");
+        assert_eq!(lost, 0, "{bad}: the load balancer answered every request");
+        assert!(
+            back < f64::MAX,
+            "{bad}: traffic went back after the first bad answer"
+        );
+    }
+}

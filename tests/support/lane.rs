@@ -22,7 +22,9 @@ pub fn info() -> Value {
 }
 
 /// The lane's images, built from busybox by lane/lane.py.
-pub const IMAGES: [&str; 6] = ["v1", "v2", "bad500", "badexit", "badlate", "badpath"];
+pub const IMAGES: [&str; 8] = [
+    "v1", "v2", "bad500", "badexit", "badlate", "badpath", "badcrash", "badhang",
+];
 
 /// Health checks on the lane: the Terraform module's settings scaled down to AWS's minimum
 /// interval (5 s, thresholds 2/2): the health gate waits (2 + 1) × 5 s = 15 s.
