@@ -7,7 +7,10 @@ ALB does, from the emulator's live state.
   (case-sensitive, wildcards) and host-header; a rule with any other condition never matches
   here.
 - Each request goes to blue or green by the forward action's current weights (read at every
-  request), then to a healthy target of that group (round robin); a draining target gets no
+  request) — unless the forward has target-group stickiness on and the request carries the
+  load balancer's `AWSALBTG` cookie naming a group of the forward: then to that group, whatever
+  the weights, until the cookie expires (the ALB's weighted-target-group stickiness); a request
+  routed by weight gets the cookie. Then to a healthy target of that group (round robin); a draining target gets no
   new requests but finishes the ones it has. No healthy target: every registered target is
   tried (the ALB "fails open"); none registered: 503. A target that cannot be reached or
   answers garbage: 502; no answer in time: 504. A request is never retried (an ALB does not).
@@ -88,6 +91,33 @@ def _actions(listener, path, headers):
     return "default", listener.default_actions
 
 
+def _stickiness(actions):
+    """The forward's stickiness duration in seconds when it is on, else None."""
+    for action in actions:
+        data = getattr(action, "data", {}) or {}
+        if data.get("Type", "").lower() != "forward":
+            continue
+        config = (data.get("ForwardConfig") or {}).get("TargetGroupStickinessConfig") or {}
+        if str(config.get("Enabled", "false")).lower() == "true":
+            return int(config.get("DurationSeconds") or 3600)
+    return None
+
+
+STICKY_COOKIE = "AWSALBTG"
+
+
+def _sticky_group(headers, arns):
+    """The group a valid AWSALBTG cookie binds this client to, if it is one of `arns`."""
+    for part in (headers.get("Cookie") or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name != STICKY_COOKIE:
+            continue
+        arn, _, expires = value.rpartition("|")
+        if arn in arns and expires.isdigit() and int(expires) > time.time():
+            return arn
+    return None
+
+
 def _weights(actions):
     """[(target group ARN, weight)] of the forward action, as written now."""
     for action in actions:
@@ -122,15 +152,25 @@ class DataPlane:
         """(rule, target group, (ip, port, target id)) for one request, or (rule, tg, None)."""
         _, _, listener = _find_listener(self.listener_arn)
         rule, actions = _actions(listener, path, headers)
-        tg, target = self._pick_from(actions)
-        return rule, tg, target
+        tg, target, cookie = self._pick_from(actions, headers)
+        return rule, tg, target, cookie
 
-    def _pick_from(self, actions):
-        weighted = [(arn, w) for arn, w in _weights(actions) if w > 0]
-        if not weighted:
-            return None, None
-        arns, weights = zip(*weighted)
-        tg = self.backend.target_groups[random.choices(arns, weights=weights)[0]]
+    def _pick_from(self, actions, headers):
+        """(target group, target, Set-Cookie value or None) for a request."""
+        duration = _stickiness(actions)
+        bound = duration and _sticky_group(headers, {arn for arn, _ in _weights(actions)})
+        cookie = None
+        if bound:
+            arn = bound  # whatever the weights say, the weight-0 group included
+        else:
+            weighted = [(a, w) for a, w in _weights(actions) if w > 0]
+            if not weighted:
+                return None, None, None
+            arns, weights = zip(*weighted)
+            arn = random.choices(arns, weights=weights)[0]
+            if duration:
+                cookie = f"{STICKY_COOKIE}={arn}|{int(time.time() + duration)}; Path=/"
+        tg = self.backend.target_groups[arn]
         ec2 = ec2_models.ec2_backends[tg.account_id][tg.region_name]
         serving, all_registered = [], []
         for target_id, port in model_alb.targets_of(tg.arn):
@@ -145,8 +185,8 @@ class DataPlane:
                 serving.append(entry)
         candidates = serving or all_registered  # fail open, as the ALB does
         if not candidates:
-            return tg, None
-        return tg, candidates[next(self.round_robin) % len(candidates)]
+            return tg, None, cookie
+        return tg, candidates[next(self.round_robin) % len(candidates)], cookie
 
     def record(self, rule, tg, target, status, version, seconds, by="target", connected=True):
         """One request: `by` says who made the status (`target`, or `elb` when the load balancer
@@ -271,11 +311,12 @@ class Handler(BaseHTTPRequestHandler):
         started = time.time()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
-        rule, tg, target = plane.pick(self.path, self.headers)
+        rule, tg, target, cookie = plane.pick(self.path, self.headers)
+        sticky = [("Set-Cookie", cookie)] if cookie else []
         if target is None:
             plane.record(rule, tg, None, 503, None, time.time() - started, by="elb")
             self._answer(503, b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
-                         [("Content-Type", "text/html")])
+                         [("Content-Type", "text/html")] + sticky)
             return
         ip, port, _ = target
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -294,7 +335,7 @@ class Handler(BaseHTTPRequestHandler):
             plane.record(rule, tg, target, 502, None, time.time() - started, by="elb",
                          connected=False)
             self._answer(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
-                         [("Content-Type", "text/html")])
+                         [("Content-Type", "text/html")] + sticky)
             return
         try:
             conn.request(self.command, self.path, body=body, headers=headers)
@@ -307,16 +348,16 @@ class Handler(BaseHTTPRequestHandler):
         except TimeoutError:
             plane.record(rule, tg, target, 504, None, time.time() - started, by="elb")
             self._answer(504, b"<html><body><h1>504 Gateway Time-out</h1></body></html>",
-                         [("Content-Type", "text/html")])
+                         [("Content-Type", "text/html")] + sticky)
             return
         except (OSError, http.client.HTTPException):
             # The target closed or reset the connection without an answer (it crashed): 502.
             plane.record(rule, tg, target, 502, None, time.time() - started, by="elb")
             self._answer(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
-                         [("Content-Type", "text/html")])
+                         [("Content-Type", "text/html")] + sticky)
             return
         plane.record(rule, tg, target, status, version, time.time() - started)
-        self._answer(status, data, out_headers)
+        self._answer(status, data, out_headers + sticky)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _proxy
 

@@ -2,13 +2,14 @@
 //! write by reading it back.
 
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,
+    Action, ActionTypeEnum, ForwardActionConfig, TargetGroupStickinessConfig, TargetGroupTuple,
 };
 use aws_sdk_elasticloadbalancingv2::Client;
 
 use crate::config::BackendConfig;
 use crate::error::{aws, Error, Result};
 use crate::model::color::Color;
+use crate::model::stickiness::{Stickiness, StickyWrite};
 use crate::model::weights::Weights;
 
 /// The forward action as it is now, with everything around it kept for the next write.
@@ -91,11 +92,43 @@ impl Forward {
         })
     }
 
+    /// The forward's target-group stickiness, when it is on.
+    pub fn stickiness(&self) -> Option<Stickiness> {
+        let config = self.actions[self.index]
+            .forward_config()
+            .and_then(|f| f.target_group_stickiness_config())?;
+        (config.enabled() == Some(true)).then(|| Stickiness {
+            duration_seconds: config.duration_seconds().unwrap_or(0).max(0) as u32,
+        })
+    }
+
     /// The actions to write for `to`: the same list, with the forward action's weights replaced.
     /// Both target groups stay in it (the idle one at weight 0) so the ALB keeps health-checking
-    /// the idle colour; stickiness settings are kept.
-    pub fn with_weights(&self, to: Weights, backend: &BackendConfig) -> Vec<Action> {
+    /// the idle colour; stickiness as `sticky` says.
+    pub fn with_weights(
+        &self,
+        to: Weights,
+        backend: &BackendConfig,
+        sticky: StickyWrite,
+    ) -> Vec<Action> {
         let old = &self.actions[self.index];
+        let stickiness = match sticky {
+            StickyWrite::Keep => old
+                .forward_config()
+                .and_then(|f| f.target_group_stickiness_config())
+                .cloned(),
+            StickyWrite::Off => Some(
+                TargetGroupStickinessConfig::builder()
+                    .enabled(false)
+                    .build(),
+            ),
+            StickyWrite::Restore(s) => Some(
+                TargetGroupStickinessConfig::builder()
+                    .enabled(true)
+                    .duration_seconds(s.duration_seconds as i32)
+                    .build(),
+            ),
+        };
         let tuples = Color::BOTH
             .iter()
             .map(|&c| {
@@ -107,11 +140,7 @@ impl Forward {
             .collect();
         let forward_config = ForwardActionConfig::builder()
             .set_target_groups(Some(tuples))
-            .set_target_group_stickiness_config(
-                old.forward_config()
-                    .and_then(|f| f.target_group_stickiness_config())
-                    .cloned(),
-            )
+            .set_target_group_stickiness_config(stickiness)
             .build();
         let action = Action::builder()
             .r#type(ActionTypeEnum::Forward)
@@ -223,14 +252,21 @@ pub async fn read(elb: &Client, backend: &BackendConfig) -> Result<Forward> {
     }
 }
 
-/// Sets the weights to `to`, then reads the listener back and fails unless it says exactly that.
+/// Sets the weights to `to` (and stickiness as `sticky` says), then reads the listener back and
+/// fails unless it says exactly that.
 pub async fn write(
     elb: &Client,
     backend: &BackendConfig,
     current: &Forward,
     to: Weights,
+    sticky: StickyWrite,
 ) -> Result<Forward> {
-    let actions = current.with_weights(to, backend);
+    let actions = current.with_weights(to, backend, sticky);
+    let expected = match sticky {
+        StickyWrite::Keep => current.stickiness(),
+        StickyWrite::Off => None,
+        StickyWrite::Restore(s) => Some(s),
+    };
     if let Some(rule_arn) = &backend.rule_arn {
         elb.modify_rule()
             .rule_arn(rule_arn)
@@ -247,11 +283,15 @@ pub async fn write(
             .map_err(aws(format!("setting {to} on {}", current.resource)))?;
     }
     let after = read(elb, backend).await?;
-    if after.weights != to {
+    if after.weights != to || after.stickiness() != expected {
         return Err(Error::failed(format!(
-            "{} reads back {} after bgcloud set {to}: the change did not take as written; run \
-             `bgcloud status` and correct it with `bgcloud shift`",
-            after.resource, after.weights
+            "{} reads back {} (stickiness {}) after bgcloud set {to} (stickiness {}): the \
+             change did not take as written; run `bgcloud status` and correct it with \
+             `bgcloud shift`",
+            after.resource,
+            after.weights,
+            after.stickiness().map_or("off".into(), |s| s.to_string()),
+            expected.map_or("off".into(), |s| s.to_string()),
         )));
     }
     Ok(after)
@@ -422,7 +462,7 @@ instance_ids = ["i-1"]
             (&b.green_target_group_arn, 0),
         ]);
         let f = Forward::parse("l".into(), vec![auth.clone(), fwd], &b).unwrap();
-        let actions = f.with_weights(Weights::all(Color::Green), &b);
+        let actions = f.with_weights(Weights::all(Color::Green), &b, StickyWrite::Keep);
         // Kept, but told to keep its secret: the API never returns it and refuses the write
         // without it.
         let kept = actions[0].authenticate_oidc_config().unwrap();

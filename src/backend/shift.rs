@@ -16,6 +16,7 @@ use crate::config::BackendConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::color::Color;
+use crate::model::stickiness::{Stickiness, StickyWrite};
 use crate::model::weights::Weights;
 use crate::state::record::{new_id, now, Event, Release};
 
@@ -175,9 +176,29 @@ pub async fn apply(
     }
 
     tracing::info!("{action}: {from} → {to} on {}", live.forward.resource);
-    if from != to {
-        if let Err(e) = listener::write(&ctx.clients.elb, backend, &live.forward, to).await {
-            return Err(restore(ctx, from, e).await);
+    warn_sticky_split(&live, to);
+    let sticky = sticky_write(action, &live);
+    let before = live.forward.stickiness();
+    match sticky {
+        StickyWrite::Off => tracing::warn!(
+            "target-group stickiness ({}) turned off in this same write: clients bound to {} \
+             leave it now instead of staying for the stickiness duration. The next deploy turns \
+             it back on",
+            before.map_or(String::new(), |s| s.to_string()),
+            Color::BOTH
+                .into_iter()
+                .find(|&c| to.get(c) < from.get(c))
+                .map_or("the colour losing traffic".into(), |c| c.to_string())
+        ),
+        StickyWrite::Restore(s) => tracing::info!(
+            "target-group stickiness back on ({s}), as it was before bgcloud's last rollback"
+        ),
+        StickyWrite::Keep => {}
+    }
+    if from != to || sticky != StickyWrite::Keep {
+        let written = listener::write(&ctx.clients.elb, backend, &live.forward, to, sticky).await;
+        if let Err(e) = written {
+            return Err(restore(ctx, from, before, e).await);
         }
     }
 
@@ -212,6 +233,19 @@ pub async fn apply(
         .update(Some(live.record), |r| {
             r.backend.weights = Some(to);
             r.backend.previous_stable = Some(previous_stable);
+            // The user's stickiness setting, kept while bgcloud has it off (to restore it).
+            match sticky {
+                StickyWrite::Off => {
+                    r.backend.stickiness = before;
+                    r.backend.stickiness_off = true;
+                }
+                StickyWrite::Restore(_) => r.backend.stickiness_off = false,
+                StickyWrite::Keep if before.is_some() => {
+                    r.backend.stickiness = before;
+                    r.backend.stickiness_off = false;
+                }
+                StickyWrite::Keep => {}
+            }
             match &release {
                 Some((Color::Blue, rel)) => r.backend.blue = Some(rel.clone()),
                 Some((Color::Green, rel)) => r.backend.green = Some(rel.clone()),
@@ -244,7 +278,14 @@ pub async fn apply(
 /// (no traffic moves), and read it back.
 pub async fn adopt(ctx: &Context, backend: &BackendConfig, live: &Live, idle: Color) -> Result<()> {
     let weights = live.weights();
-    listener::write(&ctx.clients.elb, backend, &live.forward, weights).await?;
+    listener::write(
+        &ctx.clients.elb,
+        backend,
+        &live.forward,
+        weights,
+        StickyWrite::Keep,
+    )
+    .await?;
     tracing::warn!(
         "{} forwarded to {} only; rewrote it as a weighted forward {weights} so the ALB \
          health-checks {idle} (no traffic moved)",
@@ -254,16 +295,59 @@ pub async fn adopt(ctx: &Context, backend: &BackendConfig, live: &Live, idle: Co
     Ok(())
 }
 
-/// After a failed write: if the listener is not at `from` any more, put it back, so a failure
-/// part-way never leaves traffic where it was not verified to be.
-async fn restore(ctx: &Context, from: Weights, failure: Error) -> Error {
+/// Says, once a run, what target-group stickiness means for a split (a canary, a step): the
+/// share is of new clients, and a client keeps its colour for the stickiness duration.
+pub fn warn_sticky_split(live: &Live, to: Weights) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let (Some(s), true) = (live.forward.stickiness(), to.blue > 0 && to.green > 0) else {
+        return;
+    };
+    SAID.call_once(|| {
+        tracing::warn!(
+            "target-group stickiness is on ({s}): the split {to} applies to clients the load \
+             balancer has not bound yet; a client sent to a colour keeps going there for up to \
+             {s}, whatever the weights. A rollback (by hand or by a gate) turns stickiness off in \
+             the same write, so bound clients leave the bad colour at once"
+        )
+    });
+}
+
+/// What a traffic change does to stickiness. Moving traffic away from a colour because it is
+/// bad (`rollback`, `auto-rollback`) turns it off in the same write, or sticky clients would stay
+/// on the bad colour for the stickiness duration; the next deploy turns the user's setting back
+/// on. Anything else keeps it as it is (a promote included).
+fn sticky_write(action: &str, live: &Live) -> StickyWrite {
+    let record = live.record().map(|r| &r.backend);
+    match action {
+        "rollback" | "auto-rollback" if live.forward.stickiness().is_some() => StickyWrite::Off,
+        "deploy" => match (live.forward.stickiness(), record) {
+            (None, Some(r)) if r.stickiness_off => {
+                r.stickiness.map_or(StickyWrite::Keep, StickyWrite::Restore)
+            }
+            _ => StickyWrite::Keep,
+        },
+        _ => StickyWrite::Keep,
+    }
+}
+
+/// After a failed write: if the listener is not at `from` (and the stickiness it had) any
+/// more, put it back, so a failure part-way never leaves traffic where it was not verified to be.
+async fn restore(
+    ctx: &Context,
+    from: Weights,
+    sticky: Option<Stickiness>,
+    failure: Error,
+) -> Error {
     let Ok(backend) = ctx.config.backend() else {
         return failure;
     };
     let elb = &ctx.clients.elb;
+    let back = sticky.map_or(StickyWrite::Off, StickyWrite::Restore);
     let outcome = match listener::read(elb, backend).await {
-        Ok(now) if now.weights == from => format!("the listener is still at {from}"),
-        Ok(now) => match listener::write(elb, backend, &now, from).await {
+        Ok(now) if now.weights == from && now.stickiness() == sticky => {
+            format!("the listener is still at {from}")
+        }
+        Ok(now) => match listener::write(elb, backend, &now, from, back).await {
             Ok(_) => format!("traffic was put back to {from} (verified)"),
             Err(e) => {
                 format!("putting traffic back to {from} failed too: {e}; run `bgcloud status` now")

@@ -13,6 +13,7 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::model::color::Color;
 use crate::model::digest::short_digest;
+use crate::model::stickiness::Stickiness;
 use crate::model::weights::Weights;
 use crate::state::record::SyncRecord;
 
@@ -32,6 +33,11 @@ pub struct Status {
     pub rollout: Option<RolloutStatus>,
     /// The last `bgcloud sync`'s stored result (status itself asks no instance).
     pub last_sync: Option<SyncRecord>,
+    /// Target-group stickiness on the forward, when on.
+    pub stickiness: Option<Stickiness>,
+    /// bgcloud turned stickiness off in a rollback (it was this); the next deploy restores it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stickiness_off: Option<Stickiness>,
     /// The preview route, when `[backend.preview]` is configured.
     pub preview: Option<Route>,
     /// Why the preview route could not be read (the rest of the status still stands).
@@ -155,6 +161,11 @@ pub async fn run_cached(ctx: &Context, cache: &mut Cache) -> Result<Status> {
         },
         rollout: rollout.map(|state| RolloutStatus { state, running }),
         last_sync: live.record().and_then(|r| r.backend.last_sync.clone()),
+        stickiness: live.forward.stickiness(),
+        stickiness_off: live
+            .record()
+            .filter(|r| r.backend.stickiness_off && live.forward.stickiness().is_none())
+            .and_then(|r| r.backend.stickiness),
         preview,
         preview_problem,
     })
@@ -192,6 +203,20 @@ impl fmt::Display for Status {
             for t in &s.targets {
                 writeln!(f, "           {t}")?;
             }
+        }
+        if let Some(s) = &self.stickiness {
+            writeln!(
+                f,
+                "  sticky    on ({s}): a client stays on the colour it was sent to for up to {s}, \
+                 whatever the weights"
+            )?;
+        }
+        if let Some(s) = &self.stickiness_off {
+            writeln!(
+                f,
+                "  sticky    off: bgcloud turned it off in a rollback (it was {s}); the next \
+                 deploy turns it back on"
+            )?;
         }
         if let Some(p) = &self.preview {
             writeln!(f, "  preview   {p}")?;

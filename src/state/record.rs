@@ -11,6 +11,7 @@ use crate::aws::s3::Buckets;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::color::Color;
+use crate::model::stickiness::Stickiness;
 use crate::model::weights::Weights;
 
 /// How many history entries the record keeps.
@@ -68,6 +69,12 @@ pub struct BackendRecord {
     /// What the last `bgcloud sync` found and did (status shows it without asking instances).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<SyncRecord>,
+    /// The forward's target-group stickiness as the user set it (last seen on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stickiness: Option<Stickiness>,
+    /// bgcloud turned stickiness off in a rollback; the next deploy turns it back on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stickiness_off: bool,
 }
 
 /// The stored result of a `bgcloud sync`.

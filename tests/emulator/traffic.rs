@@ -326,3 +326,83 @@ async fn a_listener_rule_is_driven_when_rule_arn_is_set() {
     );
     assert_eq!(fx.bgcloud(&["status"]).json()["rule_arn"], rule_arn);
 }
+
+/// The listener's forward stickiness as read with the test's own client: Some(duration) when on.
+async fn stickiness(fx: &Fixture) -> Option<i32> {
+    let out = fx
+        .aws
+        .elb
+        .describe_listeners()
+        .listener_arns(&fx.stack.listener_arn)
+        .send()
+        .await
+        .unwrap();
+    let config = out.listeners()[0].default_actions()[0]
+        .forward_config()?
+        .target_group_stickiness_config()?
+        .clone();
+    (config.enabled() == Some(true)).then(|| config.duration_seconds().unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_turns_stickiness_off_and_the_next_deploy_turns_it_back_on() {
+    use aws_sdk_elasticloadbalancingv2::types::{
+        Action, ActionTypeEnum, ForwardActionConfig, TargetGroupStickinessConfig,
+    };
+    let fx = Fixture::v1_v2().await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
+                                                   // The user turns stickiness on (an hour) on the weighted forward.
+    let forward = crate::support::stack::forward(&[
+        (&fx.stack.blue_target_group_arn, 0),
+        (&fx.stack.green_target_group_arn, 100),
+    ]);
+    let tuples = forward.forward_config().unwrap().target_groups().to_vec();
+    fx.set_actions(vec![Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .forward_config(
+            ForwardActionConfig::builder()
+                .set_target_groups(Some(tuples))
+                .target_group_stickiness_config(
+                    TargetGroupStickinessConfig::builder()
+                        .enabled(true)
+                        .duration_seconds(3600)
+                        .build(),
+                )
+                .build(),
+        )
+        .build()])
+        .await;
+
+    let canary = fx
+        .bgcloud(&["deploy", "--image", "v2", "--canary", "10"])
+        .ok();
+    canary.assert_stderr_has("target-group stickiness is on (1h)");
+    assert_eq!(stickiness(&fx).await, Some(3600), "a deploy keeps it");
+    let status = fx.bgcloud(&["status"]).ok().stdout;
+    assert!(status.contains("sticky    on (1h)"), "{status}");
+
+    // Rolling back from the canary: sticky clients must leave it, in the same write.
+    let out = fx.bgcloud(&["rollback"]).ok();
+    out.assert_stderr_has("target-group stickiness (1h) turned off in this same write");
+    fx.assert_weights(0, 100).await;
+    assert_eq!(stickiness(&fx).await, None);
+    let rollback_writes = fx.count("ModifyListener");
+    let status = fx.bgcloud(&["status"]).ok().stdout;
+    assert!(
+        status.contains("sticky    off: bgcloud turned it off in a rollback (it was 1h)"),
+        "{status}"
+    );
+    assert_eq!(
+        fx.record().await["backend"]["stickiness"]["duration_seconds"],
+        3600
+    );
+
+    // The next deploy restores the user's setting with its shift; promote keeps it.
+    fx.bgcloud(&["deploy", "--image", "v2", "--canary", "10"])
+        .ok();
+    assert_eq!(stickiness(&fx).await, Some(3600));
+    fx.bgcloud(&["promote"]).ok();
+    assert_eq!(stickiness(&fx).await, Some(3600));
+    fx.assert_weights(100, 0).await;
+    assert!(fx.count("ModifyListener") >= rollback_writes + 2);
+}

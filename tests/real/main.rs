@@ -834,3 +834,99 @@ async fn canaries_that_crash_or_hang_are_rolled_back_by_the_errors_the_alb_makes
         );
     }
 }
+
+/// Target-group stickiness on the weighted forward binds a client to the colour it was sent to,
+/// whatever the weights: the lane's ALB honours it (the AWSALBTG cookie). Moving the weights
+/// alone leaves the bound clients on the canary (the control); bgcloud's rollback turns
+/// stickiness off in the same write, so they leave it at once, and the next deploy turns it
+/// back on.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real-instance lane: run scripts/test-real"]
+async fn sticky_clients_leave_the_canary_on_a_rollback() {
+    use aws_sdk_elasticloadbalancingv2::types::{
+        Action, ActionTypeEnum, ForwardActionConfig, TargetGroupStickinessConfig,
+    };
+    let (fx, lane) = Fixture::lane_on((8051, 8052)).await;
+    let app_path = lane.lane["app_path"].as_str().unwrap().to_string();
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
+    let sticky_forward = |blue: i32, green: i32| {
+        let tuples = crate::support::stack::forward(&[
+            (&fx.stack.blue_target_group_arn, blue),
+            (&fx.stack.green_target_group_arn, green),
+        ])
+        .forward_config()
+        .unwrap()
+        .target_groups()
+        .to_vec();
+        Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .forward_config(
+                ForwardActionConfig::builder()
+                    .set_target_groups(Some(tuples))
+                    .target_group_stickiness_config(
+                        TargetGroupStickinessConfig::builder()
+                            .enabled(true)
+                            .duration_seconds(3600)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    };
+    fx.set_actions(vec![sticky_forward(0, 100)]).await;
+    // A canary on v2 (blue), then 30 clients, each on its own connection with its cookie.
+    fx.bgcloud(&["deploy", "--image", "v2", "--canary", "20"])
+        .ok();
+    let bound_to = |samples: &[Sample], version: &str, from: f64| {
+        let mut clients: Vec<usize> = samples
+            .iter()
+            .filter(|s| s.t >= from && s.version.as_deref() == Some(version))
+            .map(|s| s.client)
+            .collect();
+        clients.sort();
+        clients.dedup();
+        clients.len()
+    };
+
+    // The control: the weights moved back by hand, stickiness kept.
+    let load = Load::start(lane.alb_port, &app_path, 60.0, 30);
+    std::thread::sleep(Duration::from_secs(3));
+    let on_canary = bound_to(&load.samples(), "v2", 0.0);
+    fx.set_actions(vec![sticky_forward(0, 100)]).await;
+    let moved = now() + 1.0;
+    std::thread::sleep(Duration::from_secs(4));
+    let control = load.stop();
+    let stayed = bound_to(&control, "v2", moved);
+
+    // bgcloud's rollback, from the same canary.
+    fx.set_actions(vec![sticky_forward(20, 80)]).await;
+    let load = Load::start(lane.alb_port, &app_path, 60.0, 30);
+    std::thread::sleep(Duration::from_secs(3));
+    let before = bound_to(&load.samples(), "v2", 0.0);
+    let out = fx.bgcloud(&["rollback"]).ok();
+    let rolled_back = now() + 1.0;
+    std::thread::sleep(Duration::from_secs(4));
+    let samples = load.stop();
+    let after = bound_to(&samples, "v2", rolled_back);
+    let failed = samples.iter().filter(|s| s.status != 200).count();
+    println!(
+        "sticky: {on_canary} of 30 clients bound to the canary; weights moved by hand \
+         (stickiness kept): {stayed} still on it; bgcloud rollback ({before} bound before): \
+         {after} on it after, {failed} failed requests"
+    );
+    assert!(
+        on_canary > 0 && before > 0,
+        "some clients were bound to the canary"
+    );
+    assert!(
+        stayed > 0,
+        "the control: stickiness beats the weights on the lane's ALB"
+    );
+    assert!(
+        out.stderr.contains("turned off in this same write"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(after, 0, "no client stays on the colour rolled back from");
+    assert_eq!(failed, 0);
+}

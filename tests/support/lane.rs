@@ -184,9 +184,12 @@ impl Response {
     }
 }
 
+/// One client on one keep-alive connection; like a browser it keeps the load balancer's
+/// stickiness cookie (`AWSALBTG`) and sends it back.
 pub struct Conn {
     reader: BufReader<TcpStream>,
     port: u16,
+    cookie: Option<String>,
 }
 
 impl Conn {
@@ -197,13 +200,18 @@ impl Conn {
         Ok(Conn {
             reader: BufReader::new(stream),
             port,
+            cookie: None,
         })
     }
 
     pub fn get(&mut self, path: &str) -> std::io::Result<Response> {
+        let cookie = match &self.cookie {
+            Some(c) => format!("Cookie: {c}\r\n"),
+            None => String::new(),
+        };
         write!(
             self.reader.get_mut(),
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUser-Agent: bgcloud-lane-load\r\n\r\n",
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUser-Agent: bgcloud-lane-load\r\n{cookie}\r\n",
             self.port
         )?;
         let mut line = String::new();
@@ -234,6 +242,12 @@ impl Conn {
             .unwrap_or(0);
         let mut body = vec![0; length];
         self.reader.read_exact(&mut body)?;
+        let set = headers
+            .iter()
+            .find(|(k, v)| k.eq_ignore_ascii_case("set-cookie") && v.starts_with("AWSALBTG="));
+        if let Some((_, v)) = set {
+            self.cookie = v.split(';').next().map(str::to_string);
+        }
         Ok(Response {
             status,
             headers,
@@ -245,12 +259,13 @@ impl Conn {
 // --- load -------------------------------------------------------------------------------------
 
 /// One request of the load: when it was sent (s since the epoch), its status (0: connection
-/// error) and the version that answered.
+/// error), the version that answered, and which of the load's clients (connections) sent it.
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub t: f64,
     pub status: u16,
     pub version: Option<String>,
+    pub client: usize,
 }
 
 /// A steady stream of GETs through the ALB data plane, on keep-alive connections, until stopped.
@@ -289,6 +304,7 @@ impl Load {
                                 t,
                                 status: r.status,
                                 version: r.header("x-app-version"),
+                                client: i,
                             },
                             Err(_) => {
                                 conn = None;
@@ -296,6 +312,7 @@ impl Load {
                                     t,
                                     status: 0,
                                     version: None,
+                                    client: i,
                                 }
                             }
                         };
