@@ -5,9 +5,11 @@ ALB does, from the emulator's live state.
   conditions all match answers, else the default action. Conditions understood: http-header
   (name case-insensitive, values case-insensitive with * and ? wildcards), path-pattern
   (case-sensitive, wildcards) and host-header; a rule with any other condition never matches
-  here.
-- Each request goes to blue or green by the forward action's current weights (read at every
-  request) — unless the forward has target-group stickiness on and the request carries the
+  here. A rule whose action is a fixed response answers it (status, content type, body).
+- Rules and actions are read at every request as the load balancer's nodes have them: a
+  listener or rule change takes effect `elb_propagation` after it was made (localstack/timing.py,
+  model_alb.data_plane); until then requests are routed by the previous configuration.
+- Each request goes to blue or green by the forward action's weights — unless the forward has target-group stickiness on and the request carries the
   load balancer's `AWSALBTG` cookie naming a group of the forward: then to that group, whatever
   the weights, until the cookie expires (the ALB's weighted-target-group stickiness); a request
   routed by weight gets the cookie. Then to a healthy target of that group (round robin); a draining target gets no
@@ -118,6 +120,21 @@ def _sticky_group(headers, arns):
     return None
 
 
+def _fixed_response(actions):
+    """(status, content type, body) of a fixed-response action, if the actions have one and no
+    forward before it."""
+    for action in sorted(actions, key=lambda a: int((getattr(a, "data", {}) or {}).get("Order") or 0)):
+        data = getattr(action, "data", {}) or {}
+        kind = data.get("Type", "").lower()
+        if kind == "forward":
+            return None
+        if kind == "fixed-response":
+            config = data.get("FixedResponseConfig") or {}
+            return (int(config.get("StatusCode") or 503), config.get("ContentType") or "text/plain",
+                    (config.get("MessageBody") or "").encode())
+    return None
+
+
 def _weights(actions):
     """[(target group ARN, weight)] of the forward action, as written now."""
     for action in actions:
@@ -149,11 +166,18 @@ class DataPlane:
         threading.Thread(target=self._publish_metrics, daemon=True).start()
 
     def pick(self, path, headers):
-        """(rule, target group, (ip, port, target id)) for one request, or (rule, tg, None)."""
+        """(rule, target group, (ip, port, target id), Set-Cookie, fixed response) for one
+        request; target None: nothing to route to; a fixed response (status, type, body) when
+        the matching rule answers itself."""
         _, _, listener = _find_listener(self.listener_arn)
+        # As the load balancer's nodes have it: a change takes effect only after it propagated.
+        listener = model_alb.data_plane(listener)
         rule, actions = _actions(listener, path, headers)
+        fixed = _fixed_response(actions)
+        if fixed is not None:
+            return rule, None, None, None, fixed
         tg, target, cookie = self._pick_from(actions, headers)
-        return rule, tg, target, cookie
+        return rule, tg, target, cookie, None
 
     def _pick_from(self, actions, headers):
         """(target group, target, Set-Cookie value or None) for a request."""
@@ -205,7 +229,7 @@ class DataPlane:
             self.log.append(entry)
             if by == "elb":
                 lb = self.lb_counters
-                lb["5XX"] = lb.get("5XX", 0) + 1
+                lb[f"{status // 100}XX"] = lb.get(f"{status // 100}XX", 0) + 1
                 lb[str(status)] = lb.get(str(status), 0) + 1
             if tg is None or target is None:
                 return  # no target chosen: not in the group's RequestCount
@@ -311,7 +335,12 @@ class Handler(BaseHTTPRequestHandler):
         started = time.time()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
-        rule, tg, target, cookie = plane.pick(self.path, self.headers)
+        rule, tg, target, cookie, fixed = plane.pick(self.path, self.headers)
+        if fixed is not None:
+            status, content_type, body = fixed
+            plane.record(rule, None, None, status, None, time.time() - started, by="elb")
+            self._answer(status, body, [("Content-Type", content_type)])
+            return
         sticky = [("Set-Cookie", cookie)] if cookie else []
         if target is None:
             plane.record(rule, tg, None, 503, None, time.time() - started, by="elb")

@@ -32,13 +32,16 @@ AWS (moto's list lacks condition-values-per-alb-rule), and DescribeTags takes at
 resource ARNs (ValidationError).
 """
 
+import copy
 import hashlib
 import random
 import re
 import threading
 import time
+from collections import OrderedDict
 
 from moto.elbv2 import models as elbv2_models
+from moto.elbv2 import exceptions as elbv2_exceptions
 from moto.elbv2 import responses as elbv2_responses
 from moto.elbv2.exceptions import (
     ELBClientError,
@@ -592,3 +595,179 @@ def _describe_account_limits(self):
 
 
 elbv2_responses.ELBV2Response.describe_account_limits = _describe_account_limits
+
+
+# --- listener and rule changes take time --------------------------------------------------------
+#
+# "Listener and rule changes take effect after a short, unpublished delay; Describe* right after
+# a write may still show the old state" (the ELB guide: rule updates do not take effect
+# immediately, requests may be routed by the previous configuration for a short time). Two
+# delays, both timing.py settings:
+#   elb_propagation  the data plane (lane_alb.py) routes by a listener's previous rules and
+#                    default actions until this long after a write (`data_plane`);
+#   elb_describe_lag DescribeListeners and DescribeRules answer with the state before a write
+#                    until this long after it (a rule created meanwhile is not listed yet).
+
+_PROPAGATION = {}  # listener arn -> [(effective at, state)], oldest first
+_STALE = {}  # listener arn -> (until, state before the latest write)
+_READING = threading.local()
+
+
+class _State:
+    """A listener's routing state at one moment: its default actions and non-default rules, as
+    they were (rules copied: moto changes their attributes in place)."""
+
+    def __init__(self, listener):
+        self.default_actions = list(listener.default_actions)
+        self.rules = OrderedDict(
+            (arn, copy.copy(rule)) for arn, rule in listener._non_default_rules.items()
+        )
+
+    def view(self, listener):
+        """`listener` as this state has it (a copy: moto's own objects are never touched)."""
+        shown = copy.copy(listener)
+        shown.default_actions = self.default_actions
+        shown._non_default_rules = OrderedDict(self.rules)
+        return shown
+
+
+def _listener_of_rule(backend, rule_arn):
+    for lb in backend.load_balancers.values():
+        for listener in lb.listeners.values():
+            if rule_arn in listener._non_default_rules:
+                return listener
+    return None
+
+
+def _changing(backend, listeners, write):
+    """Runs `write`, remembering each listener's state before and after it with the times the
+    data plane and Describe* take them up."""
+    now = time.time()
+    with LOCK:
+        before = {l.arn: _State(l) for l in listeners if l is not None}
+        result = write()
+        for arn, state in before.items():
+            listener = next((l for l in listeners if l is not None and l.arn == arn), None)
+            history = _PROPAGATION.setdefault(arn, [(0.0, state)])
+            history.append((now + timing.get("elb_propagation"), _State(listener)))
+            del history[:-8]  # old states no longer matter
+            lag = timing.get("elb_describe_lag")
+            if lag > 0:
+                _STALE[arn] = (now + lag, state)
+    return result
+
+
+def data_plane(listener, now=None):
+    """`listener` as the load balancer's nodes route by it now: its latest state that has had
+    `elb_propagation` to take effect."""
+    now = now or time.time()
+    with LOCK:
+        history = _PROPAGATION.get(listener.arn)
+        if not history:
+            return listener
+        due = [state for at, state in history if at <= now]
+        return (due[-1] if due else history[0][1]).view(listener)
+
+
+def _stale(listener):
+    """`listener` as Describe* shows it now (the state before a write, within the lag)."""
+    entry = _STALE.get(listener.arn)
+    if entry is None or entry[0] <= time.time():
+        return listener
+    return entry[1].view(listener)
+
+
+_stock_modify_listener = elbv2_models.ELBv2Backend.modify_listener
+_stock_modify_rule_p = elbv2_models.ELBv2Backend.modify_rule
+_stock_create_rule_p = elbv2_models.ELBv2Backend.create_rule
+_stock_set_rule_priorities_p = elbv2_models.ELBv2Backend.set_rule_priorities
+_stock_delete_rule = elbv2_models.ELBv2Backend.delete_rule
+_stock_describe_rules = elbv2_models.ELBv2Backend.describe_rules
+
+
+def _listener(backend, arn):
+    for lb in backend.load_balancers.values():
+        if arn in lb.listeners:
+            return lb.listeners[arn]
+    return None
+
+
+def _p_modify_listener(self, arn, *args, **kwargs):
+    return _changing(self, [_listener(self, arn)],
+                     lambda: _stock_modify_listener(self, arn, *args, **kwargs))
+
+
+def _p_modify_rule(self, rule_arn, *args, **kwargs):
+    return _changing(self, [_listener_of_rule(self, rule_arn)],
+                     lambda: _stock_modify_rule_p(self, rule_arn, *args, **kwargs))
+
+
+def _p_create_rule(self, listener_arn, *args, **kwargs):
+    return _changing(self, [_listener(self, listener_arn)],
+                     lambda: _stock_create_rule_p(self, listener_arn, *args, **kwargs))
+
+
+def _p_set_rule_priorities(self, rule_priorities):
+    listeners = {}
+    for rp in rule_priorities:
+        l = _listener_of_rule(self, rp["RuleArn"])
+        if l is not None:
+            listeners[l.arn] = l
+    return _changing(self, list(listeners.values()),
+                     lambda: _stock_set_rule_priorities_p(self, rule_priorities))
+
+
+def _p_delete_rule(self, arn):
+    return _changing(self, [_listener_of_rule(self, arn)], lambda: _stock_delete_rule(self, arn))
+
+
+def _p_describe_rules(self, listener_arn, rule_arns):
+    rules = _stock_describe_rules(self, listener_arn, rule_arns)
+    if not getattr(_READING, "stale", False):
+        return rules
+    # As Describe* shows them: from each listener's state before a recent write.
+    shown = []
+    for rule in rules:
+        if getattr(rule, "is_default", False):
+            shown.append(rule)
+            continue
+        listener = _listener(self, rule.listener_arn)
+        view = _stale(listener) if listener is not None else None
+        if view is None or view is listener:
+            shown.append(rule)
+        elif rule.arn in view._non_default_rules:
+            shown.append(view._non_default_rules[rule.arn])
+    if rule_arns and len(shown) < len(rule_arns):
+        raise elbv2_exceptions.RuleNotFoundError("One or more rules not found")
+    return shown
+
+
+def _with_stale_reads(handler):
+    def answer(self):
+        _READING.stale = True
+        try:
+            return handler(self)
+        finally:
+            _READING.stale = False
+    return answer
+
+
+_stock_describe_listeners_response = elbv2_responses.ELBV2Response.describe_listeners
+
+
+def _describe_listeners_response(self):
+    result = _stock_describe_listeners_response(self)
+    result.result["Listeners"] = [_stale(l) for l in result.result["Listeners"]]
+    return result
+
+
+elbv2_models.ELBv2Backend.modify_listener = _p_modify_listener
+elbv2_models.ELBv2Backend.modify_rule = _p_modify_rule
+elbv2_models.ELBv2Backend.create_rule = _p_create_rule
+elbv2_models.ELBv2Backend.set_rule_priorities = _p_set_rule_priorities
+elbv2_models.ELBv2Backend.delete_rule = _p_delete_rule
+elbv2_models.ELBv2Backend.describe_rules = _p_describe_rules
+elbv2_responses.ELBV2Response.describe_rules = _with_stale_reads(
+    elbv2_responses.ELBV2Response.describe_rules
+)
+elbv2_responses.ELBV2Response.describe_listeners = _describe_listeners_response

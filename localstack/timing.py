@@ -12,6 +12,12 @@ comes from a profile:
                      (the ALB's are typically visible one to two minutes late); until then
                      GetMetricData does not return them. A period with no requests has no
                      datapoint at all (absent, not zero)
+  elb_propagation s  a listener or rule change takes this long to reach the load balancer's
+                     nodes: until then requests are routed by the previous rules (the ELB guide:
+                     "requests may be routed by the previous configuration for a short time";
+                     the delay is not published)
+  elb_describe_lag s DescribeListeners / DescribeRules answer with the state before a write for
+                     this long after it (eventual consistency of the ELB API)
   alb_nodes          how many load-balancer nodes health-check each target, each at its own
                      phase of the interval with its own verdict (an ALB has one or more per
                      enabled Availability Zone); DescribeTargetHealth answers from one node's
@@ -25,11 +31,15 @@ PROFILES = {
     "aws": {
         "metric_period": 60.0,
         "metric_delay": 90.0,
+        "elb_propagation": 5.0,
+        "elb_describe_lag": 2.0,
         "alb_nodes": 2,
     },
     "scaled": {
         "metric_period": 1.0,
         "metric_delay": 1.0,
+        "elb_propagation": 0.5,
+        "elb_describe_lag": 0.3,
         "alb_nodes": 2,
     },
 }

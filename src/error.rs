@@ -242,6 +242,16 @@ fn iam_action(type_name: &str) -> String {
     format!("{prefix}:{action}")
 }
 
+/// The innermost error's text ("Connection refused (os error 111)", a certificate problem):
+/// what to act on, without the client's layers around it.
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

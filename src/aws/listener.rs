@@ -282,16 +282,32 @@ pub async fn write(
             .await
             .map_err(aws(format!("setting {to} on {}", current.resource)))?;
     }
-    let after = read(elb, backend).await?;
+    // Describe* right after a write may still answer with the state before it: read again, with
+    // a growing pause, until it shows the change or readback_timeout has passed. Only then is a
+    // mismatch the write not having taken (and a stale read never undoes a good change).
+    let after = super::read_until(
+        backend.readback_timeout,
+        || read(elb, backend),
+        |after| after.weights == to && after.stickiness() == expected,
+    )
+    .await?;
     if after.weights != to || after.stickiness() != expected {
+        // Stickiness in the message only where it is part of what differs or was asked.
+        let sticky = |s: Option<Stickiness>| match (after.stickiness(), expected) {
+            (None, None) => String::new(),
+            _ => format!(
+                " (stickiness {})",
+                s.map_or("off".into(), |s| s.to_string())
+            ),
+        };
         return Err(Error::failed(format!(
-            "{} reads back {} (stickiness {}) after bgcloud set {to} (stickiness {}): the \
-             change did not take as written; run `bgcloud status` and correct it with \
-             `bgcloud shift`",
+            "{} still reads {}{} {} after bgcloud set {to}{}: the change did not take as \
+             written; run `bgcloud status` and correct it with `bgcloud shift`",
             after.resource,
             after.weights,
-            after.stickiness().map_or("off".into(), |s| s.to_string()),
-            expected.map_or("off".into(), |s| s.to_string()),
+            sticky(after.stickiness()),
+            humantime::format_duration(backend.readback_timeout),
+            sticky(expected),
         )));
     }
     Ok(after)

@@ -17,6 +17,32 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
+/// Reads again, with a growing pause (100 ms doubling to 2 s), until `shows` accepts a reading
+/// or `within` has passed, and returns the last reading. Describe* right after a write may still
+/// answer with the state before it (the ELB API is eventually consistent), so a mismatch means
+/// "the write did not take" only once `within` is over; the last read is made at the deadline.
+pub async fn read_until<T, F, Fut>(
+    within: Duration,
+    mut read: F,
+    shows: impl Fn(&T) -> bool,
+) -> crate::error::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::error::Result<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let reading = read().await?;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if shows(&reading) || left.is_zero() {
+            return Ok(reading);
+        }
+        tokio::time::sleep(pause.min(left)).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
 /// The global flags that shape how bgcloud talks to AWS.
 #[derive(Debug, Clone, Default)]
 pub struct AwsOptions {

@@ -237,15 +237,20 @@ pub async fn set_priority(elb: &Client, arn: &str, priority: u16) -> Result<bool
     Ok(true)
 }
 
-/// The rule as it reads now (after a write: its read-back).
+/// The rule as it reads now (after a write: its read-back); None where DescribeRules does not
+/// know it (yet: a rule just created may not be listed for a moment).
 pub async fn read(elb: &Client, arn: &str) -> Result<Option<Rule>> {
-    let out = elb
-        .describe_rules()
-        .rule_arns(arn)
-        .send()
-        .await
-        .map_err(aws(format!("reading back the preview rule {arn}")))?;
-    Ok(out.rules().first().cloned())
+    let out = elb.describe_rules().rule_arns(arn).send().await;
+    match out {
+        Ok(out) => Ok(out.rules().first().cloned()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_rule_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(aws(format!("reading back the preview rule {arn}"))(e)),
+    }
 }
 
 /// Another rule took the priority between bgcloud's read and its write (CreateRule and

@@ -9,6 +9,7 @@ pub mod health_gate;
 pub mod launch;
 pub mod live;
 pub mod preview;
+pub mod probe;
 pub mod rollout;
 pub mod script;
 pub mod shift;

@@ -6,12 +6,13 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, HttpHeaderConditionConfig, Rule, RuleCondition,
+    Action, ActionTypeEnum, FixedResponseActionConfig, HttpHeaderConditionConfig, Rule,
+    RuleCondition,
 };
 use aws_sdk_elasticloadbalancingv2::Client;
 use serde::Serialize;
 
-use crate::aws::{listener, rules};
+use crate::aws::{self, listener, rules};
 use crate::config::{BackendConfig, PreviewConfig};
 use crate::error::{Error, Result};
 use crate::model::color::Color;
@@ -35,6 +36,12 @@ pub struct Route {
     /// The colour the rule forwards to now (in a plan: before the deploy points it); None: no
     /// rule yet.
     pub color: Option<Color>,
+    /// bgcloud's guard rule right behind it (priority + 1): a request with the header that the
+    /// preview rule does not match (yet) gets its 503, never a user colour. None: not made yet.
+    pub guard_rule_arn: Option<String>,
+    /// The guard's priority now, when the deploy moves it to `priority + 1` (or makes it).
+    #[serde(skip)]
+    guard_at: Option<u16>,
     /// The rule's conditions and actions as read: what someone added beside bgcloud's header
     /// condition and forward (a source-ip condition, an authenticate action) is kept, since
     /// ModifyRule replaces both lists whole.
@@ -59,7 +66,11 @@ impl fmt::Display for Route {
                 " → not blue or green (rule {arn}, priority {})",
                 self.priority
             ),
-            _ => write!(f, " (no rule yet: the next deploy creates it)"),
+            _ => return write!(f, " (no rule yet: the next deploy creates it)"),
+        }?;
+        match &self.guard_rule_arn {
+            Some(_) => write!(f, "; other values: the guard's 503"),
+            None => write!(f, "; no guard rule yet (the next deploy makes it)"),
         }
     }
 }
@@ -68,6 +79,8 @@ impl fmt::Display for Route {
 struct Rules {
     taken: BTreeSet<u16>,
     ours: Option<Rule>,
+    /// bgcloud's guard rule for the app (tagged `<app>/guard`), right behind the preview rule.
+    guard: Option<Rule>,
     /// Other apps' preview rules on the listener: (app, rule).
     others: Vec<(String, Rule)>,
     /// The priority of the rule `rule_arn` names: the preview rule must be evaluated first.
@@ -80,11 +93,15 @@ async fn read_rules(elb: &Client, backend: &BackendConfig, app: &str) -> Result<
     let listener = &backend.listener_arn;
     let all = rules::list(elb, listener).await?;
     let mut ours = Vec::new();
+    let mut guard = None;
     let mut others = Vec::new();
+    let guard_tag = format!("{app}{GUARD_SUFFIX}");
     for (arn, value) in rules::tagged(elb, listener, &all, TAG).await? {
         if value == app {
             ours.push(arn);
-        } else {
+        } else if value == guard_tag {
+            guard = Some(arn);
+        } else if !value.ends_with(GUARD_SUFFIX) {
             others.push((value, arn));
         }
     }
@@ -114,6 +131,7 @@ async fn read_rules(elb: &Client, backend: &BackendConfig, app: &str) -> Result<
     Ok(Rules {
         taken: all.iter().filter_map(priority).collect(),
         ours: ours.first().and_then(|arn| by_arn(arn)),
+        guard: guard.and_then(|arn| by_arn(&arn)),
         others: others
             .into_iter()
             .filter_map(|(other, arn)| by_arn(&arn).map(|r| (other, r)))
@@ -128,40 +146,48 @@ fn priority(rule: &Rule) -> Option<u16> {
 
 /// The preview rule's priority: the configured one, else the one it has (while it still comes
 /// before rule_arn's rule), else the highest free one before rule_arn's rule (or overall): the
-/// preview then yields to every other rule the listener evaluates before the app's.
+/// preview then yields to every other rule the listener evaluates before the app's. The guard
+/// rule takes the number right after it (`p + 1`), so that number must be free too (or the
+/// guard's own), and before rule_arn's rule.
 pub fn pick_priority(
     taken: &BTreeSet<u16>,
-    ours: Option<u16>,
+    (ours, guard): (Option<u16>, Option<u16>),
     before: Option<u16>,
     wanted: Option<u16>,
 ) -> std::result::Result<u16, String> {
     let limit = before.unwrap_or(50001);
+    let free = |p: u16| !taken.contains(&p) || Some(p) == ours || Some(p) == guard;
     if let Some(p) = wanted {
-        if p >= limit {
+        if p + 1 >= limit {
             return Err(format!(
-                "[backend.preview].priority = {p} would be evaluated after rule_arn's rule \
-                 (priority {limit}), which would answer every preview request first: use a \
-                 number below {limit}"
+                "[backend.preview].priority = {p} leaves no room before rule_arn's rule \
+                 (priority {limit}) for the preview rule and its guard right after it ({p} and \
+                 {}): use a number below {}",
+                p + 1,
+                limit - 1
             ));
         }
-        if taken.contains(&p) && ours != Some(p) {
+        if !free(p) || !free(p + 1) {
             return Err(format!(
-                "[backend.preview].priority = {p} is taken by another rule on the listener: \
-                 choose a free one, or leave priority out and bgcloud picks one"
+                "[backend.preview].priority = {p} (or {}, which bgcloud's guard rule takes right \
+                 after it) is taken by another rule on the listener: choose two free numbers in \
+                 a row, or leave priority out and bgcloud picks them",
+                p + 1
             ));
         }
         return Ok(p);
     }
-    if let Some(p) = ours.filter(|p| *p < limit) {
+    if let Some(p) = ours.filter(|p| p + 1 < limit && free(p + 1)) {
         return Ok(p);
     }
-    (1..limit)
+    (1..limit.saturating_sub(1))
         .rev()
-        .find(|p| !taken.contains(p))
+        .find(|&p| free(p) && free(p + 1))
         .ok_or_else(|| {
             format!(
-                "no free priority below rule_arn's rule (priority {limit}): move that rule to a \
-             higher number, or set [backend.preview].priority to one you free"
+                "no two free priorities in a row below rule_arn's rule (priority {limit}) for the \
+                 preview rule and its guard: move that rule to a higher number, or set \
+                 [backend.preview].priority to one you free (with the next)"
             )
         })
 }
@@ -241,24 +267,35 @@ pub async fn read(
                 moved_from: None,
                 color: forwards_to(&rule, backend),
                 rule_arn: rule.rule_arn,
+                guard_rule_arn: rules.guard.as_ref().and_then(|g| g.rule_arn.clone()),
+                guard_at: None,
                 existing: None,
             }
         }
         None => Route {
             header: cfg.header.clone(),
-            value: cfg
-                .value
-                .clone()
-                .unwrap_or_else(|| next.as_str().to_string()),
+            value: value_for(cfg, next),
             url,
             priority: 0,
             moved_from: None,
             color: None,
             rule_arn: None,
+            guard_rule_arn: None,
+            guard_at: None,
             existing: None,
         },
     };
     Ok(Some(route))
+}
+
+/// The header value that reaches `color`: its name, or a configured value made per colour
+/// (`<value>-<colour>`): a rule not yet updated everywhere (listener changes propagate) can then
+/// never match a request meant for the other colour.
+fn value_for(cfg: &PreviewConfig, color: Color) -> String {
+    match &cfg.value {
+        Some(v) => format!("{v}-{color}"),
+        None => color.as_str().to_string(),
+    }
 }
 
 /// Refuses (before anything changes) a preview rule that would not fit the account's quotas:
@@ -272,20 +309,24 @@ async fn fits(
     limits: rules::Limits,
 ) -> Result<()> {
     let listener = &backend.listener_arn;
-    match &found.ours {
-        None => {
-            let lb = load_balancer_of(listener);
-            let used = rules::count_on_load_balancer(elb, &lb).await?;
-            if used >= limits.rules_per_load_balancer {
-                return Err(Error::refused(format!(
-                    "load balancer {lb} has {used} rules, its quota \
-                     (rules-per-application-load-balancer: {}), and the preview route needs one \
-                     more. Nothing was changed: delete a rule, raise the quota (Service Quotas), \
-                     or remove [backend.preview]",
-                    limits.rules_per_load_balancer
-                )));
-            }
+    // The preview rule and its guard, each made once.
+    let needed = usize::from(found.ours.is_none()) + usize::from(found.guard.is_none());
+    if needed > 0 {
+        let lb = load_balancer_of(listener);
+        let used = rules::count_on_load_balancer(elb, &lb).await?;
+        if used + needed > limits.rules_per_load_balancer {
+            return Err(Error::refused(format!(
+                "load balancer {lb} has {used} rules, its quota \
+                 (rules-per-application-load-balancer: {}) leaves room for {}, and the preview \
+                 route needs {needed} more (its rule and a guard rule). Nothing was changed: \
+                 delete a rule, raise the quota (Service Quotas), or remove [backend.preview]",
+                limits.rules_per_load_balancer,
+                limits.rules_per_load_balancer.saturating_sub(used)
+            )));
         }
+    }
+    match &found.ours {
+        None => {}
         Some(rule) => {
             let kept: usize = rule
                 .conditions()
@@ -339,12 +380,15 @@ pub async fn plan(
     )?;
     fits(elb, backend, &rules, cfg, limits).await?;
     let current = rules.ours.as_ref().and_then(priority);
-    let chosen = pick_priority(&rules.taken, current, rules.before, cfg.priority)
-        .map_err(|e| Error::refused(format!("listener {}: {e}", backend.listener_arn)))?;
-    let value = cfg
-        .value
-        .clone()
-        .unwrap_or_else(|| color.as_str().to_string());
+    let guard_at = rules.guard.as_ref().and_then(priority);
+    let chosen = pick_priority(
+        &rules.taken,
+        (current, guard_at),
+        rules.before,
+        cfg.priority,
+    )
+    .map_err(|e| Error::refused(format!("listener {}: {e}", backend.listener_arn)))?;
+    let value = value_for(cfg, color);
     // Two apps' rules on one header: a request meant for one could be answered by the other's
     // colour, and a smoke test would pass against the wrong app.
     let collides = |v: &String| {
@@ -392,6 +436,8 @@ pub async fn plan(
             .as_ref()
             .map(|r| (r.conditions().to_vec(), r.actions().to_vec())),
         rule_arn: rules.ours.and_then(|r| r.rule_arn),
+        guard_rule_arn: rules.guard.as_ref().and_then(|g| g.rule_arn.clone()),
+        guard_at,
     })
 }
 
@@ -443,6 +489,37 @@ async fn point(
         .target_group_arn(backend.target_group_arn(color))
         .build();
     let listener = &backend.listener_arn;
+    // The guard first: from the moment the preview rule changes its value, a request it does
+    // not match yet (the change still propagating) must meet the guard, not the app's rules.
+    let guard_priority = route.priority + 1;
+    let guard = match &route.guard_rule_arn {
+        Some(arn) => arn.clone(),
+        None => {
+            let made = rules::create(
+                elb,
+                listener,
+                guard_priority,
+                guard_condition(&route.header),
+                guard_action(),
+                (TAG, &format!("{app}{GUARD_SUFFIX}")),
+            )
+            .await?;
+            let Some(arn) = made else {
+                return Ok(None);
+            };
+            tracing::info!(
+                "preview guard rule created: {}: * → 503 ({arn}, priority {guard_priority})",
+                route.header
+            );
+            arn
+        }
+    };
+    if route.guard_rule_arn.is_some()
+        && route.guard_at != Some(guard_priority)
+        && !rules::set_priority(elb, &guard, guard_priority).await?
+    {
+        return Ok(None);
+    }
     let arn = match &route.rule_arn {
         None => {
             let created = rules::create(
@@ -486,33 +563,96 @@ async fn point(
             arn.clone()
         }
     };
-    let rule = rules::read(elb, &arn).await?;
-    let rule = rule.as_ref();
-    let reads = rule.map(|r| {
-        (
-            condition(r, &route.header),
-            forwards_to(r, backend),
-            priority(r),
-        )
-    });
     let wanted = (
         Some((route.header.clone(), vec![route.value.clone()])),
         Some(color),
         Some(route.priority),
     );
+    // Describe* right after a write may still answer with the state before it (or not list a
+    // rule just created): read again, with a growing pause, until readback_timeout.
+    let reads_of = |rule: &Option<Rule>| {
+        rule.as_ref().map(|r| {
+            (
+                condition(r, &route.header),
+                forwards_to(r, backend),
+                priority(r),
+            )
+        })
+    };
+    let rule = aws::read_until(
+        backend.readback_timeout,
+        || rules::read(elb, &arn),
+        |rule| reads_of(rule).as_ref() == Some(&wanted),
+    )
+    .await?;
+    let reads = reads_of(&rule);
+    let rule = rule.as_ref();
     if reads.as_ref() != Some(&wanted) {
+        // What DescribeRules showed, in the words of what bgcloud set.
+        let shown = match &reads {
+            None => "is still not listed by DescribeRules".to_string(),
+            Some((condition, to, priority)) => format!(
+                "still reads {} → {} at priority {}",
+                condition
+                    .as_ref()
+                    .map_or("no header condition".into(), |(h, v)| format!(
+                        "{h}: {}",
+                        v.join(", ")
+                    )),
+                to.map_or("another target group".into(), |c| c.to_string()),
+                priority.map_or("none".into(), |p| p.to_string()),
+            ),
+        };
         return Err(Error::failed(format!(
-            "the preview rule {arn} reads back as {reads:?} after bgcloud set {} → {color} at \
-             priority {}; no user traffic was moved. Check the listener's rules, then deploy again",
+            "the preview rule {arn} {shown} {} after bgcloud set {} → {color} at priority {}; no \
+             user traffic was moved. Check the listener's rules, then deploy again",
+            humantime::format_duration(backend.readback_timeout),
             route.header_line(),
             route.priority
         )));
     }
     route.rule_arn = Some(arn);
+    route.guard_rule_arn = Some(guard);
+    route.guard_at = Some(guard_priority);
     route.color = Some(color);
     route.moved_from = None;
     route.existing = rule.map(|r| (r.conditions().to_vec(), r.actions().to_vec()));
     Ok(Some(route))
+}
+
+/// What the guard rule answers: a request with the preview header that the preview rule does
+/// not match (its change still propagating, or a stale value) never reaches a user colour.
+pub const GUARD_BODY: &str = "bgcloud: the preview route does not reach this request's colour \
+                              (yet): a listener rule change is still propagating";
+
+/// The guard's tag value is the app's followed by this.
+const GUARD_SUFFIX: &str = "/guard";
+
+/// Any value of the preview header.
+fn guard_condition(header: &str) -> RuleCondition {
+    RuleCondition::builder()
+        .field("http-header")
+        .http_header_config(
+            HttpHeaderConditionConfig::builder()
+                .http_header_name(header)
+                .values("*")
+                .build(),
+        )
+        .build()
+}
+
+/// 503 with [`GUARD_BODY`].
+fn guard_action() -> Action {
+    Action::builder()
+        .r#type(ActionTypeEnum::FixedResponse)
+        .fixed_response_config(
+            FixedResponseActionConfig::builder()
+                .status_code("503")
+                .content_type("text/plain")
+                .message_body(GUARD_BODY)
+                .build(),
+        )
+        .build()
 }
 
 /// `items` with the first that `is_it` replaced by `new` (in its place), or `new` added.
@@ -543,36 +683,43 @@ mod tests {
     }
 
     #[test]
-    fn picks_the_highest_free_priority_before_the_apps_rule() {
-        assert_eq!(pick_priority(&set(&[]), None, None, None), Ok(50000));
+    fn picks_the_highest_free_pair_before_the_apps_rule() {
+        let none = (None, None);
+        assert_eq!(pick_priority(&set(&[]), none, None, None), Ok(49999));
         assert_eq!(
-            pick_priority(&set(&[50000, 49999]), None, None, None),
-            Ok(49998)
+            pick_priority(&set(&[50000, 49998]), none, None, None),
+            Ok(49996)
         );
         assert_eq!(
-            pick_priority(&set(&[10, 9, 3]), None, Some(10), None),
-            Ok(8)
+            pick_priority(&set(&[10, 9, 3]), none, Some(10), None),
+            Ok(7)
         );
-        // Its own place is kept while it still comes first.
+        // Its own place (and its guard's) is kept while it still comes first.
         assert_eq!(
-            pick_priority(&set(&[10, 2]), Some(2), Some(10), None),
+            pick_priority(&set(&[10, 2, 3]), (Some(2), Some(3)), Some(10), None),
             Ok(2)
         );
-        // The app's rule moved in front of it: it moves before that.
+        // The app's rule moved in front of it: it moves before that, guard included.
         assert_eq!(
-            pick_priority(&set(&[10, 12]), Some(12), Some(10), None),
-            Ok(9)
+            pick_priority(&set(&[10, 12, 13]), (Some(12), Some(13)), Some(10), None),
+            Ok(8)
         );
     }
 
     #[test]
     fn a_taken_or_late_priority_is_refused_by_number() {
-        let e = pick_priority(&set(&[5]), None, None, Some(5)).unwrap_err();
-        assert!(e.contains("= 5 is taken"), "{e}");
-        assert_eq!(pick_priority(&set(&[5]), Some(5), None, Some(5)), Ok(5));
-        let e = pick_priority(&set(&[7]), None, Some(7), Some(8)).unwrap_err();
+        let none = (None, None);
+        let e = pick_priority(&set(&[5]), none, None, Some(5)).unwrap_err();
+        assert!(e.contains("= 5 (or 6") && e.contains("is taken"), "{e}");
+        let e = pick_priority(&set(&[6]), none, None, Some(5)).unwrap_err();
+        assert!(e.contains("is taken"), "{e}");
+        assert_eq!(
+            pick_priority(&set(&[5, 6]), (Some(5), Some(6)), None, Some(5)),
+            Ok(5)
+        );
+        let e = pick_priority(&set(&[8]), none, Some(8), Some(7)).unwrap_err();
         assert!(e.contains("below 7"), "{e}");
-        let e = pick_priority(&set(&[1, 2]), None, Some(2), None).unwrap_err();
-        assert!(e.contains("no free priority below"), "{e}");
+        let e = pick_priority(&set(&[1, 3]), none, Some(3), None).unwrap_err();
+        assert!(e.contains("no two free priorities in a row"), "{e}");
     }
 }

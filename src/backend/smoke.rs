@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
 use crate::backend::preview::{self, Route};
+use crate::backend::probe;
 use crate::config::BackendConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -179,6 +180,9 @@ pub struct Candidate<'a> {
     pub from: Weights,
     pub image: &'a str,
     pub digest: &'a str,
+    /// A path the new containers answer (the health check's): where the preview route is
+    /// probed before the smoke tests.
+    pub probe_path: &'a str,
 }
 
 /// Points the preview route at the new colour (read back), then runs the smoke tests against
@@ -216,6 +220,13 @@ pub async fn through_preview(
     };
     if commands.is_empty() {
         return Ok((route, Vec::new()));
+    }
+    if let Some(r) = &route {
+        // Smoke tests only once the route demonstrably reaches the new colour.
+        let poll = backend.poll_interval.min(Duration::from_secs(1));
+        probe::reaches(r, release.probe_path, poll, backend.readback_timeout * 4)
+            .await
+            .map_err(|e| untouched(e, ""))?;
     }
     let mut env = vec![
         ("BGCLOUD_COLOR".to_string(), color.as_str().to_string()),

@@ -27,6 +27,10 @@ pub struct BackendConfig {
     pub instances: Instances,
     pub health_timeout: Duration,
     pub poll_interval: Duration,
+    /// How long a read-back waits for a listener or rule change to show before it counts as not
+    /// applied: the ELB API is eventually consistent, and Describe* right after a write may
+    /// still answer with the state before it.
+    pub readback_timeout: Duration,
     /// The longest a deploy waits for a colour that just lost its traffic to finish its
     /// requests before its container is replaced; None: the target group's deregistration delay.
     pub drain_wait_max: Option<Duration>,
@@ -84,6 +88,7 @@ pub(super) struct RawBackend {
     auto_scaling_group: Option<String>,
     health_timeout: Option<String>,
     poll_interval: Option<String>,
+    readback_timeout: Option<String>,
     drain_wait_max: Option<String>,
     env: Option<BTreeMap<String, String>>,
     secrets: Option<BTreeMap<String, String>>,
@@ -133,6 +138,11 @@ impl RawBackend {
             self.poll_interval,
             Duration::from_secs(5),
         )?;
+        let readback_timeout = c.duration(
+            "[backend].readback_timeout",
+            self.readback_timeout,
+            Duration::from_secs(15),
+        )?;
         let drain_wait_max = drain_wait_max(c, self.drain_wait_max)?;
         let env = self.env.unwrap_or_default();
         let secrets = self.secrets.unwrap_or_default();
@@ -162,6 +172,7 @@ impl RawBackend {
             instances,
             health_timeout,
             poll_interval,
+            readback_timeout,
             drain_wait_max,
             env,
             secrets,

@@ -525,11 +525,11 @@ distribution_id = "E2ABCDEF"
             ),
             (
                 "[backend.preview]\nheader = \"X-P\"\npriority = 0",
-                "1-50000",
+                "1-49999",
             ),
             (
-                "[backend.preview]\nheader = \"X-P\"\npriority = 50001",
-                "1-50000",
+                "[backend.preview]\nheader = \"X-P\"\npriority = 50000",
+                "1-49999",
             ),
             (
                 "[backend.preview]\nheader = \"X-P\"\nurl = \"api.example.com\"",

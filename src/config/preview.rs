@@ -10,7 +10,7 @@ use crate::error::Result;
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreviewConfig {
     pub header: String,
-    /// The header value the rule matches; None: the name of the colour being prepared.
+    /// The header value, made per colour (`<value>-<colour>`); None: the colour's name.
     pub value: Option<String>,
     /// The rule's priority; None: picked free, just before the rule that serves the app.
     pub priority: Option<u16>,
@@ -50,24 +50,25 @@ impl RawPreview {
                 "= \"Host\" cannot be matched by an http-header condition: choose another name, e.g. \"X-Bgcloud-Preview\"",
             ));
         }
-        // The ALB reads * and ? in a condition value as wildcards and caps it at 128.
+        // The ALB reads * and ? in a condition value as wildcards and caps it at 128; the rule
+        // matches `<value>-<colour>`, so 122 is left for the value.
         if let Some(value) = &self.value {
             let plain = |ch: char| ch.is_ascii_graphic() && ch != '*' && ch != '?';
-            if value.is_empty() || value.len() > 128 || !value.chars().all(plain) {
+            if value.is_empty() || value.len() > 122 || !value.chars().all(plain) {
                 return Err(c.err(
                     "[backend.preview].value",
-                    format_args!("= {value:?} must be 1-128 visible ASCII characters without spaces, * or ? (the ALB reads those as wildcards)"),
+                    format_args!("= {value:?} must be 1-122 visible ASCII characters without spaces, * or ? (the ALB reads those as wildcards; the rule matches it as <value>-<colour>)"),
                 ));
             }
         }
         let priority = match self.priority {
             None => None,
-            Some(p) if (1..=50000).contains(&p) => Some(p as u16),
+            Some(p) if (1..=49999).contains(&p) => Some(p as u16),
             Some(p) => {
                 return Err(c.err(
                     "[backend.preview].priority",
                     format_args!(
-                    "= {p} is not a listener rule priority: use 1-50000 (lower is evaluated first)"
+                    "= {p} is not a preview rule priority: use 1-49999 (lower is evaluated first; bgcloud's guard rule takes the number after it)"
                 ),
                 ))
             }

@@ -13,6 +13,8 @@ use aws_smithy_runtime_api::http::Request;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 
+use crate::error::root_cause;
+
 /// One attempt's limit; a failed attempt is retried once after [`RETRY_AFTER`].
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -153,16 +155,6 @@ async fn error_text(body: SdkBody) -> String {
     let _ = tokio::time::timeout(ATTEMPT_TIMEOUT, read).await;
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_SHOWN)]);
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// The innermost error's text ("Connection refused (os error 111)", a certificate problem):
-/// what to act on, without the client's layers around it.
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(inner) = cause.source() {
-        cause = inner;
-    }
-    cause.to_string()
 }
 
 /// `text` with the URL, and its path (where a webhook keeps its secret), cut out: HTTP client

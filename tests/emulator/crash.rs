@@ -105,7 +105,9 @@ async fn killed_between_the_listener_write_and_its_read_back() {
         ),
         |a| a == "ModifyListener",
     );
-    // The write happened: green, whose new containers the health gate had trusted.
+    // The write happened: green, whose new containers the health gate had trusted. It shows in
+    // Describe* once the ELB API's lag has passed (bgcloud was killed before waiting for it).
+    crate::support::emulator::after_describe_lag();
     fx.assert_weights(0, 100).await;
     let status = fx.bgcloud(&["status"]).json();
     assert_eq!(status["stable"], "green", "status reads the ALB: {status}");

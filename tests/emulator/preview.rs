@@ -159,13 +159,21 @@ async fn smoke_tests_reach_the_new_colour_by_header_while_users_still_see_the_ol
     assert_eq!(during["weights"]["green"], 0, "{during}");
     assert_eq!(during["preview"]["color"], "green", "{during}");
 
-    // The rule: bgcloud's (tagged), last before the default action, to green only.
+    // The rule: bgcloud's (tagged), to green only, and its guard right behind it, last before
+    // the default action: any other value of the header gets a 503, never a user colour.
     let rules = rules(&fx).await;
-    assert_eq!(rules.len(), 1);
+    assert_eq!(rules.len(), 2, "{rules:?}");
     let green = fx.stack.green_target_group_arn.clone();
     assert_eq!(
         summary(&rules[0]),
-        ("50000".into(), Some(green), Some("green".into()))
+        ("49999".into(), Some(green), Some("green".into()))
+    );
+    assert_eq!(summary(&rules[1]), ("50000".into(), None, Some("*".into())));
+    let fixed = rules[1].actions()[0].fixed_response_config().unwrap();
+    assert_eq!(fixed.status_code(), Some("503"));
+    assert_eq!(
+        fixed.message_body(),
+        Some(bgcloud::backend::preview::GUARD_BODY)
     );
     let arn = rules[0].rule_arn().unwrap().to_string();
     let tags = fx
@@ -185,7 +193,7 @@ async fn smoke_tests_reach_the_new_colour_by_header_while_users_still_see_the_ol
     let status = fx.bgcloud(&["status"]).ok();
     assert!(
         status.stdout.contains(&format!(
-            "preview   X-Bgcloud-Preview: green at {url} → green (rule {arn}, priority 50000)"
+            "preview   X-Bgcloud-Preview: green at {url} → green (rule {arn}, priority 49999)"
         )),
         "{}",
         status.stdout
@@ -215,7 +223,7 @@ async fn smoke_tests_reach_the_new_colour_by_header_while_users_still_see_the_ol
     fx.bgcloud(&["deploy", "--image", "v1", "--smoke", "true"])
         .ok();
     let rules = self::rules(&fx).await;
-    assert_eq!(rules.len(), 1);
+    assert_eq!(rules.len(), 2, "the rule and its guard, made once");
     assert_eq!(rules[0].rule_arn(), Some(arn.as_str()));
     assert!(
         rules[0].conditions().contains(&office),
@@ -225,9 +233,9 @@ async fn smoke_tests_reach_the_new_colour_by_header_while_users_still_see_the_ol
     let blue = fx.stack.blue_target_group_arn.clone();
     assert_eq!(
         summary(&rules[0]),
-        ("50000".into(), Some(blue), Some("blue".into()))
+        ("49999".into(), Some(blue), Some("blue".into()))
     );
-    assert_eq!(fx.count("CreateRule"), 1, "{:?}", fx.requests());
+    assert_eq!(fx.count("CreateRule"), 2, "{:?}", fx.requests());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -315,10 +323,13 @@ async fn the_rule_goes_before_rule_arns_rule_and_never_touches_someone_elses() {
 
     // A priority that is someone else's, or after the app's rule: refused before any change.
     for (extra, says) in [
-        ("priority = 9", "priority = 9 is taken by another rule"),
+        (
+            "priority = 8",
+            "priority = 8 (or 9, which bgcloud's guard rule takes right after it) is taken",
+        ),
         (
             "priority = 12",
-            "would be evaluated after rule_arn's rule (priority 10)",
+            "leaves no room before rule_arn's rule (priority 10)",
         ),
     ] {
         fx.write_config(&config(extra));
@@ -335,7 +346,7 @@ async fn the_rule_goes_before_rule_arns_rule_and_never_touches_someone_elses() {
     let plan = fx.bgcloud(&["deploy", "--image", "v2", "--dry-run"]).ok();
     assert!(
         plan.stdout.contains(
-            "preview   X-Bgcloud-Preview: green → green once healthy (a new rule at priority 8"
+            "preview   X-Bgcloud-Preview: green → green once healthy (a new rule at priority 7"
         ),
         "{}",
         plan.stdout
@@ -348,23 +359,25 @@ async fn the_rule_goes_before_rule_arns_rule_and_never_touches_someone_elses() {
         by_priority,
         vec![
             ("5".into(), Some(blue.clone()), Some("x".into())),
-            ("8".into(), Some(green.clone()), Some("green".into())),
+            ("7".into(), Some(green.clone()), Some("green".into())),
+            ("8".into(), None, Some("*".into())),
             ("9".into(), Some(blue.clone()), Some("green".into())),
             ("10".into(), Some(blue.clone()), None),
         ],
-        "ours at 8, just before the foreign 9; the others as they were"
+        "ours at 7 and its guard at 8, just before the foreign 9; the others as they were"
     );
     let ours = after[1].rule_arn().unwrap().to_string();
     assert_ne!(ours, foreign);
 
-    // The app's rule is moved in front of ours: the next deploy moves ours before it again.
+    // The app's rule is moved in front of ours: the next deploy moves ours (and its guard)
+    // before it again.
     fx.aws
         .elb
         .set_rule_priorities()
         .rule_priorities(
             RulePriorityPair::builder()
                 .rule_arn(&app)
-                .priority(7)
+                .priority(6)
                 .build(),
         )
         .send()
@@ -374,11 +387,12 @@ async fn the_rule_goes_before_rule_arns_rule_and_never_touches_someone_elses() {
         .ok();
     let after: Vec<_> = rules(&fx).await.iter().map(summary).collect();
     assert_eq!(
-        after[..3],
+        after[..4],
         [
+            ("3".into(), Some(blue.clone()), Some("blue".into())),
+            ("4".into(), None, Some("*".into())),
             ("5".into(), Some(blue.clone()), Some("x".into())),
-            ("6".into(), Some(blue.clone()), Some("blue".into())),
-            ("7".into(), Some(blue.clone()), None),
+            ("6".into(), Some(blue.clone()), None),
         ],
         "{after:?}"
     );
@@ -477,8 +491,9 @@ async fn a_priority_taken_between_the_read_and_the_write_is_planned_again() {
         "{}",
         out.stdout
     );
-    assert_eq!(fx.count("CreateRule"), 2, "{:?}", fx.requests());
-    assert_eq!(rules(&fx).await.len(), 1);
+    // The guard's CreateRule met PriorityInUse; planned again: the guard, then the rule.
+    assert_eq!(fx.count("CreateRule"), 3, "{:?}", fx.requests());
+    assert_eq!(rules(&fx).await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -559,11 +574,12 @@ async fn a_load_balancer_at_its_rule_quota_is_refused_before_the_launch() {
 async fn a_preview_rule_that_would_hold_too_many_condition_values_is_refused_before_the_launch() {
     let fx = Fixture::v1_v2_with(PREVIEW).await;
     fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    // The preview rule, not its guard: the one that forwards.
     let rule = fx
         .listener_rules()
         .await
         .into_iter()
-        .find(|r| r.is_default() != Some(true))
+        .find(|r| r.is_default() != Some(true) && r.actions()[0].target_group_arn().is_some())
         .unwrap();
     // Someone replaced its header condition with host and path conditions: five values.
     fx.aws
@@ -606,5 +622,71 @@ async fn a_preview_rule_that_would_hold_too_many_condition_values_is_refused_bef
         launched,
         "refused before the launch"
     );
+    fx.assert_weights(0, 100).await;
+}
+
+/// The preview rule reads back as written before the load balancer's nodes route by it: the
+/// smoke tests start only once the preview URL, asked with the header on the health check's
+/// path, answers past bgcloud's guard rule three times in a row; a guard that never gives way
+/// stops the deploy with traffic untouched and the smoke test not run.
+#[tokio::test(flavor = "multi_thread")]
+async fn smoke_tests_wait_until_the_preview_url_answers_past_the_guard() {
+    use crate::support::receiver::Receiver;
+    use bgcloud::backend::preview::GUARD_BODY;
+    let guard = (503, "", GUARD_BODY);
+    let alb = Receiver::scripted(vec![guard, guard, (200, "", "ok"), guard, (200, "", "ok")]);
+    let fx = Fixture::v1_v2().await;
+    let config = |url: &str| {
+        fx.stack
+            .config_toml(&format!("{PREVIEW}\nurl = \"{url}\""))
+            .replace("readback_timeout = \"3s\"", "readback_timeout = \"1s\"")
+    };
+    fx.write_config(&config(&alb.base));
+    let dir = fx.dir.path().display().to_string();
+    let out = fx
+        .bgcloud(&[
+            "deploy",
+            "--image",
+            "v2",
+            "--smoke",
+            &format!("touch {dir}/smoked"),
+        ])
+        .ok();
+    // guard, guard, past, guard, then past three times: seven requests before the smoke test.
+    let asked = alb.received();
+    assert_eq!(asked.len(), 7, "{asked:?}");
+    assert!(
+        asked.iter().all(|(path, _)| path == "/healthz"),
+        "{asked:?}"
+    );
+    assert!(
+        out.stderr.contains("the preview route reaches green (3 answers in a row past the guard, the last 200; 3 earlier requests met the guard)"),
+        "{}",
+        out.stderr
+    );
+    assert!(fx.dir.path().join("smoked").exists());
+    fx.assert_weights(0, 100).await;
+
+    // The rule never reaches the nodes: 4 × readback_timeout, then exit 1, nothing moved.
+    std::fs::remove_file(fx.dir.path().join("smoked")).unwrap();
+    let stuck = Receiver::start_with_body(503, GUARD_BODY);
+    fx.write_config(&config(&stuck.base));
+    let out = fx
+        .bgcloud(&[
+            "deploy",
+            "--image",
+            "v1",
+            "--smoke",
+            &format!("touch {dir}/smoked"),
+        ])
+        .code(1);
+    assert!(
+        out.stderr.contains("the preview route did not reach blue within 4s: requests with X-Bgcloud-Preview: blue still met bgcloud's guard rule (503)")
+            && out.stderr.contains("Traffic untouched: green keeps 100 %"),
+        "{}",
+        out.stderr
+    );
+    assert!(!fx.dir.path().join("smoked").exists(), "the smoke test ran");
+    assert!(stuck.received().len() >= 3, "{:?}", stuck.received());
     fx.assert_weights(0, 100).await;
 }

@@ -10,6 +10,12 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::Credentials;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use bgcloud::aws::{AwsOptions, Clients};
 use serde_json::Value;
 
@@ -159,5 +165,87 @@ pub async fn clients(access_key: &str) -> Clients {
         .credentials_provider(Credentials::new(access_key, "test", None, None, "tests"))
         .load()
         .await;
-    Clients::new(&sdk, &opts)
+    let mut clients = Clients::new(&sdk, &opts);
+    clients.elb = aws_sdk_elasticloadbalancingv2::Client::from_conf(
+        aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk)
+            .interceptor(ElbWritesSettle(timing("elb_describe_lag")))
+            .build(),
+    );
+    clients
+}
+
+/// One of the emulator's delays now (localstack/timing.py), in seconds.
+pub fn timing(name: &str) -> Duration {
+    let (status, body) = http(endpoint(), "GET", "/_bgcloud/timing", "");
+    assert_eq!(status, 200, "emulator timing: {body}");
+    let timing: Value = serde_json::from_str(&body).expect("timing json");
+    Duration::from_secs_f64(timing[name].as_f64().unwrap_or(0.0))
+}
+
+/// Some of the emulator's delays at other sizes (localstack/timing.py) until dropped, when the
+/// previous sizes come back. For a test that has the emulator to itself (the lanes run one test
+/// at a time), e.g. to hold bgcloud to AWS's figures rather than the scaled ones.
+pub struct Timing {
+    previous: Value,
+}
+
+impl Timing {
+    pub fn set(values: Value) -> Timing {
+        let (status, body) = http(endpoint(), "GET", "/_bgcloud/timing", "");
+        assert_eq!(status, 200, "emulator timing: {body}");
+        let mut previous: Value = serde_json::from_str(&body).expect("timing json");
+        previous
+            .as_object_mut()
+            .unwrap()
+            .retain(|k, _| values.get(k).is_some());
+        let (status, body) = http(endpoint(), "POST", "/_bgcloud/timing", &values.to_string());
+        assert_eq!(status, 200, "emulator timing {values}: {body}");
+        Timing { previous }
+    }
+}
+
+impl Drop for Timing {
+    fn drop(&mut self) {
+        let _ = http(
+            endpoint(),
+            "POST",
+            "/_bgcloud/timing",
+            &self.previous.to_string(),
+        );
+    }
+}
+
+/// Waits out the emulator's Describe* lag: a read now shows every write made before the call.
+pub fn after_describe_lag() {
+    std::thread::sleep(timing("elb_describe_lag") + Duration::from_millis(50));
+}
+
+/// A test that changes a listener or its rules stands for someone doing it by hand, which takes
+/// longer than the ELB API's eventual consistency: after each such write of the test's own
+/// client, wait out the emulator's Describe* lag, so that bgcloud run next reads the change.
+#[derive(Debug)]
+struct ElbWritesSettle(Duration);
+
+impl Intercept for ElbWritesSettle {
+    fn name(&self) -> &'static str {
+        "ElbWritesSettle"
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let write = cfg.load::<Metadata>().is_some_and(|m| {
+            matches!(
+                m.name(),
+                "ModifyListener" | "ModifyRule" | "CreateRule" | "SetRulePriorities" | "DeleteRule"
+            )
+        });
+        if write && context.output_or_error().is_some_and(|r| r.is_ok()) {
+            std::thread::sleep(self.0 + Duration::from_millis(50));
+        }
+        Ok(())
+    }
 }

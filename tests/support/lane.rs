@@ -40,6 +40,20 @@ impl Fixture {
     /// [`Fixture::lane`] with its own blue and green host ports: the lane's instances are shared
     /// by the lane's tests, and a test's containers stay until the lane is torn down.
     pub async fn lane_on(ports: (u16, u16)) -> (Fixture, LaneStack) {
+        // Two tests on the same ports: the second one's containers cannot bind them (seen when a
+        // new test copied a neighbour's pair). Say so before anything starts.
+        static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+        {
+            let mut taken = TAKEN.lock().unwrap();
+            for port in [ports.0, ports.1] {
+                assert!(
+                    !taken.contains(&port),
+                    "host port {port} is already used by another lane test in this run (its \
+                     containers stay until the lane is torn down): give this test its own ports"
+                );
+                taken.push(port);
+            }
+        }
         let lane = info();
         let n = lane["instances"].as_array().unwrap().len();
         let fx = Fixture::with(|s| {
@@ -152,6 +166,28 @@ impl LaneStack {
         (r.status, r.header("x-app-version"))
     }
 
+    /// Waits (up to 15 s) until five GETs in a row through the ALB data plane are answered 200
+    /// by `version`: a listener change reaches the load balancer's nodes a moment after the API
+    /// shows it (`elb_propagation`), and until then requests go by the previous weights.
+    pub fn wait_serving(&self, path: &str, version: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut in_a_row = 0;
+        let mut last = (0, None);
+        while in_a_row < 5 {
+            assert!(
+                Instant::now() < deadline,
+                "the ALB data plane never settled on {version}: last answer {last:?}"
+            );
+            last = self.get(path);
+            if last == (200, Some(version.to_string())) {
+                in_a_row += 1;
+            } else {
+                in_a_row = 0;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
     /// One GET through the CloudFront data plane: (status, body).
     pub fn cdn_get(&self, path: &str) -> (u16, Vec<u8>) {
         let mut conn = Conn::open(self.cdn_port).expect("connect to the CDN data plane");
@@ -190,6 +226,8 @@ pub struct Conn {
     reader: BufReader<TcpStream>,
     port: u16,
     cookie: Option<String>,
+    /// A header line sent with every request (`Name: value\r\n`), or empty.
+    header: String,
 }
 
 impl Conn {
@@ -201,7 +239,14 @@ impl Conn {
             reader: BufReader::new(stream),
             port,
             cookie: None,
+            header: String::new(),
         })
+    }
+
+    /// Sends `name: value` with every request, as a tester with a preview header would.
+    pub fn with_header(mut self, header: Option<&str>) -> Conn {
+        self.header = header.map(|h| format!("{h}\r\n")).unwrap_or_default();
+        self
     }
 
     pub fn get(&mut self, path: &str) -> std::io::Result<Response> {
@@ -211,8 +256,8 @@ impl Conn {
         };
         write!(
             self.reader.get_mut(),
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUser-Agent: bgcloud-lane-load\r\n{cookie}\r\n",
-            self.port
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUser-Agent: bgcloud-lane-load\r\n{cookie}{}\r\n",
+            self.port, self.header
         )?;
         let mut line = String::new();
         if self.reader.read_line(&mut line)? == 0 {
@@ -278,12 +323,24 @@ pub struct Load {
 impl Load {
     /// `rate` requests per second over `connections` connections, to `path` on `port`.
     pub fn start(port: u16, path: &str, rate: f64, connections: usize) -> Load {
+        Load::start_with(port, path, rate, connections, None)
+    }
+
+    /// [`Load::start`], every request carrying `header` (`Name: value`).
+    pub fn start_with(
+        port: u16,
+        path: &str,
+        rate: f64,
+        connections: usize,
+        header: Option<&str>,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let gap = Duration::from_secs_f64(connections as f64 / rate);
         let workers = (0..connections)
             .map(|i| {
                 let (stop, samples, path) = (stop.clone(), samples.clone(), path.to_string());
+                let header = header.map(str::to_string);
                 std::thread::spawn(move || {
                     // Spread the connections' sends over the gap.
                     std::thread::sleep(gap.mul_f64(i as f64 / connections as f64));
@@ -293,7 +350,8 @@ impl Load {
                         let t = now();
                         let result = match conn.as_mut() {
                             Some(c) => c.get(&path),
-                            None => Conn::open(port).and_then(|mut c| {
+                            None => Conn::open(port).and_then(|c| {
+                                let mut c = c.with_header(header.as_deref());
                                 let r = c.get(&path);
                                 conn = Some(c);
                                 r

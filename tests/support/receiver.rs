@@ -19,6 +19,11 @@ impl Receiver {
         Receiver::scripted(vec![(status, "", "")])
     }
 
+    /// Answers every request `status` with `body`.
+    pub fn start_with_body(status: u16, body: &'static str) -> Receiver {
+        Receiver::scripted(vec![(status, "", body)])
+    }
+
     /// Answers its requests in turn with `(status, extra header line, body)`; the last answer
     /// repeats. E.g. Slack slowing a sender down: `(429, "Retry-After: 1", "rate_limited")`.
     pub fn scripted(answers: Vec<(u16, &'static str, &'static str)>) -> Receiver {

@@ -286,6 +286,8 @@ green_port = {green_port}
 instance_tags = {{ "bgcloud:app" = "{name}" }}
 health_timeout = "30s"
 poll_interval = "100ms"
+# The emulator's Describe* lag is 0.3 s in its scaled profile (localstack/timing.py).
+readback_timeout = "3s"
 env = {{ NODE_ENV = "production" }}
 {extra_backend}
 

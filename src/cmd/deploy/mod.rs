@@ -436,6 +436,7 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         from: plan.from,
         image: &plan.image,
         digest: &plan.digest,
+        probe_path: &plan.health_check.path,
     };
     let (route, smoke_passed) = smoke::through_preview(
         ctx,

@@ -176,6 +176,17 @@ impl fmt::Display for Plan {
                     (Some(arn), None) => format!(" (rule {arn}, priority {})", route.priority),
                 }
             )?;
+            writeln!(
+                f,
+                "            any other {} value: 503 from the guard rule at priority {}{}",
+                route.header,
+                route.priority + 1,
+                if route.guard_rule_arn.is_some() {
+                    ""
+                } else {
+                    " (made first)"
+                }
+            )?;
         }
         for cmd in &self.smoke {
             writeln!(
