@@ -28,12 +28,13 @@ def post(base, path, body):
         return json.loads(r.read())
 
 
-def start_emulator(work):
-    """Starts localstack/emulator.py on a free port; returns (process, base URL)."""
+def start_emulator(work, profile="scaled"):
+    """Starts localstack/emulator.py on a free port with a timing profile (localstack/timing.py);
+    returns (process, base URL)."""
     port_file = os.path.join(work, "port")
     emulator = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "localstack/emulator.py"), "--port-file", port_file,
-         "--parent-pid", str(os.getpid()), "--profile", "scaled"],
+         "--parent-pid", str(os.getpid()), "--profile", profile],
         stderr=open(os.path.join(work, "emulator.log"), "w"),
     )
     for _ in range(600):
