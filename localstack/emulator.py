@@ -25,7 +25,10 @@ Models that are ON by default (tests cannot pass on the emulator's kindness):
 Controls, served under /_bgcloud/ on the same port as the AWS APIs:
 
   GET  /_bgcloud/health                       readiness
-  GET  /_bgcloud/requests?access_key=AKID     requests signed with that access key, in order
+  GET  /_bgcloud/requests?access_key=AKID     requests signed with that access key, in order:
+                                               service, action, method, path, t, and
+                                               if_match / if_none_match when sent, fault (its
+                                               code) when a fault answered it
   POST /_bgcloud/target-health                {"target_group_arn", "target_id",
                                                "states": [{"state", "reason", "description",
                                                            "times": n}, ...]}
@@ -62,7 +65,8 @@ Controls, served under /_bgcloud/ on the same port as the AWS APIs:
                                                writer changes it now, or right after each of
                                                the next `after_reads` GetDistributionConfig
   POST /_bgcloud/s3-put-before                {"access_key", "action", "bucket", "key", "body",
-                                               "times"}: just before each of the next `times`
+                                               "times", "skip"}: after `skip` matching requests
+                                               pass, just before each of the next `times`
                                                requests matching (access key, action) is
                                                handled, another writer puts `body` there
   POST /_bgcloud/iam                          {"enforce": true|false}: IAM enforced from now on
@@ -297,9 +301,14 @@ S3_PUT_BEFORE = []  # dicts with access_key, action, bucket, key, body, times
 def _s3_put_before(access_key, action):
     """Another writer's PutObject, made just before the matching request is handled."""
     with LOCK:
-        due = [w for w in S3_PUT_BEFORE if w["access_key"] == access_key and w["action"] == action and w["times"] > 0]
-        for w in due:
+        matching = [w for w in S3_PUT_BEFORE if w["access_key"] == access_key and w["action"] == action and w["times"] > 0]
+        due = []
+        for w in matching:
+            if w.get("skip", 0) > 0:
+                w["skip"] -= 1
+                continue
             w["times"] -= 1
+            due.append(w)
     for w in due:
         partition, account_id = s3_models.s3_backends.bucket_accounts[w["bucket"]]
         backend = s3_models.s3_backends[account_id][partition]
@@ -405,17 +414,22 @@ class Controls:
         # get_data consumed the stream: hand moto a fresh one.
         environ["wsgi.input"] = _BytesInput(body)
         environ["CONTENT_LENGTH"] = str(len(body))
+        # The bytes the client signed (model_iam.py checks signatures over them).
+        environ["bgcloud.raw_body"] = body
         access_key, service, action = _describe(request, body)
+        entry = {
+            "service": service,
+            "action": action,
+            "method": request.method,
+            "path": request.path,
+            "t": time.time(),
+        }
+        # Conditional writes (the lock, the record): which condition a request carried.
+        for header in ("If-Match", "If-None-Match"):
+            if request.headers.get(header):
+                entry[header.lower().replace("-", "_")] = request.headers[header]
         with LOCK:
-            REQUESTS.setdefault(access_key, []).append(
-                {
-                    "service": service,
-                    "action": action,
-                    "method": request.method,
-                    "path": request.path,
-                    "t": time.time(),
-                }
-            )
+            REQUESTS.setdefault(access_key, []).append(entry)
             fault = None
             for f in FAULTS:
                 if f["access_key"] != access_key:
@@ -433,6 +447,8 @@ class Controls:
                         continue
                     f["times"] -= 1
                     fault = f
+                    # The log says which requests got an injected answer (and which).
+                    entry["fault"] = f.get("code") or ("swallowed" if f.get("swallow") else "fault")
                     break
         if fault:
             if fault.get("delay"):

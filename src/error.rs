@@ -95,6 +95,13 @@ impl AwsFailure {
         }
     }
 
+    /// Whether the call may have taken effect although it failed: a 5xx (AWS may fail after
+    /// acting) or no answer at all (a timeout, a dropped connection). A throttle or any other
+    /// 4xx is refused before anything is done.
+    pub fn may_have_applied(&self) -> bool {
+        self.status.is_none_or(|s| s >= 500)
+    }
+
     pub fn is_access_denied(&self) -> bool {
         self.code.as_deref().is_some_and(|c| {
             c.contains("AccessDenied") || c == "UnauthorizedOperation" || c == "Forbidden"

@@ -7,7 +7,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use aws_sdk_elasticloadbalancingv2::Client;
 
 use crate::config::BackendConfig;
-use crate::error::{aws, Error, Result};
+use crate::error::{aws, AwsFailure, Error, Result};
 use crate::model::color::Color;
 use crate::model::stickiness::{Stickiness, StickyWrite};
 use crate::model::weights::Weights;
@@ -252,6 +252,33 @@ pub async fn read(elb: &Client, backend: &BackendConfig) -> Result<Forward> {
     }
 }
 
+/// A failed [`write`]: what went wrong, and whether the listener may have changed anyway.
+#[derive(Debug)]
+pub struct WriteFailed {
+    pub error: Error,
+    /// The write call failed in a way that does not rule out its having been applied (a 5xx, a
+    /// timeout), or it went through and the read-back could not be made: a read now may still
+    /// show the state before it. False for a refused call (a throttle, any 4xx) and for a
+    /// read-back that kept showing something else until `readback_timeout`.
+    pub maybe_applied: bool,
+}
+
+impl From<WriteFailed> for Error {
+    fn from(w: WriteFailed) -> Error {
+        w.error
+    }
+}
+
+impl From<Error> for WriteFailed {
+    /// A failed read: nothing was written.
+    fn from(error: Error) -> WriteFailed {
+        WriteFailed {
+            error,
+            maybe_applied: false,
+        }
+    }
+}
+
 /// Sets the weights to `to` (and stickiness as `sticky` says), then reads the listener back and
 /// fails unless it says exactly that.
 pub async fn write(
@@ -260,12 +287,17 @@ pub async fn write(
     current: &Forward,
     to: Weights,
     sticky: StickyWrite,
-) -> Result<Forward> {
+) -> Result<Forward, WriteFailed> {
     let actions = current.with_weights(to, backend, sticky);
     let expected = match sticky {
         StickyWrite::Keep => current.stickiness(),
         StickyWrite::Off => None,
         StickyWrite::Restore(s) => Some(s),
+    };
+    let doing = format!("setting {to} on {}", current.resource);
+    let failed = |failure: AwsFailure| WriteFailed {
+        maybe_applied: failure.may_have_applied(),
+        error: Error::Failed(failure.explain(&doing)),
     };
     if let Some(rule_arn) = &backend.rule_arn {
         elb.modify_rule()
@@ -273,14 +305,14 @@ pub async fn write(
             .set_actions(Some(actions))
             .send()
             .await
-            .map_err(aws(format!("setting {to} on {}", current.resource)))?;
+            .map_err(|e| failed(AwsFailure::of(&e)))?;
     } else {
         elb.modify_listener()
             .listener_arn(&backend.listener_arn)
             .set_default_actions(Some(actions))
             .send()
             .await
-            .map_err(aws(format!("setting {to} on {}", current.resource)))?;
+            .map_err(|e| failed(AwsFailure::of(&e)))?;
     }
     // Describe* right after a write may still answer with the state before it: read again, with
     // a growing pause, until it shows the change or readback_timeout has passed. Only then is a
@@ -290,7 +322,11 @@ pub async fn write(
         || read(elb, backend),
         |after| after.weights == to && after.stickiness() == expected,
     )
-    .await?;
+    .await
+    .map_err(|error| WriteFailed {
+        error,
+        maybe_applied: true,
+    })?;
     if after.weights != to || after.stickiness() != expected {
         // Stickiness in the message only where it is part of what differs or was asked.
         let sticky = |s: Option<Stickiness>| match (after.stickiness(), expected) {
@@ -300,7 +336,7 @@ pub async fn write(
                 s.map_or("off".into(), |s| s.to_string())
             ),
         };
-        return Err(Error::failed(format!(
+        return Err(WriteFailed::from(Error::failed(format!(
             "{} still reads {}{} {} after bgcloud set {to}{}: the change did not take as \
              written; run `bgcloud status` and correct it with `bgcloud shift`",
             after.resource,
@@ -308,7 +344,7 @@ pub async fn write(
             sticky(after.stickiness()),
             humantime::format_duration(backend.readback_timeout),
             sticky(expected),
-        )));
+        ))));
     }
     Ok(after)
 }

@@ -330,27 +330,42 @@ fn sticky_write(action: &str, live: &Live) -> StickyWrite {
     }
 }
 
-/// After a failed write: if the listener is not at `from` (and the stickiness it had) any
-/// more, put it back, so a failure part-way never leaves traffic where it was not verified to be.
+/// After a failed write: put the listener back at `from` (and the stickiness it had), so a
+/// failure part-way never leaves traffic where it was not verified to be. Where the failed write
+/// may have been applied (a 5xx after the change, a lost answer), `from` is written even when a
+/// read shows it: `Describe*` right after a write may still show the state before it.
 async fn restore(
     ctx: &Context,
     from: Weights,
     sticky: Option<Stickiness>,
-    failure: Error,
+    failure: listener::WriteFailed,
 ) -> Error {
+    let listener::WriteFailed {
+        error: failure,
+        maybe_applied,
+    } = failure;
     let Ok(backend) = ctx.config.backend() else {
         return failure;
     };
     let elb = &ctx.clients.elb;
     let back = sticky.map_or(StickyWrite::Off, StickyWrite::Restore);
     let outcome = match listener::read(elb, backend).await {
-        Ok(now) if now.weights == from && now.stickiness() == sticky => {
+        Ok(now) if !maybe_applied && now.weights == from && now.stickiness() == sticky => {
             format!("the listener is still at {from}")
         }
         Ok(now) => match listener::write(elb, backend, &now, from, back).await {
             Ok(_) => format!("traffic was put back to {from} (verified)"),
             Err(e) => {
-                format!("putting traffic back to {from} failed too: {e}; run `bgcloud status` now")
+                let reads = listener::read(elb, backend)
+                    .await
+                    .map_or("cannot be read".to_string(), |l| {
+                        format!("reads {}", l.weights)
+                    });
+                format!(
+                    "putting traffic back to {from} failed too: {}; the listener {reads} now \
+                     (a failed write may still be applied): run `bgcloud status` now",
+                    e.error
+                )
             }
         },
         Err(e) => {

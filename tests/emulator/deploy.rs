@@ -171,6 +171,8 @@ async fn deploy_during_a_canary_is_refused() {
     let fx = Fixture::v1_v2().await;
     fx.bgcloud(&["deploy", "--image", "v1", "--canary", "20"])
         .ok();
+    let record = fx.record().await;
+    let mark = fx.mark();
     let out = fx.bgcloud(&["deploy", "--image", "v2"]).code(2);
     assert!(
         out.stderr.contains("promote") && out.stderr.contains("rollback"),
@@ -178,6 +180,9 @@ async fn deploy_during_a_canary_is_refused() {
         out.stderr
     );
     fx.assert_weights(80, 20).await;
+    // Refused before anything changed: no launch, no write but the lock, the record as it was.
+    fx.assert_no_writes_but_lock_since(mark);
+    assert_eq!(fx.record().await, record);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -199,6 +204,8 @@ async fn no_instances_is_refused() {
         out.stderr
     );
     fx.assert_weights(100, 0).await;
+    fx.assert_no_writes_but_lock();
+    assert!(fx.record().await.is_null());
 }
 
 #[tokio::test(flavor = "multi_thread")]

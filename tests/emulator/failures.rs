@@ -3,7 +3,7 @@
 
 use crate::support::{stack, Fixture};
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, FixedResponseActionConfig};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// A weighted forward blue 100 / green 0 with an explicit order.
 fn ordered(blue: &str, green: &str, order: i32) -> Action {
@@ -74,6 +74,36 @@ async fn a_listener_write_that_does_not_take_is_caught_by_the_read_back() {
     assert!(!fx.lock_exists().await);
 }
 
+/// The dangerous failure: AWS makes the change and answers 500 (with no retry left), so bgcloud
+/// sees a failed write while the listener has moved, and a read right after it still shows the
+/// old weights (the emulator's Describe* lag). bgcloud writes the old weights back and reads
+/// them back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listener_write_applied_but_answered_with_a_5xx_is_put_back() {
+    let fx = Fixture::v1_v2().await;
+    fx.fault(
+        json!({"action": "ModifyListener", "apply_then_fail": true, "status": 500,
+                    "code": "InternalFailure", "times": 1}),
+    );
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--max-attempts", "1"])
+        .code(1);
+    assert!(
+        out.stderr.contains("setting blue 0 % / green 100 %")
+            && out
+                .stderr
+                .contains("traffic was put back to blue 100 % / green 0 % (verified)"),
+        "{}",
+        out.stderr
+    );
+    // The attempt, applied; then bgcloud's own put-back.
+    assert_eq!(fx.count("ModifyListener"), 2);
+    crate::support::emulator::after_describe_lag();
+    fx.assert_weights(100, 0).await;
+    assert!(fx.record().await.is_null());
+    assert!(!fx.lock_exists().await);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_listener_write_that_fails_leaves_traffic_where_it_was() {
     let fx = Fixture::v1_v2().await;
@@ -82,11 +112,16 @@ async fn a_listener_write_that_fails_leaves_traffic_where_it_was() {
                     "times": 20}),
     );
     let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(1);
+    // A 5xx does not say whether the change was made: bgcloud tries to write the old weights
+    // back, which fails too, and says what the listener reads.
     assert!(
         out.stderr.contains("setting blue 0 % / green 100 %")
             && out
                 .stderr
-                .contains("the listener is still at blue 100 % / green 0 %"),
+                .contains("putting traffic back to blue 100 % / green 0 % failed too")
+            && out
+                .stderr
+                .contains("the listener reads blue 100 % / green 0 % now"),
         "{}",
         out.stderr
     );
@@ -193,16 +228,18 @@ async fn listeners_bgcloud_does_not_manage_are_refused_without_a_write() {
     }
     fx.assert_no_writes_but_lock();
 
-    for (key, value) in [
+    for (key, value, says) in [
         (
             "listener_arn",
             fx.stack.listener_arn.replace("/app/", "/app/x"),
+            "does not exist: check listener_arn in the config",
         ),
         (
             "green_target_group_arn",
             fx.stack
                 .green_target_group_arn
                 .replace("targetgroup/", "targetgroup/x"),
+            "or fix blue_target_group_arn/green_target_group_arn in the config",
         ),
     ] {
         let config = fx.stack.config_toml("").replace(
@@ -213,11 +250,7 @@ async fn listeners_bgcloud_does_not_manage_are_refused_without_a_write() {
         let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(2);
         // A listener that does not exist; a listener forwarding to a group the config does not
         // name (its own green group is not the configured one).
-        assert!(
-            out.stderr.contains("does not exist") || out.stderr.contains(key),
-            "{key}: {}",
-            out.stderr
-        );
+        assert!(out.stderr.contains(says), "{key}: {}", out.stderr);
     }
     fx.assert_no_writes_but_lock();
 }
@@ -248,17 +281,36 @@ async fn of_two_runs_taking_over_one_expired_lock_only_one_wins() {
     let fx = Fixture::v1_v2().await;
     fx.put_lock("dead@runner", "deploy v0", "2020-01-01T00:00:00Z")
         .await;
-    // Just before this run's conditional takeover, another run takes the lock over first.
+    // bgcloud's create is refused (the expired lock is there), it reads the lock, and just
+    // before its conditional takeover (If-Match: the expired lock's ETag) another run takes the
+    // lock over first.
     let other = json!({"owner": "quick@other", "reason": "deploy v5", "started_at": "2026-11-27T00:00:00Z",
                        "expires_at": "2999-01-01T00:00:00Z", "token": "other"});
     let lock_key = format!("bgcloud/{}/lock.json", fx.stack.spec.name);
+    let lock_put = format!("PUT /{}/{}", fx.stack.state_bucket, lock_key);
     crate::support::control(
         "s3-put-before",
-        json!({"access_key": fx.access_key, "action": format!("PUT /{}/{}", fx.stack.state_bucket, lock_key),
-               "bucket": fx.stack.state_bucket, "key": lock_key, "body": other.to_string(), "times": 2}),
+        json!({"access_key": fx.access_key, "action": lock_put, "skip": 1,
+               "bucket": fx.stack.state_bucket, "key": lock_key, "body": other.to_string(), "times": 1}),
     );
     let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(3);
     out.assert_stderr_has("quick@other");
+    let puts: Vec<Value> = crate::support::request_log(&fx.access_key)
+        .into_iter()
+        .filter(|r| r["action"] == lock_put.as_str())
+        .collect();
+    // create (refused), takeover with If-Match (refused: the rival's write changed the ETag),
+    // create again (refused), then "held by quick@other".
+    assert!(
+        puts[0]["if_none_match"] == "*" && puts[1]["if_match"].is_string(),
+        "a create, then a conditional takeover: {puts:?}"
+    );
+    assert_eq!(puts.len(), 3, "{puts:?}");
+    let (body, _) = fx.state_object("lock.json").await.expect("the lock");
+    let lock: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(lock["owner"], "quick@other", "the rival keeps it: {lock}");
+    assert!(!out.stderr.contains("took over"), "{}", out.stderr);
+    assert_eq!(fx.count("SendCommand"), 0);
     fx.assert_weights(100, 0).await;
 }
 
@@ -379,9 +431,10 @@ async fn frontend_refusals_and_failures() {
         .bgcloud(&["frontend", "deploy", &fx.site("2"), "--release-id", "r2"])
         .code(1);
     assert!(
-        out.stderr.contains("5 times")
-            || out.stderr.contains("5 tries")
-            || out.stderr.contains("PreconditionFailed"),
+        out.stderr.contains(&format!(
+            "distribution {} kept changing while bgcloud switched it (5 tries)",
+            fx.stack.distribution_id
+        )),
         "{}",
         out.stderr
     );

@@ -7,7 +7,7 @@ use crate::support::Fixture;
 use aws_sdk_cloudwatch::types::{
     ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic,
 };
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A fixture whose config has `gates` as its `[backend.gates]` section, judged in one-second
 /// periods: the emulator's scaled profile publishes metrics per second (localstack/timing.py).
@@ -165,6 +165,36 @@ async fn last_event(fx: &Fixture) -> Value {
         .last()
         .unwrap()
         .clone()
+}
+
+/// The new containers pass the health gate, then start failing the ALB's checks while the watch
+/// runs (through the emulator's ALB model, not a forced state): traffic goes back, verified, and
+/// the record says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_that_turns_unhealthy_during_the_watch_puts_traffic_back() {
+    let fx = fixture("").await;
+    let child = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "60s"])
+        .spawn();
+    wait_for_watch(&fx);
+    fx.assert_weights(0, 100).await;
+    // green's containers now answer 500 to the ALB's health checks.
+    fx.containers(fx.stack.spec.green_port, json!({"status": 500}));
+    let (code, _, stderr) = crate::support::finish(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("green failed its watch")
+            && stderr.contains("Target.ResponseCodeMismatch")
+            && stderr.contains("Rolled back automatically"),
+        "{stderr}"
+    );
+    fx.assert_weights(100, 0).await;
+    let event = last_event(&fx).await;
+    assert_eq!(event["kind"], "auto-rollback", "{event}");
+    assert!(
+        event["reason"].as_str().unwrap().contains("unhealthy"),
+        "{event}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,7 +8,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
     HttpHeaderConditionConfig, Rule, RuleCondition, RulePriorityPair,
 };
 use bgcloud::model::weights::Weights;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const PREVIEW: &str = "[backend.preview]\nheader = \"X-Bgcloud-Preview\"";
 
@@ -259,6 +259,14 @@ async fn a_failing_or_hanging_smoke_test_leaves_traffic_untouched() {
         fx.state_object("desired/green.sh").await.is_none(),
         "a release that failed its smoke test is not what new instances start"
     );
+    // The preview route still reaches the release that failed, for a look at what went wrong.
+    let routes: Vec<_> = rules(&fx).await.iter().map(summary).collect();
+    assert!(
+        routes.iter().any(|(_, to, value)| to.as_deref()
+            == Some(fx.stack.green_target_group_arn.as_str())
+            && value.as_deref() == Some("green")),
+        "{routes:?}"
+    );
 
     // A smoke test past --smoke-timeout is stopped, with what it started in the background.
     let marker = format!("31.{}", std::process::id());
@@ -281,8 +289,14 @@ async fn a_failing_or_hanging_smoke_test_leaves_traffic_untouched() {
         "{}",
         out.stderr
     );
-    assert!(started.elapsed().as_secs() < 25, "{:?}", started.elapsed());
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Stopped at its timeout, not waited out: the sleep it ran would have taken 31 s.
+    let took = started.elapsed().as_secs_f64();
+    assert!((1.0..31.0).contains(&took), "{took:.1} s");
+    // What it started is gone too (SIGKILL is asynchronous: give the kernel a moment).
+    let gone_by = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while running(&marker) && std::time::Instant::now() < gone_by {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(
         !running(&marker),
         "the smoke test's processes were left running"
@@ -689,4 +703,59 @@ async fn smoke_tests_wait_until_the_preview_url_answers_past_the_guard() {
     assert!(!fx.dir.path().join("smoked").exists(), "the smoke test ran");
     assert!(stuck.received().len() >= 3, "{:?}", stuck.received());
     fx.assert_weights(0, 100).await;
+}
+
+const SWALLOWED_MODIFY_RULE: &str = "<ModifyRuleResponse xmlns=\"http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/\"><ModifyRuleResult><Rules/></ModifyRuleResult><ResponseMetadata><RequestId>swallowed</RequestId></ResponseMetadata></ModifyRuleResponse>";
+
+/// The preview rule cannot be created, or a change to it does not take: the deploy stops before
+/// any traffic moves, with the record as it was and no desired state for the colour.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_preview_rule_that_cannot_be_pointed_or_read_back_stops_the_deploy() {
+    let fx = Fixture::v1_v2_with(PREVIEW).await;
+    // CreateRule fails past every retry.
+    fx.fault(
+        json!({"action": "CreateRule", "status": 500, "code": "InternalFailure", "times": 20}),
+    );
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v2", "--max-attempts", "2"])
+        .code(1);
+    out.assert_stderr_has("InternalFailure");
+    assert_eq!(fx.count("ModifyListener"), 0, "{:?}", fx.requests());
+    fx.assert_weights(100, 0).await;
+    assert!(fx.record().await.is_null());
+    assert!(fx.state_object("desired/green.sh").await.is_none());
+    fx.clear_faults();
+
+    // The rule exists (pointed at green by a good deploy); the next deploy's ModifyRule is
+    // acknowledged but not applied: the read-back shows the rule as it was.
+    fx.bgcloud(&["deploy", "--image", "v2"]).ok();
+    let record = fx.record().await;
+    let mark = fx.mark();
+    fx.fault(
+        json!({"action": "ModifyRule", "swallow": true, "body": SWALLOWED_MODIFY_RULE,
+                    "times": 1}),
+    );
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(1);
+    assert!(
+        out.stderr
+            .contains("still reads X-Bgcloud-Preview: green → green at priority")
+            && out
+                .stderr
+                .contains("after bgcloud set X-Bgcloud-Preview: blue → blue")
+            && out.stderr.contains("no user traffic was moved"),
+        "{}",
+        out.stderr
+    );
+    let writes: Vec<String> = fx.requests()[mark..]
+        .iter()
+        .map(|(_, a)| a.clone())
+        .filter(|a| a == "ModifyListener" || a.ends_with("/record.json") && a.starts_with("PUT"))
+        .collect();
+    assert_eq!(
+        writes,
+        Vec::<String>::new(),
+        "no traffic change, no record write"
+    );
+    fx.assert_weights(0, 100).await;
+    assert_eq!(fx.record().await, record);
 }

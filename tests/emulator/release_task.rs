@@ -3,6 +3,7 @@
 //! nothing and leaves traffic as it was.
 
 use crate::support::Fixture;
+use bgcloud::model::weights::Weights;
 use serde_json::json;
 
 /// The scripts bgcloud sent through SSM, oldest first, with the instances each went to.
@@ -27,6 +28,29 @@ async fn sent(fx: &Fixture) -> Vec<(String, Vec<String>)> {
             )
         })
         .collect()
+}
+
+/// v1 deployed (green live): the weights and record before the deploy under test, and the
+/// instance a release task runs on (the first by id).
+async fn green_live(fx: &Fixture) -> (Weights, serde_json::Value, String) {
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    let first = fx.stack.instance_ids.iter().min().unwrap().clone();
+    (fx.weights().await, fx.record().await, first)
+}
+
+/// After a release task that did not succeed: SSM got the first deploy's launch and the task
+/// (`task` in its script), nothing more; traffic, record and lock as they were.
+async fn nothing_launched(fx: &Fixture, task: &str, before: &Weights, record: &serde_json::Value) {
+    let commands = sent(fx).await;
+    assert_eq!(
+        commands.len(),
+        2,
+        "the first deploy's launch and the task, nothing more"
+    );
+    assert!(commands[1].0.contains(task), "{}", commands[1].0);
+    assert_eq!(&fx.weights().await, before);
+    assert_eq!(&fx.record().await, record, "record untouched");
+    assert!(!fx.lock_exists().await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -89,10 +113,7 @@ async fn the_task_runs_once_with_the_new_digest_before_any_container_starts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_task_launches_nothing_and_leaves_traffic_alone() {
     let fx = Fixture::v1_v2_with("").await;
-    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green live
-    let record = fx.record().await;
-    let before = fx.weights().await;
-    let first = fx.stack.instance_ids.iter().min().unwrap().clone(); // sorted first
+    let (before, record, first) = green_live(&fx).await;
     crate::support::control(
         "ssm-invocation",
         json!({"instance_id": first, "status": "Failed", "response_code": 3,
@@ -116,16 +137,43 @@ async fn a_failed_task_launches_nothing_and_leaves_traffic_alone() {
         "{}",
         out.stderr
     );
-    let commands = sent(&fx).await;
-    assert_eq!(
-        commands.len(),
-        2,
-        "the first deploy's launch and the task, nothing more"
+    nothing_launched(&fx, "./migrate --step 'add users'", &before, &record).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_task_past_its_timeout_is_cancelled_and_launches_nothing() {
+    let fx = Fixture::v1_v2_with("").await;
+    let (before, record, first) = green_live(&fx).await;
+    let cancels = fx.count("CancelCommand");
+    // The task never finishes on the instance it runs on.
+    crate::support::control(
+        "ssm-invocation",
+        json!({"instance_id": first, "status": "InProgress"}),
     );
-    assert!(commands[1].0.contains("./migrate --step 'add users'"));
-    assert_eq!(fx.weights().await, before);
-    assert_eq!(fx.record().await, record, "record untouched");
-    assert!(!fx.lock_exists().await);
+    let out = fx
+        .bgcloud(&[
+            "deploy",
+            "--image",
+            "v2",
+            "--release-task",
+            "./migrate",
+            "--release-task-timeout",
+            "30s", // SSM's shortest execution timeout
+        ])
+        .code(1);
+    assert!(
+        out.stderr
+            .contains("raise --release-task-timeout if it needs longer")
+            && out.stderr.contains("Nothing was launched"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        fx.count("CancelCommand"),
+        cancels + 1,
+        "the task is cancelled"
+    );
+    nothing_launched(&fx, "./migrate", &before, &record).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

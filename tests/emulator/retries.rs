@@ -119,3 +119,98 @@ async fn a_throttled_distribution_update_retries_or_leaves_the_live_release() {
         "r2"
     );
 }
+
+/// Three throttles in a row on `action` (an exact action, or for S3 the start of a REST
+/// request: method and path), as each service throttles.
+fn throttle(fx: &Fixture, action: &str) {
+    let rest = action.contains(' ');
+    let (code, status) = if rest {
+        ("SlowDown", 503) // S3
+    } else if [
+        "SendCommand",
+        "GetCommandInvocation",
+        "DescribeInstanceInformation",
+    ]
+    .contains(&action)
+        || action.starts_with("DescribeRepositories")
+        || action == "DescribeImages"
+    {
+        ("ThrottlingException", 400) // SSM, ECR
+    } else if action == "DescribeInstances" {
+        ("RequestLimitExceeded", 503) // EC2
+    } else {
+        ("Throttling", 400) // ELB, CloudWatch
+    };
+    let key = if rest { "action_prefix" } else { "action" };
+    fx.fault(json!({key: action, "code": code, "status": status, "times": 3}));
+}
+
+/// Every AWS call a release makes, throttled three times in a row (the default policy makes 4
+/// attempts): the release completes, each call was answered after exactly three throttles, and
+/// no call is missing from the table (a new one fails this test until it is added).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_call_a_release_makes_is_retried_past_throttling() {
+    let fx = Fixture::v1_v2_with(
+        "[backend.preview]\nheader = \"X-Bgcloud-Preview\"\n\n[backend.gates]\nperiod = \"1s\"\nmax_5xx_rate = 0.5\ninconclusive = \"pass\"",
+    )
+    .await;
+    let state = format!("/{}/bgcloud/{}/", fx.stack.state_bucket, fx.stack.spec.name);
+    let table: Vec<String> = [
+        // ELB
+        "DescribeListeners",
+        "DescribeLoadBalancers",
+        "DescribeTargetGroups",
+        "DescribeTargetHealth",
+        "DescribeRules",
+        "DescribeAccountLimits",
+        "CreateRule",
+        "ModifyListener",
+        // EC2, SSM, ECR, CloudWatch
+        "DescribeInstances",
+        "DescribeInstanceInformation",
+        "SendCommand",
+        "GetCommandInvocation",
+        "DescribeRepositories",
+        "DescribeImages",
+        "GetMetricData",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .chain(
+        // S3: the bucket's region, the lock, the record, the rollout, the desired state
+        [
+            format!("HEAD /{}/", fx.stack.state_bucket),
+            format!("GET {state}"),
+            format!("PUT {state}"),
+            format!("DELETE {state}"),
+        ],
+    )
+    .collect();
+    for action in &table {
+        throttle(&fx, action);
+    }
+    let mark = fx.mark();
+    fx.bgcloud(&["deploy", "--image", "v1", "--watch", "2s"])
+        .ok();
+    fx.clear_faults();
+    fx.assert_weights(0, 100).await;
+    let log = &crate::support::request_log(&fx.access_key)[mark..];
+    let entry = |t: &str| table.iter().find(|a| t.starts_with(a.as_str())).cloned();
+    let missing: std::collections::BTreeSet<&str> = log
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .filter(|a| entry(a).is_none())
+        .collect();
+    assert!(missing.is_empty(), "calls not in the table: {missing:#?}");
+    for action in &table {
+        let answers: Vec<bool> = log
+            .iter()
+            .filter(|r| r["action"].as_str().unwrap().starts_with(action.as_str()))
+            .map(|r| r["fault"].is_string())
+            .collect();
+        assert!(
+            answers.len() >= 4 && answers[..3] == [true; 3] && !answers[3],
+            "{action}: three throttles, then answered: {answers:?}"
+        );
+    }
+}

@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use crate::support::lane::{now, Load, Sample};
+use crate::support::lane::{failed_on, group_name, now, Load, Sample};
 use crate::support::w;
 use crate::support::Fixture;
 
@@ -182,9 +182,11 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
         .filter(|s| s.version.as_deref() == Some("v2"))
         .count();
     let share = 100.0 * on_v2 as f64 / canary.len() as f64;
+    let elapsed = samples.last().unwrap().t - samples[0].t;
     println!(
-        "zero-downtime: {} requests, {} failed, canary share {share:.1} % (10 % set)",
+        "zero-downtime: {} requests ({:.0}/s), {} failed, canary share {share:.1} % (10 % set)",
         samples.len(),
+        samples.len() as f64 / elapsed,
         failed.len()
     );
     assert!(
@@ -198,16 +200,17 @@ async fn zero_downtime_through_a_release_and_three_broken_images() {
         canary.len()
     );
     assert!((share - 10.0).abs() <= 3.0, "canary share {share:.1} %");
-    let elapsed = samples.last().unwrap().t - samples[0].t;
-    assert!(
-        samples.len() as f64 / elapsed >= 100.0,
-        "{} requests in {elapsed:.0} s",
-        samples.len()
-    );
 
-    // The ALB's metrics reached CloudWatch (what metric gates read): green served most of it.
-    std::thread::sleep(Duration::from_secs(6));
-    let green_requests = request_count(&fx, &fx.stack.green_target_group_arn);
+    // The ALB's metrics reach CloudWatch (what metric gates read), published late: green served
+    // most of it. Read until they show it (at most 30 s), not after a guessed sleep.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let green_requests = loop {
+        let n = request_count(&fx, &fx.stack.green_target_group_arn);
+        if n > 1_000.0 || std::time::Instant::now() > until {
+            break n;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
     assert!(
         green_requests > 1_000.0,
         "RequestCount of green: {green_requests}"
@@ -461,16 +464,30 @@ async fn a_canary_failing_its_business_path_is_rolled_back_by_the_5xx_gate() {
             .iter()
             .filter(move |s| s.version.as_deref() == Some(v))
     };
-    let stable_failed = on("v1").filter(|s| s.status != 200).count();
+    // Every failure counts, whoever made it: per colour from the load balancer's log (an
+    // ELB-made 502/503/504 carries no app version), and as the client saw it.
+    let log = lane.alb_log(&fx, started - 4.0);
+    let stable_failed = failed_on(&log, &group_name(&fx.stack.green_target_group_arn));
+    let canary_failed = failed_on(&log, &group_name(&fx.stack.blue_target_group_arn));
     let lost = samples.iter().filter(|s| s.status == 0).count();
     let canary = on("badpath").count();
+    let not_badpaths = samples
+        .iter()
+        .filter(|s| s.status != 200 && s.version.as_deref() != Some("badpath"))
+        .count();
     println!(
-        "5xx gate: {} requests, {canary} to the badpath canary (all 500), {stable_failed} failed on \
-         the stable colour, rolled back {rolled_back_after:.0} s after the deploy began",
+        "5xx gate: {} requests, {canary} to the badpath canary (all 500), {canary_failed} failed \
+         on the canary and {stable_failed} on the stable colour by the ALB's log, {not_badpaths} \
+         other failures as the client saw them, {lost} lost connections; rolled back \
+         {rolled_back_after:.0} s after the deploy began",
         samples.len()
     );
     assert_eq!(stable_failed, 0, "the stable colour never failed a request");
     assert_eq!(lost, 0, "no request lost its connection");
+    assert_eq!(
+        not_badpaths, 0,
+        "every failure the client saw was the canary's own 500"
+    );
     assert!(canary >= 20, "the canary got traffic: {canary}");
     // After the rollback, nothing reaches badpath any more once the listener change has reached
     // the ALB's nodes: until then they route by the previous weights, as on AWS.
@@ -516,13 +533,24 @@ async fn requests_in_flight_finish_before_a_colour_that_just_lost_traffic_is_rep
     std::thread::sleep(Duration::from_secs_f64(slow / 2.0));
 
     // Rollback, then at once a deploy to the colour that just lost its traffic: it drains.
+    let mark = crate::support::request_log(&fx.access_key).len();
     fx.bgcloud(&["rollback"]).ok();
     let drained = fx.bgcloud(&["deploy", "--image", "v1"]).json();
     assert_eq!(drained["color"], "blue");
+    // From the emulator's log: the launch came at least a slow request's time after blue lost
+    // its traffic (the rollback's ModifyListener).
+    let log = crate::support::request_log(&fx.access_key);
+    let first = |action: &str| {
+        log[mark..]
+            .iter()
+            .find(|r| r["action"] == action)
+            .and_then(|r| r["t"].as_f64())
+            .unwrap()
+    };
+    let waited = first("SendCommand") - first("ModifyListener");
     assert!(
-        drained["timings"]["drain"].as_f64().unwrap() >= slow - 1.0,
-        "{}",
-        drained["timings"]
+        waited >= slow - 1.0,
+        "launched {waited:.1} s after blue lost its traffic"
     );
     let control_from = now();
 
@@ -635,10 +663,30 @@ async fn a_replaced_instance_serves_both_colours_from_the_boot_loop_alone() {
         "boot: both colours served by the replaced instance {:.1} s after its boot loop began",
         started.elapsed().as_secs_f64()
     );
+    // What brought it back is the boot loop, by what it asked AWS (with the instance's own
+    // key): it read each colour's desired state from the state bucket and wrote nothing.
+    let boot_requests: Vec<String> = crate::support::emulator::requests("AKIDLANEBOOT")
+        .into_iter()
+        .map(|(_, action)| action)
+        .collect();
+    for color in ["blue", "green"] {
+        let read = format!(
+            "GET /{}/bgcloud/{app}/desired/{color}.sh",
+            fx.stack.state_bucket
+        );
+        assert!(
+            boot_requests.contains(&read),
+            "the boot loop read {color}'s desired state: {boot_requests:?}"
+        );
+    }
+    assert!(
+        boot_requests.iter().all(|a| crate::support::is_read(a)),
+        "the boot loop only reads: {boot_requests:?}"
+    );
     assert_eq!(
         fx.requests().len(),
         requests_before,
-        "bgcloud made no request"
+        "and no bgcloud command ran"
     );
     assert_eq!(lane.get(lane.lane["app_path"].as_str().unwrap()).0, 200);
 }
@@ -813,18 +861,8 @@ async fn canaries_that_crash_or_hang_are_rolled_back_by_the_errors_the_alb_makes
     fx.assert_weights(0, 100).await;
     lane.wait_serving("/cgi-bin/api", "v1");
     let (blue_group, green_group) = (
-        fx.stack
-            .blue_target_group_arn
-            .rsplit('/')
-            .nth(1)
-            .unwrap()
-            .to_string(),
-        fx.stack
-            .green_target_group_arn
-            .rsplit('/')
-            .nth(1)
-            .unwrap()
-            .to_string(),
+        group_name(&fx.stack.blue_target_group_arn),
+        group_name(&fx.stack.green_target_group_arn),
     );
     for bad in ["badcrash", "badhang"] {
         let load = Load::start(lane.alb_port, "/cgi-bin/api", 100.0, 8);
@@ -849,12 +887,7 @@ async fn canaries_that_crash_or_hang_are_rolled_back_by_the_errors_the_alb_makes
         fx.assert_weights(0, 100).await;
         // Who answered what, from the load balancer's own log: per colour, every non-2xx.
         let log = lane.alb_log(&fx, started - 2.0);
-        let failed_on = |group: &str| {
-            log.iter()
-                .filter(|e| e["target_group"].as_str() == Some(group))
-                .filter(|e| e["status"].as_u64().unwrap_or(0) >= 300)
-                .count()
-        };
+        let failed_on = |group: &str| failed_on(&log, group);
         let canary_group = if out.stderr.contains("to blue") {
             &blue_group
         } else {

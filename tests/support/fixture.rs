@@ -109,7 +109,25 @@ impl Fixture {
     /// Nothing but the deployment lock was written (no record, no listener, no SSM command).
     #[track_caller]
     pub fn assert_no_writes_but_lock(&self) {
-        assert_eq!(self.writes_but_lock(), Vec::<(String, String)>::new());
+        self.assert_no_writes_but_lock_since(0);
+    }
+
+    /// [`Fixture::assert_no_writes_but_lock`] for the requests after the first `mark` (from
+    /// [`Fixture::mark`]): what one command did, after others set the scene.
+    #[track_caller]
+    pub fn assert_no_writes_but_lock_since(&self, mark: usize) {
+        let since: Vec<(String, String)> = self
+            .requests()
+            .into_iter()
+            .skip(mark)
+            .filter(is_write_but_lock)
+            .collect();
+        assert_eq!(since, Vec::<(String, String)>::new());
+    }
+
+    /// How many requests the test's access key has made so far.
+    pub fn mark(&self) -> usize {
+        self.requests().len()
     }
 
     /// Every object under `prefix` in `bucket` (all pages), with its size, read with the
@@ -268,7 +286,7 @@ impl Fixture {
     pub fn writes_but_lock(&self) -> Vec<(String, String)> {
         self.requests()
             .into_iter()
-            .filter(|(_, a)| !is_read(a) && !a.ends_with("/lock.json"))
+            .filter(is_write_but_lock)
             .collect()
     }
 
@@ -587,4 +605,9 @@ impl Bare {
     pub fn requests(&self) -> Vec<(String, String)> {
         requests(&self.access_key)
     }
+}
+
+/// A request (access key, action) that writes something other than the deployment lock.
+fn is_write_but_lock((_, action): &(String, String)) -> bool {
+    !is_read(action) && !action.ends_with("/lock.json")
 }

@@ -406,3 +406,18 @@ impl Load {
         samples
     }
 }
+
+/// A target group's name as the lane ALB's log and metrics name it (`<name>/<id>` of its ARN).
+pub fn group_name(arn: &str) -> String {
+    arn.rsplit('/').nth(1).unwrap_or(arn).to_string()
+}
+
+/// The requests the ALB's log shows routed to `group` and answered 300 or more, by a target or
+/// by the load balancer itself (an ELB-made 502/503/504 carries no app version, so a client
+/// cannot tell whose it was).
+pub fn failed_on(log: &[Value], group: &str) -> usize {
+    log.iter()
+        .filter(|e| e["target_group"].as_str() == Some(group))
+        .filter(|e| e["status"].as_u64().unwrap_or(0) >= 300)
+        .count()
+}
