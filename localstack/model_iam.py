@@ -13,6 +13,11 @@ the emulator):
   checked only for S3, where moto passes the real ARN.
 - A REST request without a body (CloudFront's GETs) is signed over an empty payload; moto
   recomputed the signature over its parsed parameters and answered SignatureDoesNotMatch.
+- A query-protocol request (ELB, EC2, IAM, STS, CloudWatch: a form-encoded POST) is signed over
+  the bytes sent. moto lost them (werkzeug parses the form) and re-encoded its parsed parameters,
+  spaces as `+`: a client that encodes them as `%20`, as the AWS SDK for Rust does, got 403
+  SignatureDoesNotMatch for any value with a space (seen on a fixed-response rule's message).
+  The emulator keeps the bytes (`bgcloud.raw_body` in the WSGI environ) and the check uses them.
 """
 
 from moto.iam import access_control, policy_conditions
@@ -77,6 +82,20 @@ def _aws_request(self):
     return request
 
 
+from moto.core.authorization import ActionAuthenticatorMixin  # noqa: E402
+
+_stock_authorize = ActionAuthenticatorMixin._authenticate_and_authorize_action
+
+
+def _authorize(self, iam_request_cls, resource="*"):
+    request = getattr(self, "normalized_request", None)
+    sent = request.environ.get("bgcloud.raw_body") if request is not None else None
+    if sent and not self.raw_body:
+        self.raw_body = sent
+    return _stock_authorize(self, iam_request_cls, resource)
+
+
+ActionAuthenticatorMixin._authenticate_and_authorize_action = _authorize
 access_control.IAMRequestBase._create_aws_request = _aws_request
 access_control.IAMPolicyStatement.is_action_permitted = _statement_permitted
 access_control.IAMPolicyStatement._check_element_matches = _element_matches
