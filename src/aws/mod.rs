@@ -1,4 +1,5 @@
-//! One SdkConfig factory for every command, and the service clients built from it.
+//! One SdkConfig factory for every command, the service clients built from it, and the
+//! read-back that waits out the ELB API's eventual consistency ([`read_until`]).
 
 pub mod cloudfront;
 pub mod cloudwatch;
