@@ -759,3 +759,38 @@ async fn a_preview_rule_that_cannot_be_pointed_or_read_back_stops_the_deploy() {
     fx.assert_weights(0, 100).await;
     assert_eq!(fx.record().await, record);
 }
+
+/// A configured header value is made per colour (`<value>-<colour>`): a rule still propagating
+/// the previous colour's value can never match a request meant for the other colour.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_preview_value_is_made_per_colour() {
+    let fx = Fixture::v1_v2_with(&format!("{PREVIEW}\nvalue = \"qa-7f3\"")).await;
+    let value_of_rule = |routes: &[(String, Option<String>, Option<String>)], arn: &str| {
+        routes
+            .iter()
+            .find(|(_, to, _)| to.as_deref() == Some(arn))
+            .and_then(|(_, _, value)| value.clone())
+    };
+    let dir = fx.dir.path().display().to_string();
+    for (image, color, arn) in [
+        ("v2", "green", fx.stack.green_target_group_arn.clone()),
+        ("v1", "blue", fx.stack.blue_target_group_arn.clone()),
+    ] {
+        fx.bgcloud(&[
+            "deploy",
+            "--image",
+            image,
+            "--smoke",
+            &format!("echo \"$BGCLOUD_PREVIEW_HEADER\" > {dir}/header.txt"),
+        ])
+        .ok();
+        let routes: Vec<_> = rules(&fx).await.iter().map(summary).collect();
+        assert_eq!(
+            value_of_rule(&routes, &arn).as_deref(),
+            Some(format!("qa-7f3-{color}").as_str()),
+            "{routes:?}"
+        );
+        let told = std::fs::read_to_string(fx.dir.path().join("header.txt")).unwrap();
+        assert_eq!(told.trim(), format!("X-Bgcloud-Preview: qa-7f3-{color}"));
+    }
+}
