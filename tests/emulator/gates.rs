@@ -78,16 +78,9 @@ async fn put_metrics(
     put_metrics_at(fx, target_group_arn, (requests, errors), times, next).await
 }
 
-/// [`put_metrics`] at `at`.
-async fn put_metrics_at(
-    fx: &Fixture,
-    target_group_arn: &str,
-    (requests, errors): (f64, f64),
-    times: &[(f64, f64)],
-    at: std::time::SystemTime,
-) {
-    let at = aws_sdk_cloudwatch::primitives::DateTime::from(at);
-    let dims = [
+/// The dimensions the ALB publishes a target group's metrics under.
+fn alb_dimensions(fx: &Fixture, target_group_arn: &str) -> [Dimension; 2] {
+    [
         Dimension::builder()
             .name("TargetGroup")
             .value(format!(
@@ -105,7 +98,19 @@ async fn put_metrics_at(
                     .unwrap(),
             )
             .build(),
-    ];
+    ]
+}
+
+/// [`put_metrics`] at `at`.
+async fn put_metrics_at(
+    fx: &Fixture,
+    target_group_arn: &str,
+    (requests, errors): (f64, f64),
+    times: &[(f64, f64)],
+    at: std::time::SystemTime,
+) {
+    let at = aws_sdk_cloudwatch::primitives::DateTime::from(at);
+    let dims = alb_dimensions(fx, target_group_arn);
     let datum = |name: &str, value: f64| {
         MetricDatum::builder()
             .metric_name(name)
@@ -273,25 +278,7 @@ async fn the_5xx_gate_waits_for_min_requests_then_rolls_back() {
 /// refusing or hanging target: the load balancer's own 502/504): RequestCount counts them, the
 /// HTTPCode_Target_* counts do not.
 async fn put_unanswered(fx: &Fixture, target_group_arn: &str, requests: f64, answered: f64) {
-    let dims = [
-        Dimension::builder()
-            .name("TargetGroup")
-            .value(format!(
-                "targetgroup/{}",
-                target_group_arn.split(":targetgroup/").nth(1).unwrap()
-            ))
-            .build(),
-        Dimension::builder()
-            .name("LoadBalancer")
-            .value(
-                fx.stack
-                    .load_balancer_arn
-                    .split(":loadbalancer/")
-                    .nth(1)
-                    .unwrap(),
-            )
-            .build(),
-    ];
+    let dims = alb_dimensions(fx, target_group_arn);
     let at = aws_sdk_cloudwatch::primitives::DateTime::from(
         std::time::SystemTime::now() + std::time::Duration::from_secs(1),
     );

@@ -423,19 +423,25 @@ async fn a_reader_never_sees_a_broken_page_through_five_releases_and_a_rollback(
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the real-instance lane: run scripts/test-real"]
-async fn a_canary_failing_its_business_path_is_rolled_back_by_the_5xx_gate() {
-    let (fx, lane) = Fixture::lane_on((8091, 8092)).await;
+/// A lane stack whose error gate judges 5-second periods (the lane ALB publishes every 5 s,
+/// support::lane), with v1 deployed to green and served by the data plane.
+async fn gated_with_v1_live(ports: (u16, u16)) -> (Fixture, crate::support::lane::LaneStack) {
+    let (fx, lane) = Fixture::lane_on(ports).await;
     let config = std::fs::read_to_string(&fx.config).unwrap().replace(
         "\n[frontend]",
-        // The lane ALB publishes every 5 s (support::lane), so the gates judge 5-second periods.
         "\n[backend.gates]\nperiod = \"5s\"\nmax_5xx_rate = 0.05\nmin_requests = 20\n\n[frontend]",
     );
     fx.write_config(&config);
     fx.bgcloud(&["deploy", "--image", "v1"]).ok();
     fx.assert_weights(0, 100).await;
     lane.wait_serving("/cgi-bin/api", "v1");
+    (fx, lane)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real-instance lane: run scripts/test-real"]
+async fn a_canary_failing_its_business_path_is_rolled_back_by_the_5xx_gate() {
+    let (fx, lane) = gated_with_v1_live((8091, 8092)).await;
 
     // `badpath` passes its health check but answers 500 on /cgi-bin/api, which the load asks.
     let load = Load::start(lane.alb_port, "/cgi-bin/api", 100.0, 6);
@@ -850,16 +856,7 @@ async fn smoke_tests_reach_the_new_colour_through_the_alb_by_header_and_stop_a_b
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the real-instance lane: run scripts/test-real"]
 async fn canaries_that_crash_or_hang_are_rolled_back_by_the_errors_the_alb_makes() {
-    let (fx, lane) = Fixture::lane_on((8111, 8112)).await;
-    let config = std::fs::read_to_string(&fx.config).unwrap().replace(
-        "\n[frontend]",
-        // The lane ALB publishes every 5 s (support::lane), so the gates judge 5-second periods.
-        "\n[backend.gates]\nperiod = \"5s\"\nmax_5xx_rate = 0.05\nmin_requests = 20\n\n[frontend]",
-    );
-    fx.write_config(&config);
-    fx.bgcloud(&["deploy", "--image", "v1"]).ok();
-    fx.assert_weights(0, 100).await;
-    lane.wait_serving("/cgi-bin/api", "v1");
+    let (fx, lane) = gated_with_v1_live((8111, 8112)).await;
     let (blue_group, green_group) = (
         group_name(&fx.stack.blue_target_group_arn),
         group_name(&fx.stack.green_target_group_arn),
