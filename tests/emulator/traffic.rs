@@ -346,32 +346,17 @@ async fn stickiness(fx: &Fixture) -> Option<i32> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollback_turns_stickiness_off_and_the_next_deploy_turns_it_back_on() {
-    use aws_sdk_elasticloadbalancingv2::types::{
-        Action, ActionTypeEnum, ForwardActionConfig, TargetGroupStickinessConfig,
-    };
     let fx = Fixture::v1_v2().await;
     fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
                                                    // The user turns stickiness on (an hour) on the weighted forward.
-    let forward = crate::support::stack::forward(&[
-        (&fx.stack.blue_target_group_arn, 0),
-        (&fx.stack.green_target_group_arn, 100),
-    ]);
-    let tuples = forward.forward_config().unwrap().target_groups().to_vec();
-    fx.set_actions(vec![Action::builder()
-        .r#type(ActionTypeEnum::Forward)
-        .forward_config(
-            ForwardActionConfig::builder()
-                .set_target_groups(Some(tuples))
-                .target_group_stickiness_config(
-                    TargetGroupStickinessConfig::builder()
-                        .enabled(true)
-                        .duration_seconds(3600)
-                        .build(),
-                )
-                .build(),
-        )
-        .build()])
-        .await;
+    fx.set_actions(vec![crate::support::stack::sticky_forward(
+        &[
+            (&fx.stack.blue_target_group_arn, 0),
+            (&fx.stack.green_target_group_arn, 100),
+        ],
+        3600,
+    )])
+    .await;
 
     let canary = fx
         .bgcloud(&["deploy", "--image", "v2", "--canary", "10"])

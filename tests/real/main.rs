@@ -941,35 +941,17 @@ async fn canaries_that_crash_or_hang_are_rolled_back_by_the_errors_the_alb_makes
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the real-instance lane: run scripts/test-real"]
 async fn sticky_clients_leave_the_canary_on_a_rollback() {
-    use aws_sdk_elasticloadbalancingv2::types::{
-        Action, ActionTypeEnum, ForwardActionConfig, TargetGroupStickinessConfig,
-    };
     let (fx, lane) = Fixture::lane_on((8101, 8102)).await;
     let app_path = lane.lane["app_path"].as_str().unwrap().to_string();
     fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
     let sticky_forward = |blue: i32, green: i32| {
-        let tuples = crate::support::stack::forward(&[
-            (&fx.stack.blue_target_group_arn, blue),
-            (&fx.stack.green_target_group_arn, green),
-        ])
-        .forward_config()
-        .unwrap()
-        .target_groups()
-        .to_vec();
-        Action::builder()
-            .r#type(ActionTypeEnum::Forward)
-            .forward_config(
-                ForwardActionConfig::builder()
-                    .set_target_groups(Some(tuples))
-                    .target_group_stickiness_config(
-                        TargetGroupStickinessConfig::builder()
-                            .enabled(true)
-                            .duration_seconds(3600)
-                            .build(),
-                    )
-                    .build(),
-            )
-            .build()
+        crate::support::stack::sticky_forward(
+            &[
+                (&fx.stack.blue_target_group_arn, blue),
+                (&fx.stack.green_target_group_arn, green),
+            ],
+            3600,
+        )
     };
     fx.set_actions(vec![sticky_forward(0, 100)]).await;
     // A canary on v2 (blue), then 30 clients, each on its own connection with its cookie.

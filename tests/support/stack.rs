@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, ForwardActionConfig, Matcher, ProtocolEnum, TargetDescription,
-    TargetGroupAttribute, TargetGroupTuple, TargetTypeEnum,
+    TargetGroupAttribute, TargetGroupStickinessConfig, TargetGroupTuple, TargetTypeEnum,
 };
 use bgcloud::aws::Clients;
 
@@ -428,6 +428,15 @@ async fn create_distribution(
 
 /// A weighted forward action.
 pub fn forward(groups: &[(&str, i32)]) -> Action {
+    forward_with(groups, None)
+}
+
+/// [`forward`] with target-group stickiness on for `seconds` (the AWSALBTG cookie).
+pub fn sticky_forward(groups: &[(&str, i32)], seconds: i32) -> Action {
+    forward_with(groups, Some(seconds))
+}
+
+fn forward_with(groups: &[(&str, i32)], sticky: Option<i32>) -> Action {
     let tuples = groups
         .iter()
         .map(|(arn, weight)| {
@@ -442,6 +451,12 @@ pub fn forward(groups: &[(&str, i32)]) -> Action {
         .forward_config(
             ForwardActionConfig::builder()
                 .set_target_groups(Some(tuples))
+                .set_target_group_stickiness_config(sticky.map(|seconds| {
+                    TargetGroupStickinessConfig::builder()
+                        .enabled(true)
+                        .duration_seconds(seconds)
+                        .build()
+                }))
                 .build(),
         )
         .build()
