@@ -968,7 +968,10 @@ async fn sticky_clients_leave_the_canary_on_a_rollback() {
         clients.len()
     };
 
-    // The control: the weights moved back by hand, stickiness kept.
+    // The control: the weights moved back by hand, stickiness kept. The clients arrive once
+    // the canary's weights route requests (a client's first answer binds it: one routed by the
+    // weights before the change propagated would bind every client to green).
+    crate::support::emulator::after_propagation();
     let load = Load::start(lane.alb_port, &app_path, 60.0, 30);
     std::thread::sleep(Duration::from_secs(3));
     let on_canary = bound_to(&load.samples(), "v2", 0.0);
@@ -980,6 +983,7 @@ async fn sticky_clients_leave_the_canary_on_a_rollback() {
 
     // bgcloud's rollback, from the same canary.
     fx.set_actions(vec![sticky_forward(20, 80)]).await;
+    crate::support::emulator::after_propagation();
     let load = Load::start(lane.alb_port, &app_path, 60.0, 30);
     std::thread::sleep(Duration::from_secs(3));
     let before = bound_to(&load.samples(), "v2", 0.0);

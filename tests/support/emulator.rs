@@ -215,6 +215,12 @@ impl Drop for Timing {
     }
 }
 
+/// Waits out the emulator's ELB propagation: the lane's data plane now routes by every listener
+/// or rule change made before the call.
+pub fn after_propagation() {
+    std::thread::sleep(timing("elb_propagation") + Duration::from_millis(100));
+}
+
 /// Waits out the emulator's Describe* lag: a read now shows every write made before the call.
 pub fn after_describe_lag() {
     std::thread::sleep(timing("elb_describe_lag") + Duration::from_millis(50));
