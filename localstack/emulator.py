@@ -8,7 +8,8 @@ Models that are ON by default (tests cannot pass on the emulator's kindness):
                  its old verdict for a while), `unused` for groups no forward uses, `draining`
                  for the deregistration delay
   model_ssm.py   SSM agents (DescribeInstanceInformation, InvalidInstanceId), launches that start
-                 containers the ALB model checks, CancelCommand, output truncated as SSM does
+                 containers the ALB model checks, CancelCommand, output truncated as SSM does,
+                 invocations that take time (InvocationDoesNotExist, Pending, InProgress)
   model_cloudwatch.py  percentile statistics (p99) in GetMetricData; datapoints published a
                  period and a delay late, absent when nothing happened; the namespace counts;
                  DescribeAlarms' AlarmTypes (metric alarms only without it), composite alarms
@@ -26,9 +27,10 @@ Controls, served under /_bgcloud/ on the same port as the AWS APIs:
 
   GET  /_bgcloud/health                       readiness
   GET  /_bgcloud/requests?access_key=AKID     requests signed with that access key, in order:
-                                               service, action, method, path, t, and
-                                               if_match / if_none_match when sent, fault (its
-                                               code) when a fault answered it
+                                               service, action, method, path, t, status (the
+                                               HTTP status answered), and if_match /
+                                               if_none_match when sent, fault (its code) when a
+                                               fault answered it
   POST /_bgcloud/target-health                {"target_group_arn", "target_id",
                                                "states": [{"state", "reason", "description",
                                                            "times": n}, ...]}
@@ -428,6 +430,13 @@ class Controls:
         for header in ("If-Match", "If-None-Match"):
             if request.headers.get(header):
                 entry[header.lower().replace("-", "_")] = request.headers[header]
+        answered = start_response
+
+        def start_response(status, headers, exc_info=None):
+            # The log says how each request was answered (an InvocationDoesNotExist is a 400).
+            entry["status"] = int(status.split(" ", 1)[0])
+            return answered(status, headers, exc_info) if exc_info else answered(status, headers)
+
         with LOCK:
             REQUESTS.setdefault(access_key, []).append(entry)
             fault = None

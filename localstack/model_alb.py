@@ -18,7 +18,8 @@ What a check sees is the "container" on the instance's port: by default somethin
 each launch, which behaves as its image was told to (control `image-behaviour`), and the
 `container` control sets one directly (one that bgcloud's inspect script does not list: no
 launch started it, so it has no name or labels). A behaviour is {"status": N} (an HTTP answer), {"down":
-true} (connection refused), {"timeout": true}, optionally {"then": {"after": S, ...}}: after S
+true} (connection refused), {"timeout": true}, {"firewalled": true} (answers on the instance,
+but the ALB's checks time out: a security group without the ALB's ingress), optionally {"then": {"after": S, ...}}: after S
 seconds it behaves as the inner one.
 
 Health-check intervals below AWS's 5 s minimum are accepted, for test speed (the health check
@@ -143,7 +144,7 @@ def check(tg, target, t):
     b = behaviour_at(target.id, target.port, t)
     if b.get("down"):
         return False, "Target.FailedHealthChecks", "Health checks failed"
-    if b.get("timeout"):
+    if b.get("timeout") or b.get("firewalled"):
         return False, "Target.Timeout", "Request timed out"
     status = int(b.get("status", 200))
     matcher = (getattr(tg, "matcher", None) or {}).get("HttpCode", "200")

@@ -22,6 +22,12 @@ comes from a profile:
                      phase of the interval with its own verdict (an ALB has one or more per
                      enabled Availability Zone); DescribeTargetHealth answers from one node's
                      view after another
+  ssm_invisible   s  GetCommandInvocation answers InvocationDoesNotExist for this long after
+                     SendCommand (the invocation is created asynchronously; the SDKs'
+                     CommandExecuted waiter retries on exactly that error)
+  ssm_pending     s  then the invocation reads Pending this long (the agent has not picked it up)
+  ssm_running     s  then InProgress at least this long: the script starts (and its container
+                     with it) when InProgress begins, and its result shows when this ends
 
 A test reads the profile in force from GET /_bgcloud/timing; POST /_bgcloud/timing {"name":
 value, ...} changes one setting for the whole emulator (tests that share one must not).
@@ -34,6 +40,9 @@ PROFILES = {
         "elb_propagation": 5.0,
         "elb_describe_lag": 2.0,
         "alb_nodes": 2,
+        "ssm_invisible": 1.0,
+        "ssm_pending": 1.0,
+        "ssm_running": 3.0,
     },
     "scaled": {
         "metric_period": 1.0,
@@ -41,6 +50,9 @@ PROFILES = {
         "elb_propagation": 0.5,
         "elb_describe_lag": 0.3,
         "alb_nodes": 2,
+        "ssm_invisible": 0.1,
+        "ssm_pending": 0.1,
+        "ssm_running": 0.2,
     },
 }
 

@@ -476,27 +476,19 @@ mod tests {
         port
     }
 
-    /// Runs `script` under `sh` with the `fakes` (name, script text) first on PATH: (exit
-    /// code, stdout, stderr).
+    /// Runs `script` under `sh` with the `fakes` (name, script text) standing in for those
+    /// commands: (exit code, stdout, stderr). Each fake is a shell function whose body runs in
+    /// a subshell (its `exit` ends only the fake), with `$bgcloud_fake` set to its name — not an
+    /// executable file on PATH: running a file this process just wrote fails with ETXTBSY when
+    /// another test thread forks in between (it inherits the write descriptor until it execs).
     fn run_with_fakes(script: &str, fakes: &[(&str, &str)]) -> (i32, String, String) {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        for (name, text) in fakes {
-            let path = dir.path().join(name);
-            std::fs::write(&path, text).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut text = String::new();
+        for (name, body) in fakes {
+            let body = body.strip_prefix("#!/bin/sh\n").unwrap_or(body);
+            text.push_str(&format!("{name}() (\nbgcloud_fake={name}\n{body}\n)\n"));
         }
-        let path = format!(
-            "{}:{}",
-            dir.path().display(),
-            std::env::var("PATH").unwrap()
-        );
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .env("PATH", path)
-            .output()
-            .unwrap();
+        text.push_str(script);
+        let out = Command::new("sh").arg("-c").arg(&text).output().unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -504,7 +496,7 @@ mod tests {
         )
     }
 
-    /// Runs the script's readiness part under `sh` with a fake `docker` on PATH (the container
+    /// Runs the script's readiness part under `sh` with a fake `docker` (the container
     /// "runs" and has a long log) and the real curl: (exit code, stdout, stderr).
     fn run_readiness(launch: &Launch<'_>) -> (i32, String, String) {
         let docker = "#!/bin/sh\ncase \"$1\" in\n  inspect) echo 'running (exit code 0)' ;;\n  logs) i=0; while [ $i -lt 3000 ]; do echo \"log line $i: the app said something long enough to matter\"; i=$((i+1)); done ;;\nesac\n";
@@ -585,7 +577,138 @@ mod tests {
         );
     }
 
-    /// Runs the release task's script under `sh` with fake `aws` and `docker` on PATH; the task
+    /// Fakes of the commands an instance script calls (`aws`, `docker`, `curl`), each writing
+    /// `name|arg|arg|…|` as one line to `calls` (args as the words it received, so a broken
+    /// quote shows), and a docker whose containers live as files in `state`. `pull_exit` is
+    /// what `docker pull` exits with; `inspect` answers the sync script's question for a name.
+    fn instance_fakes(
+        calls: &std::path::Path,
+        state: &std::path::Path,
+        pull_exit: i32,
+    ) -> [(&'static str, String); 3] {
+        let record = format!(
+            // One write per line (O_APPEND): the two sides of a pipe record at the same time.
+            "bgcloud_call=\"$(printf '%s|' \"$bgcloud_fake\" \"$@\")\"; echo \"$bgcloud_call\" >>'{}'\n",
+            calls.display()
+        );
+        let state = state.display();
+        let aws = format!(
+            "#!/bin/sh\n{record}case \"$1 $2\" in\n  'ecr get-login-password') echo token ;;\n  'ssm get-parameter') echo 'postgres://app:pw@db/prod' ;;\n  *) exit 2 ;;\nesac\n"
+        );
+        // `run` records the secret it was given (by name, from its exported environment: printenv
+        // is a program, it does not see shell variables) so the test
+        // sees it reached docker; `inspect` of a container that does not exist fails, as docker.
+        let docker = format!(
+            "#!/bin/sh\n{record}last=\"\"; for a in \"$@\"; do last=\"$a\"; done\ncase \"$1\" in\n  login) echo \"docker login read $(cat) on stdin\" >>'{}' ;;\n  pull) exit {pull_exit} ;;\n  rm) rm -f '{state}'/\"$last\" ;;\n  run) name=\"\"; prev=\"\"; for a in \"$@\"; do [ \"$prev\" = --name ] && name=\"$a\"; prev=\"$a\"; done; echo \"$*\" >'{state}'/\"$name\"; echo \"secret DB_URL=$(printenv DB_URL || echo unset)\" >>'{}' ;;\n  inspect) [ -f '{state}'/\"$last\" ] || exit 1\n    case \"$*\" in *bgcloud.digest*) echo 'running sha256:abc' ;; *) echo 'running (exit code 0)' ;; esac ;;\n  logs) ;;\n  *) exit 2 ;;\nesac\n",
+            calls.display(),
+            calls.display()
+        );
+        let curl = format!("#!/bin/sh\n{record}printf 200\n");
+        [("aws", aws), ("docker", docker), ("curl", curl)]
+    }
+
+    /// The launch script as SSM runs it: under `sh`, with the instance's commands faked.
+    fn run_launch(pull_exit: i32, existing: &[&str]) -> (i32, String, String, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (calls, state) = (dir.path().join("calls"), dir.path().join("containers"));
+        std::fs::create_dir(&state).unwrap();
+        for name in existing {
+            std::fs::write(state.join(name), "old").unwrap();
+        }
+        let fakes = instance_fakes(&calls, &state, pull_exit);
+        let env = BTreeMap::from([("GREETING".to_string(), "hello there; $(id)".to_string())]);
+        let secrets = BTreeMap::from([("DB_URL".to_string(), "/shop/DB_URL".to_string())]);
+        let script = launch(&env, &secrets).render().join("\n");
+        let fakes: Vec<(&str, &str)> = fakes.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        let (code, stdout, stderr) = run_with_fakes(&script, &fakes);
+        let calls = std::fs::read_to_string(&calls).unwrap_or_default();
+        (
+            code,
+            stdout,
+            stderr,
+            calls.lines().map(str::to_string).collect(),
+        )
+    }
+
+    #[test]
+    fn the_launch_script_runs_under_sh_login_pull_replace_probe() {
+        let (code, stdout, stderr, calls) = run_launch(0, &["shop-green"]);
+        assert_eq!(code, 0, "{stdout}\n{stderr}\n{calls:#?}");
+        assert_eq!(
+            stdout.trim_end(),
+            "bgcloud: shop-green answers 200 on http://127.0.0.1:8082/healthz"
+        );
+        let image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/shop-api@sha256:abc";
+        // The two sides of the login pipe start together: either may be first.
+        let mut calls = calls;
+        calls[..2].sort();
+        let expected = [
+            "aws|ecr|get-login-password|--region|us-east-1|".to_string(),
+            "docker|login|--username|AWS|--password-stdin|123456789012.dkr.ecr.us-east-1.amazonaws.com|".to_string(),
+            "docker login read token on stdin".to_string(),
+            format!("docker|pull|--quiet|{image}|"),
+            "aws|ssm|get-parameter|--region|us-east-1|--with-decryption|--name|/shop/DB_URL|--query|Parameter.Value|--output|text|".to_string(),
+            // The old container goes (it existed), its name is free, the new one starts.
+            "docker|rm|-f|shop-green|".to_string(),
+            "docker|inspect|shop-green|".to_string(),
+            format!(
+                "docker|run|-d|--restart|unless-stopped|--name|shop-green|-p|8082:3000|--label|bgcloud.app=shop|--label|bgcloud.color=green|--label|bgcloud.digest=sha256:abc|--label|bgcloud.deployment=20261127-1|-e|GREETING=hello there; $(id)|-e|DB_URL|{image}|"
+            ),
+            // The secret reached docker through the environment, fetched on the instance.
+            "secret DB_URL=postgres://app:pw@db/prod".to_string(),
+            "docker|inspect|-f|{{.State.Status}} (exit code {{.State.ExitCode}})|shop-green|".to_string(),
+            "curl|-s|-o|/dev/null|-w|%{http_code}|--max-time|5|http://127.0.0.1:8082/healthz|".to_string(),
+        ];
+        assert_eq!(calls, expected);
+    }
+
+    #[test]
+    fn a_launch_whose_pull_fails_leaves_the_running_container_alone() {
+        let (code, _, _, calls) = run_launch(1, &["shop-green"]);
+        assert_ne!(code, 0, "{calls:#?}");
+        assert!(
+            calls.last().unwrap().starts_with("docker|pull|"),
+            "{calls:#?}"
+        );
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("docker|rm|") || c.starts_with("docker|run|")),
+            "{calls:#?}"
+        );
+    }
+
+    #[test]
+    fn the_inspect_script_under_sh_prints_what_sync_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (calls, state) = (dir.path().join("calls"), dir.path().join("containers"));
+        std::fs::create_dir(&state).unwrap();
+        std::fs::write(state.join("shop-blue"), "running").unwrap();
+        let fakes = instance_fakes(&calls, &state, 0);
+        let fakes: Vec<(&str, &str)> = fakes.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        let (code, stdout, stderr) = run_with_fakes(&inspect("shop").join("\n"), &fakes);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(stdout, "shop-blue running sha256:abc\nshop-green missing\n");
+        let found = crate::backend::drift::parse(&stdout);
+        assert_eq!(
+            found.get("shop-blue"),
+            Some(&crate::backend::drift::Found::Running {
+                digest: "sha256:abc".into()
+            })
+        );
+        assert_eq!(
+            found.get("shop-green"),
+            Some(&crate::backend::drift::Found::Missing)
+        );
+        // It only asked: no container was started, removed or pulled.
+        let calls = std::fs::read_to_string(&calls).unwrap();
+        assert!(
+            calls.lines().all(|c| c.starts_with("docker|inspect|")),
+            "{calls}"
+        );
+    }
+
+    /// Runs the release task's script under `sh` with fake `aws` and `docker`; the task
     /// itself (`docker run --rm`) prints `lines` lines and exits `code`.
     fn run_release_task(lines: usize, code: i32) -> (i32, String, String) {
         // `aws ssm get-parameter` answers the secret's value (a URL with a password).

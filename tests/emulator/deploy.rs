@@ -271,11 +271,9 @@ async fn a_launch_that_never_finishes_times_out() {
 #[tokio::test(flavor = "multi_thread")]
 async fn targets_that_never_become_healthy_time_out_with_the_reason() {
     let fx = Fixture::v1_v2().await;
-    fx.set_target_health(
-        &fx.stack.green_target_group_arn,
-        "unhealthy",
-        "Target.Timeout",
-    );
+    // The container answers on the instance (the launch's probe passes) but the ALB's checks
+    // time out: a security group without the load balancer's ingress.
+    fx.image_behaviour("v1", serde_json::json!({"firewalled": true}));
     let out = fx
         .bgcloud(&["deploy", "--image", "v1", "--health-timeout", "7s"])
         .code(1);
@@ -288,6 +286,7 @@ async fn targets_that_never_become_healthy_time_out_with_the_reason() {
         out.stderr
     );
     fx.assert_weights(100, 0).await;
+    assert!(fx.record().await.is_null(), "nothing recorded");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -85,13 +85,10 @@ async fn a_failed_health_gate_leaves_the_desired_state_as_it_was() {
     fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
     fx.bgcloud(&["deploy", "--image", "v2"]).ok(); // blue
     let (before, etag) = desired(&fx, "green").await.unwrap();
-    fx.image_behaviour("bad", serde_json::json!({ "status": 500 }));
+    fx.image_behaviour("bad", crate::support::ready_then_500());
     let failed = fx.bgcloud(&["deploy", "--image", "bad"]).code(1);
-    assert!(
-        failed.stderr.contains("Traffic was not changed"),
-        "{}",
-        failed.stderr
-    );
+    failed.assert_stderr_has("green reads unhealthy");
+    failed.assert_stderr_has("Traffic was not changed");
     let (after, etag_after) = desired(&fx, "green").await.unwrap();
     assert_eq!(
         (after, etag_after),

@@ -199,3 +199,83 @@ async fn a_failed_result_read_cancels_the_command_before_returning() {
     assert_eq!(fx.count("CancelCommand"), 1, "{:?}", fx.requests());
     fx.assert_weights(100, 0).await;
 }
+
+/// What GetCommandInvocation answered for one command, in order, read until the result shows.
+async fn invocation_phases(fx: &Fixture, command_id: &str, instance_id: &str) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = fx
+            .aws
+            .ssm
+            .get_command_invocation()
+            .command_id(command_id)
+            .instance_id(instance_id)
+            .send()
+            .await;
+        let phase = match got {
+            Ok(out) => out
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            Err(e) => e
+                .as_service_error()
+                .and_then(|e| e.meta().code())
+                .unwrap_or("no answer")
+                .to_string(),
+        };
+        if seen.last() != Some(&phase) {
+            seen.push(phase.clone());
+        }
+        if phase == "Success" || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invocation_not_there_yet_right_after_the_send_is_asked_for_again() {
+    // SSM as modelled: the invocation does not exist for a moment after SendCommand, then is
+    // Pending, then InProgress, then shows its result (the SDKs' CommandExecuted waiter retries
+    // on InvocationDoesNotExist for this reason).
+    let fx = Fixture::new().await;
+    let instance = &fx.stack.instance_ids[0];
+    let sent = fx
+        .aws
+        .ssm
+        .send_command()
+        .document_name("AWS-RunShellScript")
+        .instance_ids(instance)
+        .parameters("commands", vec!["true".to_string()])
+        .send()
+        .await
+        .unwrap();
+    let command_id = sent.command().and_then(|c| c.command_id()).unwrap();
+    assert_eq!(
+        invocation_phases(&fx, command_id, instance).await,
+        ["InvocationDoesNotExist", "Pending", "InProgress", "Success"]
+    );
+
+    // bgcloud asks right after its send, is told the invocation does not exist, and asks again
+    // until the launch succeeded on every instance.
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    fx.assert_weights(0, 100).await;
+    let log = crate::support::request_log(&fx.access_key);
+    let launch = log
+        .iter()
+        .position(|r| r["action"] == "SendCommand")
+        .expect("a launch");
+    let reads: Vec<u64> = log[launch..]
+        .iter()
+        .filter(|r| r["action"] == "GetCommandInvocation")
+        .map(|r| r["status"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        reads.first(),
+        Some(&400),
+        "asked at once and told it does not exist yet: {reads:?}\n{}",
+        out.stderr
+    );
+    assert!(reads.contains(&200), "{reads:?}");
+}

@@ -12,10 +12,30 @@ async fn fixture() -> Fixture {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_broken_image_fails_its_launch_on_the_instance_with_the_probes_reason() {
+    let fx = fixture().await;
+    // The image answers 500 on the health check path: the launch script's readiness probe,
+    // which asks what the ALB will ask, fails the launch on the instance itself.
+    fx.image_behaviour("bad", json!({"status": 500}));
+    let out = fx.bgcloud(&["deploy", "--image", "bad"]).code(1);
+    out.assert_stderr_has(
+        "error: the launch command failed on 2 of 2 instances; traffic was not changed.",
+    );
+    out.assert_stderr_has(&format!(
+        "bgcloud: {}-green is not ready: http://127.0.0.1:8082/healthz answered 500, the target group expects 200-399 (waited",
+        fx.stack.spec.name
+    ));
+    fx.assert_weights(100, 0).await;
+    assert!(fx.record().await.is_null(), "nothing recorded");
+    assert_eq!(fx.count("ModifyListener"), 0, "no listener write at all");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_broken_image_on_a_colour_that_was_healthy_never_gets_traffic() {
     let fx = fixture().await;
-    // Green has been healthy all along; the new image answers 500 on the health check path.
-    fx.image_behaviour("bad", json!({"status": 500}));
+    // Green has been healthy all along; the new image passes the probe on the instance, then
+    // answers 500 on the health check path.
+    fx.image_behaviour("bad", crate::support::ready_then_500());
     let started = std::time::Instant::now();
     let out = fx.bgcloud(&["deploy", "--image", "bad"]).code(1);
     assert!(
@@ -88,25 +108,30 @@ async fn a_colour_that_is_down_is_waited_for_until_its_new_container_is_healthy(
         out.stderr
     );
     fx.assert_weights(0, 100).await;
+}
 
-    // The same colour down again, and an image that never passes: the deploy gives up at
-    // --health-timeout with the reason codes, traffic untouched.
-    fx.bgcloud(&["deploy", "--image", "v2"]).ok(); // blue now
-    fx.containers(8082, json!({"down": true}));
-    fx.wait_for_targets(&fx.stack.green_target_group_arn, "unhealthy")
-        .await;
+#[tokio::test(flavor = "multi_thread")]
+async fn targets_not_trusted_by_the_deadline_cancel_the_launch_and_change_nothing() {
+    let fx = fixture().await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
+    fx.bgcloud(&["deploy", "--image", "v2"]).ok(); // blue
+    let record = fx.record().await;
+    // An image that accepts connections and never answers: the launch's readiness probe is
+    // still waiting for it on every instance when --health-timeout runs out.
     fx.image_behaviour("bad", json!({"timeout": true}));
     let out = fx
         .bgcloud(&["deploy", "--image", "bad", "--health-timeout", "8s"])
         .code(1);
-    assert!(
-        out.stderr
-            .contains("green reads unhealthy 5s after the launch")
-            && out.stderr.contains("Target.Timeout"),
-        "{}",
-        out.stderr
-    );
+    let mut ids = fx.stack.instance_ids.clone();
+    ids.sort();
+    let ids = ids.join(", ");
+    out.assert_stderr_has(&format!(
+        "error: the launch command was still running on {ids} when the deadline passed, and was cancelled there; traffic was not changed."
+    ));
+    assert_eq!(fx.count("CancelCommand"), 1, "{:?}", fx.requests());
     fx.assert_weights(100, 0).await;
+    assert_eq!(fx.record().await, record, "the record is as it was");
+    assert!(!fx.lock_exists().await);
 }
 
 #[tokio::test(flavor = "multi_thread")]

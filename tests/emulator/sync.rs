@@ -222,13 +222,10 @@ async fn what_cannot_be_brought_in_line_is_named_exit_1_and_kept_for_status() {
     // Green's recorded image now fails its health check on any new container.
     fx.image_behaviour("v1", json!({"status": 500}));
     let out = fx.bgcloud(&["sync", "--health-timeout", "7s"]).code(1);
-    assert!(
-        out.stderr
-            .contains("sync could not bring the fleet in line: green:")
-            && out.stderr.contains(&new),
-        "{}",
-        out.stderr
-    );
+    // Its relaunch's readiness probe was still waiting when the deadline passed.
+    out.assert_stderr_has(&format!(
+        "error: sync could not bring the fleet in line: green on {new}: the launch command was still running on {new} when the deadline passed"
+    ));
     // Blue was still repaired; traffic untouched; the result is stored.
     assert_eq!(
         state_in(&fx, &fx.stack.blue_target_group_arn, &new).await,
@@ -237,7 +234,9 @@ async fn what_cannot_be_brought_in_line_is_named_exit_1_and_kept_for_status() {
     assert_eq!(fx.weights().await, BLUE_LIVE);
     let status = fx.bgcloud(&["status"]).ok();
     assert!(
-        status.stdout.contains("not in line: green:"),
+        status.stdout.contains(&format!(
+            "not in line: green on {new}: the launch command was still running"
+        )),
         "{}",
         status.stdout
     );

@@ -23,3 +23,10 @@ pub use run::{finish, signal, Outcome};
 pub fn w(blue: u8, green: u8) -> Weights {
     Weights { blue, green }
 }
+
+/// An image behaviour (emulator control `image-behaviour`) that passes the launch script's
+/// readiness probe and answers 500 a second later, as the lane's `badlate` image: only the
+/// ALB's verdict after the launch can catch it.
+pub fn ready_then_500() -> serde_json::Value {
+    serde_json::json!({"status": 200, "then": {"after": 1, "status": 500}})
+}
