@@ -21,7 +21,8 @@ Models that are ON by default (tests cannot pass on the emulator's kindness):
   model_lane.py  with --lane: instances that are network namespaces running real containers
                  (lane/lane.py), real health checks, ALB and CloudFront data planes
   this file      ECR digests that are the manifest's sha256, CloudFront If-Match and ETag
-                 rotation, invalidations "Completed", flow logs into an S3 folder
+                 rotation, invalidations InProgress then "Completed" (cf_invalidation), flow
+                 logs into an S3 folder
 
 Controls, served under /_bgcloud/ on the same port as the AWS APIs:
 
@@ -184,8 +185,9 @@ ec2_flow_logs.FlowLogsBackend.create_flow_logs = _create_flow_logs
 
 # --- CloudFront ---------------------------------------------------------------------------
 # Stock moto accepts any If-Match and never changes a distribution's ETag; real CloudFront
-# answers 412 PreconditionFailed to a stale one and issues a new ETag on every update. Stock
-# invalidations also say "COMPLETED", which the real API (and the SDK waiter) spell "Completed".
+# answers 412 PreconditionFailed to a stale one and issues a new ETag on every update (an update
+# without If-Match is refused with InvalidIfMatchVersion, as stock moto already does). Stock
+# invalidations say "COMPLETED" at once; real ones are InProgress for a while, then "Completed".
 
 _stock_update_distribution = cloudfront_models.CloudFrontBackend.update_distribution
 
@@ -210,10 +212,20 @@ _stock_invalidation_init = cloudfront_models.Invalidation.__init__
 
 def _invalidation_init(self, *args, **kwargs):
     _stock_invalidation_init(self, *args, **kwargs)
-    self.status = "Completed"
+    self.created_at = time.time()
+
+
+def _invalidation_status(self):
+    # An invalidation reaches every edge over time: InProgress, then Completed (timing.py
+    # cf_invalidation), as the API and the SDK waiter spell them.
+    if time.time() < self.created_at + timing.get("cf_invalidation"):
+        return "InProgress"
+    return "Completed"
 
 
 cloudfront_models.Invalidation.__init__ = _invalidation_init
+# moto's __init__ assigns a status; the property ignores it and answers by time.
+cloudfront_models.Invalidation.status = property(_invalidation_status, lambda self, value: None)
 
 
 STALE_READS = {}  # distribution id -> how many more GetDistributionConfig answers go stale

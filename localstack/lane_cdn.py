@@ -9,7 +9,7 @@ way CloudFront does, from the emulator's live state.
 - Answers are cached by path, as long as their Cache-Control allows (`max-age`, `s-maxage`;
   `no-cache`/`no-store`/`private` are not served from cache), so a switch of the origin path is
   not seen for cached paths until they are invalidated: CreateInvalidation drops the matching
-  entries (`/*` patterns included). A response says `X-Cache: Hit from cloudfront` or `Miss`.
+  entries (`/*` patterns included) when it completes (timing.py cf_invalidation), not at once. A response says `X-Cache: Hit from cloudfront` or `Miss`.
 """
 
 import fnmatch
@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from moto.cloudfront import models as cloudfront_models
 from moto.s3 import models as s3_models
+
+import timing
 
 PLANES = {}  # distribution id -> CdnPlane
 LOCK = threading.Lock()
@@ -73,6 +75,7 @@ class CdnPlane:
     def __init__(self, dist_id):
         self.dist_id = dist_id
         self.cache = {}  # path -> (expires, status, headers, body)
+        self.pending = []  # (when it completes, paths): invalidations on their way to the edges
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.server.plane = self
@@ -102,6 +105,7 @@ class CdnPlane:
 
     def get(self, path):
         now = time.time()
+        self._apply_invalidations(now)
         with LOCK:
             hit = self.cache.get(path)
         if hit and hit[0] > now:
@@ -122,10 +126,19 @@ class CdnPlane:
         return status, dict(keep, **{"x-cache": "Miss from cloudfront"}), body
 
     def invalidate(self, paths):
+        """Drops the cached paths once the invalidation completes (timing.py cf_invalidation):
+        until then edges may still answer from their cache."""
         with LOCK:
-            for cached in list(self.cache):
-                if any(fnmatch.fnmatchcase(cached, urllib.parse.unquote(p)) for p in paths):
-                    del self.cache[cached]
+            self.pending.append((time.time() + timing.get("cf_invalidation"), paths))
+
+    def _apply_invalidations(self, now):
+        with LOCK:
+            due = [paths for at, paths in self.pending if at <= now]
+            self.pending = [(at, paths) for at, paths in self.pending if at > now]
+            for paths in due:
+                for cached in list(self.cache):
+                    if any(fnmatch.fnmatchcase(cached, urllib.parse.unquote(p)) for p in paths):
+                        del self.cache[cached]
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -10,6 +10,9 @@ What real ELBv2 does and this module makes moto do:
   by a broken one: the stale verdict the health gate must not trust.
 - A target group that no listener or rule forwards to is not checked: its targets read `unused`
   (Target.NotInUse). When a forward starts using it, its targets start again from `initial`.
+- DeregisterTargets of a target that is not registered (or already draining) succeeds and changes
+  nothing, as the API reference says (moto refuses it with InvalidTarget); an instance id that
+  does not exist is InvalidTarget.
 - DeregisterTargets leaves the target `draining` (Target.DeregistrationInProgress) for the
   group's deregistration delay; registering it again starts it from `initial`.
 
@@ -359,12 +362,17 @@ def _deregister(self, targets):
     now = time.time()
     delay = float(self.attributes.get("deregistration_delay.timeout_seconds", 300))
     for target in targets:
+        if target["Id"].startswith("i-") and self.ec2_backend.get_instance_by_id(target["Id"]) is None:
+            raise InvalidTargetError()
         port = _port(self, target)
         key = (self.arn, target["Id"], port)
         with LOCK:
             current = TARGETS.get(key)
+            # "If the specified target does not exist, the action returns successfully" (the
+            # API reference): a target that is not registered, or already draining, is left
+            # as it is.
             if current is None or current.draining_until is not None:
-                raise InvalidTargetError()
+                continue
             current.draining_until = now + delay
         self.targets.pop(f"{target['Id']}:{port}", None)
 

@@ -28,6 +28,8 @@ comes from a profile:
   ssm_pending     s  then the invocation reads Pending this long (the agent has not picked it up)
   ssm_running     s  then InProgress at least this long: the script starts (and its container
                      with it) when InProgress begins, and its result shows when this ends
+  cf_invalidation s  a CloudFront invalidation reads InProgress this long, then Completed (it
+                     reaches every edge over time; the figure is not published)
 
 A test reads the profile in force from GET /_bgcloud/timing; POST /_bgcloud/timing {"name":
 value, ...} changes one setting for the whole emulator (tests that share one must not).
@@ -43,6 +45,7 @@ PROFILES = {
         "ssm_invisible": 1.0,
         "ssm_pending": 1.0,
         "ssm_running": 3.0,
+        "cf_invalidation": 30.0,
     },
     "scaled": {
         "metric_period": 1.0,
@@ -53,6 +56,7 @@ PROFILES = {
         "ssm_invisible": 0.1,
         "ssm_pending": 0.1,
         "ssm_running": 0.2,
+        "cf_invalidation": 0.3,
     },
 }
 

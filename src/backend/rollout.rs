@@ -203,7 +203,10 @@ pub async fn ask_holder(ctx: &Context, action: Action) -> Result<Option<Answered
             }
             return Err(Error::Locked(format!(
                 "the running rollout ({holder}) did not take the {} request in time; it was \
-                 withdrawn. Check `bgcloud status`",
+                 withdrawn. Check `bgcloud status`; if that run is gone (killed, its runner \
+                 lost), release its lock with `bgcloud lock release --force` and run `bgcloud {}` \
+                 again",
+                action.as_str(),
                 action.as_str()
             )));
         }

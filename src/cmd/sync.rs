@@ -420,6 +420,13 @@ async fn repair(
     done
 }
 
+/// How long a target taken out of `arn` is left to drain: the group's deregistration delay,
+/// capped by `drain_wait_max`.
+async fn drain_wait(ctx: &Context, backend: &BackendConfig, arn: &str) -> Result<Duration> {
+    let delay = target_group::deregistration_delay(&ctx.clients.elb, arn).await?;
+    Ok(backend.drain_wait_max.map_or(delay, |cap| delay.min(cap)))
+}
+
 fn comment(ctx: &Context, color: Color) -> String {
     format!("bgcloud sync {}: {color}", ctx.config.app)
 }
@@ -452,14 +459,25 @@ async fn replace_serving(
         )));
     }
     let one = [r.instance_id.clone()];
-    targets::deregister(
-        &ctx.clients.elb,
-        arn,
-        &[(r.instance_id.clone(), Some(port))],
-    )
-    .await?;
-    let delay = target_group::deregistration_delay(&ctx.clients.elb, arn).await?;
-    let wait = backend.drain_wait_max.map_or(delay, |cap| delay.min(cap));
+    // A run that was stopped after taking it out (killed, a lost runner) left it draining or
+    // gone. Deregistering it again would succeed and change nothing (the API reference); what
+    // matters is the wait: a target already gone has nothing left to drain.
+    let own = states
+        .iter()
+        .find(|t| t.id == r.instance_id && t.port == Some(port));
+    let wait = match own {
+        Some(t) if t.state != "draining" => {
+            targets::deregister(
+                &ctx.clients.elb,
+                arn,
+                &[(r.instance_id.clone(), Some(port))],
+            )
+            .await?;
+            drain_wait(ctx, backend, arn).await?
+        }
+        Some(_) => drain_wait(ctx, backend, arn).await?,
+        None => Duration::ZERO,
+    };
     tracing::info!(
         "{}: out of {color}'s target group ({peers} other healthy); draining {} before \
          replacing its container",

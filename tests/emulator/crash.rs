@@ -9,18 +9,62 @@ use serde_json::{json, Value};
 
 /// Runs `args`, waits until it has made a request matching `reached`, and kills it (SIGKILL: no
 /// cleanup of any kind).
-fn crash(fx: &Fixture, args: &[&str], fault: Option<Value>, reached: impl Fn(&str) -> bool) {
+pub(crate) fn crash(
+    fx: &Fixture,
+    args: &[&str],
+    fault: Option<Value>,
+    reached: impl Fn(&str) -> bool,
+) {
+    crash_once(fx, args, fault, |log| log.iter().any(|(_, a)| reached(a)));
+}
+
+/// Runs `args` and kills it (SIGKILL) as soon as `reached` holds for the requests it has made
+/// (its own, in order: earlier commands' do not count).
+pub(crate) fn crash_once(
+    fx: &Fixture,
+    args: &[&str],
+    fault: Option<Value>,
+    reached: impl Fn(&[(String, String)]) -> bool,
+) {
     if let Some(f) = fault {
         fx.fault(f);
     }
-    // Requests of earlier commands do not count.
-    let seen = |log: &[(String, String)]| log.iter().filter(|(_, a)| reached(a)).count();
-    let before = seen(&fx.requests());
+    let from = fx.requests().len();
     let child = fx.bgcloud(args).spawn();
-    fx.wait_until("the step to crash at", |log| seen(log) > before);
+    fx.wait_until("the step to crash at", |log| {
+        reached(&log[from.min(log.len())..])
+    });
     crate::support::signal(&child, "KILL");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), None, "killed by a signal");
+}
+
+/// Whether `log` has a `then` after an `first` (a poll after the shift, say).
+pub(crate) fn after(log: &[(String, String)], first: &str, then: &str) -> bool {
+    log.iter()
+        .position(|(_, a)| a == first)
+        .is_some_and(|i| log[i + 1..].iter().any(|(_, a)| a == then))
+}
+
+/// Every target of the group reads healthy (read with the test's own client, once settled).
+async fn assert_all_healthy(fx: &Fixture, target_group_arn: &str) {
+    let states = fx.settled_states(target_group_arn).await;
+    assert!(
+        !states.is_empty() && states.iter().all(|s| s.2 == "healthy"),
+        "{states:?}"
+    );
+}
+
+/// After a crash that left traffic watched: the dead run still holds the lock (a `rollback`
+/// now would ask it, and give up after a minute naming the way out); once released,
+/// `rollback` puts all traffic back (`expect`).
+async fn recover_by_rollback(fx: &Fixture, expect: Weights) {
+    let out = fx.bgcloud(&["lock", "status"]).ok();
+    assert!(out.stdout.contains("tester@"), "{}", out.stdout);
+    fx.bgcloud(&["lock", "release", "--force"]).ok();
+    fx.bgcloud(&["rollback"]).ok();
+    assert_eq!(fx.weights().await, expect);
+    assert!(!fx.lock_exists().await);
 }
 
 /// After a crash: the next run refuses with the dead run's lock (owner and age), and
@@ -140,6 +184,89 @@ async fn killed_between_the_shift_and_the_record() {
         text.stdout
     );
     recover(&fx, "v1", w(0, 100)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_during_a_step_leaves_the_split_on_two_healthy_colours() {
+    let fx = Fixture::v1_v2().await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
+                                                   // Killed while the first step (blue 10 %) is being watched, before the next one.
+    crash_once(
+        &fx,
+        &[
+            "deploy",
+            "--image",
+            "v2",
+            "--steps",
+            "10,50",
+            "--interval",
+            "30s",
+        ],
+        None,
+        |log| after(log, "ModifyListener", "DescribeTargetHealth"),
+    );
+    crate::support::emulator::after_describe_lag();
+    fx.assert_weights(10, 90).await;
+    // Both colours that get traffic were trusted healthy, and still are.
+    assert_all_healthy(&fx, &fx.stack.blue_target_group_arn).await;
+    assert_all_healthy(&fx, &fx.stack.green_target_group_arn).await;
+    // A new deploy is refused while the split stands; rollback ends it.
+    fx.bgcloud(&["lock", "release", "--force"]).ok();
+    fx.bgcloud(&["deploy", "--image", "v2"]).code(2);
+    fx.bgcloud(&["rollback"]).ok();
+    fx.assert_weights(0, 100).await;
+    assert!(!fx.lock_exists().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_during_the_watch_leaves_traffic_on_the_trusted_colour() {
+    let fx = Fixture::v1_v2().await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
+    crash_once(
+        &fx,
+        &["deploy", "--image", "v2", "--watch", "30s"],
+        None,
+        |log| after(log, "ModifyListener", "DescribeTargetHealth"),
+    );
+    crate::support::emulator::after_describe_lag();
+    fx.assert_weights(100, 0).await;
+    assert_all_healthy(&fx, &fx.stack.blue_target_group_arn).await;
+    // The colour that lost traffic still runs v1, healthy: rollback is instant.
+    assert_all_healthy(&fx, &fx.stack.green_target_group_arn).await;
+    recover_by_rollback(&fx, w(0, 100)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_during_the_smoke_test_leaves_traffic_and_record_alone() {
+    let fx = Fixture::v1_v2_with("[backend.preview]\nheader = \"X-Bgcloud-Preview\"").await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
+    let record = fx.record().await;
+    let started = fx.dir.path().join("smoke-started");
+    let smoke = format!("touch {}; sleep 20", started.display());
+    let child = fx
+        .bgcloud(&["deploy", "--image", "v2", "--smoke", &smoke])
+        .spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the smoke test never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    crate::support::signal(&child, "KILL");
+    child.wait_with_output().unwrap();
+    fx.assert_weights(0, 100).await;
+    assert_eq!(fx.record().await, record, "the record is as it was");
+    assert_eq!(
+        fx.count("ModifyListener"),
+        1,
+        "only the first deploy's shift"
+    );
+    // The next run, once the lock is released, goes through.
+    fx.bgcloud(&["lock", "release", "--force"]).ok();
+    fx.bgcloud(&["deploy", "--image", "v2"]).ok();
+    fx.assert_weights(100, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -557,3 +557,79 @@ async fn invalidation_paths_are_url_encoded() {
         .await
         .expect("the object under its unencoded key");
 }
+
+/// Whether CloudFront says the invalidation has reached every edge.
+async fn invalidation_status(fx: &Fixture, id: &str) -> String {
+    fx.aws
+        .cloudfront
+        .get_invalidation()
+        .distribution_id(&fx.stack.distribution_id)
+        .id(id)
+        .send()
+        .await
+        .unwrap()
+        .invalidation()
+        .unwrap()
+        .status()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_and_a_rollback_return_once_their_invalidation_has_completed() {
+    // CloudFront as modelled: an invalidation is InProgress for a while, then Completed; an
+    // update without If-Match is refused.
+    let fx = Fixture::new().await;
+    let unconditional = fx
+        .aws
+        .cloudfront
+        .update_distribution()
+        .id(&fx.stack.distribution_id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unconditional
+            .as_service_error()
+            .and_then(|e| e.meta().code()),
+        Some("InvalidIfMatchVersion")
+    );
+
+    for args in [
+        vec!["frontend", "deploy", &fx.site("1"), "--release-id", "r1"],
+        vec!["frontend", "deploy", &fx.site("2"), "--release-id", "r2"],
+        vec!["frontend", "rollback"],
+    ] {
+        let from = fx.mark();
+        let out = fx.bgcloud(&args).json();
+        let id = out["invalidation_id"].as_str().expect("an invalidation");
+        // Read at once after bgcloud returned: it waited until the edges had it.
+        assert_eq!(invalidation_status(&fx, id).await, "Completed", "{args:?}");
+        let log = crate::support::request_log(&fx.access_key);
+        let polls = log[from..]
+            .iter()
+            .filter(|r| {
+                r["service"] == "cloudfront"
+                    && r["method"] == "GET"
+                    && r["path"].as_str().unwrap().contains("/invalidation/")
+            })
+            .count();
+        assert!(
+            polls >= 2,
+            "{args:?}: asked while InProgress, then Completed ({polls})"
+        );
+        // Every distribution update bgcloud made was conditional.
+        for update in log[from..]
+            .iter()
+            .filter(|r| r["service"] == "cloudfront" && r["method"] == "PUT")
+        {
+            assert!(update["if_match"].is_string(), "{update}");
+        }
+    }
+
+    // --no-wait returns with the invalidation still on its way.
+    let out = fx
+        .bgcloud(&["frontend", "rollback", "--to", "r2", "--no-wait"])
+        .json();
+    let id = out["invalidation_id"].as_str().unwrap();
+    assert_eq!(invalidation_status(&fx, id).await, "InProgress");
+}

@@ -202,3 +202,46 @@ async fn a_release_task_that_is_not_shell_words_is_refused_before_any_request() 
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_during_the_release_task_launches_nothing() {
+    let fx = Fixture::v1_v2_with("").await;
+    let (before, record, first) = green_live(&fx).await;
+    // The task is still running on its instance when bgcloud is killed.
+    crate::support::control(
+        "ssm-invocation",
+        json!({"instance_id": first, "status": "InProgress"}),
+    );
+    let from = fx.requests().len();
+    crate::crash::crash_once(
+        &fx,
+        &["deploy", "--image", "v2", "--release-task", "./migrate"],
+        None,
+        |log| crate::crash::after(log, "SendCommand", "GetCommandInvocation"),
+    );
+    let commands = sent(&fx).await;
+    assert_eq!(
+        commands.len(),
+        2,
+        "the first deploy's launch and the task, nothing more"
+    );
+    assert!(commands[1].0.contains("./migrate"), "{}", commands[1].0);
+    assert_eq!(fx.weights().await, before);
+    assert_eq!(fx.record().await, record, "record untouched");
+    assert!(
+        fx.lock_exists().await,
+        "a killed run cannot release its lock"
+    );
+    assert!(fx.requests()[from..]
+        .iter()
+        .all(|(_, a)| a != "RegisterTargets"));
+    // Once the task is over and the lock released, the deploy goes through.
+    crate::support::control(
+        "ssm-invocation",
+        json!({"instance_id": first, "status": null}),
+    );
+    fx.bgcloud(&["lock", "release", "--force"]).ok();
+    fx.bgcloud(&["deploy", "--image", "v2", "--release-task", "./migrate"])
+        .ok();
+    assert_ne!(fx.weights().await, before);
+}

@@ -120,16 +120,28 @@ async fn a_throttled_distribution_update_retries_or_leaves_the_live_release() {
     );
 }
 
-/// Three throttles in a row on `action` (an exact action, or for S3 the start of a REST
-/// request: method and path), as each service throttles.
+/// Whether the table entry `entry` covers the logged `action`: a REST entry ending in `/` is a
+/// prefix (a bucket's keys, a distribution's invalidations), any other entry is exact.
+fn covers(entry: &str, action: &str) -> bool {
+    if entry.contains(' ') && entry.ends_with('/') {
+        action.starts_with(entry)
+    } else {
+        action == entry
+    }
+}
+
+/// Three throttles in a row on `action` (see [`covers`]), as each service throttles.
 fn throttle(fx: &Fixture, action: &str) {
     let rest = action.contains(' ');
-    let (code, status) = if rest {
+    let (code, status) = if action.contains(" /2020-05-31/") {
+        ("Throttling", 400) // CloudFront
+    } else if rest {
         ("SlowDown", 503) // S3
     } else if [
         "SendCommand",
         "GetCommandInvocation",
         "DescribeInstanceInformation",
+        "CancelCommand",
     ]
     .contains(&action)
         || action.starts_with("DescribeRepositories")
@@ -141,21 +153,71 @@ fn throttle(fx: &Fixture, action: &str) {
     } else {
         ("Throttling", 400) // ELB, CloudWatch
     };
-    let key = if rest { "action_prefix" } else { "action" };
+    let key = if rest && action.ends_with('/') {
+        "action_prefix"
+    } else {
+        "action"
+    };
     fx.fault(json!({key: action, "code": code, "status": status, "times": 3}));
 }
 
-/// Every AWS call a release makes, throttled three times in a row (the default policy makes 4
-/// attempts): the release completes, each call was answered after exactly three throttles, and
-/// no call is missing from the table (a new one fails this test until it is added).
+/// Runs bgcloud with `args` while every call in `table` is throttled three times in a row (the
+/// default policy makes 4 attempts): the command succeeds, each call was answered after exactly
+/// three throttles, and no call it made is missing from the table (a new one fails the test
+/// until it is added).
+fn retried_past_throttling(fx: &Fixture, table: &[String], args: &[&str]) {
+    for action in table {
+        throttle(fx, action);
+    }
+    let mark = fx.mark();
+    fx.bgcloud(args).ok();
+    fx.clear_faults();
+    let log = &crate::support::request_log(&fx.access_key)[mark..];
+    let missing: std::collections::BTreeSet<&str> = log
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .filter(|a| !table.iter().any(|e| covers(e, a)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{args:?}: calls not in the table: {missing:#?}"
+    );
+    for action in table {
+        let answers: Vec<bool> = log
+            .iter()
+            .filter(|r| covers(action, r["action"].as_str().unwrap()))
+            .map(|r| r["fault"].is_string())
+            .collect();
+        assert!(
+            answers.len() >= 4 && answers[..3] == [true; 3] && !answers[3],
+            "{args:?}: {action}: three throttles, then answered: {answers:?}"
+        );
+    }
+}
+
+fn strings(actions: &[&str]) -> Vec<String> {
+    actions.iter().map(|a| a.to_string()).collect()
+}
+
+/// The state bucket's calls: its region, the lock, the record, the rollout, the desired state.
+fn state_calls(fx: &Fixture) -> Vec<String> {
+    let state = format!("/{}/bgcloud/{}/", fx.stack.state_bucket, fx.stack.spec.name);
+    vec![
+        format!("HEAD /{}/", fx.stack.state_bucket),
+        format!("GET {state}"),
+        format!("PUT {state}"),
+        format!("DELETE {state}"),
+    ]
+}
+
+/// Every AWS call a release makes, throttled three times in a row.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_call_a_release_makes_is_retried_past_throttling() {
     let fx = Fixture::v1_v2_with(
         "[backend.preview]\nheader = \"X-Bgcloud-Preview\"\n\n[backend.gates]\nperiod = \"1s\"\nmax_5xx_rate = 0.5\ninconclusive = \"pass\"",
     )
     .await;
-    let state = format!("/{}/bgcloud/{}/", fx.stack.state_bucket, fx.stack.spec.name);
-    let table: Vec<String> = [
+    let mut table = strings(&[
         // ELB
         "DescribeListeners",
         "DescribeLoadBalancers",
@@ -173,44 +235,78 @@ async fn every_call_a_release_makes_is_retried_past_throttling() {
         "DescribeRepositories",
         "DescribeImages",
         "GetMetricData",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .chain(
-        // S3: the bucket's region, the lock, the record, the rollout, the desired state
-        [
-            format!("HEAD /{}/", fx.stack.state_bucket),
-            format!("GET {state}"),
-            format!("PUT {state}"),
-            format!("DELETE {state}"),
-        ],
-    )
-    .collect();
-    for action in &table {
-        throttle(&fx, action);
-    }
-    let mark = fx.mark();
-    fx.bgcloud(&["deploy", "--image", "v1", "--watch", "2s"])
-        .ok();
-    fx.clear_faults();
+    ]);
+    table.extend(state_calls(&fx));
+    retried_past_throttling(&fx, &table, &["deploy", "--image", "v1", "--watch", "2s"]);
     fx.assert_weights(0, 100).await;
-    let log = &crate::support::request_log(&fx.access_key)[mark..];
-    let entry = |t: &str| table.iter().find(|a| t.starts_with(a.as_str())).cloned();
-    let missing: std::collections::BTreeSet<&str> = log
-        .iter()
-        .map(|r| r["action"].as_str().unwrap())
-        .filter(|a| entry(a).is_none())
-        .collect();
-    assert!(missing.is_empty(), "calls not in the table: {missing:#?}");
-    for action in &table {
-        let answers: Vec<bool> = log
-            .iter()
-            .filter(|r| r["action"].as_str().unwrap().starts_with(action.as_str()))
-            .map(|r| r["fault"].is_string())
-            .collect();
-        assert!(
-            answers.len() >= 4 && answers[..3] == [true; 3] && !answers[3],
-            "{action}: three throttles, then answered: {answers:?}"
-        );
-    }
+}
+
+/// Promote and rollback of a canary, and sync, each with every call throttled three times.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_call_promote_rollback_and_sync_make_is_retried_past_throttling() {
+    let fx = Fixture::v1_v2().await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
+    fx.bgcloud(&["deploy", "--image", "v2", "--canary", "10"])
+        .ok(); // blue 10 %
+    let mut table = strings(&[
+        "DescribeListeners",
+        "ModifyListener",
+        "DescribeTargetHealth",
+    ]);
+    table.extend(state_calls(&fx));
+    retried_past_throttling(&fx, &table, &["promote"]);
+    fx.assert_weights(100, 0).await;
+    retried_past_throttling(&fx, &table, &["rollback"]);
+    fx.assert_weights(0, 100).await;
+
+    let mut table = strings(&[
+        "DescribeListeners",
+        "DescribeTargetGroups",
+        "DescribeTargetHealth",
+        "DescribeInstances",
+        "DescribeInstanceInformation",
+        "SendCommand",
+        "GetCommandInvocation",
+        "RegisterTargets",
+    ]);
+    table.extend(state_calls(&fx));
+    // A new instance of the app: sync starts both colours on it and registers it.
+    fx.run_instance(true).await;
+    retried_past_throttling(&fx, &table, &["sync"]);
+    fx.assert_weights(0, 100).await;
+}
+
+/// A frontend release and a rollback, with every call throttled three times.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_call_a_frontend_release_and_rollback_make_is_retried_past_throttling() {
+    let fx = Fixture::new().await;
+    fx.bgcloud(&["frontend", "deploy", &fx.site("1"), "--release-id", "r1"])
+        .ok();
+    let distribution = format!("/2020-05-31/distribution/{}", fx.stack.distribution_id);
+    let mut table = vec![
+        format!("GET {distribution}"),
+        format!("GET {distribution}/config"),
+        format!("PUT {distribution}/config"),
+        format!("POST {distribution}/invalidation"),
+        format!("GET {distribution}/invalidation/"),
+        format!("HEAD /{}/", fx.stack.site_bucket),
+        format!("GET /{}/", fx.stack.site_bucket),
+        format!("PUT /{}/", fx.stack.site_bucket),
+        format!("COPY /{}/", fx.stack.site_bucket),
+    ];
+    table.extend(state_calls(&fx));
+    let site = fx.site("2");
+    retried_past_throttling(
+        &fx,
+        &table,
+        &["frontend", "deploy", &site, "--release-id", "r2"],
+    );
+    // A rollback writes nothing to the web bucket.
+    let web = format!("/{}/", fx.stack.site_bucket);
+    table.retain(|a| a != &format!("PUT {web}") && a != &format!("COPY {web}"));
+    retried_past_throttling(&fx, &table, &["frontend", "rollback"]);
+    assert_eq!(
+        fx.bgcloud(&["frontend", "releases"]).json()["current"],
+        "r1"
+    );
 }

@@ -216,6 +216,34 @@ async fn a_stale_container_that_serves_traffic_leaves_its_group_and_drains_first
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_sync_killed_after_taking_a_serving_target_out_leaves_none_out_after_the_next() {
+    let fx = deployed().await;
+    let victim = fx.stack.instance_ids[0].clone();
+    restart_blue_with_v1(&fx, &victim).await;
+    // Killed once the stale target is out of the live group, before its relaunch.
+    crate::crash::crash(&fx, &["sync"], None, |a| a == "DeregisterTargets");
+    assert_ne!(
+        state_in(&fx, &fx.stack.blue_target_group_arn, &victim).await,
+        "healthy",
+        "taken out by the killed run"
+    );
+    assert_eq!(fx.weights().await, BLUE_LIVE);
+    fx.bgcloud(&["lock", "release", "--force"]).ok();
+    fx.bgcloud(&["sync"]).ok();
+    // Every instance serves blue again, the victim with blue's recorded image.
+    for id in &fx.stack.instance_ids {
+        assert_eq!(
+            state_in(&fx, &fx.stack.blue_target_group_arn, id).await,
+            "healthy",
+            "{id}"
+        );
+    }
+    let last = scripts_sent_to(&fx, &victim).await.pop().unwrap();
+    assert!(last.contains(&fx.stack.images["v2"]), "{last}");
+    assert_eq!(fx.weights().await, BLUE_LIVE);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn what_cannot_be_brought_in_line_is_named_exit_1_and_kept_for_status() {
     let fx = deployed().await;
     let new = join(&fx).await;
