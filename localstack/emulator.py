@@ -21,7 +21,8 @@ Models that are ON by default (tests cannot pass on the emulator's kindness):
   model_lane.py  with --lane: instances that are network namespaces running real containers
                  (lane/lane.py), real health checks, ALB and CloudFront data planes
   this file      ECR digests that are the manifest's sha256, CloudFront If-Match and ETag
-                 rotation, invalidations InProgress then "Completed" (cf_invalidation), flow
+                 rotation, invalidations InProgress then "Completed" (cf_invalidation),
+                 distributions InProgress then Deployed after each change (cf_propagation), flow
                  logs into an S3 folder
 
 Controls, served under /_bgcloud/ on the same port as the AWS APIs:
@@ -202,10 +203,32 @@ def _update_distribution(self, dist_config, _id, if_match):
     _stock_update_distribution(self, dist_config, _id, if_match)
     dist = self.distributions[_id]
     dist.etag = cloudfront_models.random_id()
+    dist.deployed_at = time.time() + timing.get("cf_propagation")
     return dist, dist.location, dist.etag
 
 
 cloudfront_models.CloudFrontBackend.update_distribution = _update_distribution
+
+
+def _distribution_status(self):
+    # A created or updated distribution reads InProgress until the change has reached every
+    # edge (timing.py cf_propagation; the lane CDN switches at the same moment), then Deployed.
+    if time.time() < getattr(self, "deployed_at", 0.0):
+        return "InProgress"
+    return "Deployed"
+
+
+_stock_distribution_init = cloudfront_models.Distribution.__init__
+
+
+def _distribution_init(self, *args, **kwargs):
+    _stock_distribution_init(self, *args, **kwargs)
+    self.deployed_at = time.time() + timing.get("cf_propagation")
+
+
+cloudfront_models.Distribution.__init__ = _distribution_init
+# moto's state machine advances by calls; the property answers by time (its setter is ignored).
+cloudfront_models.Distribution.status = property(_distribution_status, lambda self, value: None)
 
 _stock_invalidation_init = cloudfront_models.Invalidation.__init__
 

@@ -9,7 +9,11 @@ way CloudFront does, from the emulator's live state.
 - Answers are cached by path, as long as their Cache-Control allows (`max-age`, `s-maxage`;
   `no-cache`/`no-store`/`private` are not served from cache), so a switch of the origin path is
   not seen for cached paths until they are invalidated: CreateInvalidation drops the matching
-  entries (`/*` patterns included) when it completes (timing.py cf_invalidation), not at once. A response says `X-Cache: Hit from cloudfront` or `Miss`.
+  entries (`/*` patterns included) when it completes (timing.py cf_invalidation), not at once.
+- A distribution update reaches the edges after a while (timing.py cf_propagation): until then
+  the plane serves by the configuration before it, as CloudFront's edges do ("until your
+  configuration is updated in an edge location, CloudFront continues to serve your content from
+  that location based on the previous configuration"). A response says `X-Cache: Hit from cloudfront` or `Miss`.
 """
 
 import fnmatch
@@ -26,6 +30,7 @@ import timing
 
 PLANES = {}  # distribution id -> CdnPlane
 LOCK = threading.Lock()
+UPDATES = {}  # distribution id -> [(when it reaches the edges, the config before it)], oldest first
 
 
 def _s3_object(bucket, key):
@@ -82,8 +87,19 @@ class CdnPlane:
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def _config(self):
+        """The configuration the edges serve by now: the one before the oldest update that has
+        not reached them yet, else the current one."""
+        now = time.time()
+        with LOCK:
+            pending = [(at, before) for at, before in UPDATES.get(self.dist_id, []) if at > now]
+            UPDATES[self.dist_id] = pending
+        if pending:
+            return pending[0][1]
+        return _distribution(self.dist_id).distribution_config
+
     def _origin_for(self, path):
-        config = _distribution(self.dist_id).distribution_config
+        config = self._config()
         behaviours = (config.CacheBehaviors or {}).get("Items") or []
         origin_id = config.DefaultCacheBehavior.target_origin_id
         for b in behaviours:
@@ -162,6 +178,18 @@ class Handler(BaseHTTPRequestHandler):
 
 
 _stock_create_invalidation = None
+_stock_update_distribution = None
+
+
+def _update_distribution(self, dist_config, _id, if_match):
+    dist = self.distributions.get(_id)
+    # moto replaces the config object on update: the one it had is what edges still serve.
+    before = dist.distribution_config if dist is not None else None
+    result = _stock_update_distribution(self, dist_config, _id, if_match)
+    if before is not None:
+        with LOCK:
+            UPDATES.setdefault(_id, []).append((time.time() + timing.get("cf_propagation"), before))
+    return result
 
 
 def _create_invalidation(self, dist_id, paths, caller_ref):
@@ -175,12 +203,15 @@ def _create_invalidation(self, dist_id, paths, caller_ref):
 
 def serve(dist_id):
     """Starts (once) the data plane for a distribution; returns its port on 127.0.0.1."""
-    global _stock_create_invalidation
+    global _stock_create_invalidation, _stock_update_distribution
     with LOCK:
         if _stock_create_invalidation is None:
-            # Wrapped here, after every other patch of CreateInvalidation is in place.
+            # Wrapped here, after every other patch of CreateInvalidation and
+            # UpdateDistribution (If-Match, ETags) is in place.
             _stock_create_invalidation = cloudfront_models.CloudFrontBackend.create_invalidation
             cloudfront_models.CloudFrontBackend.create_invalidation = _create_invalidation
+            _stock_update_distribution = cloudfront_models.CloudFrontBackend.update_distribution
+            cloudfront_models.CloudFrontBackend.update_distribution = _update_distribution
         plane = PLANES.get(dist_id)
         if plane is None:
             plane = PLANES[dist_id] = CdnPlane(dist_id)

@@ -30,6 +30,8 @@ comes from a profile:
                      with it) when InProgress begins, and its result shows when this ends
   cf_invalidation s  a CloudFront invalidation reads InProgress this long, then Completed (it
                      reaches every edge over time; the figure is not published)
+  cf_propagation  s  a distribution update reaches the lane CDN's edge this long after it (until
+                     then it serves by the previous configuration; AWS: "a few minutes")
 
 A test reads the profile in force from GET /_bgcloud/timing; POST /_bgcloud/timing {"name":
 value, ...} changes one setting for the whole emulator (tests that share one must not).
@@ -46,6 +48,7 @@ PROFILES = {
         "ssm_pending": 1.0,
         "ssm_running": 3.0,
         "cf_invalidation": 30.0,
+        "cf_propagation": 60.0,
     },
     "scaled": {
         "metric_period": 1.0,
@@ -57,6 +60,7 @@ PROFILES = {
         "ssm_pending": 0.1,
         "ssm_running": 0.2,
         "cf_invalidation": 0.3,
+        "cf_propagation": 0.5,
     },
 }
 

@@ -75,9 +75,14 @@ impl fmt::Display for SiteDeployed {
         }
         writeln!(f, "invalidate: {}", self.invalidation_paths.join(" "))?;
         match (&self.invalidation_id, &self.distribution_status) {
-            (Some(id), Some(status)) => {
-                writeln!(f, "invalidation {id} completed; distribution {status}")
+            (Some(id), Some(status)) if status == "Deployed" => {
+                writeln!(f, "invalidation {id} completed; distribution Deployed")
             }
+            (Some(id), Some(status)) => writeln!(
+                f,
+                "invalidation {id} completed; distribution {status}: CloudFront's edges switch \
+                 to it as the change reaches them (minutes at most; `Deployed` once all have)"
+            ),
             (Some(id), None) => writeln!(f, "invalidation {id} started (not waited for)"),
             _ => Ok(()),
         }

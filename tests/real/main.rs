@@ -383,22 +383,53 @@ async fn a_reader_never_sees_a_broken_page_through_five_releases_and_a_rollback(
             .unwrap()
             .to_string()
     };
+    // When CloudFront says the change has reached every edge (Deployed): the release returns
+    // once its invalidation has completed, and says the distribution is still InProgress when
+    // the edges have not all switched yet (they serve by the previous configuration until then).
+    let deployed = || async {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = fx
+                .aws
+                .cloudfront
+                .get_distribution()
+                .id(&fx.stack.distribution_id)
+                .send()
+                .await
+                .unwrap()
+                .distribution()
+                .unwrap()
+                .status()
+                .to_string();
+            if status == "Deployed" {
+                return now();
+            }
+            assert!(std::time::Instant::now() < until, "never Deployed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
     let mut switched = Vec::new();
     for v in ["2", "3", "4", "5", "6"] {
         let site = fx.site(v);
-        fx.bgcloud(&[
-            "frontend",
-            "deploy",
-            &site,
-            "--release-id",
-            &format!("r{v}"),
-        ])
-        .ok();
-        switched.push((now(), bundle(v)));
+        let out = fx
+            .bgcloud(&[
+                "frontend",
+                "deploy",
+                &site,
+                "--release-id",
+                &format!("r{v}"),
+            ])
+            .ok();
+        assert!(
+            out.stdout.contains(" completed; distribution "),
+            "{}",
+            out.stdout
+        );
+        switched.push((deployed().await, bundle(v)));
         std::thread::sleep(Duration::from_secs(1));
     }
     fx.bgcloud(&["frontend", "rollback"]).ok();
-    switched.push((now(), bundle("5")));
+    switched.push((deployed().await, bundle("5")));
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
     reader.join().unwrap();
@@ -412,7 +443,7 @@ async fn a_reader_never_sees_a_broken_page_through_five_releases_and_a_rollback(
     );
     assert!(broken.is_empty(), "{:?}", &broken[..broken.len().min(5)]);
     assert!(seen.len() >= 30, "{} page loads", seen.len());
-    // Once bgcloud has returned (invalidation done), the next page load is the new release.
+    // Once the change has reached the edges (Deployed), the next page load is the new release.
     for (at, bundle) in switched {
         let next = seen
             .iter()
@@ -1013,4 +1044,91 @@ async fn sticky_clients_leave_the_canary_on_a_rollback() {
     );
     assert_eq!(after, 0, "no client stays on the colour rolled back from");
     assert_eq!(failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real-instance lane: run scripts/test-real"]
+async fn the_first_deploy_adopts_a_plain_listener_under_load_without_a_failed_request() {
+    let (fx, lane) = Fixture::lane_on((8121, 8122)).await;
+    let app_path = lane.lane["app_path"].as_str().unwrap().to_string();
+    let app = fx.stack.spec.name.clone();
+
+    // Before bgcloud: the team's own script runs v1 on every instance (on the port blue's target
+    // group checks) and the listener forwards plainly to that group.
+    let repository = fx
+        .aws
+        .ecr
+        .describe_repositories()
+        .repository_names(&fx.stack.repository)
+        .send()
+        .await
+        .unwrap()
+        .repositories()[0]
+        .repository_uri()
+        .unwrap()
+        .to_string();
+    let registry = repository.split('/').next().unwrap().to_string();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let port = crate::support::endpoint().rsplit(':').next().unwrap();
+    let by_hand = format!(
+        "export PATH={}:$PATH AWS_ENDPOINT_URL=http://{}:{port} AWS_ACCESS_KEY_ID=AKIDLANEHAND \
+         AWS_SECRET_ACCESS_KEY=lane AWS_EC2_METADATA_DISABLED=true\n\
+         aws ecr get-login-password --region us-east-1 | docker login --username AWS --password-stdin {registry} >/dev/null\n\
+         docker run -d --restart unless-stopped --name {app}-legacy -p 8121:{} {repository}@{} >/dev/null",
+        root.join("localstack/.venv/bin").display(),
+        lane.lane["host_ip"].as_str().unwrap(),
+        fx.stack.spec.container_port,
+        fx.stack.images["v1"],
+    );
+    for index in 0..fx.stack.instance_ids.len() {
+        let (code, out) = lane.on_instance(index, &by_hand);
+        assert_eq!(code, 0, "instance {index}: {out}");
+    }
+    use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum};
+    fx.set_actions(vec![Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .target_group_arn(&fx.stack.blue_target_group_arn)
+        .build()])
+        .await;
+    lane.wait_serving(&app_path, "v1");
+
+    // Users are on v1 from the first request on; bgcloud's first deploy adopts the listener,
+    // launches v2 on green and moves everyone to it.
+    let load = Load::start(lane.alb_port, &app_path, 100.0, 6);
+    std::thread::sleep(Duration::from_secs(2));
+    let started = now();
+    let out = fx.bgcloud(&["deploy", "--image", "v2"]).ok();
+    out.assert_stderr_has("adopt");
+    fx.assert_weights(0, 100).await;
+    lane.wait_serving(&app_path, "v2");
+    // And back to the team's own v1 at once: it was never touched.
+    fx.bgcloud(&["rollback"]).ok();
+    fx.assert_weights(100, 0).await;
+    lane.wait_serving(&app_path, "v1");
+    std::thread::sleep(Duration::from_secs(1));
+    let samples = load.stop();
+
+    let log = lane.alb_log(&fx, started - 4.0);
+    let failed_blue = failed_on(&log, &group_name(&fx.stack.blue_target_group_arn));
+    let failed_green = failed_on(&log, &group_name(&fx.stack.green_target_group_arn));
+    let not_ok: Vec<&Sample> = samples.iter().filter(|s| s.status != 200).collect();
+    let versions: std::collections::BTreeSet<Option<&str>> =
+        samples.iter().map(|s| s.version.as_deref()).collect();
+    println!(
+        "adoption: {} requests from before the first deploy to after the rollback, {} not 200 \
+         as the client saw them, {failed_blue} failed on blue and {failed_green} on green by the \
+         ALB's log; versions {versions:?}",
+        samples.len(),
+        not_ok.len()
+    );
+    assert!(samples.len() >= 100, "{} requests", samples.len());
+    assert!(not_ok.is_empty(), "{:?}", &not_ok[..not_ok.len().min(10)]);
+    assert_eq!((failed_blue, failed_green), (0, 0));
+    assert_eq!(versions, [Some("v1"), Some("v2")].into_iter().collect());
+    assert_eq!(samples[0].version.as_deref(), Some("v1"));
+    assert_eq!(samples.last().unwrap().version.as_deref(), Some("v1"));
+    // The team's container is still what blue serves: bgcloud launched only on green.
+    let (code, _) = lane.on_instance(0, &format!("docker inspect {app}-legacy >/dev/null"));
+    assert_eq!(code, 0);
+    assert_eq!(lane.digest_label(0, &format!("{app}-blue")), "");
 }
