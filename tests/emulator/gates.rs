@@ -26,7 +26,7 @@ fn alarm_name(fx: &Fixture) -> String {
 }
 
 /// Adds an alarm of the fixture's own to `[backend.gates].alarms` and creates it, in OK.
-async fn with_alarm(fx: &Fixture) {
+pub(crate) async fn with_alarm(fx: &Fixture) {
     let config = std::fs::read_to_string(&fx.config).unwrap().replace(
         "[backend.gates]\n",
         &format!("[backend.gates]\nalarms = [\"{}\"]\n", alarm_name(fx)),

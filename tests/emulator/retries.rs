@@ -237,8 +237,21 @@ async fn every_call_a_release_makes_is_retried_past_throttling() {
         "GetMetricData",
     ]);
     table.extend(state_calls(&fx));
+    // An alarm gate too: DescribeAlarms before anything changes and during the watch.
+    crate::gates::with_alarm(&fx).await;
+    table.push("DescribeAlarms".into());
     retried_past_throttling(&fx, &table, &["deploy", "--image", "v1", "--watch", "2s"]);
     fx.assert_weights(0, 100).await;
+    // The next release finds the preview rule it made by its tags and points it at the other
+    // colour, and replaces the old release's targets there (their drain time).
+    table.retain(|a| a != "CreateRule");
+    table.extend(strings(&[
+        "DescribeTags",
+        "ModifyRule",
+        "DescribeTargetGroupAttributes",
+    ]));
+    retried_past_throttling(&fx, &table, &["deploy", "--image", "v2", "--watch", "2s"]);
+    fx.assert_weights(100, 0).await;
 }
 
 /// Promote and rollback of a canary, and sync, each with every call throttled three times.
@@ -248,31 +261,37 @@ async fn every_call_promote_rollback_and_sync_make_is_retried_past_throttling() 
     fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
     fx.bgcloud(&["deploy", "--image", "v2", "--canary", "10"])
         .ok(); // blue 10 %
-    let mut table = strings(&[
+    let mut traffic = strings(&[
         "DescribeListeners",
         "ModifyListener",
         "DescribeTargetHealth",
     ]);
-    table.extend(state_calls(&fx));
-    retried_past_throttling(&fx, &table, &["promote"]);
+    traffic.extend(state_calls(&fx));
+    retried_past_throttling(&fx, &traffic, &["promote"]);
     fx.assert_weights(100, 0).await;
-    retried_past_throttling(&fx, &table, &["rollback"]);
-    fx.assert_weights(0, 100).await;
 
     let mut table = strings(&[
         "DescribeListeners",
         "DescribeTargetGroups",
+        "DescribeTargetGroupAttributes",
         "DescribeTargetHealth",
         "DescribeInstances",
         "DescribeInstanceInformation",
         "SendCommand",
         "GetCommandInvocation",
         "RegisterTargets",
+        "DeregisterTargets",
     ]);
     table.extend(state_calls(&fx));
-    // A new instance of the app: sync starts both colours on it and registers it.
+    // A new instance of the app, and a stale container of blue (live) on another: sync starts
+    // both colours on the new one and registers it, takes the stale one out, drains it,
+    // relaunches it and registers it again.
     fx.run_instance(true).await;
+    crate::sync::restart_blue_with_v1(&fx, &fx.stack.instance_ids[0]).await;
     retried_past_throttling(&fx, &table, &["sync"]);
+    fx.assert_weights(100, 0).await;
+
+    retried_past_throttling(&fx, &traffic, &["rollback"]);
     fx.assert_weights(0, 100).await;
 }
 

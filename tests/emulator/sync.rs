@@ -59,7 +59,7 @@ async fn scripts_sent_to(fx: &Fixture, instance: &str) -> Vec<String> {
 
 /// Someone restarts blue on `instance` with the old image by hand: blue's recorded script
 /// with v1's digest, sent through SSM by the test.
-async fn restart_blue_with_v1(fx: &Fixture, instance: &str) {
+pub(crate) async fn restart_blue_with_v1(fx: &Fixture, instance: &str) {
     let (blue, _) = fx.state_object("desired/blue.sh").await.unwrap();
     let stale = String::from_utf8(blue)
         .unwrap()
