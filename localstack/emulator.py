@@ -14,6 +14,9 @@ Models that are ON by default (tests cannot pass on the emulator's kindness):
                  period and a delay late, absent when nothing happened; the namespace counts;
                  DescribeAlarms' AlarmTypes (metric alarms only without it), composite alarms
   timing.py      every delay above, sized by a profile: `aws` (default) or `scaled` (seconds)
+  model_autoscaling.py  an Auto Scaling group registers only InService instances in its target
+                 groups; Standby and Terminating deregister (draining) while the instance stays
+                 EC2 running, and a terminated one goes only after its drain
   model_cloudfront.py  CloudFront's managed response headers policies; distributions naming a
                  policy that does not exist are refused
   model_iam.py   policy conditions that do not hold do not apply; S3 over TLS; versioned
@@ -133,6 +136,7 @@ from moto.moto_server.werkzeug_app import (
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import timing  # noqa: E402
 import model_alb  # noqa: E402
+import model_autoscaling  # noqa: E402,F401 (patches moto on import)
 import model_cloudfront  # noqa: E402
 import model_cloudwatch  # noqa: E402,F401 (patches moto on import)
 import model_iam  # noqa: E402 (patches moto on import)

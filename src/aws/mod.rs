@@ -1,6 +1,7 @@
 //! One SdkConfig factory for every command, the service clients built from it, and the
 //! read-back that waits out the ELB API's eventual consistency ([`read_until`]).
 
+pub mod autoscaling;
 pub mod cloudfront;
 pub mod cloudwatch;
 pub mod ec2;
@@ -104,6 +105,7 @@ fn s3_endpoint_overridden(opts: &AwsOptions) -> bool {
 pub struct Clients {
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub ec2: aws_sdk_ec2::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
     pub ecr: aws_sdk_ecr::Client,
     pub ssm: aws_sdk_ssm::Client,
     /// Signs for the config's region: reach a bucket through `buckets`, which knows its region.
@@ -125,6 +127,7 @@ impl Clients {
         Clients {
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             ec2: aws_sdk_ec2::Client::new(sdk),
+            autoscaling: aws_sdk_autoscaling::Client::new(sdk),
             ecr: aws_sdk_ecr::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
             buckets: crate::aws::s3::Buckets::new(s3.clone()),

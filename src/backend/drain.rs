@@ -1,8 +1,11 @@
 //! Draining before a container is replaced: a colour that lost its traffic moments ago (a
 //! rollback or a promote) may still be answering requests the ALB sent it before; replacing its
-//! container now would cut them off. The deploy waits out the rest of the target group's
-//! deregistration delay (capped by `[backend] drain_wait_max`), counted from when the record
-//! says the colour's weight went to 0.
+//! container now would cut them off. And a listener change reaches the load balancer's nodes
+//! only after a while ("requests may be routed by the previous configuration for a short
+//! time"; `[backend] listener_propagation`, default 5 s): until then the colour still gets new
+//! requests. The deploy waits out the propagation plus the target group's deregistration delay
+//! (capped by `[backend] drain_wait_max`), counted from when the record says the colour's weight
+//! went to 0.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -25,6 +28,9 @@ pub struct Drain {
     pub lost_traffic_at: String,
     /// The target group's deregistration delay.
     pub delay_seconds: f64,
+    /// `[backend] listener_propagation`: new requests may reach the colour for this long after
+    /// the write.
+    pub propagation_seconds: f64,
     /// `[backend] drain_wait_max`, when it is shorter than the delay.
     pub cap_seconds: Option<f64>,
     /// What is left of the delay now, within the cap.
@@ -47,10 +53,12 @@ impl fmt::Display for Drain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} lost its traffic at {}; requests sent before may run for the deregistration \
+            "{} lost its traffic at {}; the load balancer's nodes may route to it for {} more \
+             (listener_propagation) and requests sent before may run for the deregistration \
              delay ({}), so the launch waits {:.1} s",
             self.color,
             self.lost_traffic_at,
+            humantime::format_duration(Duration::from_secs_f64(self.propagation_seconds)),
             humantime::format_duration(Duration::from_secs_f64(self.delay_seconds)),
             self.wait_seconds
         )?;
@@ -78,17 +86,19 @@ pub fn lost_traffic(history: &[Event], color: Color) -> Option<(&str, SystemTime
     Some((change.at.as_str(), at + Duration::from_secs(1)))
 }
 
-/// The drain wait for a deploy to `color` at `now`, or None when nothing is left to wait.
+/// The drain wait for a deploy to `color` at `now`, or None when nothing is left to wait: the
+/// listener's `propagation` and then the deregistration `delay`, from when it lost its traffic.
 pub fn plan(
     history: &[Event],
     color: Color,
     now: SystemTime,
+    propagation: Duration,
     delay: Duration,
     cap: Option<Duration>,
 ) -> Option<Drain> {
     let (written, lost_at) = lost_traffic(history, color)?;
     let since = now.duration_since(lost_at).unwrap_or(Duration::ZERO);
-    let left = delay.saturating_sub(since);
+    let left = (propagation + delay).saturating_sub(since);
     let wait = cap.map_or(left, |c| left.min(c));
     if wait.is_zero() {
         return None;
@@ -97,7 +107,10 @@ pub fn plan(
         color,
         lost_traffic_at: written.to_string(),
         delay_seconds: delay.as_secs_f64(),
-        cap_seconds: cap.filter(|c| *c < delay).map(|c| c.as_secs_f64()),
+        propagation_seconds: propagation.as_secs_f64(),
+        cap_seconds: cap
+            .filter(|c| *c < propagation + delay)
+            .map(|c| c.as_secs_f64()),
         wait_seconds: wait.as_secs_f64(),
         until: now + wait,
     })
@@ -133,6 +146,7 @@ pub async fn for_color(
         &record.history,
         color,
         SystemTime::now(),
+        backend.listener_propagation,
         delay,
         backend.drain_wait_max,
     ))
@@ -172,13 +186,33 @@ mod tests {
             &h,
             G,
             at("2026-01-01T10:05:04Z"),
+            Duration::from_secs(5),
             Duration::from_secs(10),
             None,
         )
         .unwrap();
-        // 10 s from the end of second :00, 4 s of it gone.
-        assert_eq!(d.wait_seconds, 7.0);
+        // 5 s of propagation and 10 s of delay from the end of second :00, 4 s of it gone.
+        assert_eq!(d.wait_seconds, 12.0);
+        assert_eq!(d.propagation_seconds, 5.0);
         assert_eq!(d.lost_traffic_at, "2026-01-01T10:05:00Z");
+    }
+
+    #[test]
+    fn new_requests_reach_a_colour_until_the_listener_change_has_propagated() {
+        // Deregistration delay 1 s, propagation 5 s: 3 s after the change, a deploy that counted
+        // only the delay would replace the container while the nodes still route to it.
+        let h = [event(
+            "2026-01-01T10:00:00Z",
+            Weights::all(G),
+            Weights::all(B),
+        )];
+        let now = at("2026-01-01T10:00:03Z");
+        let one = Duration::from_secs(1);
+        let d = plan(&h, G, now, Duration::from_secs(5), one, None).unwrap();
+        // From the end of second :00: 5 s + 1 s, 2 s of it gone.
+        assert_eq!(d.wait_seconds, 4.0);
+        assert!(d.to_string().contains("may route to it for 5s more"), "{d}");
+        assert_eq!(plan(&h, G, now, Duration::ZERO, one, None), None);
     }
 
     #[test]
@@ -193,6 +227,7 @@ mod tests {
                 &h,
                 G,
                 at("2026-01-01T10:01:00Z"),
+                Duration::from_secs(5),
                 Duration::from_secs(30),
                 None
             ),
@@ -207,6 +242,7 @@ mod tests {
                 &[],
                 G,
                 at("2026-01-01T10:00:00Z"),
+                Duration::from_secs(5),
                 Duration::from_secs(30),
                 None
             ),
@@ -257,6 +293,7 @@ mod tests {
             &h,
             G,
             now,
+            Duration::from_secs(5),
             Duration::from_secs(300),
             Some(Duration::from_secs(20)),
         )
@@ -264,7 +301,14 @@ mod tests {
         assert_eq!(d.wait_seconds, 20.0);
         assert_eq!(d.cap_seconds, Some(20.0));
         assert_eq!(
-            plan(&h, G, now, Duration::from_secs(300), Some(Duration::ZERO)),
+            plan(
+                &h,
+                G,
+                now,
+                Duration::from_secs(5),
+                Duration::from_secs(300),
+                Some(Duration::ZERO)
+            ),
             None
         );
     }

@@ -17,6 +17,12 @@
 //! A target that reads `unhealthy` once the judgement time has passed fails the deploy: that
 //! verdict is about the new container. Before then, `unhealthy` is not a verdict on it (a
 //! container still starting, a node's stale view), and is waited out.
+//!
+//! A target that someone else took out of the group (`draining`: an Auto Scaling group putting
+//! its instance on standby or terminating it, a person) is never registered again, and one that
+//! leaves during the gate is dropped from it with a note: it gets no traffic, and waiting for it
+//! would only run out the deadline. Only a target this run took out itself (`sync` replacing a
+//! container) is registered again from `draining`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -44,12 +50,17 @@ pub enum Verdict {
     },
     /// A target reads unhealthy once the ALB has had the time to judge the new container.
     Failed(String),
+    /// Every target left the group during the gate (taken out by someone else): nothing to judge.
+    Empty(String),
 }
 
 #[derive(Debug, Clone)]
 struct Watch {
     launched: Instant,
     fresh: bool,
+    /// This run took the target out itself: a `draining` read is its own doing (or a read that
+    /// predates the new registration), not a departure.
+    retaken: bool,
 }
 
 /// The rule, as pure logic over successive reads (unit-tested without AWS).
@@ -59,16 +70,20 @@ pub struct Gate {
     port: i32,
     judge: Duration,
     watches: BTreeMap<String, Watch>,
+    /// Targets dropped since the caller last asked ([`Gate::take_dropped`]).
+    dropped: Vec<String>,
 }
 
 impl Gate {
-    /// `fresh`: instances whose target bgcloud registered after their launch.
+    /// `fresh`: instances whose target bgcloud registered after their launch; `retaken`: those
+    /// whose target this run took out of the group itself before registering it again.
     pub fn new(
         what: &str,
         port: u16,
         judge: Duration,
         launched: &[Launched],
         fresh: &BTreeSet<String>,
+        retaken: &BTreeSet<String>,
     ) -> Gate {
         let watches = launched
             .iter()
@@ -76,6 +91,7 @@ impl Gate {
                 let watch = Watch {
                     launched: l.at,
                     fresh: fresh.contains(&l.instance_id),
+                    retaken: retaken.contains(&l.instance_id),
                 };
                 (l.instance_id.clone(), watch)
             })
@@ -85,7 +101,13 @@ impl Gate {
             port: i32::from(port),
             judge,
             watches,
+            dropped: Vec::new(),
         }
+    }
+
+    /// The targets dropped from the gate since the last call, each with why.
+    pub fn take_dropped(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.dropped)
     }
 
     pub fn observe(&mut self, now: Instant, states: &[TargetState]) -> Verdict {
@@ -93,6 +115,33 @@ impl Gate {
         let mut not_healthy = Vec::new();
         let mut went_bad = Vec::new();
         let mut trusted_in = Duration::ZERO;
+        let left: Vec<String> = self
+            .watches
+            .iter()
+            .filter(|(id, watch)| {
+                !watch.retaken
+                    && states
+                        .iter()
+                        .any(|t| &t.id == *id && t.port == Some(self.port) && t.state == "draining")
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &left {
+            self.watches.remove(id);
+            self.dropped.push(format!(
+                "{id}:{} left {}'s target group during the gate (draining: its Auto Scaling \
+                 group or a person took it out); dropped from the gate, it gets no traffic",
+                self.port, self.what
+            ));
+        }
+        if self.watches.is_empty() {
+            return Verdict::Empty(format!(
+                "every target of {} left its target group during the gate ({}: draining, taken \
+                 out by an Auto Scaling group or a person); nothing is left to judge",
+                self.what,
+                left.join(", ")
+            ));
+        }
         for (id, watch) in &self.watches {
             let state = states
                 .iter()
@@ -142,22 +191,27 @@ pub struct Registered {
     pub fresh: BTreeSet<String>,
     /// The group as read, when nothing had to change: it serves as the wait's first poll.
     pub unchanged: Option<Vec<TargetState>>,
+    /// Instances whose target was `draining`, taken out by someone else: not registered again.
+    pub left_out: Vec<String>,
 }
 
 /// Puts `instances` in the target group on `port` and takes out their registrations on other
-/// ports (a changed colour port).
+/// ports (a changed colour port). A target found `draining` is registered again only when this
+/// run took it out itself (`retaken`); otherwise someone else did, and it is left out.
 pub async fn register(
     elb: &Client,
     target_group_arn: &str,
     what: &str,
     instances: &[String],
     port: u16,
+    retaken: &BTreeSet<String>,
 ) -> Result<Registered> {
     let listed = targets(elb, target_group_arn).await?;
     let on = |id: &str, p: i32| listed.iter().find(|t| t.id == id && t.port == Some(p));
     let port_i32 = i32::from(port);
     let mut fresh = BTreeSet::new();
     let mut add = Vec::new();
+    let mut left_out = Vec::new();
     for id in instances {
         match on(id, port_i32) {
             None => {
@@ -166,13 +220,19 @@ pub async fn register(
             }
             // Registering a draining target again does not clear its verdict for certain:
             // it gets the time rule, not the fresh-registration one.
-            Some(t) if t.state == "draining" => add.push(id.clone()),
+            Some(t) if t.state == "draining" && retaken.contains(id) => add.push(id.clone()),
+            Some(t) if t.state == "draining" => left_out.push(id.clone()),
             Some(_) => {}
         }
     }
     let stale: Vec<&TargetState> = listed
         .iter()
-        .filter(|t| instances.contains(&t.id) && t.port != Some(port_i32) && t.state != "draining")
+        .filter(|t| {
+            instances.contains(&t.id)
+                && !left_out.contains(&t.id)
+                && t.port != Some(port_i32)
+                && t.state != "draining"
+        })
         .collect();
     if !add.is_empty() {
         tracing::info!(
@@ -194,8 +254,20 @@ pub async fn register(
             stale.iter().map(|t| (t.id.clone(), t.port)).collect();
         targets::deregister(elb, target_group_arn, &targets).await?;
     }
+    if !left_out.is_empty() {
+        tracing::warn!(
+            "not registering {} in {what}'s target group again: draining, taken out by its Auto \
+             Scaling group or a person; left out of this run (`bgcloud sync` brings it in once \
+             it is in service and out of the group)",
+            left_out.join(", ")
+        );
+    }
     let unchanged = (add.is_empty() && stale.is_empty()).then_some(listed.clone());
-    Ok(Registered { fresh, unchanged })
+    Ok(Registered {
+        fresh,
+        unchanged,
+        left_out,
+    })
 }
 
 /// Polls the target group every `poll` (the first poll may be a read just made, `first`) until
@@ -221,8 +293,18 @@ pub async fn wait(
         };
         let now = Instant::now();
         let left = deadline.saturating_duration_since(now);
-        let (report, trusted_in) = match gate.observe(now, &states) {
+        let verdict = gate.observe(now, &states);
+        for note in gate.take_dropped() {
+            tracing::warn!("{note}");
+        }
+        let (report, trusted_in) = match verdict {
             Verdict::Trusted => return Ok(states),
+            Verdict::Empty(why) => {
+                return Err(Error::failed(format!(
+                    "{why}. Traffic was not changed; deploy again once the instances are in \
+                     service"
+                )))
+            }
             Verdict::Failed(why) => {
                 return Err(Error::failed(format!(
                     "{why}. Traffic was not changed. Check the container's logs on the instance \
@@ -272,18 +354,31 @@ pub async fn wait(
 
 /// Registers the launched instances' targets where missing and waits until the ALB has judged
 /// their new containers healthy (the rule above), by `deadline`; the group as last read.
+/// `retaken`: instances whose target this run took out of the group itself.
+#[allow(clippy::too_many_arguments)]
 pub async fn gate(
     ctx: &Context,
     backend: &BackendConfig,
     color: Color,
     check: &HealthCheck,
-    launched: Vec<Launched>,
+    mut launched: Vec<Launched>,
+    retaken: &BTreeSet<String>,
     deadline: Instant,
 ) -> Result<Vec<TargetState>> {
     let arn = backend.target_group_arn(color);
     let port = backend.port(color);
     let ids: Vec<String> = launched.iter().map(|l| l.instance_id.clone()).collect();
-    let registered = register(&ctx.clients.elb, arn, color.as_str(), &ids, port).await?;
+    let registered = register(&ctx.clients.elb, arn, color.as_str(), &ids, port, retaken).await?;
+    launched.retain(|l| !registered.left_out.contains(&l.instance_id));
+    if launched.is_empty() {
+        return Err(Error::failed(format!(
+            "every target of {color} is draining, taken out of its target group by an Auto \
+             Scaling group or a person ({}); nothing is left to judge. Traffic was not changed; \
+             deploy again once the instances are in service",
+            registered.left_out.join(", ")
+        )));
+    }
+    let ids: Vec<String> = launched.iter().map(|l| l.instance_id.clone()).collect();
     tracing::info!(
         "container running on {}; waiting until the ALB has judged {color}'s new containers \
          ({}, at most {} from now)",
@@ -299,6 +394,7 @@ pub async fn gate(
         check.judge_time(),
         &launched,
         &registered.fresh,
+        retaken,
     );
     wait(
         &ctx.clients.elb,
@@ -370,7 +466,14 @@ mod tests {
             at: t0,
         });
         let fresh = fresh.iter().map(|s| s.to_string()).collect();
-        Gate::new("green", 8082, Duration::from_secs(3), &launched, &fresh)
+        Gate::new(
+            "green",
+            8082,
+            Duration::from_secs(3),
+            &launched,
+            &fresh,
+            &BTreeSet::new(),
+        )
     }
 
     #[test]
@@ -391,6 +494,49 @@ mod tests {
         assert!(err.contains("i-3:8082 healthy"), "{err}");
         assert!(err.contains("Traffic was not changed"), "{err}");
         assert!(!err.contains("i-9") && !err.contains("i-8"), "{err}");
+    }
+
+    #[test]
+    fn a_target_that_starts_draining_is_dropped_unless_this_run_took_it_out() {
+        let t0 = Instant::now();
+        let mut g = gate(t0, &[]);
+        let later = t0 + Duration::from_secs(3);
+        let v = g.observe(later, &[state("i-1", "healthy"), state("i-2", "draining")]);
+        assert_eq!(v, Verdict::Trusted, "i-1 alone is left to judge");
+        let dropped = g.take_dropped();
+        assert_eq!(dropped.len(), 1);
+        assert!(
+            dropped[0].starts_with("i-2:8082 left green's target group"),
+            "{dropped:?}"
+        );
+        assert!(g.take_dropped().is_empty(), "said once");
+        // Both gone: nothing to judge is a failure, not a pass.
+        let mut g = gate(t0, &[]);
+        let v = g.observe(later, &[state("i-1", "draining"), state("i-2", "draining")]);
+        assert!(
+            matches!(v, Verdict::Empty(ref why) if why.contains("i-1, i-2")),
+            "{v:?}"
+        );
+        // A target this run took out itself is waited for, not dropped.
+        let launched = ["i-1", "i-2"].map(|id| Launched {
+            instance_id: id.into(),
+            at: t0,
+        });
+        let retaken = BTreeSet::from(["i-2".to_string()]);
+        let mut g = Gate::new(
+            "green",
+            8082,
+            Duration::from_secs(3),
+            &launched,
+            &BTreeSet::new(),
+            &retaken,
+        );
+        let v = g.observe(later, &[state("i-1", "healthy"), state("i-2", "draining")]);
+        assert!(
+            matches!(v, Verdict::Waiting { ref report, .. } if report.contains("i-2:8082 draining")),
+            "{v:?}"
+        );
+        assert!(g.take_dropped().is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod drain;
 pub mod drift;
+pub mod fleet;
 pub mod gates;
 pub mod health_gate;
 pub mod launch;

@@ -6,18 +6,18 @@
 //! waits out the drain as a deploy does) → register missing targets → health gate → record the
 //! result for `status`. Traffic is never moved.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::aws::ec2;
 use crate::aws::ssm;
 use crate::aws::target_group;
 use crate::aws::targets::{self, targets};
 use crate::backend::drain::{self, Drain};
 use crate::backend::drift::{self, Found, Relaunch};
+use crate::backend::fleet;
 use crate::backend::health_gate;
 use crate::backend::launch::{self, Launched};
 use crate::backend::live::Live;
@@ -174,11 +174,8 @@ async fn plan(ctx: &Context, backend: &BackendConfig, timeout: Duration) -> Resu
     let live = Live::read(ctx).await?;
     let desired_of = |c| Desired::new(ctx.clients.buckets.clone(), &ctx.config, c);
     let (blue, green) = (desired_of(Color::Blue), desired_of(Color::Green));
-    let (instances, blue_script, green_script) = tokio::try_join!(
-        ec2::discover(&ctx.clients.ec2, &backend.instances),
-        blue.read(),
-        green.read(),
-    )?;
+    let (instances, blue_script, green_script) =
+        tokio::try_join!(fleet::instances(ctx, backend), blue.read(), green.read(),)?;
     let mut desired = Vec::new();
     let mut not_deployed = Vec::new();
     for (color, object, body) in [
@@ -233,11 +230,21 @@ async fn plan(ctx: &Context, backend: &BackendConfig, timeout: Duration) -> Resu
         let port = i32::from(backend.port(w.color));
         let registered = targets(&ctx.clients.elb, backend.target_group_arn(w.color)).await?;
         for id in &instances {
-            let listed = registered
+            let own = registered
                 .iter()
-                .any(|t| &t.id == id && t.port == Some(port) && t.state != "draining");
-            if !listed && !redo.iter().any(|r| &r.instance_id == id) {
-                register.push((id.clone(), w.color));
+                .find(|t| &t.id == id && t.port == Some(port));
+            match own {
+                // Someone else took it out (its Auto Scaling group, a person): not put back.
+                Some(t) if t.state == "draining" => tracing::info!(
+                    "{id} is draining from {}'s target group, taken out by its Auto Scaling \
+                     group or a person: not registered again",
+                    w.color
+                ),
+                Some(_) => {}
+                None if !redo.iter().any(|r| &r.instance_id == id) => {
+                    register.push((id.clone(), w.color))
+                }
+                None => {}
             }
         }
         let replaces_running = redo.iter().any(|r| r.running && !r.serving);
@@ -409,7 +416,17 @@ async fn repair(
     if launched.is_empty() {
         return done;
     }
-    match health_gate::gate(ctx, backend, color, &check, launched, deadline).await {
+    match health_gate::gate(
+        ctx,
+        backend,
+        color,
+        &check,
+        launched,
+        &BTreeSet::new(),
+        deadline,
+    )
+    .await
+    {
         Ok(_) => {
             done.relaunched.extend(direct.iter().map(|r| r.to_string()));
             done.registered
@@ -495,6 +512,8 @@ async fn replace_serving(
         deadline,
     )
     .await?;
-    health_gate::gate(ctx, backend, color, check, launched, deadline).await?;
+    // This run took the target out: registering it again while it still drains is its own doing.
+    let retaken = BTreeSet::from([r.instance_id.clone()]);
+    health_gate::gate(ctx, backend, color, check, launched, &retaken, deadline).await?;
     Ok(())
 }

@@ -34,6 +34,10 @@ pub struct BackendConfig {
     /// The longest a deploy waits for a colour that just lost its traffic to finish its
     /// requests before its container is replaced; None: the target group's deregistration delay.
     pub drain_wait_max: Option<Duration>,
+    /// How long after a listener write the load balancer's nodes may still route new requests
+    /// by the previous weights (AWS: "a short time", not published): a colour that lost its
+    /// traffic gets requests for this long after the write, so its drain counts from the end.
+    pub listener_propagation: Duration,
     pub env: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, String>,
     pub gates: GatesConfig,
@@ -90,6 +94,7 @@ pub(super) struct RawBackend {
     poll_interval: Option<String>,
     readback_timeout: Option<String>,
     drain_wait_max: Option<String>,
+    listener_propagation: Option<String>,
     env: Option<BTreeMap<String, String>>,
     secrets: Option<BTreeMap<String, String>>,
     gates: Option<RawGates>,
@@ -144,6 +149,10 @@ impl RawBackend {
             Duration::from_secs(15),
         )?;
         let drain_wait_max = drain_wait_max(c, self.drain_wait_max)?;
+        let listener_propagation = match self.listener_propagation {
+            None => Duration::from_secs(5),
+            value => c.duration_or_zero("[backend].listener_propagation", value)?,
+        };
         let env = self.env.unwrap_or_default();
         let secrets = self.secrets.unwrap_or_default();
         check_env_and_secrets(c, &env, &secrets)?;
@@ -174,6 +183,7 @@ impl RawBackend {
             poll_interval,
             readback_timeout,
             drain_wait_max,
+            listener_propagation,
             env,
             secrets,
         })

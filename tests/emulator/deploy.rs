@@ -361,6 +361,18 @@ async fn a_missing_target_is_registered_on_the_colour_port() {
         .send()
         .await
         .unwrap();
+    // Gone once its 1 s drain is over (while it drains, it is someone else's doing and stays
+    // out: fleet.rs `a_target_someone_else_took_out_is_not_registered_again`).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while crate::sync::state_in(&fx, &fx.stack.green_target_group_arn, &id).await
+        != "not registered"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} never left green's group"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     fx.bgcloud(&["deploy", "--image", "v1"]).ok();
     let health = fx
         .aws

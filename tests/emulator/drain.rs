@@ -43,7 +43,9 @@ async fn a_deploy_right_after_green_lost_its_traffic_waits_for_it_to_drain() {
     assert_eq!(out["color"], "green");
     let drain = &out["drain"];
     assert!(
-        drain["wait_seconds"].as_f64().unwrap() > 0.0 && drain["delay_seconds"] == 3.0,
+        drain["wait_seconds"].as_f64().unwrap() > 0.0
+            && drain["delay_seconds"] == 3.0
+            && drain["propagation_seconds"] == 1.0,
         "{drain}"
     );
     assert!(
@@ -51,13 +53,15 @@ async fn a_deploy_right_after_green_lost_its_traffic_waits_for_it_to_drain() {
         "{stderr}"
     );
 
-    // The third launch went out no sooner than 3 s after the listener took green's traffic.
+    // The third launch went out no sooner than 4 s after the listener took green's traffic:
+    // the listener's propagation (1 s in the stack's config, the emulator's 0.5 s) and then the
+    // 3 s delay.
     let shifts = times(&fx, "ModifyListener");
     let launches = times(&fx, "SendCommand");
     let (lost, relaunch) = (shifts[1], launches[2]);
     assert!(
-        relaunch - lost >= 3.0,
-        "green's container was replaced {:.2} s after it lost its traffic (delay 3 s)",
+        relaunch - lost >= 4.0,
+        "green's container was replaced {:.2} s after it lost its traffic (propagation 1 s, delay 3 s)",
         relaunch - lost
     );
 }
@@ -71,9 +75,9 @@ async fn no_wait_for_a_colour_that_never_had_traffic_or_drained_long_ago() {
     assert!(first["drain"].is_null(), "{first}");
     assert!(!stderr.contains("draining"), "{stderr}");
 
-    // Blue lost its traffic with that deploy; after its 1 s delay (and the second the record's
-    // time resolution adds) there is nothing left to wait for.
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // Blue lost its traffic with that deploy; after the listener's propagation (1 s), its 1 s
+    // delay and the second the record's time resolution adds, there is nothing left to wait for.
+    std::thread::sleep(std::time::Duration::from_millis(3100));
     let (second, stderr) = deploy(&fx, "v2");
     assert_eq!(second["color"], "blue");
     assert!(second["drain"].is_null(), "{second}");

@@ -314,6 +314,69 @@ async fn of_two_runs_taking_over_one_expired_lock_only_one_wins() {
     fx.assert_weights(100, 0).await;
 }
 
+/// An endpoint without conditional deletes (LocalStack Community answers DeleteObject with
+/// If-Match 501 NotImplemented) still gets its lock back: read, still this run's version,
+/// deleted without the condition.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_without_conditional_deletes_still_gets_the_lock_back() {
+    let fx = Fixture::v1_v2().await;
+    let lock_key = format!("bgcloud/{}/lock.json", fx.stack.spec.name);
+    let lock_delete = format!("DELETE /{}/{}", fx.stack.state_bucket, lock_key);
+    let lock_get = format!("GET /{}/{}", fx.stack.state_bucket, lock_key);
+    fx.fault(json!({"action": lock_delete, "code": "NotImplemented", "status": 501, "times": 1}));
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    out.assert_stderr_has("this endpoint does not implement conditional deletes");
+    assert!(!fx.lock_exists().await, "the lock was given back");
+    let log = crate::support::request_log(&fx.access_key);
+    let deletes: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["action"] == lock_delete.as_str())
+        .collect();
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
+    assert!(deletes[0]["if_match"].is_string() && deletes[0]["fault"] == "NotImplemented");
+    assert!(
+        deletes[1]["if_match"].is_null(),
+        "the second without the condition"
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|r| r["action"] == lock_get.as_str())
+            .count(),
+        1,
+        "one read between them"
+    );
+    // The next run is not held up by a lock left behind.
+    fx.bgcloud(&["deploy", "--image", "v2"]).ok();
+}
+
+/// Without conditional deletes, a lock someone else took over in the meantime is left to them.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_conditional_deletes_a_lock_that_is_no_longer_ours_is_left_alone() {
+    let fx = Fixture::v1_v2().await;
+    let lock_key = format!("bgcloud/{}/lock.json", fx.stack.spec.name);
+    let lock_delete = format!("DELETE /{}/{}", fx.stack.state_bucket, lock_key);
+    let lock_get = format!("GET /{}/{}", fx.stack.state_bucket, lock_key);
+    fx.fault(json!({"action": lock_delete, "code": "NotImplemented", "status": 501, "times": 1}));
+    // Another run's lock lands just before bgcloud reads it back to check it is still its own.
+    let other = json!({"owner": "quick@other", "reason": "deploy v5", "started_at": "2026-11-27T00:00:00Z",
+                       "expires_at": "2999-01-01T00:00:00Z", "token": "other"});
+    crate::support::control(
+        "s3-put-before",
+        json!({"access_key": fx.access_key, "action": lock_get, "bucket": fx.stack.state_bucket,
+               "key": lock_key, "body": other.to_string(), "times": 1}),
+    );
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    out.assert_stderr_has("the deployment lock is no longer ours (held by quick@other");
+    let (body, _) = fx.state_object("lock.json").await.expect("the lock");
+    let lock: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(lock["owner"], "quick@other", "the rival keeps it: {lock}");
+    let deletes = crate::support::request_log(&fx.access_key)
+        .into_iter()
+        .filter(|r| r["action"] == lock_delete.as_str())
+        .count();
+    assert_eq!(deletes, 1, "only the conditional one, refused");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_lock_names_the_github_actions_run() {
     let fx = Fixture::v1_v2().await;

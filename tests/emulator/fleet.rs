@@ -97,50 +97,76 @@ async fn ssm_status_details_are_shown() {
     fx.assert_weights(100, 0).await;
 }
 
-/// Creates an Auto Scaling group of `size` instances in the stack's VPC through boto3 (the
-/// emulator's venv has it; bgcloud itself needs no Auto Scaling client) and returns the ids of
-/// the instances the group launched.
-fn auto_scaling_group(fx: &Fixture, name: &str, size: u32) -> Vec<String> {
+/// Runs `body` (Python, with `ec2`, `asg` and `elb` boto3 clients on the emulator and `args`,
+/// the JSON `args` given) in the emulator's venv, which has boto3 (bgcloud's own Auto Scaling
+/// client only reads); what it prints is the answer.
+fn boto3(body: &str, args: serde_json::Value) -> serde_json::Value {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script = r#"
+    let script = format!(
+        r#"
 import json, sys, boto3
-endpoint, vpc, name, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+endpoint, args = sys.argv[1], json.loads(sys.argv[2])
 kw = dict(endpoint_url=endpoint, region_name="us-east-1",
           aws_access_key_id="AKIDASGSETUP", aws_secret_access_key="x")
-ec2, asg = boto3.client("ec2", **kw), boto3.client("autoscaling", **kw)
-subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
-ec2.create_launch_template(LaunchTemplateName=name,
-    LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"})
-asg.create_auto_scaling_group(AutoScalingGroupName=name, MinSize=size, MaxSize=size,
-    DesiredCapacity=size, VPCZoneIdentifier=subnet,
-    LaunchTemplate={"LaunchTemplateName": name, "Version": "$Latest"})
-group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
-print(json.dumps(sorted(i["InstanceId"] for i in group["Instances"])))
-"#;
+ec2, asg, elb = (boto3.client(s, **kw) for s in ("ec2", "autoscaling", "elbv2"))
+{body}
+"#
+    );
     let out = std::process::Command::new(root.join("localstack/.venv/bin/python"))
-        .args([
-            "-c",
-            script,
-            crate::support::endpoint(),
-            &fx.stack.vpc_id,
-            name,
-        ])
-        .arg(size.to_string())
+        .args(["-c", &script, crate::support::endpoint(), &args.to_string()])
         .output()
         .expect("run python");
     assert!(
         out.status.success(),
-        "creating the group: {}",
+        "boto3: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("instance ids")
+    serde_json::from_slice(&out.stdout).expect("a JSON answer")
+}
+
+/// Creates an Auto Scaling group of `size` instances in the stack's VPC, attached to
+/// `target_groups` as the Terraform module attaches both colours', and returns the ids of the
+/// instances the group launched.
+fn auto_scaling_group(fx: &Fixture, name: &str, size: u32, target_groups: &[&str]) -> Vec<String> {
+    let ids = boto3(
+        r#"
+subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [args["vpc"]]}])["Subnets"][0]["SubnetId"]
+ec2.create_launch_template(LaunchTemplateName=args["name"],
+    LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"})
+asg.create_auto_scaling_group(AutoScalingGroupName=args["name"], MinSize=0, MaxSize=args["size"],
+    DesiredCapacity=args["size"], VPCZoneIdentifier=subnet, TargetGroupARNs=args["target_groups"],
+    LaunchTemplate={"LaunchTemplateName": args["name"], "Version": "$Latest"})
+group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[args["name"]])["AutoScalingGroups"][0]
+print(json.dumps(sorted(i["InstanceId"] for i in group["Instances"])))
+"#,
+        json!({"vpc": fx.stack.vpc_id, "name": name, "size": size, "target_groups": target_groups}),
+    );
+    serde_json::from_value(ids).unwrap()
+}
+
+/// Takes `instance` out of service as its group would: `standby` (EnterStandby) or `terminate`
+/// (TerminateInstanceInAutoScalingGroup); either way the group deregisters it (draining) and it
+/// stays EC2 `running` (localstack/model_autoscaling.py).
+fn take_out(group: &str, instance: &str, how: &str) {
+    boto3(
+        r#"
+if args["how"] == "standby":
+    asg.enter_standby(AutoScalingGroupName=args["group"], InstanceIds=[args["instance"]],
+                      ShouldDecrementDesiredCapacity=True)
+else:
+    asg.terminate_instance_in_auto_scaling_group(InstanceId=args["instance"],
+                                                 ShouldDecrementDesiredCapacity=True)
+print("null")
+"#,
+        json!({"group": group, "instance": instance, "how": how}),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_scaling_group_names_the_groups_running_instances() {
     let fx = Fixture::new().await;
     let group = format!("{}-asg", fx.stack.spec.name);
-    let members = auto_scaling_group(&fx, &group, 3);
+    let members = auto_scaling_group(&fx, &group, 3, &[]);
     assert_eq!(members.len(), 3);
     let config = fx
         .stack
@@ -161,6 +187,174 @@ async fn auto_scaling_group_names_the_groups_running_instances() {
         .bgcloud(&["deploy", "--image", "v1", "--dry-run"])
         .code(2);
     out.assert_stderr_has("keep one of them");
+}
+
+/// A group of four attached to both colours' target groups, which drain for 300 s (so an
+/// instance the group terminates stays `Terminating` and EC2 `running` through the test). The
+/// stack's own tagged instances leave the target groups: the group's are the app's now.
+async fn group_of_four(fx: &Fixture) -> (String, Vec<String>) {
+    let group = format!("{}-asg", fx.stack.spec.name);
+    for arn in [
+        &fx.stack.blue_target_group_arn,
+        &fx.stack.green_target_group_arn,
+    ] {
+        let mut out = fx.aws.elb.deregister_targets().target_group_arn(arn);
+        for id in &fx.stack.instance_ids {
+            out = out.targets(
+                aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                    .id(id)
+                    .build(),
+            );
+        }
+        out.send().await.unwrap();
+        fx.set_deregistration_delay(arn, 300).await;
+    }
+    let members = auto_scaling_group(
+        fx,
+        &group,
+        4,
+        &[
+            &fx.stack.blue_target_group_arn,
+            &fx.stack.green_target_group_arn,
+        ],
+    );
+    let config = fx
+        .stack
+        .config_naming_instances(&format!("auto_scaling_group = \"{group}\""));
+    fx.write_config(&config);
+    (group, members)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_their_group_holds_out_of_service_are_not_deployed_to_nor_registered() {
+    let fx = Fixture::new().await;
+    let (group, members) = group_of_four(&fx).await;
+    take_out(&group, &members[1], "standby");
+    take_out(&group, &members[2], "terminate");
+    let (on_standby, terminating) = (&members[1], &members[2]);
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    fx.assert_weights(0, 100).await;
+    // The launch went only to the instances in service (SSM's own list of commands per
+    // instance), and the two taken out were never registered again: they drain, no traffic.
+    for id in [on_standby, terminating] {
+        assert_eq!(crate::sync::scripts_sent_to(&fx, id).await.len(), 0, "{id}");
+    }
+    for id in [&members[0], &members[3]] {
+        assert_eq!(crate::sync::scripts_sent_to(&fx, id).await.len(), 1, "{id}");
+    }
+    for id in [&members[0], &members[3]] {
+        assert_eq!(
+            crate::sync::state_in(&fx, &fx.stack.green_target_group_arn, id).await,
+            "healthy",
+            "{id}"
+        );
+    }
+    for id in [on_standby, terminating] {
+        assert_eq!(
+            crate::sync::state_in(&fx, &fx.stack.green_target_group_arn, id).await,
+            "draining",
+            "{id}"
+        );
+    }
+    // EC2 still calls both running: only the Auto Scaling lifecycle tells them apart.
+    let running = fx
+        .aws
+        .ec2
+        .describe_instances()
+        .instance_ids(on_standby)
+        .instance_ids(terminating)
+        .send()
+        .await
+        .unwrap();
+    let states: Vec<String> = running
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| i.state().unwrap().name().unwrap().as_str().to_string())
+        .collect();
+    assert_eq!(states, ["running", "running"]);
+    // And the user is told which and why.
+    out.assert_stderr_has(&format!(
+        "leaving out {on_standby} (Standby), {terminating} (Terminating): their Auto Scaling group holds them out of service"
+    ));
+
+    // With every instance out of service there is nothing to deploy to: refused, nothing sent.
+    take_out(&group, &members[0], "standby");
+    take_out(&group, &members[3], "standby");
+    let mark = fx.mark();
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).code(2);
+    out.assert_stderr_has("no instance in service to deploy to");
+    fx.assert_no_writes_but_lock_since(mark);
+    fx.assert_weights(0, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_its_group_takes_out_during_the_gate_is_dropped_from_it() {
+    let fx = Fixture::new().await;
+    let (group, members) = group_of_four(&fx).await;
+    let leaving = members[3].clone();
+    let child = fx.bgcloud(&["deploy", "--image", "v1"]).spawn();
+    // In the gate: the launch has finished (its last GetCommandInvocation) and bgcloud reads
+    // the target group.
+    fx.wait_until("the health gate", |log| {
+        let last_launch_read = log.iter().rposition(|(_, a)| a == "GetCommandInvocation");
+        last_launch_read.is_some_and(|i| {
+            log[i..].iter().any(|(_, a)| a == "DescribeTargetHealth")
+                && log.iter().any(|(_, a)| a == "SendCommand")
+        })
+    });
+    take_out(&group, &leaving, "standby");
+    let (code, _, stderr) = crate::support::finish(child);
+    assert_eq!(code, 0, "{stderr}");
+    let note = format!(
+        "{leaving}:{} left green's target group during the gate (draining: its Auto Scaling group or a person took it out); dropped from the gate, it gets no traffic",
+        fx.stack.spec.green_port
+    );
+    assert!(stderr.contains(&note), "{stderr}");
+    fx.assert_weights(0, 100).await;
+    assert_eq!(
+        crate::sync::state_in(&fx, &fx.stack.green_target_group_arn, &leaving).await,
+        "draining"
+    );
+    for id in &members[..3] {
+        assert_eq!(
+            crate::sync::state_in(&fx, &fx.stack.green_target_group_arn, id).await,
+            "healthy",
+            "{id}"
+        );
+    }
+}
+
+/// A target someone took out of the idle colour's group by hand (or a group did, between the
+/// discovery and the registration) is not put back: it drains, and the deploy goes on without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_someone_else_took_out_is_not_registered_again() {
+    let fx = Fixture::new().await;
+    let green = &fx.stack.green_target_group_arn;
+    let out_by_hand = fx.stack.instance_ids[1].clone();
+    fx.set_deregistration_delay(green, 300).await;
+    fx.aws
+        .elb
+        .deregister_targets()
+        .target_group_arn(green)
+        .targets(
+            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                .id(&out_by_hand)
+                .port(i32::from(fx.stack.spec.green_port))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let out = fx.bgcloud(&["deploy", "--image", "v1"]).ok();
+    fx.assert_weights(0, 100).await;
+    assert_eq!(
+        crate::sync::state_in(&fx, green, &out_by_hand).await,
+        "draining"
+    );
+    out.assert_stderr_has(&format!(
+        "not registering {out_by_hand} in green's target group again: draining, taken out by its Auto Scaling group or a person"
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -229,6 +229,7 @@ async fn every_call_a_release_makes_is_retried_past_throttling() {
         "ModifyListener",
         // EC2, SSM, ECR, CloudWatch
         "DescribeInstances",
+        "DescribeAutoScalingInstances",
         "DescribeInstanceInformation",
         "SendCommand",
         "GetCommandInvocation",
@@ -276,6 +277,7 @@ async fn every_call_promote_rollback_and_sync_make_is_retried_past_throttling() 
         "DescribeTargetGroupAttributes",
         "DescribeTargetHealth",
         "DescribeInstances",
+        "DescribeAutoScalingInstances",
         "DescribeInstanceInformation",
         "SendCommand",
         "GetCommandInvocation",

@@ -40,7 +40,7 @@ async fn join(fx: &Fixture) -> String {
 }
 
 /// The scripts bgcloud sent through SSM to `instance`, oldest first.
-async fn scripts_sent_to(fx: &Fixture, instance: &str) -> Vec<String> {
+pub(crate) async fn scripts_sent_to(fx: &Fixture, instance: &str) -> Vec<String> {
     let out = fx
         .aws
         .ssm
@@ -76,7 +76,7 @@ pub(crate) async fn restart_blue_with_v1(fx: &Fixture, instance: &str) {
 }
 
 /// The state of `id`'s target in the group, read with the test's own client.
-async fn state_in(fx: &Fixture, target_group_arn: &str, id: &str) -> String {
+pub(crate) async fn state_in(fx: &Fixture, target_group_arn: &str, id: &str) -> String {
     fx.settled_states(target_group_arn)
         .await
         .into_iter()

@@ -329,6 +329,33 @@ async fn a_reader_never_sees_a_broken_page_through_five_releases_and_a_rollback(
         "r1",
     ])
     .ok();
+    // When CloudFront says the change has reached every edge (Deployed): the release returns
+    // once its invalidation has completed, and says the distribution is still InProgress when
+    // the edges have not all switched yet (they serve by the previous configuration until then).
+    let deployed = || async {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = fx
+                .aws
+                .cloudfront
+                .get_distribution()
+                .id(&fx.stack.distribution_id)
+                .send()
+                .await
+                .unwrap()
+                .distribution()
+                .unwrap()
+                .status()
+                .to_string();
+            if status == "Deployed" {
+                return now();
+            }
+            assert!(std::time::Instant::now() < until, "never Deployed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    // The first release's origin path reaches the CDN once the distribution is Deployed.
+    deployed().await;
     for name in awkward {
         let encoded: String = name
             .split('/')
@@ -382,31 +409,6 @@ async fn a_reader_never_sees_a_broken_page_through_five_releases_and_a_rollback(
             .next()
             .unwrap()
             .to_string()
-    };
-    // When CloudFront says the change has reached every edge (Deployed): the release returns
-    // once its invalidation has completed, and says the distribution is still InProgress when
-    // the edges have not all switched yet (they serve by the previous configuration until then).
-    let deployed = || async {
-        let until = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let status = fx
-                .aws
-                .cloudfront
-                .get_distribution()
-                .id(&fx.stack.distribution_id)
-                .send()
-                .await
-                .unwrap()
-                .distribution()
-                .unwrap()
-                .status()
-                .to_string();
-            if status == "Deployed" {
-                return now();
-            }
-            assert!(std::time::Instant::now() < until, "never Deployed");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     };
     let mut switched = Vec::new();
     for v in ["2", "3", "4", "5", "6"] {
@@ -764,13 +766,19 @@ async fn smoke_tests_reach_the_new_colour_through_the_alb_by_header_and_stop_a_b
     let _aws = crate::support::emulator::Timing::set(
         serde_json::json!({"elb_propagation": 5.0, "elb_describe_lag": 2.0}),
     );
-    let config = std::fs::read_to_string(&fx.config).unwrap().replace(
-        "\n[frontend]",
-        &format!(
-            "\n[backend.preview]\nheader = \"X-Bgcloud-Preview\"\nurl = \"http://127.0.0.1:{}\"\n\n[frontend]",
-            lane.alb_port
-        ),
-    );
+    // A colour that lost its traffic gets new requests until the change has propagated: the
+    // drain before replacing it counts from then.
+    let config = std::fs::read_to_string(&fx.config)
+        .unwrap()
+        .replace("listener_propagation = \"1s\"", "listener_propagation = \"5s\"")
+        .replace(
+            "\n[frontend]",
+            &format!(
+                "\n[backend.preview]\nheader = \"X-Bgcloud-Preview\"\nurl = \"http://127.0.0.1:{}\"\n\n[frontend]",
+                lane.alb_port
+            ),
+        );
+    assert!(config.contains("listener_propagation = \"5s\""));
     fx.write_config(&config);
     fx.bgcloud(&["deploy", "--image", "v1"]).ok();
     fx.assert_weights(0, 100).await;
@@ -1098,7 +1106,7 @@ async fn the_first_deploy_adopts_a_plain_listener_under_load_without_a_failed_re
     std::thread::sleep(Duration::from_secs(2));
     let started = now();
     let out = fx.bgcloud(&["deploy", "--image", "v2"]).ok();
-    out.assert_stderr_has("adopt");
+    out.assert_stderr_has("forwarded to blue only; rewrote it as a weighted forward");
     fx.assert_weights(0, 100).await;
     lane.wait_serving(&app_path, "v2");
     // And back to the team's own v1 at once: it was never touched.

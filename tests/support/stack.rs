@@ -288,6 +288,8 @@ health_timeout = "30s"
 poll_interval = "100ms"
 # The emulator's Describe* lag is 0.3 s in its scaled profile (localstack/timing.py).
 readback_timeout = "3s"
+# Listener changes reach the data plane 0.5 s after the write in that profile (elb_propagation).
+listener_propagation = "1s"
 env = {{ NODE_ENV = "production" }}
 {extra_backend}
 

@@ -236,6 +236,14 @@ data "aws_iam_policy_document" "ci" {
   }
 
   statement {
+    sid = "AutoScalingLifecycle"
+    actions = [
+      "autoscaling:DescribeAutoScalingInstances", # instances a group holds out of service are left out
+    ]
+    resources = ["*"] # describe actions take no resource-level permissions
+  }
+
+  statement {
     sid = "SsmCommandResults"
     actions = [
       "ssm:GetCommandInvocation",

@@ -140,6 +140,13 @@ impl Object {
 
     /// Deletes the object only if it is still the version with `etag` (`If-Match`). Ok(false)
     /// when it is not: someone else replaced or deleted it.
+    ///
+    /// An endpoint that does not implement the condition on DeleteObject (LocalStack Community
+    /// answers 501 NotImplemented; AWS has it since 2024) gets it emulated: the object is read,
+    /// and deleted without the condition only if it is still that version. Between the read and
+    /// the delete another writer could replace it (a race of one round trip, which the real
+    /// condition does not have); a 412 from an endpoint that does implement it still means
+    /// "not this version, leave it".
     pub async fn delete_version(&self, etag: &str) -> Result<bool> {
         if etag.is_empty() {
             // An empty If-Match would be no condition at all.
@@ -164,6 +171,23 @@ impl Object {
                 Ok(false)
             }
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e)
+                if e.code() == Some("NotImplemented")
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 501) =>
+            {
+                tracing::info!(
+                    "this endpoint does not implement conditional deletes (DeleteObject with \
+                     If-Match): {} is read and deleted only if it is still this run's version",
+                    self.location()
+                );
+                match self.get().await? {
+                    Some((_, current)) if current == etag => {
+                        self.delete().await?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            }
             Err(e) => Err(failed(
                 format!("deleting {}", self.location()),
                 format!(

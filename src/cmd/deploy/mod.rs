@@ -10,13 +10,15 @@
 
 mod report;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 pub use report::{Deployed, Plan, Timings};
 
 use crate::aws::ecr::{self, Image, ImageRef};
-use crate::aws::{ec2, ssm, target_group};
+use crate::aws::{ssm, target_group};
 use crate::backend::drain;
+use crate::backend::fleet;
 use crate::backend::health_gate;
 use crate::backend::launch::{self, Launched, ReleaseTask};
 use crate::backend::live::Live;
@@ -287,7 +289,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
     };
     let (image, instances, checks, drain, preview, ()) = tokio::try_join!(
         ecr::resolve(&ctx.clients.ecr, &backend.repository, &inputs.image),
-        ec2::discover(&ctx.clients.ec2, &backend.instances),
+        fleet::instances(ctx, backend),
         target_group::health_checks(&ctx.clients.elb, &idle_group),
         drain::for_color(ctx, backend, &live, color),
         preview,
@@ -421,8 +423,16 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
     let launched = launch_on_all(ctx, backend, &plan, deadline).await?;
     let launched_at = Instant::now();
 
-    let states =
-        health_gate::gate(ctx, backend, color, &plan.health_check, launched, deadline).await?;
+    let states = health_gate::gate(
+        ctx,
+        backend,
+        color,
+        &plan.health_check,
+        launched,
+        &BTreeSet::new(),
+        deadline,
+    )
+    .await?;
     let trusted_at = Instant::now();
     health_gate::all_launched(
         color.as_str(),
