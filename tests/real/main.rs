@@ -1138,5 +1138,6 @@ async fn the_first_deploy_adopts_a_plain_listener_under_load_without_a_failed_re
     // The team's container is still what blue serves: bgcloud launched only on green.
     let (code, _) = lane.on_instance(0, &format!("docker inspect {app}-legacy >/dev/null"));
     assert_eq!(code, 0);
-    assert_eq!(lane.digest_label(0, &format!("{app}-blue")), "");
+    let (code, out) = lane.on_instance(0, &format!("docker inspect {app}-blue"));
+    assert_ne!(code, 0, "bgcloud started no blue container: {out}");
 }
