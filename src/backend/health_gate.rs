@@ -367,9 +367,10 @@ pub async fn gate(
 ) -> Result<Vec<TargetState>> {
     let arn = backend.target_group_arn(color);
     let port = backend.port(color);
-    let ids: Vec<String> = launched.iter().map(|l| l.instance_id.clone()).collect();
+    let mut ids: Vec<String> = launched.iter().map(|l| l.instance_id.clone()).collect();
     let registered = register(&ctx.clients.elb, arn, color.as_str(), &ids, port, retaken).await?;
     launched.retain(|l| !registered.left_out.contains(&l.instance_id));
+    ids.retain(|id| !registered.left_out.contains(id));
     if launched.is_empty() {
         return Err(Error::failed(format!(
             "every target of {color} is draining, taken out of its target group by an Auto \
@@ -378,7 +379,6 @@ pub async fn gate(
             registered.left_out.join(", ")
         )));
     }
-    let ids: Vec<String> = launched.iter().map(|l| l.instance_id.clone()).collect();
     tracing::info!(
         "container running on {}; waiting until the ALB has judged {color}'s new containers \
          ({}, at most {} from now)",

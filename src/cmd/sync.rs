@@ -437,13 +437,6 @@ async fn repair(
     done
 }
 
-/// How long a target taken out of `arn` is left to drain: the group's deregistration delay,
-/// capped by `drain_wait_max`.
-async fn drain_wait(ctx: &Context, backend: &BackendConfig, arn: &str) -> Result<Duration> {
-    let delay = target_group::deregistration_delay(&ctx.clients.elb, arn).await?;
-    Ok(backend.drain_wait_max.map_or(delay, |cap| delay.min(cap)))
-}
-
 fn comment(ctx: &Context, color: Color) -> String {
     format!("bgcloud sync {}: {color}", ctx.config.app)
 }
@@ -482,17 +475,20 @@ async fn replace_serving(
     let own = states
         .iter()
         .find(|t| t.id == r.instance_id && t.port == Some(port));
+    if own.is_some_and(|t| t.state != "draining") {
+        targets::deregister(
+            &ctx.clients.elb,
+            arn,
+            &[(r.instance_id.clone(), Some(port))],
+        )
+        .await?;
+    }
+    // The group's deregistration delay, capped by `drain_wait_max`.
     let wait = match own {
-        Some(t) if t.state != "draining" => {
-            targets::deregister(
-                &ctx.clients.elb,
-                arn,
-                &[(r.instance_id.clone(), Some(port))],
-            )
-            .await?;
-            drain_wait(ctx, backend, arn).await?
+        Some(_) => {
+            let delay = target_group::deregistration_delay(&ctx.clients.elb, arn).await?;
+            backend.drain_wait_max.map_or(delay, |cap| delay.min(cap))
         }
-        Some(_) => drain_wait(ctx, backend, arn).await?,
         None => Duration::ZERO,
     };
     tracing::info!(
