@@ -109,7 +109,8 @@ def make_network(n):
 
 def write_podman_config(d):
     # crun cannot start containers in this sandbox; runc can, with explicit ulimits. busybox as
-    # PID 1 ignores SIGTERM: without stop_timeout 0 every `docker rm -f` takes 10 s.
+    # PID 1 ignores SIGTERM: without stop_timeout 0 every `docker rm -f` took 10 s (the lane's
+    # images now stop on SIGTERM; the launch script's `docker stop -t` sets its own grace).
     with open(f"{d}/containers.conf", "w") as f:
         f.write(
             '[containers]\ndefault_ulimits = ["nofile=16384:16384", "nproc=16384:16384"]\n'
@@ -247,8 +248,11 @@ def build_context(ctx, tag, spec):
             "hang": CGI_HEAD + "sleep 3600\n",
         }.get(spec["api"]) or _cgi(spec["api"], "$code", version),
         # A request that takes SLOW_SECONDS: in flight long enough to be cut off by a container
-        # replaced without draining.
-        "slow": _cgi(f"$(sleep {SLOW_SECONDS}; echo 200)", version, version),
+        # replaced without draining, or killed without a grace. While it runs it holds a marker
+        # in /tmp/inflight/, which the image's SIGTERM handler waits for.
+        "slow": CGI_HEAD + "mkdir -p /tmp/inflight; touch /tmp/inflight/$$\n"
+        + _cgi(f"$(sleep {SLOW_SECONDS}; echo 200)", version, version)[len(CGI_HEAD):]
+        + "rm -f /tmp/inflight/$$\n",
     }
     for name, text in scripts.items():
         path = f"{rootfs}/www/cgi-bin/{name}"
@@ -257,12 +261,18 @@ def build_context(ctx, tag, spec):
         os.chmod(path, 0o755)
     if "exit" in spec:
         cmd = f"echo 'fatal: DATABASE_URL is not set; refusing to start' >&2; exit {spec['exit']}"
-    elif spec["api"] == "crash":
-        # Not exec'd: the shell is PID 1 and exits when httpd dies (a namespace's PID 1 cannot
-        # be killed from inside it), so the container stops and is restarted.
-        cmd = f"date +%s > /tmp/started; httpd -f -p {CONTAINER_PORT} -h /www"
     else:
-        cmd = f"date +%s > /tmp/started; exec httpd -f -p {CONTAINER_PORT} -h /www"
+        # An app that stops gracefully, as `docker stop` expects: on SIGTERM it stops accepting
+        # (the listening httpd goes; the processes answering requests stay), waits for the
+        # requests in flight to finish, then exits. (busybox httpd as PID 1 would ignore SIGTERM,
+        # and be killed when the grace runs out.) The shell is PID 1 and exits when httpd dies
+        # (a namespace's PID 1 cannot be killed from inside it), so a crashed server stops the
+        # container and it is restarted.
+        cmd = (
+            f"date +%s > /tmp/started; httpd -f -p {CONTAINER_PORT} -h /www & server=$!; "
+            "trap 'kill $server; while [ -n \"$(ls /tmp/inflight 2>/dev/null)\" ]; do sleep 0.1; "
+            "done; sleep 0.2; exit 0' TERM; wait $server"
+        )
     with open(f"{ctx}/Containerfile", "w") as f:
         f.write(
             "FROM scratch\nCOPY rootfs/ /\n"

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::aws::target_group;
+use crate::aws::targets::targets;
 use crate::backend::live::Live;
 use crate::config::BackendConfig;
 use crate::context::Context;
@@ -150,6 +151,34 @@ pub async fn for_color(
         delay,
         backend.drain_wait_max,
     ))
+}
+
+/// Waits while `instance`'s target on `port` reads `draining` in the group, for at most `cap`,
+/// reading every `poll`; returns how long it waited. AWS shows a deregistered target as
+/// `draining` for the whole deregistration delay, even once it has no request left (the ALB
+/// guide, "Deregistration delay"), so on a freshly deregistered target this ends with the delay;
+/// what it saves is the part of a delay already spent (a run killed after taking the target out)
+/// or a delay shortened meanwhile. A target no longer listed, or in any other state, is done.
+pub async fn until_not_draining(
+    ctx: &Context,
+    target_group_arn: &str,
+    instance: &str,
+    port: i32,
+    cap: Duration,
+    poll: Duration,
+) -> Result<Duration> {
+    let started = std::time::Instant::now();
+    loop {
+        let states = targets(&ctx.clients.elb, target_group_arn).await?;
+        let draining = states
+            .iter()
+            .any(|t| t.id == instance && t.port == Some(port) && t.state == "draining");
+        let waited = started.elapsed();
+        if !draining || waited >= cap {
+            return Ok(waited);
+        }
+        tokio::time::sleep(poll.min(cap - waited)).await;
+    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,19 @@ pub fn command_line(argv: &[String]) -> String {
     argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
 }
 
+/// The lock every script that starts containers on an instance takes, the module's boot loop
+/// included: one of them at a time, so the boot loop cannot run an older desired state over a
+/// container a deploy just started (or the reverse).
+pub const LOCK_FILE: &str = "/run/bgcloud.lock";
+
+/// Set by a script that holds [`LOCK_FILE`] for the scripts it runs (the boot loop running each
+/// colour's desired state): they must not wait for it again.
+pub const LOCK_HELD: &str = "BGCLOUD_LOCK_HELD";
+
+/// How long a script waits for the instance's boot (cloud-init) to finish, and then for the
+/// lock: an Amazon Linux boot that installs Docker takes a minute or two.
+pub const BOOT_WAIT_SECONDS: u32 = 300;
+
 /// How much of the release task's output is kept (its end), well inside SSM's 24,000
 /// characters of stdout.
 pub const RELEASE_OUTPUT: usize = 20_000;
@@ -51,6 +64,8 @@ pub struct Launch<'a> {
     pub health_check: &'a HealthCheck,
     /// How long the on-instance readiness probe waits for a passing answer.
     pub ready_seconds: u32,
+    /// `docker stop -t`: how long the container being replaced gets after SIGTERM.
+    pub stop_grace_seconds: u64,
 }
 
 impl Launch<'_> {
@@ -74,6 +89,13 @@ impl Launch<'_> {
         let q = quote;
         let container = q(&self.container());
         let mut lines = self.prelude(&format!("start {} on this instance", self.container()));
+        // SIGTERM first, as `docker stop` does, so the app can finish the requests it holds
+        // (those of a drain cut short by drain_wait_max, a client slower than the delay);
+        // killed after the grace. No container yet: nothing to stop.
+        lines.push(format!(
+            "docker stop -t {} {container} >/dev/null 2>&1 || true",
+            self.stop_grace_seconds
+        ));
         // `rm -f` of a container in a restart loop (--restart unless-stopped, a crashing image)
         // can race with its restart and leave the name taken (measured with podman on the real
         // lane: "the container name … is already in use"): remove until the name is free.
@@ -81,7 +103,7 @@ impl Launch<'_> {
             "for bgcloud_try in 1 2 3 4 5 6 7 8 9 10; do\n  docker rm -f {container} >/dev/null 2>&1 || true\n  docker inspect {container} >/dev/null 2>&1 || break\n  sleep 1\ndone"
         ));
         let run = format!(
-            "docker run -d --restart unless-stopped --name {container} -p {}:{} \\\n  --label {} --label {} --label {} --label {}{} \\\n  {} >/dev/null",
+            "docker run -d --restart unless-stopped --name {container} -p {}:{} \\\n  --label {} --label {} --label {} --label {}{} \\\n  {} >/dev/null 9>&-",
             self.host_port,
             self.container_port,
             q(&format!("bgcloud.app={}", self.app)),
@@ -113,7 +135,7 @@ impl Launch<'_> {
         // bgcloud_*: names no secret can shadow before docker reads the environment.
         lines.push("bgcloud_out=\"$(mktemp)\"".to_string());
         lines.push(format!(
-            "if docker run --rm --name {} --label {} --label {}{} \\\n  {} {} >\"$bgcloud_out\" 2>&1; then bgcloud_code=0; else bgcloud_code=$?; fi",
+            "if docker run --rm --name {} --label {} --label {}{} \\\n  {} {} >\"$bgcloud_out\" 2>&1 9>&-; then bgcloud_code=0; else bgcloud_code=$?; fi",
             q(&format!("{}-release", self.app)),
             q(&format!("bgcloud.app={}", self.app)),
             q(&format!("bgcloud.release-task={}", self.deployment_id)),
@@ -143,8 +165,9 @@ impl Launch<'_> {
         lines
     }
 
-    /// The start every script shares: log in to ECR with the instance role, pull by digest,
-    /// fetch the secrets on the instance by parameter name.
+    /// The start every script shares: wait for the instance's boot, take the instance's lock,
+    /// log in to ECR with the instance role, pull by digest, fetch the secrets on the instance
+    /// by parameter name.
     fn prelude(&self, what: &str) -> Vec<String> {
         let q = quote;
         let region = q(self.region);
@@ -152,6 +175,7 @@ impl Launch<'_> {
             "#!/bin/sh".to_string(),
             format!("# bgcloud: {what}"),
             "set -eu".to_string(),
+            boot_and_lock(),
             // The instance role logs in; no registry token is ever in this text.
             format!(
                 "aws ecr get-login-password --region {region} | docker login --username AWS --password-stdin {} >/dev/null",
@@ -259,6 +283,34 @@ impl Launch<'_> {
             "exit 1".to_string(),
         ]
     }
+}
+
+/// EC2 says `running` and the SSM agent `Online` before user data has finished: wait for the
+/// boot (cloud-init, bounded) *before* taking the lock, never while holding it (the boot loop
+/// needs the lock to finish), then take [`LOCK_FILE`] on fd 9 until the script ends. Without
+/// cloud-init (custom AMIs, the real lane) there is no boot to wait for that this script can
+/// see: it says so and takes the lock. A script the boot loop runs under its own lock
+/// ([`LOCK_HELD`]) skips both. The containers' processes must not inherit fd 9 (podman's
+/// conmon would hold the lock for the container's life): `docker run` closes it.
+fn boot_and_lock() -> String {
+    let (wait, lock) = (BOOT_WAIT_SECONDS, LOCK_FILE);
+    format!(
+        "if [ -z \"${{{LOCK_HELD}:-}}\" ]; then\n  \
+           if command -v cloud-init >/dev/null 2>&1; then\n    \
+             bgcloud_boot=0; timeout {wait} cloud-init status --wait >/dev/null 2>&1 || bgcloud_boot=$?\n    \
+             case $bgcloud_boot in\n      \
+               0) ;;\n      \
+               124) echo \"bgcloud: this instance is still booting after {wait} s (cloud-init status --wait); see /var/log/cloud-init-output.log on it, then deploy again\" >&2; exit 1 ;;\n      \
+               *) echo \"bgcloud: this instance's boot (cloud-init) ended with status $bgcloud_boot; going on (see /var/log/cloud-init-output.log)\" >&2 ;;\n    \
+             esac\n  \
+           else\n    \
+             echo \"bgcloud: no cloud-init on this instance: not waiting for its boot to finish\" >&2\n  \
+           fi\n  \
+           exec 9>{lock}\n  \
+           if ! command -v flock >/dev/null 2>&1; then echo \"bgcloud: no flock on this instance (util-linux): not waiting for its boot loop's lock\" >&2\n  \
+           elif ! flock -w {wait} 9; then echo \"bgcloud: {lock} is still held after {wait} s (a boot script or another launch on this instance; see which with: fuser -v {lock})\" >&2; exit 1; fi\n\
+         fi"
+    )
 }
 
 /// The script `bgcloud sync` sends to ask what runs: one line per colour container of the app,
@@ -373,6 +425,7 @@ mod tests {
             env,
             secrets,
             ready_seconds: 30,
+            stop_grace_seconds: 10,
         }
     }
 
@@ -398,6 +451,24 @@ mod tests {
             pull < script.find("docker rm -f").unwrap(),
             "pull before removing the old container"
         );
+    }
+
+    #[test]
+    fn boot_then_the_lock_then_docker_and_a_graceful_stop_before_the_removal() {
+        let (env, secrets) = (BTreeMap::new(), BTreeMap::new());
+        let script = launch(&env, &secrets).render().join("\n");
+        let at = |s: &str| script.find(s).unwrap_or_else(|| panic!("{s} in {script}"));
+        assert!(at("cloud-init status --wait") < at("flock -w 300 9"));
+        assert!(at("flock -w 300 9") < at("docker login"));
+        assert!(at("docker stop -t 10 shop-green") < at("docker rm -f shop-green"));
+        assert!(
+            script.contains("@sha256:abc >/dev/null 9>&-"),
+            "the container does not inherit the lock: {script}"
+        );
+        let task = launch(&env, &secrets)
+            .release_task(&["migrate".into()])
+            .join("\n");
+        assert!(task.find("flock").unwrap() < task.find("docker run").unwrap());
     }
 
     #[test]
@@ -482,7 +553,9 @@ mod tests {
     /// executable file on PATH: running a file this process just wrote fails with ETXTBSY when
     /// another test thread forks in between (it inherits the write descriptor until it execs).
     fn run_with_fakes(script: &str, fakes: &[(&str, &str)]) -> (i32, String, String) {
-        let mut text = String::new();
+        // The instance's lock (/run) and boot wait are the real lane's to prove (tests/real):
+        // here the scripts run as under the boot loop, which holds the lock.
+        let mut text = format!("{LOCK_HELD}=1\n");
         for (name, body) in fakes {
             let body = body.strip_prefix("#!/bin/sh\n").unwrap_or(body);
             text.push_str(&format!("{name}() (\nbgcloud_fake={name}\n{body}\n)\n"));
@@ -648,7 +721,9 @@ mod tests {
             "docker login read token on stdin".to_string(),
             format!("docker|pull|--quiet|{image}|"),
             "aws|ssm|get-parameter|--region|us-east-1|--with-decryption|--name|/shop/DB_URL|--query|Parameter.Value|--output|text|".to_string(),
-            // The old container goes (it existed), its name is free, the new one starts.
+            // The old container is asked to stop, then goes (it existed), its name is free,
+            // the new one starts.
+            "docker|stop|-t|10|shop-green|".to_string(),
             "docker|rm|-f|shop-green|".to_string(),
             "docker|inspect|shop-green|".to_string(),
             format!(

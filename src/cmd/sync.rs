@@ -483,21 +483,26 @@ async fn replace_serving(
         )
         .await?;
     }
-    // The group's deregistration delay, capped by `drain_wait_max`.
-    let wait = match own {
-        Some(_) => {
-            let delay = target_group::deregistration_delay(&ctx.clients.elb, arn).await?;
-            backend.drain_wait_max.map_or(delay, |cap| delay.min(cap))
-        }
-        None => Duration::ZERO,
-    };
-    tracing::info!(
-        "{}: out of {color}'s target group ({peers} other healthy); draining {} before \
-         replacing its container",
-        r.instance_id,
-        humantime::format_duration(wait)
-    );
-    tokio::time::sleep(wait).await;
+    // Until the group no longer shows it draining: at most the deregistration delay, capped by
+    // `drain_wait_max`.
+    if own.is_some() {
+        let delay = target_group::deregistration_delay(&ctx.clients.elb, arn).await?;
+        let cap = backend.drain_wait_max.map_or(delay, |cap| delay.min(cap));
+        tracing::info!(
+            "{}: out of {color}'s target group ({peers} other healthy); draining (at most {}) \
+             before replacing its container",
+            r.instance_id,
+            humantime::format_duration(cap)
+        );
+        let waited =
+            drain::until_not_draining(ctx, arn, &r.instance_id, port, cap, backend.poll_interval)
+                .await?;
+        tracing::info!(
+            "{}: drained after {:.1} s",
+            r.instance_id,
+            waited.as_secs_f64()
+        );
+    }
     let deadline = Instant::now() + timeout;
     let launched = launch::launch(
         ctx,

@@ -38,6 +38,9 @@ pub struct BackendConfig {
     /// by the previous weights (AWS: "a short time", not published): a colour that lost its
     /// traffic gets requests for this long after the write, so its drain counts from the end.
     pub listener_propagation: Duration,
+    /// How long a replaced container gets after SIGTERM to finish the requests it holds
+    /// (`docker stop -t`) before it is killed; Docker's own default is 10 s.
+    pub stop_grace: Duration,
     pub env: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, String>,
     pub gates: GatesConfig,
@@ -95,6 +98,7 @@ pub(super) struct RawBackend {
     readback_timeout: Option<String>,
     drain_wait_max: Option<String>,
     listener_propagation: Option<String>,
+    stop_grace: Option<String>,
     env: Option<BTreeMap<String, String>>,
     secrets: Option<BTreeMap<String, String>>,
     gates: Option<RawGates>,
@@ -153,6 +157,7 @@ impl RawBackend {
             None => Duration::from_secs(5),
             value => c.duration_or_zero("[backend].listener_propagation", value)?,
         };
+        let stop_grace = stop_grace(c, self.stop_grace)?;
         let env = self.env.unwrap_or_default();
         let secrets = self.secrets.unwrap_or_default();
         check_env_and_secrets(c, &env, &secrets)?;
@@ -184,6 +189,7 @@ impl RawBackend {
             readback_timeout,
             drain_wait_max,
             listener_propagation,
+            stop_grace,
             env,
             secrets,
         })
@@ -324,12 +330,32 @@ fn instances(
 }
 
 /// The drain wait's cap; unlike other durations, "0s" is allowed: no drain wait at all.
+/// `docker stop -t` takes whole seconds: a grace is one, rounded up, at most an hour (what a
+/// launch could wait for it inside its SSM command and the health timeout).
+fn stop_grace(c: &Check, value: Option<String>) -> Result<Duration> {
+    const KEY: &str = "[backend].stop_grace";
+    let grace = match value {
+        None => return Ok(Duration::from_secs(10)),
+        value => c.duration_or_zero(KEY, value)?,
+    };
+    if grace > Duration::from_secs(3600) {
+        return Err(c.err(
+            KEY,
+            format!(
+                "{} is longer than an hour; a container that needs longer to stop would hold \
+                 every launch on its instance. Use at most \"1h\" (Docker's default is \"10s\")",
+                humantime::format_duration(grace)
+            ),
+        ));
+    }
+    Ok(Duration::from_secs(
+        grace.as_secs() + u64::from(grace.subsec_nanos() > 0),
+    ))
+}
+
 fn drain_wait_max(c: &Check, value: Option<String>) -> Result<Option<Duration>> {
     value
-        .map(|t| match humantime::parse_duration(&t) {
-            Ok(d) if d.is_zero() => Ok(Duration::ZERO),
-            _ => c.duration("[backend].drain_wait_max", Some(t), Duration::ZERO),
-        })
+        .map(|t| c.duration_or_zero("[backend].drain_wait_max", Some(t)))
         .transpose()
 }
 

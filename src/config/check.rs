@@ -55,10 +55,13 @@ impl Check<'_> {
         }
     }
 
-    /// A duration that may be zero ("0s": off).
+    /// A duration that may be zero ("0s" or "0": off).
     pub(super) fn duration_or_zero(&self, key: &str, value: Option<String>) -> Result<Duration> {
         match value.as_deref() {
             None | Some("0") => Ok(Duration::ZERO),
+            Some(t) if humantime::parse_duration(t).is_ok_and(|d| d.is_zero()) => {
+                Ok(Duration::ZERO)
+            }
             Some(_) => self.duration(key, value, Duration::ZERO),
         }
     }

@@ -222,6 +222,30 @@ distribution_id = "E2ABCDEF"
     }
 
     #[test]
+    fn stop_grace_is_whole_seconds_up_to_an_hour() {
+        let with = |v: &str| {
+            full().replace(
+                "health_timeout = \"2m\"",
+                &format!("health_timeout = \"2m\"\nstop_grace = {v}"),
+            )
+        };
+        let b = |t: &str| parse(&with(t)).unwrap().backend.unwrap().stop_grace;
+        assert_eq!(
+            parse(&full()).unwrap().backend.unwrap().stop_grace,
+            Duration::from_secs(10),
+            "Docker's own default"
+        );
+        assert_eq!(b("\"30s\""), Duration::from_secs(30));
+        assert_eq!(b("\"0s\""), Duration::ZERO);
+        assert_eq!(b("\"1500ms\""), Duration::from_secs(2), "rounded up");
+        let e = err(&with("\"2h\""));
+        assert!(
+            e.contains("[backend].stop_grace") && e.contains("at most \"1h\""),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn full_config_parses_with_defaults() {
         let c = parse(&full()).unwrap();
         let b = c.backend.as_ref().unwrap();

@@ -85,6 +85,18 @@ pub(crate) async fn state_in(fx: &Fixture, target_group_arn: &str, id: &str) -> 
         .unwrap_or_else(|| "not registered".into())
 }
 
+/// When (the emulator's clock) targets were deregistered and commands sent, oldest first.
+fn taken_out_and_launched(fx: &Fixture) -> (Vec<f64>, Vec<f64>) {
+    let log = crate::support::request_log(&fx.access_key);
+    let t = |action: &str| {
+        log.iter()
+            .filter(|r| r["action"] == action)
+            .map(|r| r["t"].as_f64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    (t("DeregisterTargets"), t("SendCommand"))
+}
+
 /// Where `deployed()` leaves the traffic.
 const BLUE_LIVE: Weights = Weights {
     blue: 100,
@@ -192,14 +204,7 @@ async fn a_stale_container_that_serves_traffic_leaves_its_group_and_drains_first
     out.assert_stderr_has("draining");
 
     // Out of the group before the relaunch was sent, back in and healthy after.
-    let log = crate::support::request_log(&fx.access_key);
-    let t = |action: &str| {
-        log.iter()
-            .filter(|r| r["action"] == action)
-            .map(|r| r["t"].as_f64().unwrap())
-            .collect::<Vec<_>>()
-    };
-    let (out_at, launches) = (t("DeregisterTargets"), t("SendCommand"));
+    let (out_at, launches) = taken_out_and_launched(&fx);
     assert_eq!(out_at.len(), 1, "exactly one instance taken out");
     let relaunch_at = *launches.last().unwrap();
     assert!(
@@ -240,6 +245,36 @@ async fn a_sync_killed_after_taking_a_serving_target_out_leaves_none_out_after_t
     }
     let last = scripts_sent_to(&fx, &victim).await.pop().unwrap();
     assert!(last.contains(&fx.stack.images["v2"]), "{last}");
+    assert_eq!(fx.weights().await, BLUE_LIVE);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_after_a_killed_one_waits_only_for_what_is_left_of_the_drain() {
+    let fx = deployed().await;
+    let delay = 6.0;
+    fx.set_deregistration_delay(&fx.stack.blue_target_group_arn, delay as u64)
+        .await;
+    let victim = fx.stack.instance_ids[0].clone();
+    restart_blue_with_v1(&fx, &victim).await;
+    crate::crash::crash(&fx, &["sync"], None, |a| a == "DeregisterTargets");
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    fx.bgcloud(&["lock", "release", "--force"]).ok();
+    let out = fx.bgcloud(&["sync"]).ok();
+    out.assert_stderr_has("drained after");
+
+    // Relaunched once the killed run's deregistration had drained (the group showed it
+    // draining until its delay was over), not after a whole delay counted again from now.
+    let (out_at, launches) = taken_out_and_launched(&fx);
+    assert_eq!(out_at.len(), 1, "taken out once, by the killed run");
+    let relaunched = *launches.last().unwrap() - out_at[0];
+    assert!(
+        relaunched >= delay - 0.5 && relaunched < delay + 2.5,
+        "relaunched {relaunched:.1} s after the deregistration (delay {delay} s)"
+    );
+    assert_eq!(
+        state_in(&fx, &fx.stack.blue_target_group_arn, &victim).await,
+        "healthy"
+    );
     assert_eq!(fx.weights().await, BLUE_LIVE);
 }
 

@@ -591,19 +591,60 @@ async fn requests_in_flight_finish_before_a_colour_that_just_lost_traffic_is_rep
         waited >= slow - 1.0,
         "launched {waited:.1} s after blue lost its traffic"
     );
+
+    // The drain cut short (drain_wait_max 0s), but a graceful stop: green lost its traffic to
+    // that deploy a moment ago and still answers slow requests when its container is replaced;
+    // `docker stop -t` (stop_grace, default 10 s) lets them finish.
+    let green_out = crate::support::request_log(&fx.access_key)
+        .iter()
+        .rev()
+        .find(|r| r["action"] == "ModifyListener")
+        .and_then(|r| r["t"].as_f64())
+        .unwrap();
+    let config = std::fs::read_to_string(&fx.config).unwrap();
+    fx.write_config(&config.replace("[backend]\n", "[backend]\ndrain_wait_max = \"0s\"\n"));
+    let mark = crate::support::request_log(&fx.access_key).len();
+    let graceful = fx.bgcloud(&["deploy", "--image", "v2"]).json();
+    assert_eq!(graceful["color"], "green");
+    assert!(graceful["drain"].is_null(), "{}", graceful["drain"]);
+    let replaced_at = crate::support::request_log(&fx.access_key)[mark..]
+        .iter()
+        .find(|r| r["action"] == "SendCommand")
+        .and_then(|r| r["t"].as_f64())
+        .unwrap();
     let control_from = now();
 
-    // The control: the same, with the wait turned off. Green lost its traffic to that deploy a
-    // moment ago; replacing its container now cuts off what it is still answering.
-    let config = std::fs::read_to_string(&fx.config)
-        .unwrap()
-        .replace("[backend]\n", "[backend]\ndrain_wait_max = \"0s\"\n");
-    fx.write_config(&config);
+    // The control: a drain cut short and no grace. Blue lost its traffic to that deploy a
+    // moment ago; killing its container now cuts off what it is still answering.
+    fx.write_config(&config.replace(
+        "[backend]\n",
+        "[backend]\ndrain_wait_max = \"0s\"\nstop_grace = \"0s\"\n",
+    ));
     let cut = fx.bgcloud(&["deploy", "--image", "v2"]).json();
-    assert_eq!(cut["color"], "green");
+    assert_eq!(cut["color"], "blue");
     assert!(cut["drain"].is_null(), "{}", cut["drain"]);
     std::thread::sleep(Duration::from_secs_f64(slow + 1.0));
     let samples = load.stop();
+    // Sent to green before it lost its traffic and still unanswered when its replacement was
+    // sent: in flight on the container that `docker stop` was about to stop.
+    let in_flight: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.t < green_out && s.end > replaced_at)
+        .collect();
+    println!(
+        "graceful stop: {} requests in flight on green's container when it was replaced, \
+         statuses {:?}",
+        in_flight.len(),
+        in_flight.iter().map(|s| s.status).collect::<Vec<_>>()
+    );
+    assert!(
+        !in_flight.is_empty(),
+        "no request was in flight on green's container when it was replaced: the test cannot tell"
+    );
+    assert!(
+        in_flight.iter().all(|s| s.status == 200),
+        "a request in flight on a container stopped with a grace was cut off"
+    );
 
     let failed = |from: f64, to: f64| {
         samples
@@ -611,17 +652,22 @@ async fn requests_in_flight_finish_before_a_colour_that_just_lost_traffic_is_rep
             .filter(|s| s.t >= from && s.t < to && (s.status == 0 || s.status >= 500))
             .count()
     };
-    // The control cuts off what green had in flight, sent up to `slow` before it began; the
-    // drained deploy ran longer than that, so the two windows do not overlap.
+    // The control cuts off what blue had in flight, sent up to `slow` before it began; the
+    // graceful deploy ran longer than that (it waited for green's slow requests), so the
+    // windows do not overlap.
     let (with_wait, without) = (
         failed(0.0, control_from - slow),
         failed(control_from - slow, f64::MAX),
     );
     println!(
-        "draining: {} slow requests; {with_wait} failed with the drain wait, {without} without",
+        "draining: {} slow requests; {with_wait} failed with the drain wait or a graceful \
+         stop, {without} with neither",
         samples.len()
     );
-    assert_eq!(with_wait, 0, "requests cut off although the deploy drained");
+    assert_eq!(
+        with_wait, 0,
+        "requests cut off although the deploy drained or stopped gracefully"
+    );
     assert!(
         without > 0,
         "the control lost no request: the test cannot tell"
@@ -649,7 +695,21 @@ fn module_boot_loop(fx: &Fixture, scratch: &std::path::Path) -> String {
             "${local.desired_state_prefix}",
             &format!("bgcloud/{}/desired/", fx.stack.spec.name),
         )
-        .replace("/run/", &format!("{}/", scratch.display()))
+        .replace("/run/bgcloud-", &format!("{}/bgcloud-", scratch.display()))
+}
+
+/// What the boot loop runs with on a lane instance: the lane's AWS CLI reaching the emulator as
+/// the instance role would reach AWS, under its own key (AKIDLANEBOOT) so its requests can be
+/// told apart; `path` first on PATH.
+fn boot_env(lane: &crate::support::lane::LaneStack, path: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let port = crate::support::endpoint().rsplit(':').next().unwrap();
+    format!(
+        "export PATH={path}{}:$PATH AWS_ENDPOINT_URL=http://{}:{port} AWS_ACCESS_KEY_ID=AKIDLANEBOOT \
+         AWS_SECRET_ACCESS_KEY=lane AWS_EC2_METADATA_DISABLED=true\n",
+        root.join("localstack/.venv/bin").display(),
+        lane.lane["host_ip"].as_str().unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -676,15 +736,7 @@ async fn a_replaced_instance_serves_both_colours_from_the_boot_loop_alone() {
     // role would reach AWS), and no bgcloud command at all.
     let scratch = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let port = crate::support::endpoint().rsplit(':').next().unwrap();
-    let instance_env = format!(
-        "export PATH={}:$PATH AWS_ENDPOINT_URL=http://{}:{port} AWS_ACCESS_KEY_ID=AKIDLANEBOOT \
-         AWS_SECRET_ACCESS_KEY=lane AWS_EC2_METADATA_DISABLED=true\n",
-        root.join("localstack/.venv/bin").display(),
-        lane.lane["host_ip"].as_str().unwrap(),
-    );
-    let boot = instance_env + &module_boot_loop(&fx, scratch.path());
+    let boot = boot_env(&lane, "") + &module_boot_loop(&fx, scratch.path());
     let (code, out) = lane.on_instance(1, &boot);
     assert_eq!(code, 0, "{out}");
     for (color, tag, arn) in [
@@ -727,6 +779,86 @@ async fn a_replaced_instance_serves_both_colours_from_the_boot_loop_alone() {
         requests_before,
         "and no bgcloud command ran"
     );
+    assert_eq!(lane.get(lane.lane["app_path"].as_str().unwrap()).0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real-instance lane: run scripts/test-real"]
+async fn a_deploy_during_a_slow_boot_is_not_undone_by_the_boot_loop() {
+    let (fx, lane) = Fixture::lane_on((8141, 8142)).await;
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
+    fx.bgcloud(&["deploy", "--image", "v2"]).ok(); // blue live
+    let app = fx.stack.spec.name.clone();
+    // The launch on instance 1 may wait for its whole boot loop (two slow pulls).
+    let config = std::fs::read_to_string(&fx.config).unwrap();
+    fx.write_config(&config.replace("health_timeout = \"30s\"", "health_timeout = \"90s\""));
+
+    // Instance 1 boots slowly: its boot loop's pulls take 8 s each (a big image, a slow
+    // registry), so it has read green's desired state (v1) long before it starts it.
+    let slow = tempfile::tempdir().unwrap();
+    let docker = lane.lane["instances"][1]["docker"].as_str().unwrap();
+    let shim = slow.path().join("docker");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh
+[ \"$1\" = pull ] && sleep 8
+exec {docker} \"$@\"
+"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let boot = boot_env(&lane, &format!("{}:", slow.path().display()))
+        + &module_boot_loop(&fx, scratch.path());
+    let green_read = format!(
+        "GET /{}/bgcloud/{app}/desired/green.sh",
+        fx.stack.state_bucket
+    );
+
+    std::thread::scope(|scope| {
+        let booting = scope.spawn(|| {
+            let started = now();
+            let (code, out) = lane.on_instance(1, &boot);
+            (code, out, started, now())
+        });
+        // Once the boot loop has read green's desired state (still v1), a deploy of v2 to
+        // green, which lands on instance 1 while the boot loop is still pulling v1.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !crate::support::emulator::requests("AKIDLANEBOOT")
+            .iter()
+            .any(|(_, a)| *a == green_read)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the boot loop never read green"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let read_at = now();
+        let deployed = fx.bgcloud(&["deploy", "--image", "v2"]).json();
+        let deployed_at = now();
+        let (code, out, boot_from, boot_to) = booting.join().unwrap();
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(deployed["color"], "green");
+        println!(
+            "boot race: the boot loop ran {:.1} s; the deploy began {:.1} s in, after it had read \
+             green's desired state, and ended {:.1} s in",
+            boot_to - boot_from,
+            read_at - boot_from,
+            deployed_at - boot_from
+        );
+    });
+    // Green (live now) runs the release just deployed on every instance: the boot loop did not
+    // start its older desired state over it.
+    for index in [0, 1] {
+        assert_eq!(
+            lane.digest_label(index, &format!("{app}-green")),
+            fx.stack.images["v2"],
+            "instance {index}'s green"
+        );
+    }
     assert_eq!(lane.get(lane.lane["app_path"].as_str().unwrap()).0, 200);
 }
 

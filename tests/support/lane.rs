@@ -307,7 +307,9 @@ impl Conn {
 /// error), the version that answered, and which of the load's clients (connections) sent it.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// When the request was sent, and when its answer (or failure) came.
     pub t: f64,
+    pub end: f64,
     pub status: u16,
     pub version: Option<String>,
     pub client: usize,
@@ -360,6 +362,7 @@ impl Load {
                         let sample = match result {
                             Ok(r) => Sample {
                                 t,
+                                end: now(),
                                 status: r.status,
                                 version: r.header("x-app-version"),
                                 client: i,
@@ -368,6 +371,7 @@ impl Load {
                                 conn = None;
                                 Sample {
                                     t,
+                                    end: now(),
                                     status: 0,
                                     version: None,
                                     client: i,

@@ -329,6 +329,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Result
         secrets: &backend.secrets,
         health_check: &health_check,
         ready_seconds: ready_seconds(inputs.timeout, judge),
+        stop_grace_seconds: backend.stop_grace.as_secs(),
     };
     let script = launch.render();
     // On the first instance (sorted, so a retry picks the same one).
