@@ -14,7 +14,8 @@ fn stored_key(id: &str, path: &str) -> String {
     }
 }
 
-async fn origin_path(fx: &Fixture) -> String {
+/// The distribution's first origin path, read back with the SDK.
+pub(crate) async fn origin_path(fx: &Fixture) -> String {
     let out = fx
         .aws
         .cloudfront

@@ -17,6 +17,7 @@ mod frontend;
 mod gates;
 mod health_gate;
 mod hostile;
+mod localstack;
 mod notify;
 mod preview;
 mod release_task;

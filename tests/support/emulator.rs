@@ -19,6 +19,19 @@ use aws_smithy_types::config_bag::ConfigBag;
 use bgcloud::aws::{AwsOptions, Clients};
 use serde_json::Value;
 
+/// S3 somewhere else (`BGCLOUD_TEST_S3_ENDPOINT`: LocalStack, in scripts/test-localstack):
+/// the tests' own S3 client and bgcloud's (`AWS_ENDPOINT_URL_S3`) go there, the rest to the
+/// emulator.
+pub fn s3_endpoint() -> Option<&'static str> {
+    static S3: OnceLock<Option<String>> = OnceLock::new();
+    S3.get_or_init(|| {
+        std::env::var("BGCLOUD_TEST_S3_ENDPOINT")
+            .ok()
+            .filter(|v| !v.is_empty())
+    })
+    .as_deref()
+}
+
 /// The emulator's base URL. `BGCLOUD_TEST_ENDPOINT` points at one that is already running;
 /// otherwise this starts `localstack/emulator.py` from the project venv on a free port.
 pub fn endpoint() -> &'static str {
@@ -171,6 +184,16 @@ pub async fn clients(access_key: &str) -> Clients {
             .interceptor(ElbWritesSettle(timing("elb_describe_lag")))
             .build(),
     );
+    if let Some(url) = s3_endpoint() {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .endpoint_url(url)
+                .force_path_style(true)
+                .build(),
+        );
+        clients.buckets = bgcloud::aws::s3::Buckets::new(s3.clone());
+        clients.s3 = s3;
+    }
     clients
 }
 

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use super::emulator::endpoint;
+use super::emulator::{endpoint, s3_endpoint};
 
 /// Sends `signal` (INT, TERM, KILL) to a spawned bgcloud.
 pub fn signal(child: &std::process::Child, signal: &str) {
@@ -72,6 +72,11 @@ impl Run {
             .env_remove("GITHUB_ACTIONS")
             .env_remove("GITHUB_STEP_SUMMARY")
             .env_remove("RUST_LOG");
+        match s3_endpoint() {
+            // The SDK's per-service variable: S3 there, everything else to AWS_ENDPOINT_URL.
+            Some(url) => cmd.env("AWS_ENDPOINT_URL_S3", url),
+            None => cmd.env_remove("AWS_ENDPOINT_URL_S3"),
+        };
         Run { cmd }
     }
 
