@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::model::color::Color;
-use crate::output::Format;
+use crate::output::{ColorChoice, Format};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,6 +53,10 @@ pub struct Global {
     /// More detail on stderr (-v: bgcloud's debug log, -vv: the AWS SDK's too).
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Colour on stderr: auto (on a terminal, unless NO_COLOR is set and not empty), always,
+    /// never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,9 +277,9 @@ pub struct TrafficArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// How many entries to show.
-    #[arg(long, default_value_t = 20)]
-    pub limit: usize,
+    /// How many entries to show, newest first (at least 1).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -284,6 +288,8 @@ pub enum LockCommand {
     Status,
     /// Delete the lock whoever holds it (for a run that died). Needs --force.
     Release {
+        /// Required: deleting a lock that a live run holds lets two runs change traffic at
+        /// once; check `bgcloud lock status` first.
         #[arg(long)]
         force: bool,
     },

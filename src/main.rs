@@ -8,7 +8,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = bgcloud::cli::Cli::parse();
-    bgcloud::output::init_logging(cli.global.verbose);
+    bgcloud::output::init_logging(cli.global.verbose, cli.global.color);
     match bgcloud::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -16,6 +16,36 @@ pub enum Format {
     Json,
 }
 
+/// `--color`: whether stderr gets colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set and not empty (<https://no-color.org>).
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    fn on_stderr(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
+}
+
+/// Whether stderr is coloured, decided once by [`init_logging`] (plain before it).
+static COLOR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+fn colour() -> bool {
+    COLOR.get().copied().unwrap_or(false)
+}
+
 /// Prints a command's result: its `Display` form, or one JSON object.
 pub fn print<T: Display + Serialize>(format: Format, value: &T) -> Result<()> {
     let text = match format {
@@ -30,10 +60,11 @@ pub fn print<T: Display + Serialize>(format: Format, value: &T) -> Result<()> {
 }
 
 /// Sets up logging to stderr: bgcloud's progress at info, -v for debug (and AWS errors with the
-/// SDK's whole chain), -vv for the SDK too. `RUST_LOG` overrides.
-pub fn init_logging(verbose: u8) {
+/// SDK's whole chain), -vv for the SDK too. `RUST_LOG` overrides. Coloured as `color` says.
+pub fn init_logging(verbose: u8, color: ColorChoice) {
     use tracing_subscriber::EnvFilter;
     crate::error::set_verbose(verbose > 0);
+    let colour = *COLOR.get_or_init(|| color.on_stderr());
     let default = match verbose {
         0 => "warn,bgcloud=info",
         1 => "warn,bgcloud=debug",
@@ -45,7 +76,7 @@ pub fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(verbose > 1)
         .without_time()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .try_init();
 }
 
@@ -130,14 +161,12 @@ impl Progress {
     }
 }
 
-/// The upload bar on stderr, one step per file, coloured unless `NO_COLOR` is set
-/// (<https://no-color.org>: set and not empty).
+/// The upload bar on stderr, one step per file, coloured as `--color` and `NO_COLOR` say.
 fn bar(files: usize) -> ProgressBar {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let template = if no_color {
-        "[{bar:30}] {msg} ({elapsed})"
-    } else {
+    let template = if colour() {
         "[{bar:30.cyan}] {msg} ({elapsed})"
+    } else {
+        "[{bar:30}] {msg} ({elapsed})"
     };
     let bar = ProgressBar::with_draw_target(Some(files as u64), ProgressDrawTarget::stderr());
     bar.set_style(

@@ -18,7 +18,12 @@ pub struct History {
 
 pub async fn run(ctx: &Context, args: &HistoryArgs) -> Result<History> {
     let record = ctx.store().read().await?.unwrap_or_default();
-    let entries = record.history.into_iter().rev().take(args.limit).collect();
+    let entries = record
+        .history
+        .into_iter()
+        .rev()
+        .take(args.limit as usize)
+        .collect();
     Ok(History {
         app: ctx.config.app.clone(),
         entries,

@@ -329,7 +329,6 @@ fn instances(
     })
 }
 
-/// The drain wait's cap; unlike other durations, "0s" is allowed: no drain wait at all.
 /// `docker stop -t` takes whole seconds: a grace is one, rounded up, at most an hour (what a
 /// launch could wait for it inside its SSM command and the health timeout).
 fn stop_grace(c: &Check, value: Option<String>) -> Result<Duration> {
@@ -353,6 +352,7 @@ fn stop_grace(c: &Check, value: Option<String>) -> Result<Duration> {
     ))
 }
 
+/// The drain wait's cap; "0s": no drain wait at all.
 fn drain_wait_max(c: &Check, value: Option<String>) -> Result<Option<Duration>> {
     value
         .map(|t| c.duration_or_zero("[backend].drain_wait_max", Some(t)))

@@ -155,6 +155,27 @@ fn missing_config_file_says_where_to_put_it() {
 }
 
 #[test]
+fn history_limit_0_is_refused_with_the_rule_and_lock_releases_force_says_why() {
+    let bare = Bare::new(VALID);
+    let out = bare.bgcloud(&["history", "--limit", "0"]).code(2);
+    assert!(
+        out.stderr.contains("--limit") && out.stderr.contains("0 is not in 1.."),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(bare.requests(), vec![]);
+    let help = bare.bgcloud(&["lock", "release", "--help"]).ok();
+    // Its help, on the flag's line or the next (clap's layout depends on the width).
+    let lines: Vec<&str> = help.stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("--force"))
+        .unwrap_or_else(|| panic!("{}", help.stdout));
+    let force = lines[at..(at + 2).min(lines.len())].join(" ");
+    assert!(force.contains("Required"), "{force:?}");
+}
+
+#[test]
 fn bad_flag_value_exits_2() {
     let bare = Bare::new(VALID);
     let out = bare.bgcloud(&["shift", "--to", "purple"]).code(2);

@@ -91,19 +91,35 @@ async fn of_deploys_started_together_exactly_one_wins_the_lock() {
         &fx.stack.green_target_group_arn,
         serde_json::json!([{"state": "initial"}]),
     );
-    let runs: Vec<_> = (0..4)
-        .map(|_| fx.bgcloud(&["deploy", "--image", "v1"]).spawn())
+    let mut runs: Vec<_> = (0..4)
+        .map(|_| Some(fx.bgcloud(&["deploy", "--image", "v1"]).spawn()))
         .collect();
     fx.wait_for_request("a health wait", |a| a == "DescribeTargetHealth");
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // The gate is let go only once the three others have ended: none can find the lock free
+    // after the winner's release.
+    let mut outcomes: Vec<(i32, String)> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while outcomes.len() < 3 {
+        for run in runs.iter_mut() {
+            if run
+                .as_mut()
+                .is_some_and(|c| c.try_wait().unwrap().is_some())
+            {
+                let (code, _, stderr) = crate::support::run::finish(run.take().unwrap());
+                outcomes.push((code, stderr));
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three deploys still running beside the one in its gate: {outcomes:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     fx.set_target_states(&fx.stack.green_target_group_arn, serde_json::json!([]));
-    let outcomes: Vec<(i32, String)> = runs
-        .into_iter()
-        .map(|child| {
-            let (code, _, stderr) = crate::support::run::finish(child);
-            (code, stderr)
-        })
-        .collect();
+    for run in runs.into_iter().flatten() {
+        let (code, _, stderr) = crate::support::run::finish(run);
+        outcomes.push((code, stderr));
+    }
     let codes: Vec<i32> = outcomes.iter().map(|(c, _)| *c).collect();
     println!("localstack: four deploys at once exited {codes:?}");
     assert_eq!(

@@ -265,6 +265,43 @@ async fn on_a_terminal_it_redraws_in_place_until_ctrl_c() {
     assert_eq!(code, 0, "Ctrl-C ends a watch with 0: {stderr}\n{}", text);
 }
 
+/// bgcloud's progress lines on a terminal: coloured by default, plain with `NO_COLOR` (set and
+/// not empty) or `--color never`; `--color always` colours them into a pipe too.
+#[tokio::test(flavor = "multi_thread")]
+async fn colour_on_a_terminal_unless_no_color_or_color_never() {
+    let fx = Fixture::v1_v2().await;
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("localstack/.venv/bin/python");
+    let on_terminal = |args: &[&str], no_color: &str| {
+        let out = fx
+            .bgcloud(args)
+            .env("NO_COLOR", no_color)
+            .wrapped(&python, &["-c", PTY])
+            .run();
+        assert_eq!(out.code, 0, "{args:?}: {}{}", out.stdout, out.stderr);
+        out.stdout
+    };
+    let coloured = |text: &str| text.contains("\x1b[") && text.contains('m');
+    let default = on_terminal(&["deploy", "--image", "v1"], "");
+    assert!(
+        default.contains("INFO") && coloured(&default),
+        "coloured on a terminal: {default:?}"
+    );
+    for (args, no_color) in [
+        (&["deploy", "--image", "v2"][..], "1"),
+        (&["rollback", "--color", "never"][..], ""),
+    ] {
+        let plain = on_terminal(args, no_color);
+        assert!(
+            plain.contains("INFO") && !plain.contains('\x1b'),
+            "{args:?} with NO_COLOR={no_color:?}: {plain:?}"
+        );
+    }
+    let forced = fx
+        .bgcloud(&["--color", "always", "deploy", "--image", "v2"])
+        .ok();
+    assert!(coloured(&forced.stderr), "{:?}", forced.stderr);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_poll_interval_under_a_second_is_refused_before_any_aws_call() {
     let fx = Fixture::new().await;
