@@ -70,6 +70,9 @@ pub struct AwsFailure {
     pub message: Option<String>,
     /// The HTTP status, when a response came back.
     pub status: Option<u16>,
+    /// Why no answer came back (no credentials, refused, no answer in time), in a few words;
+    /// None when AWS answered.
+    pub cause: Option<String>,
     /// The SDK's full error chain.
     pub chain: String,
 }
@@ -86,12 +89,32 @@ impl AwsFailure {
             ),
             _ => (None, None),
         };
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        let chain = DisplayErrorContext(e).to_string();
+        let cause = match e {
+            _ if status.is_some() => None,
+            SdkError::TimeoutError(_) => Some("no answer in time".to_string()),
+            SdkError::DispatchFailure(d) if d.is_timeout() => Some("no answer in time".into()),
+            // No credentials: the request could not be signed (found while building or
+            // dispatching it, by SDK version).
+            SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_)
+                if chain.to_ascii_lowercase().contains("credential") =>
+            {
+                Some("no AWS credentials".into())
+            }
+            SdkError::DispatchFailure(_) => Some(format!(
+                "could not reach the endpoint ({})",
+                plain(&root_cause(e))
+            )),
+            _ => Some(plain(&root_cause(e))),
+        };
         AwsFailure {
             action: iam_action(std::any::type_name::<E>()),
             code,
             message,
-            status: e.raw_response().map(|r| r.status().as_u16()),
-            chain: DisplayErrorContext(e).to_string(),
+            status,
+            cause,
+            chain,
         }
     }
 
@@ -136,9 +159,10 @@ impl AwsFailure {
         let what = match (&self.code, &self.message) {
             (Some(c), Some(m)) if !m.is_empty() => format!("{c}: {}", m.trim_end_matches('.')),
             (Some(c), _) => c.clone(),
-            (None, _) => match self.status {
-                Some(s) => format!("HTTP {s} from AWS"),
-                None => short_cause(&self.chain),
+            (None, _) => match (self.status, &self.cause) {
+                (Some(s), _) => format!("HTTP {s} from AWS"),
+                (None, Some(cause)) => cause.clone(),
+                (None, None) => plain(&self.chain),
             },
         };
         let hint = self.hint();
@@ -214,11 +238,27 @@ where
     move |e| Error::Failed(AwsFailure::of(&e).explain(&doing.to_string()))
 }
 
-/// The last link of an error chain ("…: connection refused"), without the SDK's debug dumps.
-fn short_cause(chain: &str) -> String {
-    let last = chain.rsplit(": ").next().unwrap_or(chain);
-    let last = last.split(" (").next().unwrap_or(last);
-    last.chars().take(200).collect()
+/// An error's text as one short line a person can read: its first line, without a debug dump
+/// (anything from the first `{`, `}`, `Some(` or `source:` on), at most 200 characters.
+fn plain(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    let cut = [
+        line.find('{'),
+        line.find('}'),
+        line.find("Some("),
+        line.find("source:"),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(line.len());
+    let line = line[..cut].trim_end_matches([' ', ':', '(', ',']);
+    let line: String = line.chars().take(200).collect();
+    if line.is_empty() {
+        "no answer".into()
+    } else {
+        line
+    }
 }
 
 /// `s3:GetObject` from the operation error's type name
@@ -282,6 +322,7 @@ mod tests {
             code: Some("NoSuchBucket".into()),
             message: Some("The specified bucket does not exist".into()),
             status: Some(404),
+            cause: None,
             chain: "service error: unhandled error (NoSuchBucket): Error { code: … SdkBody … }"
                 .into(),
         };
@@ -301,12 +342,32 @@ mod tests {
     }
 
     #[test]
+    fn a_cause_is_one_plain_line() {
+        for (text, line) in [
+            (
+                "Connection refused (os error 111)",
+                "Connection refused (os error 111)",
+            ),
+            (
+                "ConnectorError { kind: Io, source: hyper }",
+                "ConnectorError",
+            ),
+            ("Unknown } })).", "Unknown"),
+            ("first\nsecond", "first"),
+            ("Some(Credentials)", "no answer"),
+        ] {
+            assert_eq!(plain(text), line, "{text}");
+        }
+    }
+
+    #[test]
     fn unimplemented_calls_are_recognised() {
         let stock_moto = AwsFailure {
             action: "ssm:DescribeInstanceInformation".into(),
             code: None,
             message: None,
             status: Some(500),
+            cause: None,
             chain: String::new(),
         };
         assert!(stock_moto.is_unimplemented());

@@ -66,7 +66,9 @@ pub fn init_logging(verbose: u8, color: ColorChoice) {
     crate::error::set_verbose(verbose > 0);
     let colour = *COLOR.get_or_init(|| color.on_stderr());
     let default = match verbose {
-        0 => "warn,bgcloud=info",
+        // The credential chain warns for each provider it tried (~1,000 characters each); the
+        // error line says what is missing. With -v they show.
+        0 => "warn,aws_config=error,bgcloud=info",
         1 => "warn,bgcloud=debug",
         _ => "debug",
     };

@@ -75,6 +75,101 @@ async fn no_credentials_says_how_to_provide_them() {
     assert!(error_lines(&out.stderr).len() <= 2, "{text}");
 }
 
+/// The first run's failures, each from a real server answering that way: the first line names
+/// what failed and why in plain words, and nothing of the SDK's insides (`{`, `Some(`,
+/// `source:`) reaches stderr without -v.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_first_run_failure_reads_as_one_plain_first_line() {
+    let fx = Fixture::v1_v2().await;
+    let listener = format!("error: reading listener {}: ", fx.stack.listener_arn);
+    let fault = |action: &str, status: u16, code: &str| {
+        crate::support::control(
+            "faults",
+            serde_json::json!({"access_key": fx.access_key, "action": action,
+                               "status": status, "code": code, "times": 10}),
+        );
+    };
+    let clear = || {
+        crate::support::control(
+            "faults",
+            serde_json::json!({"access_key": fx.access_key, "clear": true}),
+        )
+    };
+    let closed = crate::support::receiver::closed_port();
+
+    let mut seen = Vec::new();
+    let mut check =
+        |case: &str, out: crate::support::run::Outcome, first: &dyn Fn(&str) -> bool| {
+            let line = error_lines(&out.stderr)[0].to_string();
+            assert!(first(&line), "{case}: {line}");
+            for noise in ["{", "Some(", "source:", "SdkBody"] {
+                assert!(
+                    !out.stderr.contains(noise),
+                    "{case}: {noise} in {}",
+                    out.stderr
+                );
+            }
+            seen.push(format!("{case}: {line}"));
+        };
+
+    let none = fx
+        .bgcloud(&["status"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .run();
+    check("no credentials", none, &|l| {
+        l == format!("{listener}no AWS credentials.")
+    });
+
+    // The same, with the instance-metadata provider tried too, and refused (403, as where
+    // IMDS is off or hop-limited): the SDK's warning for it is not shown without -v.
+    let imds_endpoint = crate::support::receiver::Receiver::start(403);
+    let imds = fx
+        .bgcloud(&["status"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds_endpoint.base)
+        .run();
+    check("no credentials, metadata tried", imds, &|l| {
+        l == format!("{listener}no AWS credentials.")
+    });
+
+    let refused = fx
+        .bgcloud(&["status"])
+        .env("AWS_ENDPOINT_URL", &format!("http://127.0.0.1:{closed}"))
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .run();
+    check("unreachable endpoint", refused, &|l| {
+        l.starts_with("error: ")
+            && l.ends_with(": could not reach the endpoint (Connection refused (os error 111)).")
+    });
+
+    fault("DescribeListeners", 403, "ExpiredToken");
+    let expired = fx.bgcloud(&["status"]).code(1);
+    check("expired token", expired, &|l| {
+        l == format!("{listener}ExpiredToken: injected fault (ExpiredToken).")
+    });
+    clear();
+
+    fault("DescribeListeners", 403, "AccessDenied");
+    let denied = fx.bgcloud(&["status"]).code(1);
+    check("access denied", denied, &|l| {
+        l == format!("{listener}AccessDenied: injected fault (AccessDenied).")
+    });
+    clear();
+
+    // A JSON-protocol service's 400 (SSM), met by a deploy.
+    fault("DescribeInstanceInformation", 400, "ValidationException");
+    let json = fx.bgcloud(&["deploy", "--image", "v1"]).code(1);
+    check("a 400 with a JSON body", json, &|l| {
+        l.starts_with("error: ")
+            && l.ends_with(": ValidationException: injected fault (ValidationException)")
+    });
+    clear();
+    println!("{}", seen.join("\n"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_record_names_the_os_user_when_user_is_unset() {
     let fx = Fixture::new().await;
