@@ -34,6 +34,17 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The kind's name in `--output json` (`{"error": {"kind": …}}`), one per exit code.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Failed(_) => "failed",
+            Error::Refused(_) => "refused",
+            Error::Locked(_) => "locked",
+            Error::Inconclusive(_) => "inconclusive",
+            Error::Interrupted => "interrupted",
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Failed(_) => 1,

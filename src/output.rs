@@ -46,6 +46,57 @@ fn colour() -> bool {
     COLOR.get().copied().unwrap_or(false)
 }
 
+/// A failure as `--output json` prints it on stdout: `{"error": {…}}`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ErrorReport {
+    /// `failed`, `refused`, `locked`, `inconclusive`, `interrupted`, or `usage` (a flag or
+    /// argument the command line parser refused).
+    pub kind: String,
+    /// What failed (the text's first line).
+    pub message: String,
+    /// What to do next (the text's further lines), when it says.
+    pub hint: Option<String>,
+    pub exit_code: u8,
+    /// The first ARN or `s3://` location the message names, when it names one.
+    pub resource: Option<String>,
+}
+
+impl ErrorReport {
+    pub fn new(kind: &str, text: &str, exit_code: u8) -> ErrorReport {
+        let text = text.trim().trim_start_matches("error: ");
+        let mut lines = text.lines();
+        let message = lines.next().unwrap_or_default().trim().to_string();
+        let hint: Vec<&str> = lines.map(str::trim).filter(|l| !l.is_empty()).collect();
+        let resource = message
+            .split_whitespace()
+            .map(|w| w.trim_end_matches([':', ',', '.', ')', ';']))
+            .find(|w| w.starts_with("arn:") || w.starts_with("s3://"))
+            .map(str::to_string);
+        ErrorReport {
+            kind: kind.to_string(),
+            message,
+            hint: (!hint.is_empty()).then(|| hint.join(" ")),
+            exit_code,
+            resource,
+        }
+    }
+
+    pub fn of(e: &Error) -> ErrorReport {
+        ErrorReport::new(e.kind(), &e.to_string(), e.exit_code())
+    }
+}
+
+/// With `--output json`, a failure is one JSON object on stdout as well as its text on stderr,
+/// so a step that parses stdout always gets a document.
+pub fn print_error(format: Format, report: &ErrorReport) {
+    if format != Format::Json {
+        return;
+    }
+    if let Ok(text) = serde_json::to_string_pretty(&serde_json::json!({ "error": report })) {
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+    }
+}
+
 /// Prints a command's result: its `Display` form, or one JSON object.
 pub fn print<T: Display + Serialize>(format: Format, value: &T) -> Result<()> {
     let text = match format {
@@ -178,4 +229,29 @@ fn bar(files: usize) -> ProgressBar {
             .progress_chars("=> "),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_report_splits_the_text_and_names_the_resource() {
+        let text = "error: reading listener arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/2: AccessDenied: no.\n  the credentials in use may not call elasticloadbalancing:DescribeListeners";
+        let r = ErrorReport::new("failed", text, 1);
+        assert_eq!(
+            r.message,
+            "reading listener arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/2: AccessDenied: no."
+        );
+        assert_eq!(
+            r.hint.as_deref(),
+            Some("the credentials in use may not call elasticloadbalancing:DescribeListeners")
+        );
+        assert_eq!(
+            r.resource.as_deref(),
+            Some("arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/1/2")
+        );
+        let plain = ErrorReport::new("refused", "nothing deployed yet", 2);
+        assert_eq!((plain.hint, plain.resource), (None, None));
+    }
 }

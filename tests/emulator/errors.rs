@@ -170,6 +170,109 @@ async fn each_first_run_failure_reads_as_one_plain_first_line() {
     println!("{}", seen.join("\n"));
 }
 
+/// With `--output json`, a failure is exactly one JSON object on stdout (and its text on
+/// stderr still): AWS saying no, a refused config, a held lock, a refused flag.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_output_json_a_failure_is_one_json_object_on_stdout() {
+    let fx = Fixture::v1_v2().await;
+    let error_of = |out: &crate::support::run::Outcome| -> serde_json::Value {
+        let doc: serde_json::Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", out.stdout));
+        assert!(out.stderr.contains("error: "), "{}", out.stderr);
+        doc["error"].clone()
+    };
+
+    crate::support::control(
+        "faults",
+        serde_json::json!({"access_key": fx.access_key, "action": "DescribeListeners",
+                           "status": 403, "code": "AccessDenied", "times": 10}),
+    );
+    let denied = error_of(&fx.bgcloud(&["--output", "json", "status"]).code(1));
+    crate::support::control(
+        "faults",
+        serde_json::json!({"access_key": fx.access_key, "clear": true}),
+    );
+    assert_eq!(denied["kind"], "failed", "{denied}");
+    assert_eq!(denied["exit_code"], 1);
+    assert_eq!(
+        denied["resource"],
+        fx.stack.listener_arn.as_str(),
+        "{denied}"
+    );
+    assert!(
+        denied["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("reading listener arn:"),
+        "{denied}"
+    );
+    assert!(
+        denied["hint"]
+            .as_str()
+            .unwrap()
+            .contains("elasticloadbalancing:DescribeListeners"),
+        "{denied}"
+    );
+
+    // The lock held by a deploy waiting in its health gate.
+    fx.set_target_states(
+        &fx.stack.green_target_group_arn,
+        serde_json::json!([{"state": "initial"}]),
+    );
+    let holder = fx.bgcloud(&["deploy", "--image", "v1"]).spawn();
+    fx.wait_for_request("the health wait", |a| a == "DescribeTargetHealth");
+    let locked = error_of(
+        &fx.bgcloud(&["-o", "json", "deploy", "--image", "v2"])
+            .code(3),
+    );
+    fx.set_target_states(&fx.stack.green_target_group_arn, serde_json::json!([]));
+    assert_eq!(crate::support::run::finish(holder).0, 0);
+    assert_eq!(
+        (locked["kind"].as_str(), locked["exit_code"].as_u64()),
+        (Some("locked"), Some(3)),
+        "{locked}"
+    );
+    assert!(
+        locked["resource"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("s3://"),
+        "the lock's location: {locked}"
+    );
+
+    let text = std::fs::read_to_string(&fx.config).unwrap();
+    fx.write_config(&text.replace("poll_interval = \"100ms\"", "pol_interval = \"100ms\""));
+    let refused = error_of(&fx.bgcloud(&["--output=json", "status"]).code(2));
+    assert_eq!(refused["kind"], "refused", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("bgcloud.toml")
+            && refused["hint"].as_str().unwrap().contains("pol_interval"),
+        "{refused}"
+    );
+    fx.write_config(&text);
+
+    let usage = error_of(
+        &fx.bgcloud(&["-o", "json", "shift", "--to", "purple"])
+            .code(2),
+    );
+    assert_eq!(
+        (usage["kind"].as_str(), usage["exit_code"].as_u64()),
+        (Some("usage"), Some(2)),
+        "{usage}"
+    );
+    assert!(
+        usage["message"].as_str().unwrap().contains("purple"),
+        "{usage}"
+    );
+
+    // Text output prints nothing on stdout for a failure.
+    let plain = fx.bgcloud(&["shift", "--to", "purple"]).code(2);
+    assert_eq!(plain.stdout, "");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_record_names_the_os_user_when_user_is_unset() {
     let fx = Fixture::new().await;
