@@ -82,10 +82,34 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| Error::refused(format!("{}: {}", path.display(), e.to_string().trim())))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let text = e.to_string();
+            let text = text.trim();
+            match did_you_mean(text) {
+                Some(key) => Error::refused(format!(
+                    "{}: {text}\n  did you mean `{key}`?",
+                    path.display()
+                )),
+                None => Error::refused(format!("{}: {text}", path.display())),
+            }
+        })?;
         raw.validate(path)
     }
+}
+
+/// The known key closest to a misspelled one, from serde's "unknown field `X`, expected one of
+/// `a`, `b`, …" (or "expected `a` or `b`"): one a typo away (Jaro-Winkler ≥ 0.8), else None.
+fn did_you_mean(error: &str) -> Option<String> {
+    let rest = error.split("unknown field `").nth(1)?;
+    let (unknown, expected) = rest.split_once('`')?;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|known| (strsim::jaro_winkler(unknown, known), known))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, known)| known.to_string())
 }
 
 #[derive(Deserialize)]
@@ -197,6 +221,17 @@ distribution_id = "E2ABCDEF"
             Err(Error::Refused(m)) => m,
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_misspelled_key_gets_the_closest_known_one() {
+        let e = err(&full().replace("health_timeout", "helth_timeout"));
+        assert!(e.ends_with("did you mean `health_timeout`?"), "{e}");
+        let e = err(&full().replace("[backend]", "[backnd]"));
+        assert!(e.ends_with("did you mean `backend`?"), "{e}");
+        // Nothing close: no guess.
+        let e = err(&full().replace("health_timeout", "zzzzzz"));
+        assert!(!e.contains("did you mean"), "{e}");
     }
 
     #[test]

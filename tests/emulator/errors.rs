@@ -249,7 +249,11 @@ async fn with_output_json_a_failure_is_one_json_object_on_stdout() {
             .as_str()
             .unwrap()
             .contains("bgcloud.toml")
-            && refused["hint"].as_str().unwrap().contains("pol_interval"),
+            && refused["hint"].as_str().unwrap().contains("pol_interval")
+            && refused["hint"]
+                .as_str()
+                .unwrap()
+                .ends_with("did you mean `poll_interval`?"),
         "{refused}"
     );
     fx.write_config(&text);
