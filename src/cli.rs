@@ -83,6 +83,13 @@ pub enum Command {
     /// Static site releases on S3 + CloudFront.
     #[command(subcommand)]
     Frontend(FrontendCommand),
+    /// Print a completion script for SHELL (e.g. `source <(bgcloud completions bash)`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; e.g. `bgcloud man | man -l -`).
+    Man,
 }
 
 impl Command {

@@ -21,6 +21,12 @@ use error::Result;
 /// appending what a changing command did or why it failed to the step summary). A changing
 /// command's failure is also a `[notify]` event.
 pub async fn run(cli: Cli) -> Result<()> {
+    // About bgcloud itself: no config, no AWS.
+    match cli.command {
+        Command::Completions { shell } => return cmd::help::completions(shell),
+        Command::Man => return cmd::help::man(),
+        _ => {}
+    }
     let (ctx, result) = match Context::new(&cli.global).await {
         Ok(ctx) => {
             let result = dispatch(&ctx, &cli.command).await;
@@ -111,6 +117,9 @@ async fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
             &cmd::frontend::rollback(ctx, args).await?,
             None,
         ),
+        // Answered by `run` before any config is read; here for a complete match.
+        Command::Completions { shell } => cmd::help::completions(*shell),
+        Command::Man => cmd::help::man(),
         Command::Frontend(FrontendCommand::Prune(args)) => report(
             ctx,
             "frontend prune",

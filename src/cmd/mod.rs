@@ -2,6 +2,7 @@
 
 pub mod deploy;
 pub mod frontend;
+pub mod help;
 pub mod history;
 pub mod lock;
 pub mod promote;

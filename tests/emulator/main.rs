@@ -16,6 +16,7 @@ mod fleet;
 mod frontend;
 mod gates;
 mod health_gate;
+mod help;
 mod hostile;
 mod localstack;
 mod notify;
