@@ -25,14 +25,10 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Config file.
-    #[arg(
-        long,
-        global = true,
-        env = "BGCLOUD_CONFIG",
-        default_value = "bgcloud.toml"
-    )]
-    pub config: PathBuf,
+    /// Config file [default: bgcloud.toml here or in the nearest parent directory, up to the
+    /// repository's root]
+    #[arg(long, global = true, env = "BGCLOUD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// AWS region (else the config's `region`, else the usual AWS chain).
     #[arg(long, global = true)]
     pub region: Option<String>,

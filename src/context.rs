@@ -30,7 +30,13 @@ pub struct Context {
 impl Context {
     /// Loads and validates the config first: a bad config fails before any AWS call.
     pub async fn new(global: &Global) -> Result<Context> {
-        let config = Config::load(&global.config)?;
+        let path = match &global.config {
+            Some(path) => path.clone(),
+            None => crate::config::find(&std::env::current_dir().map_err(|e| {
+                crate::error::Error::refused(format!("cannot read the current directory: {e}"))
+            })?)?,
+        };
+        let config = Config::load(&path)?;
         let opts = AwsOptions {
             region: global.region.clone(),
             profile: global.profile.clone(),

@@ -97,6 +97,34 @@ impl Config {
     }
 }
 
+/// The config file when none is named (`--config`, `BGCLOUD_CONFIG`): `bgcloud.toml` in `cwd`
+/// or the nearest parent that has one, searching no higher than the repository's root (the first
+/// directory with a `.git`), so a command run in `web/` or `infra/` finds the repository's
+/// config and never one outside it.
+pub fn find(cwd: &Path) -> Result<PathBuf> {
+    const NAME: &str = "bgcloud.toml";
+    let mut dir = cwd;
+    loop {
+        if dir.join(NAME).is_file() {
+            return Ok(if dir == cwd {
+                PathBuf::from(NAME)
+            } else {
+                dir.join(NAME)
+            });
+        }
+        let parent = dir.parent();
+        if dir.join(".git").exists() || parent.is_none() {
+            return Err(Error::refused(format!(
+                "no {NAME} in {} or any parent up to {}: create one (see docs/reference/config.md) \
+                 or point --config / BGCLOUD_CONFIG at it",
+                cwd.display(),
+                dir.display()
+            )));
+        }
+        dir = parent.unwrap_or(dir);
+    }
+}
+
 /// The known key closest to a misspelled one, from serde's "unknown field `X`, expected one of
 /// `a`, `b`, …" (or "expected `a` or `b`"): one a typo away (Jaro-Winkler ≥ 0.8), else None.
 fn did_you_mean(error: &str) -> Option<String> {
@@ -221,6 +249,25 @@ distribution_id = "E2ABCDEF"
             Err(Error::Refused(m)) => m,
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_config_is_found_here_or_above_but_not_above_the_repository() {
+        let outer = tempfile::tempdir().unwrap();
+        let repo = outer.path().join("repo");
+        let deep = repo.join("web/dist");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::create_dir(repo.join(".git")).unwrap();
+        // Above the repository: never used.
+        std::fs::write(outer.path().join("bgcloud.toml"), "").unwrap();
+        let e = find(&deep).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("up to {}", repo.display())) && e.contains("--config"),
+            "{e}"
+        );
+        std::fs::write(repo.join("bgcloud.toml"), "").unwrap();
+        assert_eq!(find(&deep).unwrap(), repo.join("bgcloud.toml"));
+        assert_eq!(find(&repo).unwrap(), PathBuf::from("bgcloud.toml"));
     }
 
     #[test]

@@ -186,3 +186,36 @@ fn bad_flag_value_exits_2() {
     );
     assert_eq!(bare.requests(), vec![]);
 }
+
+/// No --config and no BGCLOUD_CONFIG: run from a folder below it, bgcloud finds the
+/// repository's bgcloud.toml; with none up to the repository's root, it says where it looked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_run_below_the_config_finds_it() {
+    let fx = crate::support::Fixture::new().await;
+    let deep = fx.dir.path().join("web/dist");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::create_dir(fx.dir.path().join(".git")).unwrap();
+    let status = fx
+        .bgcloud(&["status", "--output", "json"])
+        .env_remove("BGCLOUD_CONFIG")
+        .in_dir(&deep)
+        .ok();
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["app"], fx.stack.spec.name.as_str(), "{status}");
+
+    std::fs::rename(&fx.config, fx.dir.path().join("other.toml")).unwrap();
+    let out = fx
+        .bgcloud(&["status"])
+        .env_remove("BGCLOUD_CONFIG")
+        .in_dir(&deep)
+        .code(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "no bgcloud.toml in {} or any parent up to {}",
+            deep.display(),
+            fx.dir.path().display()
+        )),
+        "{}",
+        out.stderr
+    );
+}

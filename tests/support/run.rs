@@ -104,6 +104,12 @@ impl Run {
         self
     }
 
+    /// Runs it in `dir` instead of the config's folder.
+    pub fn in_dir(mut self, dir: &Path) -> Run {
+        self.cmd.current_dir(dir);
+        self
+    }
+
     pub fn env_remove(mut self, key: &str) -> Run {
         self.cmd.env_remove(key);
         self
