@@ -65,12 +65,7 @@ async fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Deploy(args) => match cmd::deploy::run(ctx, args).await? {
             cmd::deploy::Outcome::Planned(plan) => output::print(ctx.format, &plan),
             cmd::deploy::Outcome::Deployed(done) => {
-                // A stepped rollout's first shift is not where it ended: its text says that.
-                let traffic = done
-                    .plan
-                    .steps
-                    .is_empty()
-                    .then_some((done.plan.from, done.shift.to));
+                let traffic = Some((done.plan.from, done.traffic));
                 report(ctx, "deploy", &done, traffic)
             }
         },

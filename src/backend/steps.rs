@@ -22,6 +22,14 @@ pub struct Steps {
     pub pause: bool,
 }
 
+/// How a rollout that did not fail ended: in words, and the moves it made after the deploy's
+/// first shift (each verified on the listener), the last being where traffic is now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub ended: String,
+    pub moves: Vec<Weights>,
+}
+
 /// Runs the steps of `color` (already at the first share); returns how the rollout ended.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -32,7 +40,8 @@ pub async fn run(
     steps: &Steps,
     watch_after: Duration,
     ignore_unreadable: bool,
-) -> Result<String> {
+) -> Result<Outcome> {
+    let mut moves = Vec::new();
     let mut state = Rollout {
         deployment_id: deployment_id.to_string(),
         color: Some(color),
@@ -44,7 +53,7 @@ pub async fn run(
     };
     for (i, &share) in steps.shares.iter().enumerate() {
         if i > 0 {
-            move_to(ctx, "step", Weights::split(color, share)).await?;
+            moves.push(move_to(ctx, "step", Weights::split(color, share)).await?);
             state.step = i + 1;
             state.weight = share;
         }
@@ -73,13 +82,16 @@ pub async fn run(
             Ended::Requested(request) => {
                 let done = watch::honour(ctx, &request, color).await?;
                 return match request.action {
-                    Action::Promote => Ok(format!(
-                        "promoted at step {} at the request of {} ({} → {})",
-                        i + 1,
-                        request.by,
-                        done.from,
-                        done.to
-                    )),
+                    Action::Promote => Ok(Outcome {
+                        ended: format!(
+                            "promoted at step {} at the request of {} ({} → {})",
+                            i + 1,
+                            request.by,
+                            done.from,
+                            done.to
+                        ),
+                        moves: [moves, vec![done.to]].concat(),
+                    }),
                     Action::Rollback => Err(Error::failed(format!(
                         "rolled back at step {} at the request of {}: {} → {}",
                         i + 1,
@@ -96,11 +108,14 @@ pub async fn run(
         state.paused = true;
         state.next_at = None;
         rollout::save(ctx, &state).await?;
-        return Ok(format!(
-            "paused at {color} {last} %: continue with `bgcloud promote`, or `bgcloud rollback`"
-        ));
+        return Ok(Outcome {
+            ended: format!(
+                "paused at {color} {last} %: continue with `bgcloud promote`, or `bgcloud rollback`"
+            ),
+            moves,
+        });
     }
-    move_to(ctx, "promote", Weights::all(color)).await?;
+    moves.push(move_to(ctx, "promote", Weights::all(color)).await?);
     rollout::clear(ctx).await?;
     if !watch_after.is_zero() {
         watch::after_shift(
@@ -113,16 +128,19 @@ pub async fn run(
         )
         .await?;
     }
-    Ok(format!(
-        "promoted to {color} 100 % after {} step(s)",
-        steps.shares.len()
-    ))
+    Ok(Outcome {
+        ended: format!(
+            "promoted to {color} 100 % after {} step(s)",
+            steps.shares.len()
+        ),
+        moves,
+    })
 }
 
-/// The next share, from the listener as it is now, verified and recorded.
-async fn move_to(ctx: &Context, action: &'static str, to: Weights) -> Result<()> {
+/// The next share, from the listener as it is now, verified and recorded; the weights read back.
+async fn move_to(ctx: &Context, action: &'static str, to: Weights) -> Result<Weights> {
     let live = Live::read(ctx).await?;
-    shift::apply(
+    let done = shift::apply(
         ctx,
         live,
         action,
@@ -132,5 +150,5 @@ async fn move_to(ctx: &Context, action: &'static str, to: Weights) -> Result<()>
         Because::default(),
     )
     .await?;
-    Ok(())
+    Ok(done.to)
 }

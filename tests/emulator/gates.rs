@@ -620,6 +620,42 @@ async fn steps_move_traffic_in_turn_and_history_shows_each() {
             ("promote".into(), 100)
         ]
     );
+    // The result lists every move and where traffic ended, not only the first shift.
+    let w = |blue: u8, green: u8| serde_json::json!({"blue": blue, "green": green});
+    assert_eq!(
+        out["moves"],
+        serde_json::json!([w(90, 10), w(50, 50), w(0, 100)]),
+        "{out}"
+    );
+    assert_eq!(out["traffic"], w(0, 100));
+
+    // And so do the text and the CI step summary.
+    let summary = fx.dir.path().join("summary.md");
+    let text = fx
+        .bgcloud(&[
+            "deploy",
+            "--image",
+            "v2",
+            "--steps",
+            "10",
+            "--interval",
+            "1s",
+        ])
+        .env("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())
+        .ok()
+        .stdout;
+    assert!(
+        text.contains(
+            "traffic: blue 0 % / green 100 % → blue 10 % / green 90 % → blue 100 % / green 0 % \
+             (each verified on the listener)"
+        ) && text.contains("traffic ended at: blue 100 % / green 0 %"),
+        "{text}"
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains("| before | 0 % | 100 % |\n| after | 100 % | 0 % |"),
+        "the table says where traffic ended: {md}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

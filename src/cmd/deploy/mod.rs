@@ -501,7 +501,7 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         shift::Because::default(),
     )
     .await?;
-    let ended = match &inputs.steps {
+    let outcome = match &inputs.steps {
         Some(steps) => {
             steps::run(
                 ctx,
@@ -527,9 +527,14 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
                 )
                 .await?;
             }
-            format!("{color} has all traffic")
+            steps::Outcome {
+                ended: format!("{color} has all traffic"),
+                moves: Vec::new(),
+            }
         }
     };
+    // Where traffic ended: the first shift, then each move of the rollout.
+    let moves = [vec![shift.to], outcome.moves].concat();
     let timings = Timings {
         release_task: task_seconds.as_secs_f64(),
         drain: drained.as_secs_f64(),
@@ -542,8 +547,10 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         plan,
         previous,
         smoke_passed,
+        traffic: *moves.last().unwrap_or(&shift.to),
+        moves,
         shift,
-        ended,
+        ended: outcome.ended,
         seconds: started.elapsed().as_secs_f64(),
         timings,
     })

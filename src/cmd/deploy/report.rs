@@ -73,6 +73,11 @@ pub struct Deployed {
     /// The smoke tests that passed (all of them, or the deploy failed).
     pub smoke_passed: Vec<Passed>,
     pub shift: Shifted,
+    /// Every move of the listener's weights this deploy made, in order, each verified: the
+    /// first shift, then a stepped rollout's steps and its promotion.
+    pub moves: Vec<Weights>,
+    /// Where traffic ended (the last move).
+    pub traffic: Weights,
     /// How the rollout ended: all traffic moved, promoted after its steps, paused, …
     pub ended: String,
     pub seconds: f64,
@@ -232,11 +237,16 @@ impl fmt::Display for Deployed {
             p.instances.len(),
             self.seconds
         )?;
+        let moves: Vec<String> = self.moves.iter().map(ToString::to_string).collect();
         writeln!(
             f,
-            "traffic: {} → {} (verified on the listener)",
-            p.from, p.to
+            "traffic: {} → {} (each verified on the listener)",
+            p.from,
+            moves.join(" → ")
         )?;
+        if self.moves.len() > 1 {
+            writeln!(f, "traffic ended at: {}", self.traffic)?;
+        }
         let t = &self.timings;
         if let Some(task) = &p.release_task {
             writeln!(
