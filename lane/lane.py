@@ -269,9 +269,9 @@ def build_context(ctx, tag, spec):
         # (a namespace's PID 1 cannot be killed from inside it), so a crashed server stops the
         # container and it is restarted.
         cmd = (
-            f"date +%s > /tmp/started; httpd -f -p {CONTAINER_PORT} -h /www & server=$!; "
             "trap 'kill $server; while [ -n \"$(ls /tmp/inflight 2>/dev/null)\" ]; do sleep 0.1; "
-            "done; sleep 0.2; exit 0' TERM; wait $server"
+            "done; sleep 0.2; exit 0' TERM; rm -rf /tmp/inflight; date +%s > /tmp/started; "
+            f"httpd -f -p {CONTAINER_PORT} -h /www & server=$!; wait $server"
         )
     with open(f"{ctx}/Containerfile", "w") as f:
         f.write(

@@ -32,9 +32,17 @@ impl Context {
     pub async fn new(global: &Global) -> Result<Context> {
         let path = match &global.config {
             Some(path) => path.clone(),
-            None => crate::config::find(&std::env::current_dir().map_err(|e| {
-                crate::error::Error::refused(format!("cannot read the current directory: {e}"))
-            })?)?,
+            None => {
+                let cwd = std::env::current_dir().map_err(|e| {
+                    crate::error::Error::refused(format!("cannot read the current directory: {e}"))
+                })?;
+                let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+                let found = crate::config::find(&cwd, home.as_deref())?;
+                if found.is_absolute() {
+                    tracing::info!("config: {}", found.display());
+                }
+                found
+            }
         };
         let config = Config::load(&path)?;
         let opts = AwsOptions {

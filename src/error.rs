@@ -104,15 +104,18 @@ impl AwsFailure {
         let chain = DisplayErrorContext(e).to_string();
         let cause = match e {
             _ if status.is_some() => None,
-            SdkError::TimeoutError(_) => Some("no answer in time".to_string()),
-            SdkError::DispatchFailure(d) if d.is_timeout() => Some("no answer in time".into()),
             // No credentials: the request could not be signed (found while building or
-            // dispatching it, by SDK version).
-            SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_)
+            // dispatching it, by SDK version; a credential provider that timed out too). First,
+            // as the hint says the same.
+            SdkError::ConstructionFailure(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
                 if chain.to_ascii_lowercase().contains("credential") =>
             {
                 Some("no AWS credentials".into())
             }
+            SdkError::TimeoutError(_) => Some("no answer in time".to_string()),
+            SdkError::DispatchFailure(d) if d.is_timeout() => Some("no answer in time".into()),
             SdkError::DispatchFailure(_) => Some(format!(
                 "could not reach the endpoint ({})",
                 plain(&root_cause(e))

@@ -153,29 +153,37 @@ pub async fn for_color(
     ))
 }
 
-/// Waits while `instance`'s target on `port` reads `draining` in the group, for at most `cap`,
-/// reading every `poll`; returns how long it waited. AWS shows a deregistered target as
-/// `draining` for the whole deregistration delay, even once it has no request left (the ALB
-/// guide, "Deregistration delay"), so on a freshly deregistered target this ends with the delay;
-/// what it saves is the part of a delay already spent (a run killed after taking the target out)
-/// or a delay shortened meanwhile. A target no longer listed, or in any other state, is done.
-pub async fn until_not_draining(
+/// After this run deregistered `instance`'s target on `port`: waits until the group no longer
+/// lists it (or lists it `unused`), for at most `cap`, reading every `poll`; returns how long it
+/// waited and whether the drain was seen to end. AWS shows a deregistered target as `draining`
+/// for the whole deregistration delay, even once it has no request left (the ALB guide,
+/// "Deregistration delay"), so on a fresh deregistration this ends with the delay; what it saves
+/// is a delay already spent (a run killed after taking the target out). Any other state is not
+/// the end: DescribeTargetHealth is eventually consistent and may still answer `healthy` just
+/// after the deregistration. A failed read is not the end either: it is logged and the wait
+/// goes on to the cap.
+pub async fn until_deregistered(
     ctx: &Context,
     target_group_arn: &str,
     instance: &str,
     port: i32,
     cap: Duration,
     poll: Duration,
-) -> Result<Duration> {
+) -> (Duration, bool) {
     let started = std::time::Instant::now();
     loop {
-        let states = targets(&ctx.clients.elb, target_group_arn).await?;
-        let draining = states
-            .iter()
-            .any(|t| t.id == instance && t.port == Some(port) && t.state == "draining");
+        let gone = match targets(&ctx.clients.elb, target_group_arn).await {
+            Ok(states) => !states
+                .iter()
+                .any(|t| t.id == instance && t.port == Some(port) && t.state != "unused"),
+            Err(e) => {
+                tracing::warn!("reading {instance}'s drain: {e}; waiting on");
+                false
+            }
+        };
         let waited = started.elapsed();
-        if !draining || waited >= cap {
-            return Ok(waited);
+        if gone || waited >= cap {
+            return (waited, gone);
         }
         tokio::time::sleep(poll.min(cap - waited)).await;
     }

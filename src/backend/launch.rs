@@ -19,6 +19,13 @@ pub struct Launched {
     pub at: Instant,
 }
 
+/// What SSM runs for `script`: the wait for the instance's boot, then the script (which takes the
+/// instance's lock). The wait is not in the script because the script is also what a booting
+/// instance runs from inside cloud-init ([`script::boot_wait`]).
+pub fn sent(script: Vec<String>) -> Vec<String> {
+    [vec![script::boot_wait()], script].concat()
+}
+
 /// Runs a launch script on `instances` through SSM and waits for it; returns when bgcloud saw
 /// it succeed on each, with that moment (the gate counts from there).
 pub async fn launch(
@@ -33,7 +40,7 @@ pub async fn launch(
         &ctx.clients.ssm,
         &ctx.in_flight,
         instances,
-        script,
+        sent(script),
         ssm::Step {
             what: "the launch command",
             comment,
@@ -89,7 +96,7 @@ pub async fn run_release_task(
         &ctx.clients.ssm,
         &ctx.in_flight,
         std::slice::from_ref(&task.instance),
-        task.script.clone(),
+        sent(task.script.clone()),
         ssm::Step {
             what: "the release task",
             comment: &format!("bgcloud deploy {}: release task", ctx.config.app),

@@ -37,8 +37,8 @@ pub const LOCK_FILE: &str = "/run/bgcloud.lock";
 /// colour's desired state): they must not wait for it again.
 pub const LOCK_HELD: &str = "BGCLOUD_LOCK_HELD";
 
-/// How long a script waits for the instance's boot (cloud-init) to finish, and then for the
-/// lock: an Amazon Linux boot that installs Docker takes a minute or two.
+/// How long a command waits for the instance's boot (cloud-init) to finish ([`boot_wait`]), and
+/// a script for the lock: an Amazon Linux boot that installs Docker takes a minute or two.
 pub const BOOT_WAIT_SECONDS: u32 = 300;
 
 /// How much of the release task's output is kept (its end), well inside SSM's 24,000
@@ -165,8 +165,7 @@ impl Launch<'_> {
         lines
     }
 
-    /// The start every script shares: wait for the instance's boot, take the instance's lock,
-    /// log in to ECR with the instance role, pull by digest, fetch the secrets on the instance
+    /// The start every script shares: take the instance's lock, log in to ECR with the instance role, pull by digest, fetch the secrets on the instance
     /// by parameter name.
     fn prelude(&self, what: &str) -> Vec<String> {
         let q = quote;
@@ -175,7 +174,7 @@ impl Launch<'_> {
             "#!/bin/sh".to_string(),
             format!("# bgcloud: {what}"),
             "set -eu".to_string(),
-            boot_and_lock(),
+            lock(),
             // The instance role logs in; no registry token is ever in this text.
             format!(
                 "aws ecr get-login-password --region {region} | docker login --username AWS --password-stdin {} >/dev/null",
@@ -285,27 +284,36 @@ impl Launch<'_> {
     }
 }
 
-/// EC2 says `running` and the SSM agent `Online` before user data has finished: wait for the
-/// boot (cloud-init, bounded) *before* taking the lock, never while holding it (the boot loop
-/// needs the lock to finish), then take [`LOCK_FILE`] on fd 9 until the script ends. Without
-/// cloud-init (custom AMIs, the real lane) there is no boot to wait for that this script can
-/// see: it says so and takes the lock. A script the boot loop runs under its own lock
-/// ([`LOCK_HELD`]) skips both. The containers' processes must not inherit fd 9 (podman's
-/// conmon would hold the lock for the container's life): `docker run` closes it.
-fn boot_and_lock() -> String {
+/// EC2 says `running` and the SSM agent `Online` before user data has finished: a command sent
+/// through SSM first waits for the boot (cloud-init, bounded), *before* the script takes the
+/// lock, never while holding it (the boot loop needs the lock to finish). Not part of the
+/// script itself: the script is also the stored desired state, which a boot loop runs from
+/// inside cloud-init, where waiting for cloud-init would wait for itself ([`crate::backend::launch`]
+/// puts this in front of what it sends). Without cloud-init (custom AMIs, the real lane) there is
+/// no boot this can see: it says so.
+pub fn boot_wait() -> String {
+    let wait = BOOT_WAIT_SECONDS;
+    format!(
+        "if command -v cloud-init >/dev/null 2>&1 && command -v timeout >/dev/null 2>&1; then\n  \
+           bgcloud_boot=0; timeout {wait} cloud-init status --wait >/dev/null 2>&1 || bgcloud_boot=$?\n  \
+           case $bgcloud_boot in\n    \
+             0) ;;\n    \
+             124) echo \"bgcloud: this instance is still booting after {wait} s (cloud-init status --wait); see /var/log/cloud-init-output.log on it, then deploy again\" >&2; exit 1 ;;\n    \
+             *) echo \"bgcloud: this instance's boot (cloud-init) ended with status $bgcloud_boot; going on (see /var/log/cloud-init-output.log)\" >&2 ;;\n  \
+           esac\n\
+         else\n  \
+           echo \"bgcloud: no cloud-init on this instance: not waiting for its boot to finish\" >&2\n\
+         fi"
+    )
+}
+
+/// Takes [`LOCK_FILE`] on fd 9 until the script ends, unless the boot loop runs this script
+/// under its own hold ([`LOCK_HELD`]). The containers' processes must not inherit fd 9
+/// (podman's conmon would hold the lock for the container's life): `docker run` closes it.
+fn lock() -> String {
     let (wait, lock) = (BOOT_WAIT_SECONDS, LOCK_FILE);
     format!(
         "if [ -z \"${{{LOCK_HELD}:-}}\" ]; then\n  \
-           if command -v cloud-init >/dev/null 2>&1; then\n    \
-             bgcloud_boot=0; timeout {wait} cloud-init status --wait >/dev/null 2>&1 || bgcloud_boot=$?\n    \
-             case $bgcloud_boot in\n      \
-               0) ;;\n      \
-               124) echo \"bgcloud: this instance is still booting after {wait} s (cloud-init status --wait); see /var/log/cloud-init-output.log on it, then deploy again\" >&2; exit 1 ;;\n      \
-               *) echo \"bgcloud: this instance's boot (cloud-init) ended with status $bgcloud_boot; going on (see /var/log/cloud-init-output.log)\" >&2 ;;\n    \
-             esac\n  \
-           else\n    \
-             echo \"bgcloud: no cloud-init on this instance: not waiting for its boot to finish\" >&2\n  \
-           fi\n  \
            exec 9>{lock}\n  \
            if ! command -v flock >/dev/null 2>&1; then echo \"bgcloud: no flock on this instance (util-linux): not waiting for its boot loop's lock\" >&2\n  \
            elif ! flock -w {wait} 9; then echo \"bgcloud: {lock} is still held after {wait} s (a boot script or another launch on this instance; see which with: fuser -v {lock})\" >&2; exit 1; fi\n\
@@ -457,9 +465,15 @@ mod tests {
     fn boot_then_the_lock_then_docker_and_a_graceful_stop_before_the_removal() {
         let (env, secrets) = (BTreeMap::new(), BTreeMap::new());
         let script = launch(&env, &secrets).render().join("\n");
-        let at = |s: &str| script.find(s).unwrap_or_else(|| panic!("{s} in {script}"));
+        // What SSM gets: the boot wait in front (crate::backend::launch::sent).
+        let sent = format!("{}\n{script}", boot_wait());
+        let at = |s: &str| sent.find(s).unwrap_or_else(|| panic!("{s} in {sent}"));
         assert!(at("cloud-init status --wait") < at("flock -w 300 9"));
         assert!(at("flock -w 300 9") < at("docker login"));
+        assert!(
+            !script.contains("cloud-init"),
+            "the stored desired state never waits for cloud-init: a boot loop runs it from there"
+        );
         assert!(at("docker stop -t 10 shop-green") < at("docker rm -f shop-green"));
         assert!(
             script.contains("@sha256:abc >/dev/null 9>&-"),

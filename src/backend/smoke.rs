@@ -68,10 +68,13 @@ impl Drop for Group {
     }
 }
 
-/// Runs each command as `sh -c CMD` with `env` added to bgcloud's own environment, one after
-/// the other; each may take `timeout`. The first that fails ends the run with its reason.
+/// Runs each command as `sh -c CMD` in `dir` (the config's folder, so `./scripts/smoke.sh`
+/// means the same wherever bgcloud was started) with `env` added to bgcloud's own environment,
+/// one after the other; each may take `timeout`. The first that fails ends the run with its
+/// reason.
 pub async fn run(
     commands: &[String],
+    dir: &std::path::Path,
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<Vec<Passed>> {
@@ -84,7 +87,7 @@ pub async fn run(
         };
         tracing::info!("{label}: `{command}` (at most {})", fmt_duration(timeout));
         let started = Instant::now();
-        one(command, env, timeout, &label)
+        one(command, dir, env, timeout, &label)
             .await
             .map_err(|why| Error::failed(format!("{label} `{command}` {why}")))?;
         let seconds = started.elapsed().as_secs_f64();
@@ -100,6 +103,7 @@ pub async fn run(
 /// Runs one command; Err says how it failed.
 async fn one(
     command: &str,
+    dir: &std::path::Path,
     env: &[(String, String)],
     timeout: Duration,
     label: &str,
@@ -107,6 +111,7 @@ async fn one(
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
+        .current_dir(dir)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -241,7 +246,11 @@ pub async fn through_preview(
             ("BGCLOUD_PREVIEW_HEADER_VALUE".to_string(), r.value.clone()),
         ]);
     }
-    let passed = run(commands, &env, timeout).await.map_err(|e| {
+    let dir = match ctx.config.path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    let passed = run(commands, dir, &env, timeout).await.map_err(|e| {
         let look = route.as_ref().map_or(String::new(), |r| {
             format!(
                 " (reach them with `curl -H '{}' {}`)",

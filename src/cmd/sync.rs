@@ -483,7 +483,7 @@ async fn replace_serving(
         )
         .await?;
     }
-    // Until the group no longer shows it draining: at most the deregistration delay, capped by
+    // Until the group no longer lists it: at most the deregistration delay, capped by
     // `drain_wait_max`.
     if own.is_some() {
         let delay = target_group::deregistration_delay(&ctx.clients.elb, arn).await?;
@@ -494,14 +494,22 @@ async fn replace_serving(
             r.instance_id,
             humantime::format_duration(cap)
         );
-        let waited =
-            drain::until_not_draining(ctx, arn, &r.instance_id, port, cap, backend.poll_interval)
-                .await?;
-        tracing::info!(
-            "{}: drained after {:.1} s",
-            r.instance_id,
-            waited.as_secs_f64()
-        );
+        let (waited, gone) =
+            drain::until_deregistered(ctx, arn, &r.instance_id, port, cap, backend.poll_interval)
+                .await;
+        if gone {
+            tracing::info!(
+                "{}: drained after {:.1} s",
+                r.instance_id,
+                waited.as_secs_f64()
+            );
+        } else {
+            tracing::info!(
+                "{}: still draining after {:.1} s (the cap); replacing its container now",
+                r.instance_id,
+                waited.as_secs_f64()
+            );
+        }
     }
     let deadline = Instant::now() + timeout;
     let launched = launch::launch(

@@ -99,9 +99,10 @@ impl Config {
 
 /// The config file when none is named (`--config`, `BGCLOUD_CONFIG`): `bgcloud.toml` in `cwd`
 /// or the nearest parent that has one, searching no higher than the repository's root (the first
-/// directory with a `.git`), so a command run in `web/` or `infra/` finds the repository's
-/// config and never one outside it.
-pub fn find(cwd: &Path) -> Result<PathBuf> {
+/// directory with a `.git`) nor than `home`, so a command run in `web/` or `infra/` finds the
+/// repository's config and never one outside it (nor `~/bgcloud.toml` from outside any
+/// repository below home).
+pub fn find(cwd: &Path, home: Option<&Path>) -> Result<PathBuf> {
     const NAME: &str = "bgcloud.toml";
     let mut dir = cwd;
     loop {
@@ -113,7 +114,7 @@ pub fn find(cwd: &Path) -> Result<PathBuf> {
             });
         }
         let parent = dir.parent();
-        if dir.join(".git").exists() || parent.is_none() {
+        if dir.join(".git").exists() || parent.is_none() || Some(dir) == home {
             return Err(Error::refused(format!(
                 "no {NAME} in {} or any parent up to {}: create one (see docs/reference/config.md) \
                  or point --config / BGCLOUD_CONFIG at it",
@@ -260,14 +261,22 @@ distribution_id = "E2ABCDEF"
         std::fs::create_dir(repo.join(".git")).unwrap();
         // Above the repository: never used.
         std::fs::write(outer.path().join("bgcloud.toml"), "").unwrap();
-        let e = find(&deep).unwrap_err().to_string();
+        let e = find(&deep, None).unwrap_err().to_string();
         assert!(
             e.contains(&format!("up to {}", repo.display())) && e.contains("--config"),
             "{e}"
         );
         std::fs::write(repo.join("bgcloud.toml"), "").unwrap();
-        assert_eq!(find(&deep).unwrap(), repo.join("bgcloud.toml"));
-        assert_eq!(find(&repo).unwrap(), PathBuf::from("bgcloud.toml"));
+        assert_eq!(find(&deep, None).unwrap(), repo.join("bgcloud.toml"));
+        assert_eq!(find(&repo, None).unwrap(), PathBuf::from("bgcloud.toml"));
+        // Outside any repository, no higher than home.
+        std::fs::remove_dir(repo.join(".git")).unwrap();
+        std::fs::remove_file(repo.join("bgcloud.toml")).unwrap();
+        assert!(find(&deep, Some(&repo)).is_err(), "stops at home");
+        assert_eq!(
+            find(&deep, None).unwrap(),
+            outer.path().join("bgcloud.toml")
+        );
     }
 
     #[test]

@@ -191,7 +191,7 @@ fn bad_flag_value_exits_2() {
 /// repository's bgcloud.toml; with none up to the repository's root, it says where it looked.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_run_below_the_config_finds_it() {
-    let fx = crate::support::Fixture::new().await;
+    let fx = crate::support::Fixture::v1_v2().await;
     let deep = fx.dir.path().join("web/dist");
     std::fs::create_dir_all(&deep).unwrap();
     std::fs::create_dir(fx.dir.path().join(".git")).unwrap();
@@ -202,6 +202,11 @@ async fn a_command_run_below_the_config_finds_it() {
         .ok();
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status["app"], fx.stack.spec.name.as_str(), "{status}");
+    // Smoke commands run in the config's folder, wherever bgcloud was started.
+    fx.bgcloud(&["deploy", "--image", "v1", "--smoke", "test -f bgcloud.toml"])
+        .env_remove("BGCLOUD_CONFIG")
+        .in_dir(&deep)
+        .ok();
 
     std::fs::rename(&fx.config, fx.dir.path().join("other.toml")).unwrap();
     let out = fx

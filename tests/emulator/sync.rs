@@ -144,7 +144,9 @@ async fn an_instance_that_joined_after_the_deploys_is_brought_in_line() {
             .await
             .unwrap();
         let desired = String::from_utf8(desired).unwrap();
-        assert!(sent.iter().any(|s| s == &desired), "{color}.sh was not run");
+        // As sent: the wait for the instance's boot, then the stored script as it is.
+        let as_sent = format!("{}\n{desired}", bgcloud::backend::script::boot_wait());
+        assert!(sent.iter().any(|s| s == &as_sent), "{color}.sh was not run");
     }
     for arn in [
         &fx.stack.blue_target_group_arn,

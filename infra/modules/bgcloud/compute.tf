@@ -33,15 +33,16 @@ locals {
   # One script at a time on the instance: bgcloud's launch scripts take the same lock (and wait
   # for cloud-init first), and each desired state is read once the lock is held, so this loop
   # never runs an older script over a container a deploy has just started, nor a deploy races
-  # it. The scripts it runs know the lock is held (BGCLOUD_LOCK_HELD) and do not wait for it.
+  # it. The scripts it runs know the lock is held (BGCLOUD_LOCK_HELD) and do not wait for it;
+  # they get no fd 9 (a container must never inherit the lock: podman's conmon would keep it).
   boot_desired_state = <<-EOT
     umask 077
     exec 9>/run/bgcloud.lock
-    flock -w 600 9 || echo "bgcloud: /run/bgcloud.lock still held after 600 s; starting the colours anyway" >&2
+    flock -w 600 9 || echo "bgcloud: could not take /run/bgcloud.lock in 600 s; starting the colours anyway" >&2
     export BGCLOUD_LOCK_HELD=1
     for color in blue green; do
       if aws s3 cp --only-show-errors --region ${local.region} "s3://${local.state_bucket_name}/${local.desired_state_prefix}$color.sh" "/run/bgcloud-$color.sh"; then
-        sh "/run/bgcloud-$color.sh" || echo "bgcloud: $color did not start at boot" >&2
+        sh "/run/bgcloud-$color.sh" 9>&- || echo "bgcloud: $color did not start at boot" >&2
         rm -f "/run/bgcloud-$color.sh"
       else
         echo "bgcloud: no desired state for $color yet (never deployed)" >&2
