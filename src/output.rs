@@ -93,7 +93,7 @@ pub fn print_error(format: Format, report: &ErrorReport) {
         return;
     }
     if let Ok(text) = serde_json::to_string_pretty(&serde_json::json!({ "error": report })) {
-        let _ = writeln!(std::io::stdout().lock(), "{text}");
+        to_stdout(format!("{text}\n").as_bytes());
     }
 }
 
@@ -104,10 +104,14 @@ pub fn print<T: Display + Serialize>(format: Format, value: &T) -> Result<()> {
         Format::Json => serde_json::to_string_pretty(value)
             .map_err(|e| Error::failed(format!("serializing the result: {e}")))?,
     };
-    let mut out = std::io::stdout().lock();
-    // A closed pipe (`bgcloud status | head -1`) is not an error worth a stack of messages.
-    let _ = writeln!(out, "{}", text.trim_end());
+    to_stdout(format!("{}\n", text.trim_end()).as_bytes());
     Ok(())
+}
+
+/// Writes `bytes` to stdout as they are. A closed pipe (`bgcloud status | head -1`) is not an
+/// error worth a stack of messages: it is ignored.
+pub fn to_stdout(bytes: &[u8]) {
+    let _ = std::io::stdout().lock().write_all(bytes);
 }
 
 /// Sets up logging to stderr: bgcloud's progress at info, -v for debug (and AWS errors with the

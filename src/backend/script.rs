@@ -165,8 +165,8 @@ impl Launch<'_> {
         lines
     }
 
-    /// The start every script shares: take the instance's lock, log in to ECR with the instance role, pull by digest, fetch the secrets on the instance
-    /// by parameter name.
+    /// The start every script shares: take the instance's lock, log in to ECR with the instance
+    /// role, pull by digest, fetch the secrets on the instance by parameter name.
     fn prelude(&self, what: &str) -> Vec<String> {
         let q = quote;
         let region = q(self.region);

@@ -290,14 +290,17 @@ distribution_id = "E2ABCDEF"
         assert!(!e.contains("did you mean"), "{e}");
     }
 
+    /// The full example with `line` added to its `[backend]`.
+    fn with_backend_line(line: &str) -> String {
+        full().replace(
+            "health_timeout = \"2m\"",
+            &format!("health_timeout = \"2m\"\n{line}"),
+        )
+    }
+
     #[test]
     fn drain_wait_max_takes_a_duration_or_zero() {
-        let with = |v: &str| {
-            full().replace(
-                "health_timeout = \"2m\"",
-                &format!("health_timeout = \"2m\"\ndrain_wait_max = {v}"),
-            )
-        };
+        let with = |v: &str| with_backend_line(&format!("drain_wait_max = {v}"));
         let b = |t: &str| parse(&with(t)).unwrap().backend.unwrap().drain_wait_max;
         assert_eq!(b("\"20s\""), Some(Duration::from_secs(20)));
         assert_eq!(b("\"0s\""), Some(Duration::ZERO));
@@ -314,12 +317,7 @@ distribution_id = "E2ABCDEF"
 
     #[test]
     fn stop_grace_is_whole_seconds_up_to_an_hour() {
-        let with = |v: &str| {
-            full().replace(
-                "health_timeout = \"2m\"",
-                &format!("health_timeout = \"2m\"\nstop_grace = {v}"),
-            )
-        };
+        let with = |v: &str| with_backend_line(&format!("stop_grace = {v}"));
         let b = |t: &str| parse(&with(t)).unwrap().backend.unwrap().stop_grace;
         assert_eq!(
             parse(&full()).unwrap().backend.unwrap().stop_grace,
