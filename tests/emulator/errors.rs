@@ -219,8 +219,12 @@ async fn with_output_json_a_failure_is_one_json_object_on_stdout() {
         &fx.stack.green_target_group_arn,
         serde_json::json!([{"state": "initial"}]),
     );
+    // The `status` runs above read target health too: wait for the holder's own read.
+    let mark = fx.mark();
     let holder = fx.bgcloud(&["deploy", "--image", "v1"]).spawn();
-    fx.wait_for_request("the health wait", |a| a == "DescribeTargetHealth");
+    fx.wait_until("the holder's health wait", |log| {
+        log[mark..].iter().any(|(_, a)| a == "DescribeTargetHealth")
+    });
     let locked = error_of(
         &fx.bgcloud(&["-o", "json", "deploy", "--image", "v2"])
             .code(3),
