@@ -1028,6 +1028,24 @@ async fn smoke_tests_reach_the_new_colour_through_the_alb_by_header_and_stop_a_b
 #[ignore = "needs the real-instance lane: run scripts/test-real"]
 async fn canaries_that_crash_or_hang_are_rolled_back_by_the_errors_the_alb_makes() {
     let (fx, lane) = gated_with_v1_live((8111, 8112)).await;
+    // `badcrash` is down between restarts, so its health checks fail too, and the watch also
+    // rolls back on an unhealthy target: with the lane's 2 × 5 s that won the race about one run
+    // in four, and this test would not learn whether the 5xx gate counts the load balancer's
+    // 502s. Six failed checks (30 s) is still faster than AWS's default 2 × 30 s, and the 5xx
+    // gate answers within about 10 s of the first bad answer.
+    for arn in [
+        &fx.stack.blue_target_group_arn,
+        &fx.stack.green_target_group_arn,
+    ] {
+        fx.aws
+            .elb
+            .modify_target_group()
+            .target_group_arn(arn)
+            .unhealthy_threshold_count(6)
+            .send()
+            .await
+            .unwrap();
+    }
     let (blue_group, green_group) = (
         group_name(&fx.stack.blue_target_group_arn),
         group_name(&fx.stack.green_target_group_arn),
