@@ -94,14 +94,18 @@ impl Command {
     pub fn changes(&self) -> Option<&'static str> {
         match self {
             Command::Deploy(a) if !a.dry_run => Some("deploy"),
-            Command::Shift(_) => Some("shift"),
-            Command::Promote(_) => Some("promote"),
-            Command::Rollback(_) => Some("rollback"),
+            Command::Shift(a) if !a.dry_run.dry_run => Some("shift"),
+            Command::Promote(a) if !a.dry_run.dry_run => Some("promote"),
+            Command::Rollback(a) if !a.dry_run.dry_run => Some("rollback"),
             Command::Sync(a) if !a.dry_run => Some("sync"),
             Command::Lock(LockCommand::Release { .. }) => Some("lock release"),
             Command::Frontend(FrontendCommand::Deploy(a)) if !a.dry_run => Some("frontend deploy"),
-            Command::Frontend(FrontendCommand::Rollback(_)) => Some("frontend rollback"),
-            Command::Frontend(FrontendCommand::Prune(_)) => Some("frontend prune"),
+            Command::Frontend(FrontendCommand::Rollback(a)) if !a.dry_run.dry_run => {
+                Some("frontend rollback")
+            }
+            Command::Frontend(FrontendCommand::Prune(a)) if !a.dry_run.dry_run => {
+                Some("frontend prune")
+            }
             _ => None,
         }
     }
@@ -145,6 +149,8 @@ pub struct FrontendRollbackArgs {
     #[arg(long)]
     pub no_wait: bool,
     #[command(flatten)]
+    pub dry_run: DryRun,
+    #[command(flatten)]
     pub lock: LockWait,
 }
 
@@ -153,6 +159,8 @@ pub struct PruneArgs {
     /// How many of the newest releases to keep (the live and previous ones are always kept).
     #[arg(long)]
     pub keep: usize,
+    #[command(flatten)]
+    pub dry_run: DryRun,
     #[command(flatten)]
     pub lock: LockWait,
 }
@@ -260,7 +268,17 @@ pub struct PromoteArgs {
     #[command(flatten)]
     pub watch: WatchArgs,
     #[command(flatten)]
+    pub dry_run: DryRun,
+    #[command(flatten)]
     pub lock: LockWait,
+}
+
+#[derive(Debug, Args)]
+pub struct DryRun {
+    /// Read what is live, make the command's checks and print the exact change; change
+    /// nothing (no lock, no write, no notification).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +292,8 @@ pub struct LockWait {
 pub struct TrafficArgs {
     #[command(flatten)]
     pub force: ForceArgs,
+    #[command(flatten)]
+    pub dry_run: DryRun,
     #[command(flatten)]
     pub lock: LockWait,
 }
@@ -310,6 +330,8 @@ pub struct ShiftArgs {
     pub force: ForceArgs,
     #[command(flatten)]
     pub watch: WatchArgs,
+    #[command(flatten)]
+    pub dry_run: DryRun,
     #[command(flatten)]
     pub lock: LockWait,
 }

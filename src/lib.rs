@@ -29,6 +29,11 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
     let (ctx, result) = match Context::new(&cli.global).await {
         Ok(ctx) => {
+            if cli.command.changes().is_some() {
+                for o in &ctx.config.from_env {
+                    tracing::info!("config: {} = {:?} from {}", o.key, o.value, o.var);
+                }
+            }
             let result = dispatch(&ctx, &cli.command).await;
             (Some(ctx), result)
         }

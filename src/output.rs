@@ -88,6 +88,9 @@ impl ErrorReport {
 
 /// With `--output json`, a failure is one JSON object on stdout as well as its text on stderr,
 /// so a step that parses stdout always gets a document.
+/// The last line of every `--dry-run` result in text.
+pub const DRY_RUN_DONE: &str = "dry run: nothing was changed; run it without --dry-run to apply";
+
 pub fn print_error(format: Format, report: &ErrorReport) {
     if format != Format::Json {
         return;

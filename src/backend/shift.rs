@@ -36,6 +36,11 @@ pub struct Shifted {
     /// Set when the traffic change worked but recording it did not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// `--dry-run`: `from` and `to` are what the command would write; nothing was.
+    pub dry_run: bool,
+    /// What the write would do beside the weights (stickiness turned off or back on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub also: Option<String>,
 }
 
 impl Shifted {
@@ -53,12 +58,28 @@ impl Shifted {
             changed: done.from != done.to,
             verified: true,
             warning: None,
+            dry_run: false,
+            also: None,
         }
     }
 }
 
 impl fmt::Display for Shifted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.dry_run {
+            match self.changed {
+                true => writeln!(f, "{} would move: {} → {}", self.action, self.from, self.to)?,
+                false => writeln!(
+                    f,
+                    "{}: already at {}, nothing to change",
+                    self.action, self.to
+                )?,
+            }
+            if let Some(also) = &self.also {
+                writeln!(f, "in the same write: {also}")?;
+            }
+            return writeln!(f, "{}", crate::output::DRY_RUN_DONE);
+        }
         if self.changed {
             writeln!(
                 f,
@@ -130,50 +151,12 @@ pub async fn apply(
     let from = live.weights();
     let previous_stable = live.stable();
     let result = |changed: bool, warning: Option<String>| {
-        let stable = to.stable(previous_stable);
-        Shifted {
-            app: ctx.config.app.clone(),
-            action,
-            from,
-            to,
-            stable,
-            canary: to.canary(stable),
-            changed,
-            verified: true,
-            warning,
-        }
+        Shifted::new(ctx, action, from, to, previous_stable, changed, warning)
     };
     if from == to && because.request.is_none() {
         return Ok(result(false, None));
     }
-
-    let gaining = Color::BOTH.into_iter().filter(|&c| to.get(c) > from.get(c));
-    for color in gaining.filter(|_| gate != Gate::Checked) {
-        let arn = backend.target_group_arn(color);
-        let targets = targets::targets(&ctx.clients.elb, arn).await?;
-        let healthy = targets.iter().filter(|t| t.is_healthy()).count();
-        let listing = if targets.is_empty() {
-            "no targets registered".to_string()
-        } else {
-            targets
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        if healthy == 0 && gate == Gate::Refuse {
-            return Err(Error::refused(format!(
-                "{color} has no healthy targets in {arn} ({listing}); bgcloud will not send \
-                 traffic to it. Fix the targets (see `bgcloud status`) or pass --force"
-            )));
-        }
-        if healthy < targets.len() || healthy == 0 {
-            tracing::warn!(
-                "{color}: {healthy} of {} targets healthy ({listing})",
-                targets.len()
-            );
-        }
-    }
+    check_gaining(ctx, from, to, gate).await?;
 
     tracing::info!("{action}: {from} → {to} on {}", live.forward.resource);
     warn_sticky_split(&live, to);
@@ -271,6 +254,97 @@ pub async fn apply(
         .traffic(action, shown, runs.as_ref(), to, because.reason.as_deref())
         .await;
     Ok(result(from != to, warning))
+}
+
+/// Refuses (or, with --force, warns about) a change that gives traffic to a colour without a
+/// healthy target.
+async fn check_gaining(ctx: &Context, from: Weights, to: Weights, gate: Gate) -> Result<()> {
+    let backend = ctx.config.backend()?;
+    let gaining = Color::BOTH.into_iter().filter(|&c| to.get(c) > from.get(c));
+    for color in gaining.filter(|_| gate != Gate::Checked) {
+        let arn = backend.target_group_arn(color);
+        let targets = targets::targets(&ctx.clients.elb, arn).await?;
+        let healthy = targets.iter().filter(|t| t.is_healthy()).count();
+        let listing = if targets.is_empty() {
+            "no targets registered".to_string()
+        } else {
+            targets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if healthy == 0 && gate == Gate::Refuse {
+            return Err(Error::refused(format!(
+                "{color} has no healthy targets in {arn} ({listing}); bgcloud will not send \
+                 traffic to it. Fix the targets (see `bgcloud status`) or pass --force"
+            )));
+        }
+        if healthy < targets.len() || healthy == 0 {
+            tracing::warn!(
+                "{color}: {healthy} of {} targets healthy ({listing})",
+                targets.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What [`apply`] would do, checked as it checks (the health of the colour that gains traffic,
+/// refusals included) and written nowhere: `--dry-run`.
+pub async fn preview(
+    ctx: &Context,
+    live: &Live,
+    action: &'static str,
+    to: Weights,
+    gate: Gate,
+) -> Result<Shifted> {
+    let from = live.weights();
+    if from != to {
+        check_gaining(ctx, from, to, gate).await?;
+    }
+    let mut shifted = Shifted::new(ctx, action, from, to, live.stable(), from != to, None);
+    shifted.dry_run = true;
+    shifted.verified = false;
+    shifted.also = match sticky_write(action, live) {
+        StickyWrite::Off => Some(format!(
+            "target-group stickiness ({}) turned off, so clients bound to the colour losing \
+             traffic leave it at once",
+            live.forward
+                .stickiness()
+                .map_or(String::new(), |s| s.to_string())
+        )),
+        StickyWrite::Restore(s) => Some(format!("target-group stickiness back on ({s})")),
+        StickyWrite::Keep => None,
+    };
+    Ok(shifted)
+}
+
+impl Shifted {
+    pub fn new(
+        ctx: &Context,
+        action: &'static str,
+        from: Weights,
+        to: Weights,
+        previous_stable: Color,
+        changed: bool,
+        warning: Option<String>,
+    ) -> Shifted {
+        let stable = to.stable(previous_stable);
+        Shifted {
+            app: ctx.config.app.clone(),
+            action,
+            from,
+            to,
+            stable,
+            canary: to.canary(stable),
+            changed,
+            verified: true,
+            warning,
+            dry_run: false,
+            also: None,
+        }
+    }
 }
 
 /// A listener that forwards to one colour only leaves the other `unused`: the ALB would never

@@ -83,10 +83,14 @@ pub async fn rollback(ctx: &Context, args: &FrontendRollbackArgs) -> Result<Site
     if let Some(id) = &args.to {
         check_release_id(id)?;
     }
+    let to = args.to.as_deref();
+    if args.dry_run.dry_run {
+        return rollback::rollback(ctx, fe, to, args.no_wait, true).await;
+    }
     ctx.locked(
         "frontend rollback",
         wait,
-        rollback::rollback(ctx, fe, args.to.as_deref(), args.no_wait),
+        rollback::rollback(ctx, fe, to, args.no_wait, false),
     )
     .await
 }
@@ -94,8 +98,15 @@ pub async fn rollback(ctx: &Context, args: &FrontendRollbackArgs) -> Result<Site
 pub async fn prune(ctx: &Context, args: &PruneArgs) -> Result<Pruned> {
     let fe = ctx.config.frontend()?;
     let wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
-    ctx.locked("frontend prune", wait, prune::prune(ctx, fe, args.keep))
-        .await
+    if args.dry_run.dry_run {
+        return prune::prune(ctx, fe, args.keep, true).await;
+    }
+    ctx.locked(
+        "frontend prune",
+        wait,
+        prune::prune(ctx, fe, args.keep, false),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -34,45 +34,25 @@ pub fn target(live: &Live) -> Color {
 pub async fn run(ctx: &Context, args: &TrafficArgs) -> Result<Shifted> {
     let wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
     ctx.config.backend()?;
+    let gate = Gate::from_force(args.force.force);
+    if args.dry_run.dry_run {
+        let live = Live::read(ctx).await?;
+        let to = checked_target(&live, args.force.force)?;
+        return shift::preview(ctx, &live, "rollback", Weights::all(to), gate).await;
+    }
     // A stepped rollout or a watch in progress takes the rollback itself, within a poll.
     if let Some(done) = rollout::ask_holder(ctx, Action::Rollback).await? {
         return Ok(Shifted::answered(ctx, "rollback", done));
     }
     ctx.locked("rollback", wait, async {
         let live = Live::read(ctx).await?;
-        let to = target(&live);
-        let rolled_back = live.record().and_then(|r| r.backend.rolled_back);
-        if rolled_back == Some(to) && !args.force.force {
-            let why = live
-                .record()
-                .and_then(|r| r.history.iter().rev().find(|e| e.kind == "auto-rollback"))
-                .map(|e| {
-                    format!(
-                        " at {} ({})",
-                        e.at,
-                        e.reason.as_deref().unwrap_or("a failed gate")
-                    )
-                })
-                .unwrap_or_default();
-            return Err(Error::refused(format!(
-                "{to} was rolled back automatically{why}; rolling back to it would send traffic \
-                 to what failed its watch. Pass --force if that is what you want, or deploy a \
-                 fixed image"
-            )));
-        }
-        if live.weights().get(to) == 100 {
-            return Err(Error::refused(format!(
-                "nothing to roll back: {to} already has all traffic and is the previous stable \
-                 colour on record. To move traffic anyway use `bgcloud shift --to {}`",
-                to.other()
-            )));
-        }
+        let to = checked_target(&live, args.force.force)?;
         let shifted = shift::apply(
             ctx,
             live,
             "rollback",
             Weights::all(to),
-            Gate::from_force(args.force.force),
+            gate,
             None,
             Because::default(),
         )
@@ -81,4 +61,37 @@ pub async fn run(ctx: &Context, args: &TrafficArgs) -> Result<Shifted> {
         Ok(shifted)
     })
     .await
+}
+
+/// [`target`], refused when it is the colour a watch rolled back (unless `force`) or already has
+/// all traffic.
+fn checked_target(live: &Live, force: bool) -> Result<Color> {
+    let to = target(live);
+    let rolled_back = live.record().and_then(|r| r.backend.rolled_back);
+    if rolled_back == Some(to) && !force {
+        let why = live
+            .record()
+            .and_then(|r| r.history.iter().rev().find(|e| e.kind == "auto-rollback"))
+            .map(|e| {
+                format!(
+                    " at {} ({})",
+                    e.at,
+                    e.reason.as_deref().unwrap_or("a failed gate")
+                )
+            })
+            .unwrap_or_default();
+        return Err(Error::refused(format!(
+            "{to} was rolled back automatically{why}; rolling back to it would send traffic \
+             to what failed its watch. Pass --force if that is what you want, or deploy a \
+             fixed image"
+        )));
+    }
+    if live.weights().get(to) == 100 {
+        return Err(Error::refused(format!(
+            "nothing to roll back: {to} already has all traffic and is the previous stable \
+             colour on record. To move traffic anyway use `bgcloud shift --to {}`",
+            to.other()
+        )));
+    }
+    Ok(to)
 }

@@ -2,7 +2,7 @@
 //! (`backend::shift`) as a command, optionally watched afterwards.
 
 use crate::backend::live::Live;
-use crate::backend::shift::{apply, Because, Gate, Shifted};
+use crate::backend::shift::{apply, preview, Because, Gate, Shifted};
 use crate::backend::watch;
 use crate::cli::{parse_duration, ShiftArgs};
 use crate::context::Context;
@@ -17,6 +17,11 @@ pub async fn run(ctx: &Context, args: &ShiftArgs) -> Result<Shifted> {
     let backend = ctx.config.backend()?;
     let watch = args.watch.duration(backend.gates.watch)?;
     let reason = format!("shift {percent} % to {}", args.to);
+    let gate = Gate::from_force(args.force.force);
+    if args.dry_run.dry_run {
+        let live = Live::read(ctx).await?;
+        return preview(ctx, &live, "shift", Weights::split(args.to, percent), gate).await;
+    }
     let work = async {
         if !watch.is_zero() {
             watch::check_alarms(ctx, backend, args.watch.ignore_missing_metrics).await?;
@@ -24,16 +29,7 @@ pub async fn run(ctx: &Context, args: &ShiftArgs) -> Result<Shifted> {
         let live = Live::read(ctx).await?;
         let to = Weights::split(args.to, percent);
         let from = live.weights();
-        let shifted = apply(
-            ctx,
-            live,
-            "shift",
-            to,
-            Gate::from_force(args.force.force),
-            None,
-            Because::default(),
-        )
-        .await?;
+        let shifted = apply(ctx, live, "shift", to, gate, None, Because::default()).await?;
         // The colour that gained traffic is watched; a shift that only takes traffic away
         // has nothing to watch.
         let gaining = Color::BOTH.into_iter().find(|&c| to.get(c) > from.get(c));

@@ -8,10 +8,12 @@
 mod backend;
 mod canary;
 mod check;
+pub mod env;
 #[cfg(test)]
 mod example;
 mod frontend;
 mod gates;
+mod keys;
 mod notify;
 mod preview;
 mod state;
@@ -45,6 +47,8 @@ pub struct Config {
     pub backend: Option<BackendConfig>,
     pub frontend: Option<FrontendConfig>,
     pub notify: NotifyConfig,
+    /// The values taken from `BGCLOUD_*` variables instead of the file.
+    pub from_env: Vec<env::Override>,
 }
 
 impl Config {
@@ -78,11 +82,18 @@ impl Config {
                 path.display()
             ))
         })?;
-        Self::parse(&text, path)
+        let vars = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        Self::parse_with(&text, path, env::overrides(vars)?)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        Self::parse_with(text, path, Vec::new())
+    }
+
+    /// Parses `text` with `overrides` (from the environment) applied over it.
+    pub fn parse_with(text: &str, path: &Path, overrides: Vec<env::Override>) -> Result<Config> {
+        let toml_error = |e: toml::de::Error| {
             let text = e.to_string();
             let text = text.trim();
             match did_you_mean(text) {
@@ -92,8 +103,37 @@ impl Config {
                 )),
                 None => Error::refused(format!("{}: {text}", path.display())),
             }
+        };
+        let raw: RawConfig = if overrides.is_empty() {
+            toml::from_str(text).map_err(toml_error)?
+        } else {
+            let mut doc: toml::Table = toml::from_str(text).map_err(toml_error)?;
+            env::apply(&mut doc, &overrides)?;
+            RawConfig::deserialize(doc).map_err(toml_error)?
+        };
+        let mut config = raw.validate(path).map_err(|e| {
+            // A bad value from a variable: name the variable, not only the file.
+            let from: Vec<String> = overrides
+                .iter()
+                .filter(|o| e.to_string().contains(&as_named(&o.key)))
+                .map(|o| format!("{} was taken from {}", o.key, o.var))
+                .collect();
+            match from.is_empty() {
+                true => e,
+                false => Error::refused(format!("{e} ({})", from.join("; "))),
+            }
         })?;
-        raw.validate(path)
+        config.from_env = overrides;
+        Ok(config)
+    }
+}
+
+/// A dotted key as validation errors name it: `backend.health_timeout` →
+/// `[backend].health_timeout`, `app` → `: app ` (after the file's name).
+fn as_named(key: &str) -> String {
+    match key.rsplit_once('.') {
+        Some((section, name)) => format!("[{section}].{name}"),
+        None => format!(": {key} "),
     }
 }
 
@@ -198,6 +238,7 @@ impl RawConfig {
             backend,
             frontend,
             notify,
+            from_env: Vec::new(),
         })
     }
 }

@@ -16,6 +16,8 @@ use crate::frontend::site;
 
 #[derive(Debug, Serialize)]
 pub struct Pruned {
+    /// `--dry-run`: what would be deleted; nothing was.
+    pub dry_run: bool,
     pub kept: Vec<String>,
     pub deleted: Vec<String>,
     pub objects_deleted: usize,
@@ -31,22 +33,44 @@ impl fmt::Display for Pruned {
             self.kept.len(),
             self.kept.join(", ")
         )?;
+        let verb = if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
         if self.deleted.is_empty() {
-            writeln!(f, "nothing to delete")
+            writeln!(f, "nothing to delete")?;
         } else {
             writeln!(
                 f,
-                "deleted {} release(s) ({} objects): {}",
+                "{verb} {} release(s) ({} objects): {}",
                 self.deleted.len(),
                 self.objects_deleted,
                 self.deleted.join(", ")
-            )
+            )?;
         }
+        if self.assets_deleted > 0 {
+            writeln!(
+                f,
+                "{verb} {} shared asset(s) no kept release uses",
+                self.assets_deleted
+            )?;
+        }
+        if self.dry_run {
+            writeln!(f, "{}", crate::output::DRY_RUN_DONE)?;
+        }
+        Ok(())
     }
 }
 
-/// Deletes every release but the newest `keep`, the live and the previous one.
-pub async fn prune(ctx: &Context, fe: &FrontendConfig, keep: usize) -> Result<Pruned> {
+/// Deletes every release but the newest `keep`, the live and the previous one; with `dry_run`
+/// lists and counts what it would delete.
+pub async fn prune(
+    ctx: &Context,
+    fe: &FrontendConfig,
+    keep: usize,
+    dry_run: bool,
+) -> Result<Pruned> {
     let (ids, dist, record) = snapshot(ctx, fe).await?;
     let live = dist.live;
     let previous = record.previous;
@@ -62,14 +86,19 @@ pub async fn prune(ctx: &Context, fe: &FrontendConfig, keep: usize) -> Result<Pr
             .await?
             .into_keys()
             .collect();
+        if dry_run {
+            objects_deleted += keys.len();
+            continue;
+        }
         objects_deleted += web.delete(&keys).await?;
         manifest::object(ctx, id).delete().await?;
     }
     let assets_deleted = match dist.shared_assets {
-        true => prune_shared_assets(ctx, &web, fe, &kept).await?,
+        true => prune_shared_assets(ctx, &web, fe, &kept, dry_run).await?,
         false => 0,
     };
     Ok(Pruned {
+        dry_run,
         kept,
         deleted,
         objects_deleted,
@@ -77,13 +106,14 @@ pub async fn prune(ctx: &Context, fe: &FrontendConfig, keep: usize) -> Result<Pr
     })
 }
 
-/// Deletes shared assets that no kept release references. Skipped (with a warning) when a kept
-/// release has no manifest: what it uses is then unknown.
+/// Deletes (or with `dry_run` counts) shared assets that no kept release references. Skipped
+/// (with a warning) when a kept release has no manifest: what it uses is then unknown.
 async fn prune_shared_assets(
     ctx: &Context,
     web: &Bucket,
     fe: &FrontendConfig,
     kept: &[String],
+    dry_run: bool,
 ) -> Result<usize> {
     let mut used = BTreeSet::new();
     for id in kept {
@@ -106,5 +136,8 @@ async fn prune_shared_assets(
         .into_keys()
         .filter(|k| !used.contains(k))
         .collect();
+    if dry_run {
+        return Ok(unused.len());
+    }
     web.delete(&unused).await
 }

@@ -54,7 +54,11 @@ impl fmt::Display for SiteDeployed {
             );
         }
         if self.action == "rollback" {
-            writeln!(f, "rolled back to release {}", self.release_id)?;
+            let verb = match self.dry_run {
+                true => "would roll back",
+                false => "rolled back",
+            };
+            writeln!(f, "{verb} to release {}", self.release_id)?;
         } else {
             let verb = if self.dry_run {
                 "would release"
@@ -84,6 +88,7 @@ impl fmt::Display for SiteDeployed {
                  to it as the change reaches them (minutes at most; `Deployed` once all have)"
             ),
             (Some(id), None) => writeln!(f, "invalidation {id} started (not waited for)"),
+            _ if self.dry_run => writeln!(f, "{}", crate::output::DRY_RUN_DONE),
             _ => Ok(()),
         }
     }

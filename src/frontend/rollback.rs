@@ -11,12 +11,14 @@ use crate::frontend::site;
 use crate::state::record::{now, SiteRelease};
 
 /// Switches to `to`, else the previous release on record; waits for the invalidation unless
-/// `no_wait`.
+/// `no_wait`. With `dry_run`, makes the same checks and says what it would switch and
+/// invalidate.
 pub async fn rollback(
     ctx: &Context,
     fe: &FrontendConfig,
     to: Option<&str>,
     no_wait: bool,
+    dry_run: bool,
 ) -> Result<SiteDeployed> {
     let live = cloudfront::inspect(&ctx.clients.cloudfront, fe).await?.live;
     let record = ctx.store().read().await?.unwrap_or_default().frontend;
@@ -43,6 +45,13 @@ pub async fn rollback(
         Some(m) => site::invalidation_paths(&m.files, MAX_INVALIDATION_PATHS),
         None => vec!["/*".to_string()],
     };
+    if dry_run {
+        let mut result = SiteDeployed::new(ctx, "rollback", &target, live);
+        result.dry_run = true;
+        result.files = manifest.as_ref().map_or(0, |m| m.files.len());
+        result.invalidation_paths = paths;
+        return Ok(result);
+    }
     tracing::info!(
         "switching distribution {} back to /releases/{target}",
         fe.distribution_id

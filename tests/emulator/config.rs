@@ -224,3 +224,77 @@ async fn a_command_run_below_the_config_finds_it() {
         out.stderr
     );
 }
+
+/// `BGCLOUD_<SECTION>_<KEY>` overrides a key of the file, a flag overrides the variable, a
+/// changing command says what it took from the environment, and a bad value or an unknown
+/// `BGCLOUD_*` name is exit 2 naming the variable, before any AWS request.
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_variables_override_the_file_and_flags_override_them() {
+    let fx = crate::support::Fixture::v1_v2().await;
+    const VAR: &str = "BGCLOUD_BACKEND_HEALTH_TIMEOUT";
+    // 1 s is less than the emulator's target group needs to judge a container.
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1"])
+        .env(VAR, "1s")
+        .code(2);
+    out.assert_stderr_has(&format!(
+        "config: backend.health_timeout = \"1s\" from {VAR}"
+    ));
+    out.assert_stderr_has("--health-timeout 1s is too short");
+    assert!(
+        fx.writes_but_lock().is_empty(),
+        "{:?}",
+        fx.writes_but_lock()
+    );
+    // The flag wins over the variable; a read-only command does not list what it took.
+    let out = fx
+        .bgcloud(&[
+            "deploy",
+            "--image",
+            "v1",
+            "--dry-run",
+            "--health-timeout",
+            "5m",
+        ])
+        .env(VAR, "1s")
+        .ok();
+    assert!(!out.stderr.contains("from BGCLOUD_"), "{}", out.stderr);
+    let status = fx
+        .bgcloud(&["status"])
+        .env("BGCLOUD_APP", "other-app")
+        .json();
+    assert_eq!(status["app"], "other-app");
+
+    let mark = fx.mark();
+    let out = fx.bgcloud(&["status"]).env(VAR, "soon").code(2);
+    out.assert_stderr_has("[backend].health_timeout = \"soon\" is not a duration");
+    out.assert_stderr_has(&format!("(backend.health_timeout was taken from {VAR})"));
+    let out = fx
+        .bgcloud(&["status"])
+        .env("BGCLOUD_BACKEND_GATES_MIN_REQUESTS", "many")
+        .code(2);
+    out.assert_stderr_has(
+        "BGCLOUD_BACKEND_GATES_MIN_REQUESTS = \"many\" is not a whole number, as \
+         backend.gates.min_requests takes",
+    );
+    let out = fx
+        .bgcloud(&["status", "--output", "json"])
+        .env("BGCLOUD_BAKEND_HEALTH_TIMEOUT", "5m")
+        .code(2);
+    assert!(
+        out.stderr.contains(
+            "BGCLOUD_BAKEND_HEALTH_TIMEOUT is set, but it is not a setting bgcloud knows. Did \
+             you mean BGCLOUD_BACKEND_HEALTH_TIMEOUT?"
+        ),
+        "{}",
+        out.stderr
+    );
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["error"]["exit_code"], 2);
+    assert_eq!(
+        fx.requests().len(),
+        mark,
+        "no AWS request: {:?}",
+        &fx.requests()[mark..]
+    );
+}

@@ -431,6 +431,65 @@ async fn dry_run_writes_nothing() {
     assert_eq!(origin_path(&fx).await, "");
 }
 
+/// `frontend rollback --dry-run` and `frontend prune --dry-run`: what would be switched,
+/// invalidated and deleted, the same refusals, and not one write (the lock included).
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_runs_of_frontend_rollback_and_prune_show_the_change_and_write_nothing() {
+    let fx = Fixture::new().await;
+    for (v, id) in [("1", "r1"), ("2", "r2"), ("3", "r3")] {
+        fx.release(v, id);
+    }
+    let site_before = fx.objects(&fx.stack.site_bucket, "").await;
+    let dry = |args: &[&str]| fx.dry_run(args);
+
+    let out = dry(&["frontend", "rollback"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("would roll back to release r2\n")
+            && out.stdout.contains("\ninvalidate: /")
+            && out.stdout.contains(" /index.html ")
+            && out
+                .stdout
+                .ends_with("dry run: nothing was changed; run it without --dry-run to apply\n"),
+        "{}",
+        out.stdout
+    );
+    let out = dry(&["frontend", "rollback", "--to", "r9"]);
+    assert!(
+        out.code == 2 && out.stderr.contains("release r9 does not exist"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(origin_path(&fx).await, "/releases/r3");
+
+    // Live r3, previous r2, newest 1: r1 would go, with every object under it.
+    let out = dry(&["frontend", "prune", "--keep", "1", "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let r1_objects = site_before
+        .iter()
+        .filter(|(k, _)| k.starts_with("releases/r1/"))
+        .count();
+    assert!(r1_objects > 0);
+    assert_eq!(json["dry_run"], true);
+    assert_eq!(json["deleted"], serde_json::json!(["r1"]));
+    assert_eq!(json["objects_deleted"], r1_objects);
+    assert_eq!(fx.objects(&fx.stack.site_bucket, "").await, site_before);
+    // The real prune deletes what the dry run said.
+    let real = fx.bgcloud(&["frontend", "prune", "--keep", "1"]).json();
+    assert_eq!(
+        (
+            &real["deleted"],
+            &real["objects_deleted"],
+            &real["assets_deleted"]
+        ),
+        (
+            &json["deleted"],
+            &json["objects_deleted"],
+            &json["assets_deleted"]
+        )
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn shared_assets_are_reused_on_an_sse_kms_bucket() {
     use aws_sdk_s3::types::{

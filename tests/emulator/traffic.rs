@@ -107,6 +107,76 @@ async fn shift_canary_then_promote_then_rollback() {
     );
 }
 
+/// `--dry-run` on shift, promote and rollback: the exact change on stdout (and in JSON), the
+/// same refusals as the real command, and not one write (the lock included).
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_runs_of_shift_promote_and_rollback_show_the_change_and_write_nothing() {
+    let fx = Fixture::new().await;
+    let dry = |args: &[&str]| fx.dry_run(args);
+    let out = dry(&["shift", "--to", "green", "--weight", "10"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "shift would move: blue 100 % / green 0 % → blue 90 % / green 10 %\n\
+         dry run: nothing was changed; run it without --dry-run to apply\n"
+    );
+    fx.assert_weights(100, 0).await;
+    // No canary: refused as the real promote refuses. No record: rollback goes by the listener.
+    let out = dry(&["promote"]);
+    assert!(
+        out.code == 2 && out.stderr.contains("no canary in progress"),
+        "{}",
+        out.stderr
+    );
+    let out = dry(&["rollback"]);
+    assert!(
+        out.stdout
+            .starts_with("rollback would move: blue 100 % / green 0 % → blue 0 % / green 100 %\n"),
+        "{}",
+        out.stdout
+    );
+
+    fx.bgcloud(&["shift", "--to", "green", "--weight", "10"])
+        .ok();
+    let out = dry(&["promote", "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (&json["dry_run"], &json["changed"], &json["verified"]),
+        (&true.into(), &true.into(), &false.into())
+    );
+    assert_eq!(
+        (&json["from"]["green"], &json["to"]["green"]),
+        (&10.into(), &100.into())
+    );
+    let out = dry(&["rollback"]);
+    assert!(
+        out.stdout
+            .starts_with("rollback would move: blue 90 % / green 10 % → blue 100 % / green 0 %\n"),
+        "{}",
+        out.stdout
+    );
+    fx.assert_weights(90, 10).await;
+
+    // A colour without a healthy target: the dry run refuses as the shift would.
+    fx.set_target_health(
+        &fx.stack.green_target_group_arn,
+        "unhealthy",
+        "Target.ResponseCodeMismatch",
+    );
+    let out = dry(&["shift", "--to", "green"]);
+    assert!(
+        out.code == 2 && out.stderr.contains("green has no healthy targets"),
+        "{}",
+        out.stderr
+    );
+    let out = dry(&["shift", "--to", "green", "--force"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.assert_stderr_has("green: 0 of ");
+    fx.assert_weights(90, 10).await;
+    let history = fx.record().await["history"].as_array().unwrap().len();
+    assert_eq!(history, 1, "only the real shift is recorded");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_during_a_canary_returns_everything_to_stable() {
     let fx = Fixture::new().await;
@@ -365,6 +435,18 @@ async fn a_rollback_turns_stickiness_off_and_the_next_deploy_turns_it_back_on() 
     assert_eq!(stickiness(&fx).await, Some(3600), "a deploy keeps it");
     let status = fx.bgcloud(&["status"]).ok().stdout;
     assert!(status.contains("sticky    on (1h)"), "{status}");
+
+    // A dry run says what the write would do to stickiness, and leaves it on.
+    let out = fx.bgcloud(&["rollback", "--dry-run"]).ok();
+    assert!(
+        out.stdout.contains(
+            "in the same write: target-group stickiness (1h) turned off, so clients bound to \
+             the colour losing traffic leave it at once"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(stickiness(&fx).await, Some(3600));
 
     // Rolling back from the canary: sticky clients must leave it, in the same write.
     let out = fx.bgcloud(&["rollback"]).ok();

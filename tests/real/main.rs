@@ -1056,7 +1056,16 @@ async fn canaries_that_crash_or_hang_are_rolled_back_by_the_errors_the_alb_makes
         let started = now();
         let out = fx
             .bgcloud(&[
-                "deploy", "--image", bad, "--canary", "20", "--watch", "120s",
+                "deploy",
+                "--image",
+                bad,
+                "--canary",
+                "20",
+                "--watch",
+                "120s",
+                // Six failed checks take the ALB 42 s to judge a new container.
+                "--health-timeout",
+                "90s",
             ])
             .code(1);
         let ended = now();

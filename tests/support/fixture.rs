@@ -10,7 +10,7 @@ use bgcloud::model::weights::Weights;
 use serde_json::Value;
 
 use super::emulator::{clients, control, is_read, requests};
-use super::run::Run;
+use super::run::{Outcome, Run};
 use super::stack::{self, Stack, StackSpec};
 use super::w;
 
@@ -280,6 +280,22 @@ impl Fixture {
     /// How many requests bgcloud made for `action`.
     pub fn count(&self, action: &str) -> usize {
         self.requests().iter().filter(|(_, a)| a == action).count()
+    }
+
+    /// Runs `args` with `--dry-run` (any exit code) and asserts that it made no write request,
+    /// the lock's included.
+    #[track_caller]
+    pub fn dry_run(&self, args: &[&str]) -> Outcome {
+        let mark = self.mark();
+        let out = self.bgcloud(&[args, &["--dry-run"]].concat()).run();
+        let writes: Vec<_> = self
+            .requests()
+            .into_iter()
+            .skip(mark)
+            .filter(|(_, a)| !is_read(a))
+            .collect();
+        assert!(writes.is_empty(), "{args:?} --dry-run wrote: {writes:?}");
+        out
     }
 
     /// The write requests bgcloud made, other than taking and releasing the lock.

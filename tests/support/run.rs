@@ -53,9 +53,15 @@ impl Outcome {
 
 impl Run {
     /// The real binary, signed with `access_key`, reading `config`, isolated from the user's
-    /// AWS profile and CI variables.
+    /// AWS profile, CI variables and BGCLOUD_* overrides.
     pub fn new(access_key: &str, config: &Path, args: &[&str]) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_bgcloud"));
+        // bgcloud refuses a BGCLOUD_* variable it does not know (the lane's, a developer's).
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("BGCLOUD_") {
+                cmd.env_remove(name);
+            }
+        }
         cmd.args(args)
             .current_dir(config.parent().unwrap())
             .env("BGCLOUD_CONFIG", config)
