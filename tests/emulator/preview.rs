@@ -105,12 +105,12 @@ async fn smoke_tests_reach_the_new_colour_by_header_while_users_still_see_the_ol
     let dir = fx.dir.path().display().to_string();
     // The smoke test records what it was told and what `bgcloud status` says while it runs.
     let smoke = format!(
-        "env | grep ^BGCLOUD_ | sort > {dir}/env.txt; \"$BGCLOUD_BIN\" status --output json > \
+        "env | grep ^BGCLOUD_ | sort > {dir}/env.txt; \"$BIN_UNDER_TEST\" status --output json > \
          {dir}/during.json; echo smoke says hello; echo to stderr >&2"
     );
     let out = fx
         .bgcloud(&["deploy", "--image", "v2", "--smoke", &smoke])
-        .env("BGCLOUD_BIN", env!("CARGO_BIN_EXE_bgcloud"))
+        .env("BIN_UNDER_TEST", env!("CARGO_BIN_EXE_bgcloud"))
         .ok();
     assert!(
         out.stderr.contains("smoke | smoke says hello"),
