@@ -3,6 +3,7 @@
 use std::fmt::Display;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -133,11 +134,181 @@ pub fn init_logging(verbose: u8, color: ColorChoice) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| AroundLiveLine)
         .with_target(verbose > 1)
         .without_time()
         .with_ansi(colour)
         .try_init();
+}
+
+/// Where stderr goes, which decides how progress shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stderr {
+    /// A terminal that takes cursor commands: drawn in place by `indicatif`.
+    Terminal,
+    /// A terminal that says it is `dumb` (an editor's shell buffer): redrawn with `\r`.
+    Dumb,
+    /// A pipe or a file (a CI log): lines only.
+    Log,
+}
+
+fn stderr_kind() -> Stderr {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        Stderr::Log
+    } else if std::env::var_os("TERM").is_some_and(|t| t == "dumb") {
+        Stderr::Dumb
+    } else {
+        Stderr::Terminal
+    }
+}
+
+/// The live line being drawn, if any: log lines are written around it (it is cleared, the line
+/// written, and it is drawn again below), or the two would overwrite each other.
+static LIVE: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
+
+/// The log's writer: stderr, around the live line.
+struct AroundLiveLine;
+
+impl Write for AroundLiveLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let live = LIVE.lock().map(|l| l.clone()).unwrap_or(None);
+        match live {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// A long wait's progress (the health gate, a watch, a step, a drain, an invalidation) on stderr:
+/// what is awaited, the time spent and left, and the latest readings.
+/// - On a terminal, one line redrawn in place at each reading (a spinner turns in between),
+///   cleared when the wait ends; log lines go above it.
+/// - Elsewhere (CI), a log line when the readings change (at most every `min_gap`) and at least
+///   one every [`HEARTBEAT`], so a long wait is never silent.
+pub struct Waiting {
+    what: String,
+    started: Instant,
+    ends: Option<Instant>,
+    min_gap: Duration,
+    draw: Stderr,
+    bar: Option<ProgressBar>,
+    /// The readings last written out (not on a terminal), and when.
+    said: std::sync::Mutex<Option<(String, Instant)>>,
+}
+
+/// The longest a wait goes without a line when stderr is not a terminal.
+pub const HEARTBEAT: Duration = Duration::from_secs(60);
+
+/// Whether a wait off a terminal writes a line for `readings`, given the `last` ones written and
+/// how long ago: the first, a change (after `min_gap`), or a minute of silence.
+fn due(last: Option<(&str, Duration)>, readings: &str, min_gap: Duration) -> bool {
+    match last {
+        None => true,
+        Some((last, ago)) => (last != readings && ago >= min_gap) || ago >= HEARTBEAT,
+    }
+}
+
+impl Waiting {
+    /// Starts the progress of `what` (e.g. "watching green"), which ends by `ends` if known.
+    pub fn start(what: impl Into<String>, ends: Option<Instant>) -> Waiting {
+        let draw = stderr_kind();
+        let bar = (draw == Stderr::Terminal).then(|| {
+            let template = if colour() {
+                "{spinner:.cyan} {msg}"
+            } else {
+                "{spinner} {msg}"
+            };
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .expect("a valid template")
+                    .tick_chars("|/-\\ "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(250));
+            if let Ok(mut live) = LIVE.lock() {
+                *live = Some(bar.clone());
+            }
+            bar
+        });
+        Waiting {
+            what: what.into(),
+            started: Instant::now(),
+            ends,
+            min_gap: Duration::ZERO,
+            draw,
+            bar,
+            said: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Says changed readings at most this often off a terminal (reads that flip between the
+    /// load balancer's nodes' views would otherwise be a line each).
+    pub fn at_most_every(mut self, gap: Duration) -> Waiting {
+        self.min_gap = gap;
+        self
+    }
+
+    /// The latest readings (e.g. "2 of 2 targets healthy · 5xx_rate 0.001 (limit 0.05): ok").
+    pub fn update(&self, readings: &str) {
+        self.update_noting(readings, None);
+    }
+
+    /// [`Waiting::update`] with a countdown or the like after the readings, which is shown but
+    /// is not a change worth a line of its own.
+    pub fn update_noting(&self, readings: &str, note: Option<&str>) {
+        let line = match note {
+            Some(note) => self.line(&format!("{readings}, {note}")),
+            None => self.line(readings),
+        };
+        match (&self.bar, self.draw) {
+            (Some(bar), _) => bar.set_message(line),
+            // No cursor commands on a dumb terminal: spaces cover a longer line before.
+            (None, Stderr::Dumb) => eprint!("\r{line}    "),
+            _ => {
+                let Ok(mut said) = self.said.lock() else {
+                    return;
+                };
+                let last = said.as_ref().map(|(r, at)| (r.as_str(), at.elapsed()));
+                if due(last, readings, self.min_gap) {
+                    tracing::info!("{line}");
+                    *said = Some((readings.to_string(), Instant::now()));
+                }
+            }
+        }
+    }
+
+    /// "watching green: 1m 5s in, 3m 55s left · {readings}".
+    fn line(&self, readings: &str) -> String {
+        let whole = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
+        let now = Instant::now();
+        let left = match self.ends {
+            Some(end) => format!(", {} left", whole(end.saturating_duration_since(now))),
+            None => String::new(),
+        };
+        format!(
+            "{}: {} in{left} · {readings}",
+            self.what,
+            whole(now.duration_since(self.started))
+        )
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            if let Ok(mut live) = LIVE.lock() {
+                *live = None;
+            }
+            bar.finish_and_clear();
+        } else if self.draw == Stderr::Dumb {
+            eprintln!();
+        }
+    }
 }
 
 /// Files and bytes done, on stderr. Shared by concurrent tasks: each reports its own file with
@@ -164,14 +335,10 @@ enum Draw {
 
 impl Progress {
     pub fn new(files: usize, bytes: u64) -> Progress {
-        let stderr = std::io::stderr();
-        let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
-        let draw = if !std::io::IsTerminal::is_terminal(&stderr) {
-            Draw::Nothing
-        } else if dumb {
-            Draw::Line
-        } else {
-            Draw::Bar(bar(files))
+        let draw = match stderr_kind() {
+            Stderr::Log => Draw::Nothing,
+            Stderr::Dumb => Draw::Line,
+            Stderr::Terminal => Draw::Bar(bar(files)),
         };
         Progress {
             files,
@@ -241,6 +408,21 @@ fn bar(files: usize) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_off_a_terminal_says_changes_and_at_least_one_line_a_minute() {
+        let s = Duration::from_secs;
+        assert!(due(None, "2 of 2 healthy", s(5)));
+        assert!(!due(
+            Some(("2 of 2 healthy", s(59))),
+            "2 of 2 healthy",
+            s(5)
+        ));
+        assert!(due(Some(("2 of 2 healthy", s(60))), "2 of 2 healthy", s(5)));
+        assert!(due(Some(("2 of 2 healthy", s(5))), "1 of 2 healthy", s(5)));
+        // Reads that flip between the load balancer's nodes: not a line each.
+        assert!(!due(Some(("2 of 2 healthy", s(1))), "1 of 2 healthy", s(5)));
+    }
 
     #[test]
     fn an_error_report_splits_the_text_and_names_the_resource() {

@@ -12,6 +12,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::config::FrontendConfig;
 use crate::error::{aws, Error, Result};
+use crate::output::Waiting;
 
 /// The origin path that serves a release.
 pub fn origin_path(id: &str) -> String {
@@ -254,6 +255,7 @@ pub async fn invalidate(
 /// status (`Deployed` once the config change reached every edge, else `InProgress`).
 pub async fn wait(cf: &Client, config: &FrontendConfig, invalidation_id: &str) -> Result<String> {
     let deadline = Instant::now() + config.wait_timeout;
+    let live = Waiting::start(format!("invalidation {invalidation_id}"), Some(deadline));
     loop {
         let out = cf
             .get_invalidation()
@@ -276,9 +278,10 @@ pub async fn wait(cf: &Client, config: &FrontendConfig, invalidation_id: &str) -
                 humantime::format_duration(config.wait_timeout)
             )));
         }
-        tracing::info!("invalidation {invalidation_id}: {status}");
+        live.update(&status);
         tokio::time::sleep(config.poll_interval.max(Duration::from_millis(10))).await;
     }
+    drop(live);
     let dist = cf
         .get_distribution()
         .id(&config.distribution_id)

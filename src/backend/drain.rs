@@ -19,6 +19,7 @@ use crate::config::BackendConfig;
 use crate::context::Context;
 use crate::error::Result;
 use crate::model::color::Color;
+use crate::output::Waiting;
 use crate::state::record::Event;
 
 /// What the deploy waits before replacing the idle colour's container, and why.
@@ -171,11 +172,19 @@ pub async fn until_deregistered(
     poll: Duration,
 ) -> (Duration, bool) {
     let started = std::time::Instant::now();
+    let live = Waiting::start(format!("draining {instance}:{port}"), Some(started + cap));
     loop {
         let gone = match targets(&ctx.clients.elb, target_group_arn).await {
-            Ok(states) => !states
-                .iter()
-                .any(|t| t.id == instance && t.port == Some(port) && t.state != "unused"),
+            Ok(states) => {
+                let state = states
+                    .iter()
+                    .find(|t| t.id == instance && t.port == Some(port))
+                    .map_or("no longer listed", |t| t.state.as_str());
+                live.update(state);
+                !states
+                    .iter()
+                    .any(|t| t.id == instance && t.port == Some(port) && t.state != "unused")
+            }
             Err(e) => {
                 tracing::warn!("reading {instance}'s drain: {e}; waiting on");
                 false

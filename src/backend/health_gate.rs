@@ -36,6 +36,7 @@ use crate::config::BackendConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::color::Color;
+use crate::output::Waiting;
 
 /// What the gate concluded from one read of the target group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,8 +285,7 @@ pub async fn wait(
     poll: Duration,
     deadline: Instant,
 ) -> Result<Vec<TargetState>> {
-    let mut last_report = String::new();
-    let mut last_said = Instant::now() - REPORT_EVERY;
+    let live = Waiting::start("health gate", Some(deadline)).at_most_every(REPORT_EVERY);
     loop {
         let states = match first.take() {
             Some(states) => states,
@@ -336,18 +336,12 @@ pub async fn wait(
                 gate.what, check.protocol, check.path, check.matcher
             )));
         }
-        let line = match trusted_in {
-            Some(w) => format!("{report}, trusting in {}", secs(w)),
-            None => format!("{report} ({} left)", secs(left)),
-        };
-        // A new line when the states change, not every poll of a countdown.
-        // The load balancer's nodes may disagree for a while, and reads can flip between their
-        // views: a changed report is said at most every REPORT_EVERY.
-        if report != last_report && last_said.elapsed() >= REPORT_EVERY {
-            last_said = Instant::now();
-            tracing::info!("{line}");
-            last_report = report;
-        }
+        // A new line when the states change, not every poll of a countdown (the live line's
+        // clock says the time left). The load balancer's nodes may disagree for a while, and
+        // reads can flip between their views: a changed report is said at most every
+        // REPORT_EVERY.
+        let trusting = trusted_in.map(|w| format!("trusting in {}", secs(w)));
+        live.update_noting(&report, trusting.as_deref());
         tokio::time::sleep(poll).await;
     }
 }

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::model::color::Color;
 use crate::model::weights::Weights;
 use crate::notify::{Kind, Subject};
+use crate::output::Waiting;
 
 /// How a watch ended.
 #[derive(Debug)]
@@ -118,6 +119,7 @@ pub async fn run(ctx: &Context, backend: &BackendConfig, w: Watch<'_>) -> Result
         }
     );
     let mut said_settling = false;
+    let live = Waiting::start(format!("watching {}", w.gaining), Some(deadline));
     let ended = loop {
         if let Some(request) = rollout::take_request(ctx).await? {
             break Ended::Requested(request);
@@ -151,6 +153,16 @@ pub async fn run(ctx: &Context, backend: &BackendConfig, w: Watch<'_>) -> Result
             w.rollout.gates = readings.clone();
             rollout::save(ctx, w.rollout).await?;
         }
+        let healthy = targets
+            .iter()
+            .filter(|t| judged.contains(&(t.id.clone(), t.port)) && t.is_healthy())
+            .count();
+        live.update(
+            &std::iter::once(format!("{healthy} of {} targets healthy", judged.len()))
+                .chain(readings.iter().map(ToString::to_string))
+                .collect::<Vec<_>>()
+                .join(" · "),
+        );
         let failed: Vec<String> = readings
             .iter()
             .filter(|r| r.fails(w.ignore_unreadable))
@@ -189,6 +201,7 @@ pub async fn run(ctx: &Context, backend: &BackendConfig, w: Watch<'_>) -> Result
         };
         tokio::time::sleep(nap).await;
     };
+    drop(live);
     *ctx.interrupt_note.lock().expect("note") = None;
     Ok(ended)
 }

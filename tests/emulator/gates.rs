@@ -839,3 +839,40 @@ async fn shift_watches_the_colour_that_gained_traffic() {
     // All of it back on blue, the colour that lost traffic in that shift.
     fx.assert_weights(100, 0).await;
 }
+
+/// Off a terminal (CI), a watch says what it reads when the reading changes, not every poll:
+/// one line when it begins, one when a target stops being healthy, and nothing in between.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_writes_a_line_when_its_readings_change_not_every_poll() {
+    let fx = fixture("").await;
+    let child = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "5s"])
+        .spawn();
+    wait_for_watch(&fx);
+    let polls_before = fx.count("DescribeTargetHealth");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    fx.set_target_state(
+        &fx.stack.green_target_group_arn,
+        &fx.stack.instance_ids[0],
+        json!([{"state": "draining", "reason": "Target.DeregistrationInProgress"}]),
+    );
+    let (code, _, stderr) = crate::support::finish(child);
+    assert_eq!(code, 0, "{stderr}");
+    let polls = fx.count("DescribeTargetHealth") - polls_before;
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("watching green: "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{polls} polls: {stderr}");
+    assert!(
+        lines[0].contains(" in, ") && lines[0].ends_with("s left · 2 of 2 targets healthy"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].ends_with("· 1 of 2 targets healthy"),
+        "{}",
+        lines[1]
+    );
+    assert!(polls >= 5, "the watch polled {polls} times");
+}

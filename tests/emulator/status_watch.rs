@@ -280,7 +280,14 @@ async fn colour_on_a_terminal_unless_no_color_or_color_never() {
         assert_eq!(out.code, 0, "{args:?}: {}{}", out.stdout, out.stderr);
         out.stdout
     };
-    let coloured = |text: &str| text.contains("\x1b[") && text.contains('m');
+    // An SGR sequence (ESC [ digits/semicolons m) is colour; the live line's cursor commands
+    // (ESC [ 2K, ESC [ 1A …) are not.
+    let coloured = |text: &str| {
+        text.split("\x1b[").skip(1).any(|rest| {
+            let params = rest.trim_start_matches(|c: char| c.is_ascii_digit() || c == ';');
+            params.starts_with('m')
+        })
+    };
     let default = on_terminal(&["deploy", "--image", "v1"], "");
     assert!(
         default.contains("INFO") && coloured(&default),
@@ -292,7 +299,7 @@ async fn colour_on_a_terminal_unless_no_color_or_color_never() {
     ] {
         let plain = on_terminal(args, no_color);
         assert!(
-            plain.contains("INFO") && !plain.contains('\x1b'),
+            plain.contains("INFO") && !coloured(&plain),
             "{args:?} with NO_COLOR={no_color:?}: {plain:?}"
         );
     }
@@ -342,4 +349,45 @@ async fn a_watch_reads_the_preview_route_seldom_and_its_url_once() {
     assert!(fx.count("DescribeTargetHealth") >= 8, "{:?}", fx.requests());
     assert_eq!(fx.count("DescribeRules"), 1, "{:?}", fx.requests());
     assert_eq!(fx.count("DescribeLoadBalancers"), 1, "{:?}", fx.requests());
+}
+
+/// On a terminal a watch is one live line, redrawn in place with its clock and readings, and
+/// log lines go above it whole; it is cleared when the watch ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_terminal_a_watch_is_a_live_line_redrawn_in_place() {
+    let fx = Fixture::v1_v2().await;
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("localstack/.venv/bin/python");
+    let out = fx
+        .bgcloud(&["deploy", "--image", "v1", "--watch", "3s"])
+        .wrapped(&python, &["-c", PTY])
+        .run();
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let drawn = out.stdout.matches("watching green: ").count();
+    assert!(
+        drawn >= 3,
+        "redrawn as it ticks ({drawn}): {:?}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("s left · 2 of 2 targets healthy"),
+        "{:?}",
+        out.stdout
+    );
+    // The lines logged after the watch began are whole, on lines of their own.
+    let passed = out
+        .stdout
+        .split(['\r', '\n'])
+        .find(|l| l.contains("passed its watch"))
+        .unwrap_or_default();
+    assert!(
+        passed.contains("INFO") && !passed.contains("watching green: "),
+        "{passed:?} in {:?}",
+        out.stdout
+    );
+    // Cleared at the end: the last thing drawn is not the live line.
+    let tail = &out.stdout[out.stdout.rfind("watching green: ").unwrap()..];
+    assert!(
+        tail.contains("\x1b[2K") || tail.contains("\x1b[K"),
+        "{tail:?}"
+    );
 }
