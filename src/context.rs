@@ -8,6 +8,7 @@ use crate::aws::{self, AwsOptions, Clients};
 use crate::cli::Global;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::model::weights::{Moved, Weights};
 use crate::notify::{self, Notifier};
 use crate::output::Format;
 use crate::state::lock::Lock;
@@ -25,6 +26,8 @@ pub struct Context {
     pub interrupt_note: std::sync::Mutex<Option<String>>,
     /// The `[notify]` endpoints, told of each release event.
     pub notify: Notifier,
+    /// Every traffic change this run made, in order: a failure part-way says where traffic went.
+    pub moves: std::sync::Mutex<Vec<Moved>>,
 }
 
 impl Context {
@@ -64,7 +67,15 @@ impl Context {
             notify,
             in_flight: InFlight::default(),
             interrupt_note: Default::default(),
+            moves: Default::default(),
         })
+    }
+
+    /// Notes a verified traffic change.
+    pub fn moved(&self, action: &'static str, from: Weights, to: Weights) {
+        if let Ok(mut moves) = self.moves.lock() {
+            moves.push(Moved { action, from, to });
+        }
     }
 
     pub fn store(&self) -> Store {

@@ -15,16 +15,54 @@ pub mod state;
 
 use cli::{Cli, Command, FrontendCommand, LockCommand};
 use context::Context;
-use error::Result;
+use error::{Error, Result};
+use model::weights::Moved;
+
+/// A run that failed: the error, and the traffic changes it made before it did (each verified),
+/// so that what it prints says where traffic went and where it is now.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: Error,
+    pub moves: Vec<Moved>,
+}
+
+impl Failure {
+    /// The text for stderr: the error, then, when traffic moved, the moves and where it ended.
+    pub fn text(&self) -> String {
+        match model::weights::path(&self.moves) {
+            Some(path) => format!(
+                "{}\n  traffic moved in this run: {path}, each verified on the listener",
+                self.error
+            ),
+            None => self.error.to_string(),
+        }
+    }
+
+    /// The `--output json` object, with `traffic` when it moved.
+    pub fn report(&self) -> output::ErrorReport {
+        let mut report = output::ErrorReport::of(&self.error);
+        if let Some(last) = self.moves.last() {
+            report.traffic = Some(serde_json::json!({
+                "moves": self.moves,
+                "ended": last.to,
+            }));
+        }
+        report
+    }
+}
 
 /// Runs one parsed command line, printing its result on stdout (and, under GitHub Actions,
 /// appending what a changing command did or why it failed to the step summary). A changing
 /// command's failure is also a `[notify]` event.
-pub async fn run(cli: Cli) -> Result<()> {
+pub async fn run(cli: Cli) -> std::result::Result<(), Failure> {
     // About bgcloud itself: no config, no AWS.
+    let failed = |error| Failure {
+        error,
+        moves: Vec::new(),
+    };
     match cli.command {
-        Command::Completions { shell } => return cmd::help::completions(shell),
-        Command::Man => return cmd::help::man(),
+        Command::Completions { shell } => return cmd::help::completions(shell).map_err(failed),
+        Command::Man => return cmd::help::man().map_err(failed),
         _ => {}
     }
     let (ctx, result) = match Context::new(&cli.global).await {
@@ -39,25 +77,37 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Err(e) => (None, Err(e)),
     };
-    if let (Err(e), Some(name)) = (&result, cli.command.changes()) {
-        notify::summary::failed(name, &e.to_string(), e.exit_code());
+    let Err(error) = result else {
+        return Ok(());
+    };
+    let moves = ctx
+        .as_ref()
+        .and_then(|c| c.moves.lock().ok().map(|m| m.clone()))
+        .unwrap_or_default();
+    let failure = Failure { error, moves };
+    if let Some(name) = cli.command.changes() {
+        let e = &failure.error;
+        notify::summary::failed(name, &failure.text(), e.exit_code());
         // An inconclusive watch has said so itself (event `inconclusive`): it is no failure.
         if let (Some(ctx), false) = (&ctx, matches!(e, error::Error::Inconclusive(_))) {
             ctx.notify.failed(name, &e.to_string()).await;
         }
     }
-    result
+    Err(failure)
 }
 
-/// Prints a changing command's result and appends it to the step summary.
+/// Prints a command's result and, when it changed something (not a dry run), appends it to the
+/// step summary.
 fn report<T: std::fmt::Display + serde::Serialize>(
     ctx: &Context,
-    command: &str,
+    command: &Command,
     value: &T,
     traffic: Option<(model::weights::Weights, model::weights::Weights)>,
 ) -> Result<()> {
     output::print(ctx.format, value)?;
-    notify::summary::done(command, &value.to_string(), traffic);
+    if let Some(name) = command.changes() {
+        notify::summary::done(name, &value.to_string(), traffic);
+    }
     Ok(())
 }
 
@@ -71,60 +121,50 @@ async fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
             cmd::deploy::Outcome::Planned(plan) => output::print(ctx.format, &plan),
             cmd::deploy::Outcome::Deployed(done) => {
                 let traffic = Some((done.plan.from, done.traffic));
-                report(ctx, "deploy", &done, traffic)
+                report(ctx, command, &done, traffic)
             }
         },
         Command::Shift(args) => {
             let done = cmd::shift::run(ctx, args).await?;
-            report(ctx, "shift", &done, Some((done.from, done.to)))
+            report(ctx, command, &done, Some((done.from, done.to)))
         }
         Command::Promote(args) => {
             let done = cmd::promote::run(ctx, args).await?;
-            report(ctx, "promote", &done, Some((done.from, done.to)))
+            report(ctx, command, &done, Some((done.from, done.to)))
         }
         Command::Rollback(args) => {
             let done = cmd::rollback::run(ctx, args).await?;
-            report(ctx, "rollback", &done, Some((done.from, done.to)))
+            report(ctx, command, &done, Some((done.from, done.to)))
         }
         Command::Sync(args) => match cmd::sync::run(ctx, args).await? {
             cmd::sync::Outcome::Planned(plan) => output::print(ctx.format, &plan),
-            cmd::sync::Outcome::Synced(done) => report(ctx, "sync", &done, None),
+            cmd::sync::Outcome::Synced(done) => report(ctx, command, &done, None),
         },
         Command::History(args) => output::print(ctx.format, &cmd::history::run(ctx, args).await?),
         Command::Lock(LockCommand::Status) => {
             output::print(ctx.format, &cmd::lock::status(ctx).await?)
         }
-        Command::Lock(LockCommand::Release { force }) => report(
-            ctx,
-            "lock release",
-            &cmd::lock::release(ctx, *force).await?,
-            None,
-        ),
+        Command::Lock(LockCommand::Release { force }) => {
+            report(ctx, command, &cmd::lock::release(ctx, *force).await?, None)
+        }
         Command::Frontend(FrontendCommand::Deploy(args)) => {
             let done = cmd::frontend::deploy(ctx, args).await?;
-            if args.dry_run {
-                output::print(ctx.format, &done)
-            } else {
-                report(ctx, "frontend deploy", &done, None)
-            }
+            report(ctx, command, &done, None)
         }
         Command::Frontend(FrontendCommand::Releases) => {
             output::print(ctx.format, &cmd::frontend::releases(ctx).await?)
         }
         Command::Frontend(FrontendCommand::Rollback(args)) => report(
             ctx,
-            "frontend rollback",
+            command,
             &cmd::frontend::rollback(ctx, args).await?,
             None,
         ),
         // Answered by `run` before any config is read; here for a complete match.
         Command::Completions { shell } => cmd::help::completions(*shell),
         Command::Man => cmd::help::man(),
-        Command::Frontend(FrontendCommand::Prune(args)) => report(
-            ctx,
-            "frontend prune",
-            &cmd::frontend::prune(ctx, args).await?,
-            None,
-        ),
+        Command::Frontend(FrontendCommand::Prune(args)) => {
+            report(ctx, command, &cmd::frontend::prune(ctx, args).await?, None)
+        }
     }
 }

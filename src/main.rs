@@ -22,10 +22,10 @@ async fn main() -> ExitCode {
     let format = cli.global.output;
     match bgcloud::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            print_error(format, &ErrorReport::of(&e));
-            ExitCode::from(e.exit_code())
+        Err(failure) => {
+            eprintln!("error: {}", failure.text());
+            print_error(format, &failure.report());
+            ExitCode::from(failure.error.exit_code())
         }
     }
 }

@@ -60,6 +60,10 @@ pub struct ErrorReport {
     pub exit_code: u8,
     /// The first ARN or `s3://` location the message names, when it names one.
     pub resource: Option<String>,
+    /// When the run moved traffic before it failed: each move (`action`, `from`, `to`) and
+    /// `ended`, where traffic is now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<serde_json::Value>,
 }
 
 impl ErrorReport {
@@ -79,6 +83,7 @@ impl ErrorReport {
             hint: (!hint.is_empty()).then(|| hint.join(" ")),
             exit_code,
             resource,
+            traffic: None,
         }
     }
 

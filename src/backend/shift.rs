@@ -183,6 +183,9 @@ pub async fn apply(
         if let Err(e) = written {
             return Err(restore(ctx, from, before, e).await);
         }
+        if from != to {
+            ctx.moved(action, from, to);
+        }
     }
 
     // The listener is the truth and it is already verified; a failed record write is reported

@@ -119,6 +119,26 @@ impl fmt::Display for Weights {
     }
 }
 
+/// One traffic change a run made, verified on the listener: what it was and the weights
+/// before and after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Moved {
+    /// `deploy`, `step`, `shift`, `promote`, `rollback` or `auto-rollback`.
+    pub action: &'static str,
+    pub from: Weights,
+    pub to: Weights,
+}
+
+/// "A → B → C": the weights before the first move, then after each; None without a move.
+pub fn path(moves: &[Moved]) -> Option<String> {
+    let first = moves.first()?;
+    let mut text = first.from.to_string();
+    for m in moves {
+        text.push_str(&format!(" → {} ({})", m.to, m.action));
+    }
+    Some(text)
+}
+
 /// Parses a `--weight` / `--canary` value: a whole percentage in `min..=max`.
 pub fn parse_percent(text: &str, min: u8, max: u8) -> Result<u8> {
     let trimmed = text.trim().trim_end_matches('%').trim();

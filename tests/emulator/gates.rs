@@ -371,9 +371,19 @@ async fn the_p99_and_ratio_gates_judge_against_the_stable_colour() {
 async fn a_watch_whose_metrics_never_appear_is_inconclusive_pauses_and_exits_4() {
     let fx = fixture("max_5xx_rate = 0.01\nmax_p99_latency = \"1s\"").await;
     let out = fx
-        .bgcloud(&["deploy", "--image", "v1", "--watch", "3s"])
+        .bgcloud(&[
+            "deploy", "--image", "v1", "--watch", "3s", "--output", "json",
+        ])
         .code(4);
     out.assert_stderr_has("green's watch was inconclusive");
+    // Where the paused rollout left traffic, in the JSON error too.
+    let error: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(error["error"]["kind"], "inconclusive");
+    assert_eq!(
+        error["error"]["traffic"]["ended"],
+        json!({"blue": 0, "green": 100}),
+        "{error}"
+    );
     out.assert_stderr_has("5xx_rate: INCONCLUSIVE (0 of 50 requests seen)");
     out.assert_stderr_has("`bgcloud promote` accepts it, `bgcloud rollback` undoes it");
     assert!(fx.count("GetMetricData") >= 2, "read every poll");
@@ -701,18 +711,49 @@ async fn a_failure_in_a_step_rolls_back_from_that_step() {
             "--steps",
             "10,50",
             "--interval",
-            "60s",
+            "3s",
+            "--output",
+            "json",
         ])
         .spawn();
     wait_for_watch(&fx);
     let status = fx.bgcloud(&["status"]).json();
     assert_eq!(status["rollout"]["step"], 1, "{status}");
     assert!(status["rollout"]["next_at"].is_string(), "{status}");
+    // The second step: half the traffic on green, then its alarm fires.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fx.weights().await != w(50, 50) {
+        assert!(std::time::Instant::now() < deadline, "no second step");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     set_alarm(&fx, StateValue::Alarm).await;
-    let (code, _, stderr) = crate::support::finish(child);
+    let (code, stdout, stderr) = crate::support::finish(child);
     assert_eq!(code, 1, "{stderr}");
     fx.assert_weights(100, 0).await;
     assert_eq!(last_event(&fx).await["kind"], "auto-rollback");
+    // The failure says every move the run made and where traffic ended, in text and JSON.
+    assert!(
+        stderr.contains(
+            "traffic moved in this run: blue 100 % / green 0 % → blue 90 % / green 10 % (deploy) \
+             → blue 50 % / green 50 % (step) → blue 100 % / green 0 % (auto-rollback), each \
+             verified on the listener"
+        ),
+        "{stderr}"
+    );
+    let error: Value = serde_json::from_str(&stdout).unwrap();
+    let traffic = &error["error"]["traffic"];
+    let actions: Vec<&str> = traffic["moves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["deploy", "step", "auto-rollback"], "{error}");
+    assert_eq!(
+        traffic["ended"],
+        json!({"blue": 100, "green": 0}),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

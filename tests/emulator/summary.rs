@@ -13,6 +13,8 @@ async fn releases_and_failures_are_summarised_read_only_commands_are_not() {
 
     run(&["status"]).run();
     run(&["deploy", "--image", "v1", "--dry-run"]).run();
+    run(&["shift", "--to", "green", "--dry-run"]).ok();
+    run(&["rollback", "--dry-run"]).ok();
     assert!(
         !summary.exists(),
         "read-only commands and dry runs write nothing"
