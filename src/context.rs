@@ -55,12 +55,19 @@ impl Context {
             max_attempts: global.max_attempts,
         };
         let sdk = aws::sdk_config(&opts, config.region.as_deref()).await;
+        let clients = Clients::new(&sdk, &opts);
+        let from = match (&opts.region, &config.region) {
+            (Some(_), _) => "from --region",
+            (None, Some(_)) => "from the config's region",
+            (None, None) => "from AWS_REGION or the profile",
+        };
+        config.check_region(&clients.region, from)?;
         let who = who();
         let notify = Notifier::new(&config.notify, &config.app, &who, |name| {
             std::env::var(name).ok()
         });
         Ok(Context {
-            clients: Clients::new(&sdk, &opts),
+            clients,
             config,
             format: global.output,
             who,

@@ -116,6 +116,9 @@ impl AwsFailure {
             }
             SdkError::TimeoutError(_) => Some("no answer in time".to_string()),
             SdkError::DispatchFailure(d) if d.is_timeout() => Some("no answer in time".into()),
+            SdkError::DispatchFailure(_) if chain.contains("TLS handshake failed") => Some(
+                format!("the TLS handshake failed ({})", plain(&root_cause(e))),
+            ),
             SdkError::DispatchFailure(_) => Some(format!(
                 "could not reach the endpoint ({})",
                 plain(&root_cause(e))
@@ -198,6 +201,12 @@ impl AwsFailure {
                 return "no AWS credentials were found: set AWS_PROFILE (run `aws sso login` for \
                         SSO profiles) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; in GitHub \
                         Actions, assume the CI role with aws-actions/configure-aws-credentials"
+                    .into();
+            }
+            if chain.contains("tls handshake failed") {
+                return "the endpoint did not complete a TLS handshake: an http:// endpoint \
+                        written as https://, a proxy in the way, or a certificate this machine \
+                        does not trust (point AWS_CA_BUNDLE at the CA that signed it)"
                     .into();
             }
             if chain.contains("timeout") || chain.contains("timed out") {

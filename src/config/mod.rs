@@ -74,6 +74,35 @@ impl Config {
         })
     }
 
+    /// Refuses a region the `[backend]` ARNs are not in: an ALB, its listener and its target
+    /// groups are reached through their own region, and AWS's answer from another one ("not
+    /// found", or an ARN it calls invalid) would not say why. `from` says where `region` came
+    /// from. None found at all is refused too, saying where to set one.
+    pub fn check_region(&self, region: &str, from: &str) -> Result<()> {
+        let Some(backend) = &self.backend else {
+            return Ok(());
+        };
+        let arn = &backend.listener_arn;
+        let Some(theirs) = arn.split(':').nth(3).filter(|r| !r.is_empty()) else {
+            return Ok(());
+        };
+        if region.is_empty() {
+            return Err(Error::refused(format!(
+                "no AWS region: set region = \"{theirs}\" in {} (where the listener is), or \
+                 pass --region {theirs}, or set AWS_REGION",
+                self.path.display()
+            )));
+        }
+        if region != theirs {
+            return Err(Error::refused(format!(
+                "the listener {arn} is in {theirs}, but bgcloud would call {region} ({from}): \
+                 set region = \"{theirs}\" in {}, or pass --region {theirs}",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::refused(format!(

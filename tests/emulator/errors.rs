@@ -145,6 +145,70 @@ async fn each_first_run_failure_reads_as_one_plain_first_line() {
             && l.ends_with(": could not reach the endpoint (Connection refused (os error 111)).")
     });
 
+    let dns = fx
+        .bgcloud(&["status"])
+        .env("AWS_ENDPOINT_URL", "http://bgcloud-test.invalid:4566")
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .run();
+    check("DNS failure", dns, &|l| {
+        l.starts_with("error: ")
+            && l.ends_with(
+                ": could not reach the endpoint (failed to lookup address information: Name or \
+                 service not known).",
+            )
+    });
+
+    // An endpoint that speaks plain HTTP, asked over TLS.
+    let plain_http = crate::support::receiver::Receiver::start(200);
+    let tls = fx
+        .bgcloud(&["status"])
+        .env(
+            "AWS_ENDPOINT_URL",
+            &plain_http.base.replace("http://", "https://"),
+        )
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .run();
+    assert!(
+        tls.stderr.contains("did not complete a TLS handshake"),
+        "{}",
+        tls.stderr
+    );
+    check("TLS failure", tls, &|l| {
+        l.starts_with("error: ")
+            && l.ends_with(
+                ": the TLS handshake failed (received corrupt message of type \
+                 InvalidContentType).",
+            )
+    });
+
+    // A region the listener is not in: said before any request.
+    let mark = fx.mark();
+    let region = fx.bgcloud(&["status", "--region", "eu-west-1"]).code(2);
+    check("wrong region", region, &|l| {
+        l == format!(
+            "error: the listener {} is in us-east-1, but bgcloud would call eu-west-1 (from \
+             --region): set region = \"us-east-1\" in {}, or pass --region us-east-1",
+            fx.stack.listener_arn,
+            fx.config.display()
+        )
+    });
+    assert_eq!(fx.requests().len(), mark, "no request in the wrong region");
+
+    // Throttled on every attempt: the retries are spent, and the hint says what to do.
+    fault("DescribeListeners", 400, "Throttling");
+    let throttled = fx.bgcloud(&["status", "--max-attempts", "2"]).code(1);
+    assert!(
+        throttled
+            .stderr
+            .contains("AWS throttled the call even after retries: wait a minute"),
+        "{}",
+        throttled.stderr
+    );
+    check("throttled", throttled, &|l| {
+        l == format!("{listener}Throttling: injected fault (Throttling).")
+    });
+    clear();
+
     fault("DescribeListeners", 403, "ExpiredToken");
     let expired = fx.bgcloud(&["status"]).code(1);
     check("expired token", expired, &|l| {
