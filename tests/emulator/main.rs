@@ -18,6 +18,7 @@ mod gates;
 mod health_gate;
 mod help;
 mod hostile;
+mod json;
 mod localstack;
 mod notify;
 mod preview;
