@@ -52,6 +52,8 @@ Controls, served under /_bgcloud/ on the same port as the AWS APIs:
                                                clears it
   POST /_bgcloud/ssm-agent                    {"instance_id", "status"}: Online,
                                                ConnectionLost or unregistered
+  POST /_bgcloud/latency                      {"access_key", "seconds"}: every request of
+                                               that key waits that long before its answer
   POST /_bgcloud/faults                       {"access_key", "action", "status", "code",
                                                "times", "skip", "after_action",
                                                "unimplemented", "delay", "pass", "swallow",
@@ -146,6 +148,7 @@ import model_ssm  # noqa: E402
 
 LOCK = threading.Lock()
 FAULTS = []  # dicts with access_key, action, status, code, times
+LATENCY = {}  # access_key -> seconds every request of that key waits before it is answered
 REQUESTS = {}  # access_key -> list of {"service", "action", "method", "path"}
 
 
@@ -498,6 +501,10 @@ class Controls:
                     # The log says which requests got an injected answer (and which).
                     entry["fault"] = f.get("code") or ("swallowed" if f.get("swallow") else "fault")
                     break
+        if LATENCY.get(access_key):
+            # A network's round trip (the bench measures round trips with it): requests sent
+            # together wait together, as the server is threaded.
+            time.sleep(LATENCY[access_key])
         if fault:
             if fault.get("delay"):
                 # A slow answer: lets a test act (kill bgcloud) while this request is in flight.
@@ -552,7 +559,9 @@ class Controls:
         if model_alb.control(path, data) or model_ssm.control(path, data) or model_iam.control(path, data):
             return _json({"ok": True})
         with LOCK:
-            if path == "faults":
+            if path == "latency":
+                LATENCY[data["access_key"]] = float(data.get("seconds", 0))
+            elif path == "faults":
                 if data.get("clear"):
                     # One test's faults go; other tests' (other access keys) stay.
                     FAULTS[:] = [f for f in FAULTS if f["access_key"] != data["access_key"]]
@@ -572,6 +581,7 @@ class Controls:
                 model_ssm.reset()
                 STALE_READS.clear()
                 FAULTS.clear()
+                LATENCY.clear()
                 REQUESTS.clear()
             else:
                 return _json({"error": f"unknown control {path}"}, 404)

@@ -145,6 +145,7 @@ def main():
         print(f"health wait: {len(polls)} DescribeTargetHealth calls, smallest gap between polls "
               f"{min(gaps[1:] or gaps):.3f} s (poll_interval 0.100 s)")
         breach_to_back(r, base, config)
+        critical_path(r, base, config, args.rounds)
     finally:
         emulator.terminate()
 
@@ -188,6 +189,63 @@ def breach_to_back(r, base, config):
     print(f"gate breach to traffic back (poll_interval 0.100 s, 3 rounds): listener write after "
           f"{statistics.median(to_write):.3f} s median / {max(to_write):.3f} s max, verified after "
           f"{statistics.median(to_verified):.3f} s / {max(to_verified):.3f} s")
+
+
+def round_trips(log, action, latency):
+    """The round trips before the first `action`: requests arriving within half a latency of a
+    round trip's first one were sent together (tests/support/emulator.rs does the same)."""
+    trips = []
+    for q in log:
+        if q["action"] == action:
+            break
+        if trips and q["t"] - trips[-1][0] < latency / 2:
+            trips[-1][1].append(q["action"])
+        else:
+            trips.append((q["t"], [q["action"]]))
+    return [t[1] for t in trips]
+
+
+def critical_path(r, base, config, rounds, latency=0.05):
+    """Rollback with `latency` on every request (as over a network): round trips before the
+    listener write, time to the write and to its read-back, against one `aws elbv2
+    modify-listener` of the same listener on the same emulator (its start-up included)."""
+    import tomllib
+
+    with open(config, "rb") as f:
+        listener = tomllib.load(f)["backend"]["listener_arn"]
+    trips, to_write, to_verified, walls, cli = [], [], [], [], []
+    for i in range(rounds * 2):
+        key = f"AKIDBENCHPATH{i}"
+        post(base, "/_bgcloud/latency", {"access_key": key, "seconds": latency})
+        start = time.time()
+        wall, log, _ = r.run("rollback", key=key)
+        write = next(q["t"] for q in log if q["action"] == "ModifyListener")
+        back = next(q["t"] for q in log if q["action"] == "DescribeListeners" and q["t"] > write)
+        trips.append(len(round_trips(log, "ModifyListener", latency)))
+        to_write.append(write - start)
+        to_verified.append(back + latency - start)
+        walls.append(wall)
+    actions = json.loads(subprocess.run(
+        ["aws", "elbv2", "describe-listeners", "--listener-arns", listener, "--endpoint-url", base,
+         "--query", "Listeners[0].DefaultActions", "--output", "json"],
+        env=r.env("AKIDBENCHCLIREAD"), capture_output=True, text=True, check=True).stdout)
+    for i in range(rounds * 2):
+        key = f"AKIDBENCHCLI{i}"
+        post(base, "/_bgcloud/latency", {"access_key": key, "seconds": latency})
+        start = time.perf_counter()
+        subprocess.run(
+            ["aws", "elbv2", "modify-listener", "--listener-arn", listener, "--endpoint-url", base,
+             "--default-actions", json.dumps(actions)],
+            env=r.env(key), capture_output=True, check=True)
+        cli.append(time.perf_counter() - start)
+    med = statistics.median
+    print(f"rollback with {latency * 1000:.0f} ms a request ({rounds * 2} runs): "
+          f"{max(trips)} round trips before the ModifyListener; the write after "
+          f"{med(to_write):.3f} s, verified after {med(to_verified):.3f} s, the command "
+          f"{med(walls):.3f} s (medians)")
+    print(f"aws elbv2 modify-listener of the same listener, same latency: {med(cli):.3f} s median; "
+          f"ratio to it: write {med(to_write) / med(cli):.2f}, verified "
+          f"{med(to_verified) / med(cli):.2f}, whole rollback {med(walls) / med(cli):.2f}")
 
 
 if __name__ == "__main__":

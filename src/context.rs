@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::weights::{Moved, Weights};
 use crate::notify::{self, Notifier};
 use crate::output::Format;
-use crate::state::lock::Lock;
+use crate::state::lock::{Held, Lock};
 use crate::state::record::Store;
 
 pub struct Context {
@@ -109,12 +109,7 @@ impl Context {
         wait: Duration,
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let longest = self
-            .config
-            .backend
-            .as_ref()
-            .map_or(Duration::ZERO, |b| b.health_timeout);
-        self.locked_for(reason, wait, longest, work).await
+        self.locked_for(reason, wait, self.longest(), work).await
     }
 
     /// [`Context::locked`] for work that may wait up to `longest` (a deploy's --health-timeout):
@@ -141,6 +136,67 @@ impl Context {
         self.hold(reason, wait, longest, true, work).await
     }
 
+    /// [`Context::locked`] with reads made while the lock is taken: `ahead` runs alongside the
+    /// acquisition (reads that need no lock, e.g. target health), and `work` gets its result once
+    /// both are done. Keeps a traffic change's critical path short (`cmd::rollback`).
+    /// `rollout`: the work is a stepped rollout or a watch that may last this long, and takes
+    /// promote/rollback requests from other runs (as [`Context::locked_rollout`]).
+    pub async fn locked_ahead<P, T, A, F, W>(
+        &self,
+        reason: &str,
+        wait: Duration,
+        rollout: Option<Duration>,
+        ahead: A,
+        work: F,
+    ) -> Result<T>
+    where
+        A: Future<Output = Result<P>>,
+        F: FnOnce(P) -> W,
+        W: Future<Output = Result<T>>,
+    {
+        let lock = self.lock();
+        let longest = rollout.unwrap_or_else(|| self.longest());
+        let (read, held) = tokio::join!(
+            ahead,
+            self.acquire(&lock, reason, wait, longest, rollout.is_some())
+        );
+        let held = held?;
+        let work = async {
+            let read = read?;
+            work(read).await
+        };
+        self.run_held(&lock, held, work).await
+    }
+
+    /// The longest a changing command's work may take: the backend's health timeout.
+    fn longest(&self) -> Duration {
+        self.config
+            .backend
+            .as_ref()
+            .map_or(Duration::ZERO, |b| b.health_timeout)
+    }
+
+    async fn acquire(
+        &self,
+        lock: &Lock,
+        reason: &str,
+        wait: Duration,
+        longest: Duration,
+        takes_requests: bool,
+    ) -> Result<Held> {
+        // Longer than the work can take, so only a crashed run's lock ever expires.
+        let ttl = (longest * 2 + Duration::from_secs(10 * 60)).max(Duration::from_secs(30 * 60));
+        lock.acquire(
+            &self.who,
+            reason,
+            ttl,
+            wait,
+            self.poll_interval(),
+            takes_requests,
+        )
+        .await
+    }
+
     async fn hold<T>(
         &self,
         reason: &str,
@@ -149,19 +205,20 @@ impl Context {
         takes_requests: bool,
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        // Longer than the work can take, so only a crashed run's lock ever expires.
-        let ttl = (longest * 2 + Duration::from_secs(10 * 60)).max(Duration::from_secs(30 * 60));
         let lock = self.lock();
-        let held = lock
-            .acquire(
-                &self.who,
-                reason,
-                ttl,
-                wait,
-                self.poll_interval(),
-                takes_requests,
-            )
+        let held = self
+            .acquire(&lock, reason, wait, longest, takes_requests)
             .await?;
+        self.run_held(&lock, held, work).await
+    }
+
+    /// Runs `work` under the lock `held`, then releases it (on an interruption too).
+    async fn run_held<T>(
+        &self,
+        lock: &Lock,
+        held: Held,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         let result = tokio::select! {
             r = work => r,
             _ = interrupted() => Err(Error::Interrupted),

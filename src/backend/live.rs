@@ -2,6 +2,7 @@
 //! deployment record (what bgcloud last did), and the stable/canary colours they imply.
 
 use crate::aws::listener::{self, Forward};
+use crate::aws::targets::{targets, TargetState};
 use crate::context::Context;
 use crate::error::Result;
 use crate::model::color::Color;
@@ -12,6 +13,36 @@ pub struct Live {
     pub forward: Forward,
     /// The record and its ETag, as read alongside the listener.
     pub record: Option<(Record, String)>,
+    /// Each colour's targets, when read ahead of the listener ([`Health::read`]): the health
+    /// check of a traffic change then uses them instead of reading again.
+    pub health: Option<Health>,
+}
+
+/// Both colours' targets as read at one moment.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub blue: Vec<TargetState>,
+    pub green: Vec<TargetState>,
+}
+
+impl Health {
+    /// Reads both target groups at once: a command that is about to move traffic reads them
+    /// while it takes the lock, off its critical path (see `cmd::rollback`).
+    pub async fn read(ctx: &Context) -> Result<Health> {
+        let backend = ctx.config.backend()?;
+        let (blue, green) = tokio::try_join!(
+            targets(&ctx.clients.elb, backend.target_group_arn(Color::Blue)),
+            targets(&ctx.clients.elb, backend.target_group_arn(Color::Green)),
+        )?;
+        Ok(Health { blue, green })
+    }
+
+    pub fn of(&self, color: Color) -> &[TargetState] {
+        match color {
+            Color::Blue => &self.blue,
+            Color::Green => &self.green,
+        }
+    }
 }
 
 impl Live {
@@ -20,7 +51,11 @@ impl Live {
         let store = ctx.store();
         let (forward, record) =
             tokio::try_join!(listener::read(&ctx.clients.elb, backend), store.load())?;
-        Ok(Live { forward, record })
+        Ok(Live {
+            forward,
+            record,
+            health: None,
+        })
     }
 
     pub fn weights(&self) -> Weights {

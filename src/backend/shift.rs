@@ -156,7 +156,7 @@ pub async fn apply(
     if from == to && because.request.is_none() {
         return Ok(result(false, None));
     }
-    check_gaining(ctx, from, to, gate).await?;
+    check_gaining(ctx, &live, to, gate).await?;
 
     tracing::info!("{action}: {from} → {to} on {}", live.forward.resource);
     warn_sticky_split(&live, to);
@@ -261,12 +261,16 @@ pub async fn apply(
 
 /// Refuses (or, with --force, warns about) a change that gives traffic to a colour without a
 /// healthy target.
-async fn check_gaining(ctx: &Context, from: Weights, to: Weights, gate: Gate) -> Result<()> {
+async fn check_gaining(ctx: &Context, live: &Live, to: Weights, gate: Gate) -> Result<()> {
     let backend = ctx.config.backend()?;
+    let from = live.weights();
     let gaining = Color::BOTH.into_iter().filter(|&c| to.get(c) > from.get(c));
     for color in gaining.filter(|_| gate != Gate::Checked) {
         let arn = backend.target_group_arn(color);
-        let targets = targets::targets(&ctx.clients.elb, arn).await?;
+        let targets = match &live.health {
+            Some(health) => health.of(color).to_vec(),
+            None => targets::targets(&ctx.clients.elb, arn).await?,
+        };
         let healthy = targets.iter().filter(|t| t.is_healthy()).count();
         let listing = if targets.is_empty() {
             "no targets registered".to_string()
@@ -304,7 +308,7 @@ pub async fn preview(
 ) -> Result<Shifted> {
     let from = live.weights();
     if from != to {
-        check_gaining(ctx, from, to, gate).await?;
+        check_gaining(ctx, live, to, gate).await?;
     }
     let mut shifted = Shifted::new(ctx, action, from, to, live.stable(), from != to, None);
     shifted.dry_run = true;

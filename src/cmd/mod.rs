@@ -1,4 +1,15 @@
-//! One module per command.
+//! One module per command, and what the traffic commands share.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::backend::live::Health;
+use crate::backend::rollout::{self, Action};
+use crate::backend::shift::Shifted;
+use crate::backend::watch;
+use crate::config::BackendConfig;
+use crate::context::Context;
+use crate::error::{Error, Result};
 
 pub mod deploy;
 pub mod frontend;
@@ -11,3 +22,45 @@ pub mod shift;
 pub mod status;
 pub mod status_watch;
 pub mod sync;
+
+/// Runs a promote or rollback (`run`, given how long to wait for the lock) without waiting for
+/// the lock first, so the common case does not read it. When another run holds it and takes
+/// requests (a stepped rollout or a watch), `action` is handed to that run, which carries it out
+/// within a poll; when it holds it otherwise, the lock is waited for up to `wait`.
+async fn locked_or_handed<F, W>(
+    ctx: &Context,
+    action: Action,
+    wait: Duration,
+    run: F,
+) -> Result<Shifted>
+where
+    F: Fn(Duration) -> W,
+    W: Future<Output = Result<Shifted>>,
+{
+    match run(Duration::ZERO).await {
+        Err(Error::Locked(held)) => match rollout::ask_holder(ctx, action).await? {
+            Some(done) => Ok(Shifted::answered(ctx, action.as_str(), done)),
+            None if wait.is_zero() => Err(Error::Locked(held)),
+            None => run(wait).await,
+        },
+        other => other,
+    }
+}
+
+/// What a traffic change reads while it takes the lock: both colours' health and, when a watch
+/// follows, that its alarms exist (a watch that could not read them is refused before any move).
+async fn read_ahead(
+    ctx: &Context,
+    backend: &BackendConfig,
+    watch: Duration,
+    ignore_unreadable: bool,
+) -> Result<Health> {
+    let alarms = async {
+        match watch.is_zero() {
+            true => Ok(()),
+            false => watch::check_alarms(ctx, backend, ignore_unreadable).await,
+        }
+    };
+    let (health, ()) = tokio::try_join!(Health::read(ctx), alarms)?;
+    Ok(health)
+}

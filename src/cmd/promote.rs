@@ -1,11 +1,14 @@
 //! `bgcloud promote`: all traffic to the canary colour, optionally watched afterwards. While a
 //! stepped rollout or a watch runs, the promote is handed to it (see `rollout`).
 
+use std::time::Duration;
+
 use crate::backend::live::Live;
 use crate::backend::rollout::{self, Action};
 use crate::backend::shift::{self, Because, Gate, Shifted};
 use crate::backend::watch;
 use crate::cli::{parse_duration, PromoteArgs};
+use crate::config::BackendConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::color::Color;
@@ -17,8 +20,8 @@ pub async fn run(ctx: &Context, args: &PromoteArgs) -> Result<Shifted> {
     let watch = args.watch.duration(backend.gates.watch)?;
     let gate = Gate::from_force(args.force.force);
     if args.dry_run.dry_run {
-        let live = Live::read(ctx).await?;
-        if let Some(why) = inconclusive(ctx, &live).await? {
+        let (live, state) = tokio::try_join!(Live::read(ctx), rollout::load(ctx))?;
+        if let Some(why) = inconclusive(&live, state) {
             let mut kept = shift::preview(ctx, &live, "promote", live.weights(), gate).await?;
             kept.also = Some(format!(
                 "{}'s inconclusive watch ({why}) accepted: the paused rollout ends",
@@ -29,17 +32,36 @@ pub async fn run(ctx: &Context, args: &PromoteArgs) -> Result<Shifted> {
         let canary = canary(&live)?;
         return shift::preview(ctx, &live, "promote", Weights::all(canary), gate).await;
     }
-    if let Some(done) = rollout::ask_holder(ctx, Action::Promote).await? {
-        return Ok(Shifted::answered(ctx, "promote", done));
-    }
-    let work = async {
-        if !watch.is_zero() {
-            watch::check_alarms(ctx, backend, args.watch.ignore_missing_metrics).await?;
-        }
-        let live = Live::read(ctx).await?;
+    super::locked_or_handed(ctx, Action::Promote, wait, |wait| {
+        locked(ctx, args, backend, watch, wait)
+    })
+    .await
+}
+
+/// The promote under the lock (waiting up to `wait` for it). As for a rollback, both colours'
+/// health (and the watch's alarms) are read while the lock is taken, then the listener, the
+/// record and the rollout state together, then the listener is written.
+async fn locked(
+    ctx: &Context,
+    args: &PromoteArgs,
+    backend: &BackendConfig,
+    watch: Duration,
+    wait: Duration,
+) -> Result<Shifted> {
+    let gate = Gate::from_force(args.force.force);
+    let ignore = args.watch.ignore_missing_metrics;
+    let ahead = super::read_ahead(ctx, backend, watch, ignore);
+    let rollout = (!watch.is_zero()).then_some(watch);
+    ctx.locked_ahead("promote", wait, rollout, ahead, |health| async move {
+        let (mut live, state) = tokio::try_join!(Live::read(ctx), rollout::load(ctx))?;
+        live.health = Some(health);
         // A watch that ended inconclusive with all traffic on its colour: promote accepts it.
-        if let Some(paused) = accepts_inconclusive(ctx, &live).await? {
-            return Ok(paused);
+        if let Some(why) = inconclusive(&live, state) {
+            rollout::clear(ctx).await?;
+            let stable = live.stable();
+            tracing::info!("{stable}'s inconclusive watch ({why}) accepted: it keeps all traffic");
+            let w = live.weights();
+            return Ok(Shifted::new(ctx, "promote", w, w, stable, false, None));
         }
         let canary = canary(&live)?;
         let shifted = shift::apply(
@@ -56,16 +78,11 @@ pub async fn run(ctx: &Context, args: &PromoteArgs) -> Result<Shifted> {
         rollout::clear(ctx).await?;
         if !watch.is_zero() {
             let all = Weights::all(canary);
-            let ignore = args.watch.ignore_missing_metrics;
             watch::after_shift(ctx, backend, canary, all, watch, ignore).await?;
         }
         Ok(shifted)
-    };
-    if watch.is_zero() {
-        ctx.locked("promote", wait, work).await
-    } else {
-        ctx.locked_rollout("promote", wait, watch, work).await
-    }
+    })
+    .await
 }
 
 /// The colour a promote gives all traffic to: the canary, refused when there is none.
@@ -80,32 +97,13 @@ fn canary(live: &Live) -> Result<Color> {
 }
 
 /// Why the watch of the rollout paused with all traffic on the stable colour was inconclusive,
-/// when that is the state: promote then accepts that release as it is.
-async fn inconclusive(ctx: &Context, live: &Live) -> Result<Option<String>> {
+/// when `state` (the rollout state) says that is where things are: promote then accepts that
+/// release as it is, the pause ends and no traffic moves.
+fn inconclusive(live: &Live, state: Option<rollout::Rollout>) -> Option<String> {
     let stable = live.stable();
-    let Some(state) = rollout::load(ctx).await? else {
-        return Ok(None);
-    };
+    let state = state?;
     let (Some(why), Some(color)) = (state.inconclusive, state.color) else {
-        return Ok(None);
+        return None;
     };
-    if !state.paused || color != stable || live.weights().get(stable) != 100 {
-        return Ok(None);
-    }
-    Ok(Some(why))
-}
-
-/// With all traffic on the stable colour and a rollout paused because its watch was
-/// inconclusive, promote accepts that release as it is: the pause ends, no traffic moves.
-async fn accepts_inconclusive(ctx: &Context, live: &Live) -> Result<Option<Shifted>> {
-    let Some(why) = inconclusive(ctx, live).await? else {
-        return Ok(None);
-    };
-    rollout::clear(ctx).await?;
-    let stable = live.stable();
-    tracing::info!("{stable}'s inconclusive watch ({why}) accepted: it keeps all traffic");
-    let w = live.weights();
-    Ok(Some(Shifted::new(
-        ctx, "promote", w, w, stable, false, None,
-    )))
+    (state.paused && color == stable && live.weights().get(stable) == 100).then_some(why)
 }

@@ -1,7 +1,9 @@
 //! `bgcloud rollback`: all traffic back to the previous stable colour, at once. The old colour's
 //! containers were kept running, so this is one listener write.
 
-use crate::backend::live::Live;
+use std::time::Duration;
+
+use crate::backend::live::{Health, Live};
 use crate::backend::rollout::{self, Action};
 use crate::backend::shift::{self, Because, Gate, Shifted};
 use crate::cli::{parse_duration, TrafficArgs};
@@ -40,12 +42,19 @@ pub async fn run(ctx: &Context, args: &TrafficArgs) -> Result<Shifted> {
         let to = checked_target(&live, args.force.force)?;
         return shift::preview(ctx, &live, "rollback", Weights::all(to), gate).await;
     }
-    // A stepped rollout or a watch in progress takes the rollback itself, within a poll.
-    if let Some(done) = rollout::ask_holder(ctx, Action::Rollback).await? {
-        return Ok(Shifted::answered(ctx, "rollback", done));
-    }
-    ctx.locked("rollback", wait, async {
-        let live = Live::read(ctx).await?;
+    // The critical path, when production is on fire: both colours' health is read while the
+    // lock is taken, then the listener and the record together, then the listener is written
+    // (docs/guide/traffic.md#rollback). A held lock costs the fast path nothing: then a stepped
+    // rollout or a watch in progress takes the rollback itself, within a poll.
+    super::locked_or_handed(ctx, Action::Rollback, wait, |wait| locked(ctx, args, wait)).await
+}
+
+/// The rollback under the lock (waiting up to `wait` for it).
+async fn locked(ctx: &Context, args: &TrafficArgs, wait: Duration) -> Result<Shifted> {
+    let gate = Gate::from_force(args.force.force);
+    ctx.locked_ahead("rollback", wait, None, Health::read(ctx), |health| async {
+        let mut live = Live::read(ctx).await?;
+        live.health = Some(health);
         let to = checked_target(&live, args.force.force)?;
         let shifted = shift::apply(
             ctx,

@@ -22,11 +22,14 @@ pub async fn run(ctx: &Context, args: &ShiftArgs) -> Result<Shifted> {
         let live = Live::read(ctx).await?;
         return preview(ctx, &live, "shift", Weights::split(args.to, percent), gate).await;
     }
-    let work = async {
-        if !watch.is_zero() {
-            watch::check_alarms(ctx, backend, args.watch.ignore_missing_metrics).await?;
-        }
-        let live = Live::read(ctx).await?;
+    let ignore = args.watch.ignore_missing_metrics;
+    // As for a rollback: both colours' health (and the watch's alarms) read while the lock is
+    // taken, then the listener and the record, then the write.
+    let ahead = super::read_ahead(ctx, backend, watch, ignore);
+    let rollout = (!watch.is_zero()).then_some(backend.health_timeout + watch);
+    ctx.locked_ahead(&reason, wait, rollout, ahead, |health| async move {
+        let mut live = Live::read(ctx).await?;
+        live.health = Some(health);
         let to = Weights::split(args.to, percent);
         let from = live.weights();
         let shifted = apply(ctx, live, "shift", to, gate, None, Because::default()).await?;
@@ -34,22 +37,9 @@ pub async fn run(ctx: &Context, args: &ShiftArgs) -> Result<Shifted> {
         // has nothing to watch.
         let gaining = Color::BOTH.into_iter().find(|&c| to.get(c) > from.get(c));
         if let (Some(gaining), false) = (gaining, watch.is_zero()) {
-            watch::after_shift(
-                ctx,
-                backend,
-                gaining,
-                to,
-                watch,
-                args.watch.ignore_missing_metrics,
-            )
-            .await?;
+            watch::after_shift(ctx, backend, gaining, to, watch, ignore).await?;
         }
         Ok(shifted)
-    };
-    if watch.is_zero() {
-        ctx.locked(&reason, wait, work).await
-    } else {
-        ctx.locked_rollout(&reason, wait, backend.health_timeout + watch, work)
-            .await
-    }
+    })
+    .await
 }

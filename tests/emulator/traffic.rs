@@ -177,6 +177,62 @@ async fn dry_runs_of_shift_promote_and_rollback_show_the_change_and_write_nothin
     assert_eq!(history, 1, "only the real shift is recorded");
 }
 
+/// The critical path of a traffic change, with 50 ms a request: the lock is taken while both
+/// colours' health is read, then the listener and the record are read together, then the
+/// listener is written: three round trips before the ModifyListener (five before), the lock
+/// held before the listener is read, the health read before the write. For rollback, shift and
+/// promote.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_traffic_change_writes_the_listener_after_three_round_trips_with_the_lock_held() {
+    let fx = Fixture::new().await;
+    fx.bgcloud(&["shift", "--to", "green"]).ok();
+    const LATENCY: f64 = 0.05;
+    let latency = |seconds: f64| {
+        crate::support::control(
+            "latency",
+            serde_json::json!({"access_key": fx.access_key, "seconds": seconds}),
+        )
+    };
+    latency(LATENCY);
+    for (args, weights) in [
+        (&["rollback"][..], w(100, 0)),
+        (&["shift", "--to", "green", "--weight", "10"][..], w(90, 10)),
+        (&["promote"][..], w(0, 100)),
+    ] {
+        let mark = fx.mark();
+        fx.bgcloud(args).ok();
+        assert_eq!(fx.weights().await, weights, "{args:?}");
+        let log: Vec<serde_json::Value> = crate::support::request_log(&fx.access_key)
+            .into_iter()
+            .skip(mark)
+            .collect();
+        let trips = crate::support::round_trips_before(&log, "ModifyListener", LATENCY);
+        println!("{args:?}: round trips before the ModifyListener: {trips:?}");
+        assert!(
+            trips.len() <= 3,
+            "{args:?}: round trips before the write: {trips:?}"
+        );
+        let at = |matches: &dyn Fn(&serde_json::Value) -> bool| {
+            let r = log
+                .iter()
+                .find(|r| matches(r))
+                .unwrap_or_else(|| panic!("{log:?}"));
+            r["t"].as_f64().unwrap()
+        };
+        let lock =
+            at(&|r| r["method"] == "PUT" && r["path"].as_str().unwrap().ends_with("/lock.json"));
+        let listener = at(&|r| r["action"] == "DescribeListeners");
+        let health = at(&|r| r["action"] == "DescribeTargetHealth");
+        let write = at(&|r| r["action"] == "ModifyListener");
+        assert!(
+            listener - lock >= LATENCY,
+            "{args:?}: the listener is read once the lock is held: {trips:?}"
+        );
+        assert!(health < write, "{args:?}: health is read before the write");
+    }
+    latency(0.0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_during_a_canary_returns_everything_to_stable() {
     let fx = Fixture::new().await;

@@ -166,6 +166,23 @@ pub fn request_log(access_key: &str) -> Vec<Value> {
     serde_json::from_str(&body).expect("request log")
 }
 
+/// The round trips of `log` before its first request for `action`: requests that arrive
+/// within half a `latency` of a round trip's first one were sent together (the emulator's
+/// latency control spaces sequential ones by at least a whole `latency`). Each round trip as
+/// its actions.
+pub fn round_trips_before(log: &[Value], action: &str, latency: f64) -> Vec<Vec<String>> {
+    let mut trips: Vec<(f64, Vec<String>)> = Vec::new();
+    for r in log.iter().take_while(|r| r["action"] != action) {
+        let t = r["t"].as_f64().unwrap();
+        let what = r["action"].as_str().unwrap().to_string();
+        match trips.last_mut() {
+            Some((start, actions)) if t - *start < latency / 2.0 => actions.push(what),
+            _ => trips.push((t, vec![what])),
+        }
+    }
+    trips.into_iter().map(|(_, a)| a).collect()
+}
+
 /// SDK clients for the emulator, signed with `access_key`.
 pub async fn clients(access_key: &str) -> Clients {
     let opts = AwsOptions {

@@ -14,7 +14,7 @@ pub mod stack;
 
 use bgcloud::model::weights::Weights;
 
-pub use emulator::{control, endpoint, is_read, request_log};
+pub use emulator::{control, endpoint, is_read, request_log, round_trips_before};
 pub use fixture::{Bare, Fixture};
 pub use receiver::{closed_port, Receiver};
 pub use run::{finish, signal, Outcome};
