@@ -39,8 +39,27 @@ pub struct Site {
 }
 
 pub async fn inspect(cf: &Client, config: &FrontendConfig) -> Result<Site> {
-    let (dist, _) = read(cf, config).await?;
-    let index = origin_index(&dist, config)?;
+    Ok(snapshot(cf, config).await?.0)
+}
+
+/// The distribution's config as read, with its ETag: what [`switch`] updates first (a change
+/// by anyone since then fails its `If-Match`, and the switch reads again).
+pub struct Snapshot {
+    dist: aws_sdk_cloudfront::types::DistributionConfig,
+    etag: String,
+}
+
+/// [`inspect`], keeping what was read for a [`switch`] that follows.
+pub async fn snapshot(cf: &Client, config: &FrontendConfig) -> Result<(Site, Snapshot)> {
+    let (dist, etag) = read(cf, config).await?;
+    Ok((site(&dist, config)?, Snapshot { dist, etag }))
+}
+
+fn site(
+    dist: &aws_sdk_cloudfront::types::DistributionConfig,
+    config: &FrontendConfig,
+) -> Result<Site> {
+    let index = origin_index(dist, config)?;
     let origins = dist
         .origins
         .as_ref()
@@ -140,39 +159,66 @@ fn origin_index(
 /// retries, at most 5 times.
 pub async fn switch(cf: &Client, config: &FrontendConfig, id: &str) -> Result<()> {
     for attempt in 1..=5 {
-        let (mut dist, etag) = read(cf, config).await?;
-        let index = origin_index(&dist, config)?;
-        if let Some(origins) = dist.origins.as_mut() {
-            origins.items[index].origin_path = Some(origin_path(id));
+        let (dist, etag) = read(cf, config).await?;
+        if update(cf, config, id, dist, &etag).await? {
+            return Ok(());
         }
-        let sent = cf
-            .update_distribution()
-            .id(&config.distribution_id)
-            .if_match(&etag)
-            .distribution_config(dist)
-            .send()
-            .await;
-        match sent {
-            Ok(_) => return Ok(()),
-            Err(e) if e.code() == Some("PreconditionFailed") => {
-                tracing::info!(
-                    "distribution {} changed while switching it (attempt {attempt}); reading it again",
-                    config.distribution_id
-                );
-            }
-            Err(e) => {
-                return Err(aws(format!(
-                    "switching distribution {} to release {id}",
-                    config.distribution_id
-                ))(e))
-            }
-        }
+        tracing::info!(
+            "distribution {} changed while switching it (attempt {attempt}); reading it again",
+            config.distribution_id
+        );
     }
-    Err(Error::failed(format!(
+    Err(kept_changing(config))
+}
+
+/// The switch gave up: the distribution changed under it five times.
+pub fn kept_changing(config: &FrontendConfig) -> Error {
+    Error::failed(format!(
         "distribution {} kept changing while bgcloud switched it (5 tries): someone else is \
          editing it; try again",
         config.distribution_id
-    )))
+    ))
+}
+
+/// [`switch`] from a [`snapshot`] taken earlier, without reading again: false (nothing
+/// changed) when the distribution changed since, so the caller can decide again from a new read.
+pub async fn switch_unchanged_since(
+    cf: &Client,
+    config: &FrontendConfig,
+    id: &str,
+    snapshot: Snapshot,
+) -> Result<bool> {
+    update(cf, config, id, snapshot.dist, &snapshot.etag).await
+}
+
+/// One UpdateDistribution of `dist` (read with `etag`) with the site origin at `id`: false on
+/// 412 (changed since it was read).
+async fn update(
+    cf: &Client,
+    config: &FrontendConfig,
+    id: &str,
+    mut dist: aws_sdk_cloudfront::types::DistributionConfig,
+    etag: &str,
+) -> Result<bool> {
+    let index = origin_index(&dist, config)?;
+    if let Some(origins) = dist.origins.as_mut() {
+        origins.items[index].origin_path = Some(origin_path(id));
+    }
+    let sent = cf
+        .update_distribution()
+        .id(&config.distribution_id)
+        .if_match(etag)
+        .distribution_config(dist)
+        .send()
+        .await;
+    match sent {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some("PreconditionFailed") => Ok(false),
+        Err(e) => Err(aws(format!(
+            "switching distribution {} to release {id}",
+            config.distribution_id
+        ))(e)),
+    }
 }
 
 /// A CallerReference no earlier call used: CloudFront answers a reused one with the

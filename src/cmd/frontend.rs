@@ -85,13 +85,14 @@ pub async fn rollback(ctx: &Context, args: &FrontendRollbackArgs) -> Result<Site
     }
     let to = args.to.as_deref();
     if args.dry_run.dry_run {
-        return rollback::rollback(ctx, fe, to, args.no_wait, true).await;
+        let ahead = rollback::read_ahead(ctx, fe).await?;
+        return rollback::rollback(ctx, fe, to, args.no_wait, true, ahead).await;
     }
-    ctx.locked(
-        "frontend rollback",
-        wait,
-        rollback::rollback(ctx, fe, to, args.no_wait, false),
-    )
+    // As for a backend rollback: what needs no lock is read while it is taken.
+    let ahead = rollback::read_ahead(ctx, fe);
+    ctx.locked_ahead("frontend rollback", wait, None, ahead, |ahead| {
+        rollback::rollback(ctx, fe, to, args.no_wait, false, ahead)
+    })
     .await
 }
 

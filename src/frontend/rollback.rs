@@ -2,61 +2,111 @@
 //! update, recorded, then the release's unhashed paths invalidated. Nothing is uploaded.
 
 use crate::aws::cloudfront;
+use crate::aws::s3::Bucket;
 use crate::config::FrontendConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::frontend::manifest;
 use crate::frontend::release::{SiteDeployed, MAX_INVALIDATION_PATHS};
 use crate::frontend::site;
-use crate::state::record::{now, SiteRelease};
+use crate::state::record::{now, FrontendRecord, SiteRelease};
+
+/// What a rollback reads first, all at once and while the lock is taken: the distribution (with
+/// its ETag, so the switch needs no second read: anyone's change since fails its `If-Match` and
+/// the switch reads again — and every release or rollback that changes the record switches the
+/// distribution too), the record, and the site bucket's region.
+pub struct Ahead {
+    live: Option<String>,
+    snapshot: cloudfront::Snapshot,
+    record: FrontendRecord,
+    web: Bucket,
+}
+
+pub async fn read_ahead(ctx: &Context, fe: &FrontendConfig) -> Result<Ahead> {
+    let store = ctx.store();
+    let ((site, snapshot), record, web) = tokio::try_join!(
+        cloudfront::snapshot(&ctx.clients.cloudfront, fe),
+        store.read(),
+        ctx.clients.buckets.get(&fe.bucket),
+    )?;
+    Ok(Ahead {
+        live: site.live,
+        snapshot,
+        record: record.unwrap_or_default().frontend,
+        web,
+    })
+}
 
 /// Switches to `to`, else the previous release on record; waits for the invalidation unless
 /// `no_wait`. With `dry_run`, makes the same checks and says what it would switch and
-/// invalidate.
+/// invalidate. When the distribution changed since `ahead` was read, reads again and decides
+/// again (another release may have changed what "previous" is), at most 5 times.
 pub async fn rollback(
     ctx: &Context,
     fe: &FrontendConfig,
     to: Option<&str>,
     no_wait: bool,
     dry_run: bool,
+    mut ahead: Ahead,
 ) -> Result<SiteDeployed> {
-    let live = cloudfront::inspect(&ctx.clients.cloudfront, fe).await?.live;
-    let record = ctx.store().read().await?.unwrap_or_default().frontend;
-    let target = match to {
-        Some(id) => id.to_string(),
-        None => record.previous.clone().filter(|p| Some(p) != live.as_ref()).ok_or_else(|| {
-            Error::refused("no previous frontend release on record: name one with --to ID (see `bgcloud frontend releases`)")
-        })?,
+    let mut attempt = 1;
+    let (target, live, record, manifest, paths) = loop {
+        let Ahead {
+            live,
+            snapshot,
+            record,
+            web,
+        } = ahead;
+        let target = match to {
+            Some(id) => id.to_string(),
+            None => record.previous.clone().filter(|p| Some(p) != live.as_ref()).ok_or_else(|| {
+                Error::refused("no previous frontend release on record: name one with --to ID (see `bgcloud frontend releases`)")
+            })?,
+        };
+        if Some(&target) == live.as_ref() {
+            return Err(Error::refused(format!(
+                "release {target} is already live: nothing to roll back"
+            )));
+        }
+        // Together: the release is there, and what it holds (for the invalidation).
+        let prefix = site::release_prefix(&target);
+        let (exists, manifest) =
+            tokio::try_join!(web.has_any(&prefix), manifest::load(ctx, &target))?;
+        if !exists {
+            return Err(Error::refused(format!(
+                "release {target} does not exist in s3://{}/releases/: see `bgcloud frontend releases`",
+                fe.bucket
+            )));
+        }
+        let paths = match &manifest {
+            Some(m) => site::invalidation_paths(&m.files, MAX_INVALIDATION_PATHS),
+            None => vec!["/*".to_string()],
+        };
+        if dry_run {
+            let mut result = SiteDeployed::new(ctx, "rollback", &target, live);
+            result.dry_run = true;
+            result.files = manifest.as_ref().map_or(0, |m| m.files.len());
+            result.invalidation_paths = paths;
+            return Ok(result);
+        }
+        tracing::info!(
+            "switching distribution {} back to /releases/{target}",
+            fe.distribution_id
+        );
+        let cf = &ctx.clients.cloudfront;
+        if cloudfront::switch_unchanged_since(cf, fe, &target, snapshot).await? {
+            break (target, live, record, manifest, paths);
+        }
+        if attempt == 5 {
+            return Err(cloudfront::kept_changing(fe));
+        }
+        attempt += 1;
+        tracing::info!(
+            "distribution {} changed since it was read; reading it and the record again",
+            fe.distribution_id
+        );
+        ahead = read_ahead(ctx, fe).await?;
     };
-    if Some(&target) == live.as_ref() {
-        return Err(Error::refused(format!(
-            "release {target} is already live: nothing to roll back"
-        )));
-    }
-    let web = ctx.clients.buckets.get(&fe.bucket).await?;
-    if !web.has_any(&site::release_prefix(&target)).await? {
-        return Err(Error::refused(format!(
-            "release {target} does not exist in s3://{}/releases/: see `bgcloud frontend releases`",
-            fe.bucket
-        )));
-    }
-    let manifest = manifest::load(ctx, &target).await?;
-    let paths = match &manifest {
-        Some(m) => site::invalidation_paths(&m.files, MAX_INVALIDATION_PATHS),
-        None => vec!["/*".to_string()],
-    };
-    if dry_run {
-        let mut result = SiteDeployed::new(ctx, "rollback", &target, live);
-        result.dry_run = true;
-        result.files = manifest.as_ref().map_or(0, |m| m.files.len());
-        result.invalidation_paths = paths;
-        return Ok(result);
-    }
-    tracing::info!(
-        "switching distribution {} back to /releases/{target}",
-        fe.distribution_id
-    );
-    cloudfront::switch(&ctx.clients.cloudfront, fe, &target).await?;
     let invalidation = cloudfront::invalidate(
         &ctx.clients.cloudfront,
         fe,

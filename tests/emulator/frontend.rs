@@ -289,6 +289,53 @@ async fn a_stale_etag_is_retried() {
     assert_eq!(updates, 2, "one 412, one success");
 }
 
+/// A frontend rollback's critical path, with 50 ms a request: the distribution (with its ETag),
+/// the record and the site bucket's region are read while the lock is taken, then the release
+/// is checked, then the switch: three round trips before the UpdateDistribution. When another
+/// writer changed the distribution after that read, it reads both again and decides again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frontend_rollback_switches_after_three_round_trips_and_decides_again_on_a_change() {
+    let fx = Fixture::new().await;
+    fx.release("1", "r1");
+    fx.release("2", "r2");
+    const LATENCY: f64 = 0.05;
+    let latency = |seconds: f64| {
+        crate::support::control(
+            "latency",
+            serde_json::json!({"access_key": fx.access_key, "seconds": seconds}),
+        )
+    };
+    let update = format!(
+        "PUT /2020-05-31/distribution/{}/config",
+        fx.stack.distribution_id
+    );
+    latency(LATENCY);
+    let mark = fx.mark();
+    fx.bgcloud(&["frontend", "rollback", "--no-wait"]).ok();
+    latency(0.0);
+    assert_eq!(origin_path(&fx).await, "/releases/r1");
+    let log: Vec<serde_json::Value> = crate::support::request_log(&fx.access_key)
+        .into_iter()
+        .skip(mark)
+        .collect();
+    let trips = crate::support::round_trips_before(&log, &update, LATENCY);
+    println!("frontend rollback: round trips before the UpdateDistribution: {trips:?}");
+    assert!(trips.len() <= 3, "{trips:?}");
+
+    // Another writer changes the distribution right after the rollback's first read of it.
+    let body = serde_json::json!({"distribution_id": fx.stack.distribution_id, "after_reads": 1});
+    crate::support::control("cloudfront-etag", body);
+    let mark = fx.mark();
+    let out = fx.bgcloud(&["frontend", "rollback", "--no-wait"]).ok();
+    out.assert_stderr_has("changed since it was read; reading it and the record again");
+    assert_eq!(origin_path(&fx).await, "/releases/r2");
+    let updates = fx.requests()[mark..]
+        .iter()
+        .filter(|(_, a)| *a == update)
+        .count();
+    assert_eq!(updates, 2, "one 412, then one from the new read");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_folders_and_unknown_releases_are_refused() {
     let fx = Fixture::new().await;
