@@ -218,7 +218,7 @@ def critical_path(r, base, config, rounds, latency=0.05):
         key = f"AKIDBENCHPATH{i}"
         post(base, "/_bgcloud/latency", {"access_key": key, "seconds": latency})
         start = time.time()
-        wall, log, _ = r.run("rollback", key=key)
+        wall, log, _ = r.run("rollback", "--force", key=key)
         write = next(q["t"] for q in log if q["action"] == "ModifyListener")
         back = next(q["t"] for q in log if q["action"] == "DescribeListeners" and q["t"] > write)
         trips.append(len(round_trips(log, "ModifyListener", latency)))
@@ -227,6 +227,7 @@ def critical_path(r, base, config, rounds, latency=0.05):
         walls.append(wall)
     actions = json.loads(subprocess.run(
         ["aws", "elbv2", "describe-listeners", "--listener-arns", listener, "--endpoint-url", base,
+         "--region", "us-east-1",
          "--query", "Listeners[0].DefaultActions", "--output", "json"],
         env=r.env("AKIDBENCHCLIREAD"), capture_output=True, text=True, check=True).stdout)
     for i in range(rounds * 2):
@@ -235,6 +236,7 @@ def critical_path(r, base, config, rounds, latency=0.05):
         start = time.perf_counter()
         subprocess.run(
             ["aws", "elbv2", "modify-listener", "--listener-arn", listener, "--endpoint-url", base,
+             "--region", "us-east-1",
              "--default-actions", json.dumps(actions)],
             env=r.env(key), capture_output=True, check=True)
         cli.append(time.perf_counter() - start)
