@@ -56,8 +56,10 @@ impl Context {
         };
         let sdk = aws::sdk_config(&opts, config.region.as_deref()).await;
         let clients = Clients::new(&sdk, &opts);
+        let from_env = config.from_env.iter().any(|o| o.key == "region");
         let from = match (&opts.region, &config.region) {
             (Some(_), _) => "from --region",
+            (None, Some(_)) if from_env => "from BGCLOUD_REGION",
             (None, Some(_)) => "from the config's region",
             (None, None) => "from AWS_REGION or the profile",
         };
@@ -138,7 +140,8 @@ impl Context {
 
     /// [`Context::locked`] with reads made while the lock is taken: `ahead` runs alongside the
     /// acquisition (reads that need no lock, e.g. target health), and `work` gets its result once
-    /// both are done. Keeps a traffic change's critical path short (`cmd::rollback`).
+    /// both are done. Keeps a traffic change's critical path short (`cmd::rollback`). With a
+    /// `wait` for the lock, `ahead` is read only once it is held.
     /// `rollout`: the work is a stepped rollout or a watch that may last this long, and takes
     /// promote/rollback requests from other runs (as [`Context::locked_rollout`]).
     pub async fn locked_ahead<P, T, A, F, W>(
@@ -156,14 +159,31 @@ impl Context {
     {
         let lock = self.lock();
         let longest = rollout.unwrap_or_else(|| self.longest());
-        let (read, held) = tokio::join!(
-            ahead,
-            self.acquire(&lock, reason, wait, longest, rollout.is_some())
-        );
-        let held = held?;
+        let acquire = self.acquire(&lock, reason, wait, longest, rollout.is_some());
+        if !wait.is_zero() {
+            // The lock may come only after a wait: what was read before it would be stale (a
+            // deploy holding it may be replacing the very colour this change moves to).
+            let held = acquire.await?;
+            return self
+                .run_held(&lock, held, async { work(ahead.await?).await })
+                .await;
+        }
+        tokio::pin!(acquire, ahead);
+        // Once the lock is held, the rest of the read goes on inside `run_held`, so an
+        // interruption still releases the lock.
+        let mut read = None;
+        let held = loop {
+            tokio::select! {
+                held = &mut acquire => break held?,
+                r = &mut ahead, if read.is_none() => read = Some(r),
+            }
+        };
         let work = async {
-            let read = read?;
-            work(read).await
+            let read = match read {
+                Some(r) => r,
+                None => ahead.await,
+            };
+            work(read?).await
         };
         self.run_held(&lock, held, work).await
     }

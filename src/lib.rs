@@ -44,7 +44,7 @@ impl Failure {
         if let Some(last) = self.moves.last() {
             report.traffic = Some(serde_json::json!({
                 "moves": self.moves,
-                "ended": last.to,
+                "last_verified": last.to,
             }));
         }
         report
@@ -69,7 +69,7 @@ pub async fn run(cli: Cli) -> std::result::Result<(), Failure> {
         Ok(ctx) => {
             if cli.command.changes().is_some() {
                 for o in &ctx.config.from_env {
-                    tracing::info!("config: {} = {:?} from {}", o.key, o.value, o.var);
+                    tracing::info!("config: {} = {} from {}", o.key, o.shown(), o.var);
                 }
             }
             let result = dispatch(&ctx, &cli.command).await;

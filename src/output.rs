@@ -60,8 +60,9 @@ pub struct ErrorReport {
     pub exit_code: u8,
     /// The first ARN or `s3://` location the message names, when it names one.
     pub resource: Option<String>,
-    /// When the run moved traffic before it failed: each move (`action`, `from`, `to`) and
-    /// `ended`, where traffic is now.
+    /// When the run moved traffic before it failed: each verified move (`action`, `from`, `to`)
+    /// and `last_verified`, where the last of them left it (the message says when a later write's
+    /// outcome is unknown).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traffic: Option<serde_json::Value>,
 }

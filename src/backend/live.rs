@@ -18,11 +18,12 @@ pub struct Live {
     pub health: Option<Health>,
 }
 
-/// Both colours' targets as read at one moment.
+/// Both colours' targets as read at one moment; None for a colour whose read failed (only the
+/// colour that gains traffic must be readable: it is read again then, and its error said).
 #[derive(Debug, Clone)]
 pub struct Health {
-    pub blue: Vec<TargetState>,
-    pub green: Vec<TargetState>,
+    pub blue: Option<Vec<TargetState>>,
+    pub green: Option<Vec<TargetState>>,
 }
 
 impl Health {
@@ -30,17 +31,20 @@ impl Health {
     /// while it takes the lock, off its critical path (see `cmd::rollback`).
     pub async fn read(ctx: &Context) -> Result<Health> {
         let backend = ctx.config.backend()?;
-        let (blue, green) = tokio::try_join!(
+        let (blue, green) = tokio::join!(
             targets(&ctx.clients.elb, backend.target_group_arn(Color::Blue)),
             targets(&ctx.clients.elb, backend.target_group_arn(Color::Green)),
-        )?;
-        Ok(Health { blue, green })
+        );
+        Ok(Health {
+            blue: blue.ok(),
+            green: green.ok(),
+        })
     }
 
-    pub fn of(&self, color: Color) -> &[TargetState] {
+    pub fn of(&self, color: Color) -> Option<&[TargetState]> {
         match color {
-            Color::Blue => &self.blue,
-            Color::Green => &self.green,
+            Color::Blue => self.blue.as_deref(),
+            Color::Green => self.green.as_deref(),
         }
     }
 }

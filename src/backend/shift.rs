@@ -38,7 +38,8 @@ pub struct Shifted {
     pub warning: Option<String>,
     /// `--dry-run`: `from` and `to` are what the command would write; nothing was.
     pub dry_run: bool,
-    /// What the write would do beside the weights (stickiness turned off or back on).
+    /// What the change would do beside the weights (stickiness turned off or back on in the same
+    /// write; a paused rollout accepted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub also: Option<String>,
 }
@@ -76,7 +77,7 @@ impl fmt::Display for Shifted {
                 )?,
             }
             if let Some(also) = &self.also {
-                writeln!(f, "in the same write: {also}")?;
+                writeln!(f, "{also}")?;
             }
             return writeln!(f, "{}", crate::output::DRY_RUN_DONE);
         }
@@ -267,8 +268,8 @@ async fn check_gaining(ctx: &Context, live: &Live, to: Weights, gate: Gate) -> R
     let gaining = Color::BOTH.into_iter().filter(|&c| to.get(c) > from.get(c));
     for color in gaining.filter(|_| gate != Gate::Checked) {
         let arn = backend.target_group_arn(color);
-        let targets = match &live.health {
-            Some(health) => health.of(color).to_vec(),
+        let targets = match live.health.as_ref().and_then(|h| h.of(color)) {
+            Some(read) => read.to_vec(),
             None => targets::targets(&ctx.clients.elb, arn).await?,
         };
         let healthy = targets.iter().filter(|t| t.is_healthy()).count();
@@ -315,13 +316,15 @@ pub async fn preview(
     shifted.verified = false;
     shifted.also = match sticky_write(action, live) {
         StickyWrite::Off => Some(format!(
-            "target-group stickiness ({}) turned off, so clients bound to the colour losing \
-             traffic leave it at once",
+            "in the same write: target-group stickiness ({}) turned off, so clients bound to the \
+             colour losing traffic leave it at once",
             live.forward
                 .stickiness()
                 .map_or(String::new(), |s| s.to_string())
         )),
-        StickyWrite::Restore(s) => Some(format!("target-group stickiness back on ({s})")),
+        StickyWrite::Restore(s) => Some(format!(
+            "in the same write: target-group stickiness back on ({s})"
+        )),
         StickyWrite::Keep => None,
     };
     Ok(shifted)

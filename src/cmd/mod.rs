@@ -38,9 +38,10 @@ where
     W: Future<Output = Result<Shifted>>,
 {
     match run(Duration::ZERO).await {
-        Err(Error::Locked(held)) => match rollout::ask_holder(ctx, action).await? {
+        // Held by a run that takes requests: handed to it. Otherwise (or released in between)
+        // one more try, waiting as asked.
+        Err(Error::Locked(_)) => match rollout::ask_holder(ctx, action).await? {
             Some(done) => Ok(Shifted::answered(ctx, action.as_str(), done)),
-            None if wait.is_zero() => Err(Error::Locked(held)),
             None => run(wait).await,
         },
         other => other,

@@ -20,11 +20,15 @@ pub async fn run(ctx: &Context, args: &PromoteArgs) -> Result<Shifted> {
     let watch = args.watch.duration(backend.gates.watch)?;
     let gate = Gate::from_force(args.force.force);
     if args.dry_run.dry_run {
+        if !watch.is_zero() {
+            watch::check_alarms(ctx, backend, args.watch.ignore_missing_metrics).await?;
+        }
         let (live, state) = tokio::try_join!(Live::read(ctx), rollout::load(ctx))?;
         if let Some(why) = inconclusive(&live, state) {
             let mut kept = shift::preview(ctx, &live, "promote", live.weights(), gate).await?;
             kept.also = Some(format!(
-                "{}'s inconclusive watch ({why}) accepted: the paused rollout ends",
+                "no weight changes; {}'s inconclusive watch ({why}) would be accepted and the \
+                 paused rollout would end",
                 live.stable()
             ));
             return Ok(kept);

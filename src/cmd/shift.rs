@@ -19,6 +19,9 @@ pub async fn run(ctx: &Context, args: &ShiftArgs) -> Result<Shifted> {
     let reason = format!("shift {percent} % to {}", args.to);
     let gate = Gate::from_force(args.force.force);
     if args.dry_run.dry_run {
+        if !watch.is_zero() {
+            watch::check_alarms(ctx, backend, args.watch.ignore_missing_metrics).await?;
+        }
         let live = Live::read(ctx).await?;
         return preview(ctx, &live, "shift", Weights::split(args.to, percent), gate).await;
     }

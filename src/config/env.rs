@@ -43,6 +43,20 @@ pub struct Override {
     pub value: String,
 }
 
+/// Keys whose value is not printed when taken from the environment: the preview header's value
+/// is what keeps users off the colour being prepared.
+const HIDDEN: &[&str] = &["backend.preview.value"];
+
+impl Override {
+    /// The value as a changing command logs it: quoted, or hidden.
+    pub fn shown(&self) -> String {
+        match HIDDEN.contains(&self.key.as_str()) {
+            true => "(hidden)".into(),
+            false => format!("{:?}", self.value),
+        }
+    }
+}
+
 /// The variable that overrides `key` (a dotted path).
 pub fn var_name(key: &str) -> String {
     format!("{PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
@@ -106,6 +120,18 @@ pub fn apply(doc: &mut toml::Table, found: &[Override]) -> Result<()> {
         let value = typed(o, kind)?;
         let mut parts: Vec<&str> = o.key.split('.').collect();
         let last = parts.pop().unwrap_or_default();
+        // A section the file does not have is not made up (an organisation-wide
+        // BGCLOUD_FRONTEND_* would otherwise turn on a half-configured [frontend] everywhere);
+        // subsections of one it has may be.
+        if let Some(top) = parts.first().filter(|t| !doc.contains_key(**t)) {
+            return Err(Error::refused(format!(
+                "{} sets [{}] {last}, but the config has no [{top}] section: add the section to \
+                 the file, or unset {}",
+                o.var,
+                parts.join("."),
+                o.var
+            )));
+        }
         let mut at = &mut *doc;
         for part in parts {
             let entry = at
@@ -247,6 +273,25 @@ mod tests {
             err.contains("BGCLOUD_BACKEND_GATES_MIN_REQUESTS = \"many\" is not a whole number"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_section_the_file_lacks_is_not_made_up_and_the_preview_value_is_not_shown() {
+        let found = overrides(vars(&[("BGCLOUD_FRONTEND_WAIT_TIMEOUT", "1m")])).unwrap();
+        let mut doc: toml::Table = "app = \"a\"\n[backend]\n".parse().unwrap();
+        let err = apply(&mut doc, &found).unwrap_err().to_string();
+        assert!(
+            err.contains("the config has no [frontend] section")
+                && err.contains("unset BGCLOUD_FRONTEND_WAIT_TIMEOUT"),
+            "{err}"
+        );
+        // A subsection of a section the file has is fine.
+        let gates = overrides(vars(&[("BGCLOUD_BACKEND_GATES_WATCH", "5m")])).unwrap();
+        apply(&mut doc, &gates).unwrap();
+        assert_eq!(doc["backend"]["gates"]["watch"].as_str(), Some("5m"));
+        let secret = overrides(vars(&[("BGCLOUD_BACKEND_PREVIEW_VALUE", "s3cret")])).unwrap();
+        assert_eq!(secret[0].shown(), "(hidden)");
+        assert_eq!(gates[0].shown(), "\"5m\"");
     }
 
     #[test]

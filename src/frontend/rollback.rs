@@ -51,6 +51,13 @@ pub async fn rollback(
 ) -> Result<SiteDeployed> {
     let mut attempt = 1;
     let (target, live, record, manifest, paths) = loop {
+        // The record read while the lock was taken may predate the record write of a release
+        // that had already switched the distribution: read again, now that the lock is held.
+        if attempt == 1 && !dry_run && ahead.record.current != ahead.live {
+            attempt += 1;
+            ahead = read_ahead(ctx, fe).await?;
+            continue;
+        }
         let Ahead {
             live,
             snapshot,

@@ -429,13 +429,7 @@ async fn lock_wait_waits_for_the_holder() {
     fx.wait_for_request("reading the held lock", |a| {
         a.starts_with("GET ") && a.ends_with("/lock.json")
     });
-    fx.s3()
-        .delete_object()
-        .bucket(&fx.stack.state_bucket)
-        .key(format!("bgcloud/{}/lock.json", fx.stack.spec.name))
-        .send()
-        .await
-        .unwrap();
+    fx.delete_lock().await;
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");

@@ -380,7 +380,7 @@ async fn a_watch_whose_metrics_never_appear_is_inconclusive_pauses_and_exits_4()
     let error: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(error["error"]["kind"], "inconclusive");
     assert_eq!(
-        error["error"]["traffic"]["ended"],
+        error["error"]["traffic"]["last_verified"],
         json!({"blue": 0, "green": 100}),
         "{error}"
     );
@@ -750,7 +750,7 @@ async fn a_failure_in_a_step_rolls_back_from_that_step() {
         .collect();
     assert_eq!(actions, ["deploy", "step", "auto-rollback"], "{error}");
     assert_eq!(
-        traffic["ended"],
+        traffic["last_verified"],
         json!({"blue": 100, "green": 0}),
         "{error}"
     );

@@ -356,12 +356,19 @@ async fn a_watch_reads_the_preview_route_seldom_and_its_url_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_terminal_a_watch_is_a_live_line_redrawn_in_place() {
     let fx = Fixture::v1_v2().await;
+    // A metric gate with no data: once the watch is over it logs that it waits for CloudWatch,
+    // while the live line is still drawn, then ends inconclusive (exit 4).
+    let config = fx.stack.config_toml("").replace(
+        "\n[frontend]",
+        "\n[backend.gates]\nperiod = \"1s\"\nmax_5xx_rate = 0.01\n\n[frontend]",
+    );
+    fx.write_config(&config);
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("localstack/.venv/bin/python");
     let out = fx
         .bgcloud(&["deploy", "--image", "v1", "--watch", "3s"])
         .wrapped(&python, &["-c", PTY])
         .run();
-    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
     let drawn = out.stdout.matches("watching green: ").count();
     assert!(
         drawn >= 3,
@@ -373,15 +380,15 @@ async fn on_a_terminal_a_watch_is_a_live_line_redrawn_in_place() {
         "{:?}",
         out.stdout
     );
-    // The lines logged after the watch began are whole, on lines of their own.
-    let passed = out
+    // A line logged while the live line was drawn is whole, on a line of its own.
+    let logged = out
         .stdout
         .split(['\r', '\n'])
-        .find(|l| l.contains("passed its watch"))
+        .find(|l| l.contains("waiting for CloudWatch to publish"))
         .unwrap_or_default();
     assert!(
-        passed.contains("INFO") && !passed.contains("watching green: "),
-        "{passed:?} in {:?}",
+        logged.contains("INFO") && !logged.contains("watching green: "),
+        "{logged:?} in {:?}",
         out.stdout
     );
     // Cleared at the end: the last thing drawn is not the live line.

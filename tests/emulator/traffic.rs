@@ -3,6 +3,7 @@
 
 use crate::support::w;
 use crate::support::Fixture;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_json_has_the_contract_fields() {
@@ -222,15 +223,41 @@ async fn a_traffic_change_writes_the_listener_after_three_round_trips_with_the_l
         let lock =
             at(&|r| r["method"] == "PUT" && r["path"].as_str().unwrap().ends_with("/lock.json"));
         let listener = at(&|r| r["action"] == "DescribeListeners");
-        let health = at(&|r| r["action"] == "DescribeTargetHealth");
-        let write = at(&|r| r["action"] == "ModifyListener");
         assert!(
             listener - lock >= LATENCY,
             "{args:?}: the listener is read once the lock is held: {trips:?}"
         );
-        assert!(health < write, "{args:?}: health is read before the write");
+        assert!(
+            trips[0].iter().any(|a| a == "DescribeTargetHealth"),
+            "{args:?}: health is read with the lock, before the write: {trips:?}"
+        );
     }
     latency(0.0);
+}
+
+/// A rollback that waits for the lock (`--lock-wait`) judges the colour it moves to as it is once
+/// the lock is held, not as it was when the wait began: the holder (a deploy replacing that
+/// colour) may have left it without a healthy target.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_that_waited_for_the_lock_reads_health_after_it() {
+    let fx = Fixture::new().await;
+    fx.bgcloud(&["shift", "--to", "green"]).ok();
+    fx.put_lock("bob@ci", "deploy v3", "2999-01-01T00:00:00Z")
+        .await;
+    let child = fx.bgcloud(&["rollback", "--lock-wait", "30s"]).spawn();
+    // It is waiting for the lock: blue goes bad meanwhile, then the holder lets go.
+    fx.wait_for_request("the lock read", |a| a.ends_with("/lock.json"));
+    std::thread::sleep(Duration::from_millis(500));
+    fx.set_target_health(
+        &fx.stack.blue_target_group_arn,
+        "unhealthy",
+        "Target.ResponseCodeMismatch",
+    );
+    fx.delete_lock().await;
+    let (code, _, stderr) = crate::support::finish(child);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("blue has no healthy targets"), "{stderr}");
+    assert_eq!(fx.weights().await, w(0, 100), "traffic stays on green");
 }
 
 #[tokio::test(flavor = "multi_thread")]

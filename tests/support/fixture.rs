@@ -205,6 +205,17 @@ impl Fixture {
             .is_ok()
     }
 
+    /// Deletes the lock, as its holder letting go would.
+    pub async fn delete_lock(&self) {
+        self.s3()
+            .delete_object()
+            .bucket(&self.stack.state_bucket)
+            .key(format!("bgcloud/{}/lock.json", self.stack.spec.name))
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Puts a lock as another run would hold it.
     pub async fn put_lock(&self, owner: &str, reason: &str, expires_at: &str) {
         let body = serde_json::json!({
