@@ -19,11 +19,15 @@ pub async fn run(ctx: &Context, args: &PromoteArgs) -> Result<Shifted> {
     let backend = ctx.config.backend()?;
     let watch = args.watch.duration(backend.gates.watch)?;
     let gate = Gate::from_force(args.force.force);
+    let ignore = args.watch.ignore_missing_metrics;
     if args.dry_run.dry_run {
-        if !watch.is_zero() {
-            watch::check_alarms(ctx, backend, args.watch.ignore_missing_metrics).await?;
-        }
-        let (live, state) = tokio::try_join!(Live::read(ctx), rollout::load(ctx))?;
+        // The same reads as below, without the lock.
+        let (health, mut live, state) = tokio::try_join!(
+            super::read_ahead(ctx, backend, watch, ignore),
+            Live::read(ctx),
+            rollout::load(ctx)
+        )?;
+        live.health = Some(health);
         if let Some(why) = inconclusive(&live, state) {
             let mut kept = shift::preview(ctx, &live, "promote", live.weights(), gate).await?;
             kept.also = Some(format!(
@@ -37,7 +41,7 @@ pub async fn run(ctx: &Context, args: &PromoteArgs) -> Result<Shifted> {
         return shift::preview(ctx, &live, "promote", Weights::all(canary), gate).await;
     }
     super::locked_or_handed(ctx, Action::Promote, wait, |wait| {
-        locked(ctx, args, backend, watch, wait)
+        locked(ctx, backend, gate, watch, ignore, wait)
     })
     .await
 }
@@ -47,13 +51,12 @@ pub async fn run(ctx: &Context, args: &PromoteArgs) -> Result<Shifted> {
 /// record and the rollout state together, then the listener is written.
 async fn locked(
     ctx: &Context,
-    args: &PromoteArgs,
     backend: &BackendConfig,
+    gate: Gate,
     watch: Duration,
+    ignore: bool,
     wait: Duration,
 ) -> Result<Shifted> {
-    let gate = Gate::from_force(args.force.force);
-    let ignore = args.watch.ignore_missing_metrics;
     let ahead = super::read_ahead(ctx, backend, watch, ignore);
     let rollout = (!watch.is_zero()).then_some(watch);
     ctx.locked_ahead("promote", wait, rollout, ahead, |health| async move {

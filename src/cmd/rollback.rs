@@ -46,12 +46,14 @@ pub async fn run(ctx: &Context, args: &TrafficArgs) -> Result<Shifted> {
     // lock is taken, then the listener and the record together, then the listener is written
     // (docs/guide/traffic.md#rollback). A held lock costs the fast path nothing: then a stepped
     // rollout or a watch in progress takes the rollback itself, within a poll.
-    super::locked_or_handed(ctx, Action::Rollback, wait, |wait| locked(ctx, args, wait)).await
+    super::locked_or_handed(ctx, Action::Rollback, wait, |wait| {
+        locked(ctx, args, gate, wait)
+    })
+    .await
 }
 
 /// The rollback under the lock (waiting up to `wait` for it).
-async fn locked(ctx: &Context, args: &TrafficArgs, wait: Duration) -> Result<Shifted> {
-    let gate = Gate::from_force(args.force.force);
+async fn locked(ctx: &Context, args: &TrafficArgs, gate: Gate, wait: Duration) -> Result<Shifted> {
     ctx.locked_ahead("rollback", wait, None, Health::read(ctx), |health| async {
         let mut live = Live::read(ctx).await?;
         live.health = Some(health);

@@ -18,14 +18,16 @@ pub async fn run(ctx: &Context, args: &ShiftArgs) -> Result<Shifted> {
     let watch = args.watch.duration(backend.gates.watch)?;
     let reason = format!("shift {percent} % to {}", args.to);
     let gate = Gate::from_force(args.force.force);
+    let ignore = args.watch.ignore_missing_metrics;
     if args.dry_run.dry_run {
-        if !watch.is_zero() {
-            watch::check_alarms(ctx, backend, args.watch.ignore_missing_metrics).await?;
-        }
-        let live = Live::read(ctx).await?;
+        // The same reads as below, without the lock.
+        let (health, mut live) = tokio::try_join!(
+            super::read_ahead(ctx, backend, watch, ignore),
+            Live::read(ctx)
+        )?;
+        live.health = Some(health);
         return preview(ctx, &live, "shift", Weights::split(args.to, percent), gate).await;
     }
-    let ignore = args.watch.ignore_missing_metrics;
     // As for a rollback: both colours' health (and the watch's alarms) read while the lock is
     // taken, then the listener and the record, then the write.
     let ahead = super::read_ahead(ctx, backend, watch, ignore);
