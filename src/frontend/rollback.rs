@@ -8,7 +8,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::frontend::manifest;
 use crate::frontend::release::{SiteDeployed, MAX_INVALIDATION_PATHS};
-use crate::frontend::site;
+use crate::frontend::site::{self, Manifest};
 use crate::state::record::{now, FrontendRecord, SiteRelease};
 
 /// What a rollback reads first, all at once and while the lock is taken: the distribution (with
@@ -37,6 +37,54 @@ pub async fn read_ahead(ctx: &Context, fe: &FrontendConfig) -> Result<Ahead> {
     })
 }
 
+/// Which release a rollback goes to, checked, and what to invalidate for it.
+struct Decision {
+    target: String,
+    manifest: Option<Manifest>,
+    paths: Vec<String>,
+}
+
+/// `to`, else the previous release on record per `ahead`; refused when it is live already or
+/// not in the bucket. Its manifest says what to invalidate (all of it without one).
+async fn decide(
+    ctx: &Context,
+    fe: &FrontendConfig,
+    to: Option<&str>,
+    ahead: &Ahead,
+) -> Result<Decision> {
+    let live = ahead.live.as_ref();
+    let target = match to {
+        Some(id) => id.to_string(),
+        None => ahead.record.previous.clone().filter(|p| Some(p) != live).ok_or_else(|| {
+            Error::refused("no previous frontend release on record: name one with --to ID (see `bgcloud frontend releases`)")
+        })?,
+    };
+    if Some(&target) == live {
+        return Err(Error::refused(format!(
+            "release {target} is already live: nothing to roll back"
+        )));
+    }
+    // Together: the release is there, and what it holds (for the invalidation).
+    let prefix = site::release_prefix(&target);
+    let (exists, manifest) =
+        tokio::try_join!(ahead.web.has_any(&prefix), manifest::load(ctx, &target))?;
+    if !exists {
+        return Err(Error::refused(format!(
+            "release {target} does not exist in s3://{}/releases/: see `bgcloud frontend releases`",
+            fe.bucket
+        )));
+    }
+    let paths = match &manifest {
+        Some(m) => site::invalidation_paths(&m.files, MAX_INVALIDATION_PATHS),
+        None => vec!["/*".to_string()],
+    };
+    Ok(Decision {
+        target,
+        manifest,
+        paths,
+    })
+}
+
 /// Switches to `to`, else the previous release on record; waits for the invalidation unless
 /// `no_wait`. With `dry_run`, makes the same checks and says what it would switch and
 /// invalidate. When the distribution changed since `ahead` was read, reads again and decides
@@ -50,59 +98,43 @@ pub async fn rollback(
     mut ahead: Ahead,
 ) -> Result<SiteDeployed> {
     let mut attempt = 1;
-    let (target, live, record, manifest, paths) = loop {
-        // The record read while the lock was taken may predate the record write of a release
-        // that had already switched the distribution: read again, now that the lock is held.
-        if attempt == 1 && !dry_run && ahead.record.current != ahead.live {
-            attempt += 1;
-            ahead = read_ahead(ctx, fe).await?;
-            continue;
-        }
+    // The record read while the lock was taken may predate the record write of a release that
+    // had already switched the distribution: read again, now that the lock is held.
+    if !dry_run && ahead.record.current != ahead.live {
+        attempt += 1;
+        ahead = read_ahead(ctx, fe).await?;
+    }
+    let (
+        Decision {
+            target,
+            manifest,
+            paths,
+        },
+        live,
+        record,
+    ) = loop {
+        let decision = decide(ctx, fe, to, &ahead).await?;
         let Ahead {
             live,
             snapshot,
             record,
-            web,
+            ..
         } = ahead;
-        let target = match to {
-            Some(id) => id.to_string(),
-            None => record.previous.clone().filter(|p| Some(p) != live.as_ref()).ok_or_else(|| {
-                Error::refused("no previous frontend release on record: name one with --to ID (see `bgcloud frontend releases`)")
-            })?,
-        };
-        if Some(&target) == live.as_ref() {
-            return Err(Error::refused(format!(
-                "release {target} is already live: nothing to roll back"
-            )));
-        }
-        // Together: the release is there, and what it holds (for the invalidation).
-        let prefix = site::release_prefix(&target);
-        let (exists, manifest) =
-            tokio::try_join!(web.has_any(&prefix), manifest::load(ctx, &target))?;
-        if !exists {
-            return Err(Error::refused(format!(
-                "release {target} does not exist in s3://{}/releases/: see `bgcloud frontend releases`",
-                fe.bucket
-            )));
-        }
-        let paths = match &manifest {
-            Some(m) => site::invalidation_paths(&m.files, MAX_INVALIDATION_PATHS),
-            None => vec!["/*".to_string()],
-        };
         if dry_run {
-            let mut result = SiteDeployed::new(ctx, "rollback", &target, live);
+            let mut result = SiteDeployed::new(ctx, "rollback", &decision.target, live);
             result.dry_run = true;
-            result.files = manifest.as_ref().map_or(0, |m| m.files.len());
-            result.invalidation_paths = paths;
+            result.files = decision.manifest.as_ref().map_or(0, |m| m.files.len());
+            result.invalidation_paths = decision.paths;
             return Ok(result);
         }
         tracing::info!(
-            "switching distribution {} back to /releases/{target}",
-            fe.distribution_id
+            "switching distribution {} back to /releases/{}",
+            fe.distribution_id,
+            decision.target
         );
         let cf = &ctx.clients.cloudfront;
-        if cloudfront::switch_unchanged_since(cf, fe, &target, snapshot).await? {
-            break (target, live, record, manifest, paths);
+        if cloudfront::switch_unchanged_since(cf, fe, &decision.target, snapshot).await? {
+            break (decision, live, record);
         }
         if attempt == 5 {
             return Err(cloudfront::kept_changing(fe));
