@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Structural checks of the GitHub Actions workflows in .github/workflows/*.yml (and *.yaml).
+"""Structural checks of the GitHub Actions workflows in .github/workflows/*.yml (and *.yaml), and
+of the composite action in action.yml.
 
 Run with a Python that has PyYAML, e.g. the emulator's virtualenv:
 
-    localstack/.venv/bin/python scripts/check-workflows.py [WORKFLOW ...]
+    localstack/.venv/bin/python scripts/check-workflows.py [WORKFLOW-OR-ACTION ...]
 
 For each workflow: it parses (yaml.safe_load); it has `on` and `jobs`; every job has `runs-on`
 and `steps` (or `uses`, a reusable workflow); every step has `uses` or `run`; every `needs`
 names a job of the same workflow and the `needs` graph has no cycle. deploy.yml must also have
-the jobs changes, security, bgcloud, web-build, backend, promote, rollback and frontend.
+the jobs changes, security, web-build, backend, promote, rollback and frontend; release.yml the
+jobs check, build and publish. action.yml is a composite action whose steps each have `uses` or
+`run`, every `run` with its `shell`.
 
 Security policy (what zizmor checks too, and what it cannot know about this project):
   - every action (and reusable workflow) is pinned to a full 40-hex commit SHA, with its release
@@ -18,8 +21,11 @@ Security policy (what zizmor checks too, and what it cannot know about this proj
   - the workflow-level `permissions` is `{}` or `contents: read`, and every job sets its own;
     no `write-all` / `read-all`;
   - `id-token: write` only on jobs that use aws-actions/configure-aws-credentials (and every such
-    job has it), and those jobs run no package manager or toolchain set-up (npm, cargo, pip,
-    actions/setup-*): build in a job without the token and hand the result on as an artifact;
+    job has it) or actions/attest-build-provenance (the Sigstore signature), and those jobs run
+    no package manager or toolchain set-up (npm, cargo, pip, actions/setup-*): build in a job
+    without the token and hand the result on as an artifact;
+  - release.yml uses no cache (actions/cache, or a setup action's `cache:`): what it publishes is
+    built from nothing, so a poisoned cache cannot end up in a signed release;
   - no `${{ }}` expression inside a `run:` script: values go through `env:`;
   - every artifact a job downloads by name is uploaded by a job it needs (directly or not); one
     downloaded by a job behind an `environment` (an approval can wait 30 days) is kept for at
@@ -29,7 +35,8 @@ Security policy (what zizmor checks too, and what it cannot know about this proj
   - deploy.yml: the workflow-level concurrency group depends on `inputs.action`, so a rollback
     does not queue behind a release waiting for its approval.
 
-Prints one line per problem, then `workflows: N passed, M failed`; exits 1 on any failure.
+Prints one line per problem, then `workflows: N passed, M failed` (action.yml counted among them);
+exits 1 on any failure.
 """
 
 import re
@@ -44,14 +51,15 @@ REQUIRED_JOBS = {
     "deploy.yml": [
         "changes",
         "security",
-        "bgcloud",
         "web-build",
         "backend",
         "promote",
         "rollback",
         "frontend",
-    ]
+    ],
+    "release.yml": ["check", "build", "publish"],
 }
+ACTION = ROOT / "action.yml"
 
 SHA_PIN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(/[^@\s]+)?@[0-9a-f]{40}$")
 TAG_COMMENT = re.compile(r"^v?\d+(\.\d+){1,2}([-+][0-9A-Za-z.-]+)?$")
@@ -65,6 +73,7 @@ BUILD_COMMAND = re.compile(
     r"|(^|[\s;&|(`])go\s+(build|install|run|get|generate)\b"
 )
 OIDC_ACTION = "aws-actions/configure-aws-credentials"
+ATTEST_ACTION = "actions/attest-build-provenance"
 APPROVAL_WAIT_DAYS = 30
 
 
@@ -84,6 +93,8 @@ def as_list(value):
 
 
 def check(path):
+    if path.resolve() == ACTION:
+        return check_action(path)
     problems = []
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -166,6 +177,14 @@ def check(path):
     problems += check_permissions(doc, jobs)
     problems += check_artifacts(jobs)
     problems += check_ignores(text)
+    if path.name == "release.yml":
+        for name, job in jobs.items():
+            for s in job_steps(job):
+                w = s.get("with") if isinstance(s.get("with"), dict) else {}
+                if action_name(s.get("uses", "")).startswith("actions/cache") or "cache" in w:
+                    problems.append(
+                        f"job {name} uses a cache: a release is built from nothing (cache poisoning)"
+                    )
     if path.name == "deploy.yml":
         concurrency = doc.get("concurrency") or ""
         group = str(concurrency.get("group", "") if isinstance(concurrency, dict) else concurrency)
@@ -174,6 +193,45 @@ def check(path):
                 "the workflow-level concurrency group does not depend on inputs.action: a rollback "
                 "would queue behind a release waiting for its approval"
             )
+    return problems
+
+
+def check_action(path):
+    """action.yml: a composite action, its steps held to the workflows' rules."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        return [f"does not parse: {e}"]
+    if not isinstance(doc, dict):
+        return ["is not a mapping"]
+    problems = []
+    for key in ("name", "description", "inputs", "runs"):
+        if key not in doc:
+            problems.append(f"has no `{key}`")
+    runs = doc.get("runs") if isinstance(doc.get("runs"), dict) else {}
+    if runs.get("using") != "composite":
+        problems.append("is not a composite action (`runs.using: composite`)")
+    steps = runs.get("steps")
+    if not isinstance(steps, list) or not steps:
+        return problems + ["has no `runs.steps`"]
+    for i, step in enumerate(steps, 1):
+        label = f"step {i}" + (f" ({step['name']})" if isinstance(step, dict) and step.get("name") else "")
+        if not isinstance(step, dict):
+            problems.append(f"{label} is not a mapping")
+        elif ("uses" in step) == ("run" in step):
+            problems.append(f"{label} needs exactly one of `uses` and `run`")
+        elif "uses" in step:
+            problems += check_step_uses(label, step)
+        else:
+            if "shell" not in step:
+                problems.append(f"{label} has no `shell` (a composite action's run step needs one)")
+            if "${{" in str(step["run"]):
+                problems.append(
+                    f"{label} has a ${{{{ }}}} expression in `run:`: pass the value through `env:`"
+                )
+    text = path.read_text(encoding="utf-8")
+    problems += check_pin_comments(text, {"action": {"steps": steps}})
+    problems += check_ignores(text)
     return problems
 
 
@@ -268,9 +326,12 @@ def check_permissions(doc, jobs):
             perms = {}
         steps = job_steps(job)
         uses_oidc = any(action_name(s.get("uses", "")) == OIDC_ACTION for s in steps)
+        attests = any(action_name(s.get("uses", "")) == ATTEST_ACTION for s in steps)
         has_token = perms.get("id-token") == "write"
-        if has_token and not uses_oidc:
-            problems.append(f"{where} has id-token: write but does not use {OIDC_ACTION}")
+        if has_token and not (uses_oidc or attests):
+            problems.append(
+                f"{where} has id-token: write but uses neither {OIDC_ACTION} nor {ATTEST_ACTION}"
+            )
         if uses_oidc and not has_token:
             problems.append(f"{where} uses {OIDC_ACTION} without id-token: write")
         if has_token:
@@ -357,7 +418,7 @@ def main(argv):
     if argv:
         paths = [Path(a) for a in argv]
     else:
-        paths = sorted(list(WORKFLOWS.glob("*.yml")) + list(WORKFLOWS.glob("*.yaml")))
+        paths = sorted(list(WORKFLOWS.glob("*.yml")) + list(WORKFLOWS.glob("*.yaml"))) + [ACTION]
     if not paths:
         print(f"no workflows found in {WORKFLOWS}")
         print("workflows: 0 passed, 1 failed")

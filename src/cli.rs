@@ -10,7 +10,8 @@ use crate::output::{ColorChoice, Format};
 #[derive(Debug, Parser)]
 #[command(
     name = "bgcloud",
-    version,
+    // `0.1.0 (abc1234 2026-12-07)`: the commit and its date, from build.rs.
+    version = env!("VERSION_WITH_COMMIT"),
     about = "Zero-downtime blue/green releases on AWS: the ALB is the traffic switch",
     after_help = "Exit codes: 0 success, 1 the operation failed, 2 bad input or refused (nothing changed), \
                   3 another deployment holds the lock, 130 interrupted (`status --watch` ends on \

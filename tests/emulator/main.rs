@@ -18,6 +18,7 @@ mod gates;
 mod health_gate;
 mod help;
 mod hostile;
+mod install;
 mod json;
 mod localstack;
 mod notify;

@@ -1,5 +1,6 @@
-//! Local HTTP endpoints a test points bgcloud at: a webhook receiver that records what it got,
-//! and a port where nothing listens.
+//! Local HTTP endpoints a test points bgcloud (or its installer) at: a webhook receiver that
+//! records what it got, a file server standing in for a release download, and a port where
+//! nothing listens.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -27,26 +28,52 @@ impl Receiver {
     /// Answers its requests in turn with `(status, extra header line, body)`; the last answer
     /// repeats. E.g. Slack slowing a sender down: `(429, "Retry-After: 1", "rate_limited")`.
     pub fn scripted(answers: Vec<(u16, &'static str, &'static str)>) -> Receiver {
+        Receiver::answering(move |n, _| {
+            let (status, header, body) = answers[n.min(answers.len() - 1)];
+            (status, header.to_string(), body.as_bytes().to_vec())
+        })
+    }
+
+    /// Serves the files under `root` (a GET of `/a/b` answers `root/a/b`, 404 where there is
+    /// none), as a release server or mirror would.
+    pub fn files(root: std::path::PathBuf) -> Receiver {
+        Receiver::answering(move |_, path| {
+            let relative = path.trim_start_matches('/');
+            match std::fs::read(root.join(relative)) {
+                Ok(bytes) if !relative.split('/').any(|c| c == "..") => (200, String::new(), bytes),
+                _ => (404, String::new(), b"not found".to_vec()),
+            }
+        })
+    }
+
+    /// Answers the `n`th request (to `path`) with `answer(n, path)`: (status, extra header line
+    /// or "", body).
+    fn answering(
+        answer: impl Fn(usize, &str) -> (u16, String, Vec<u8>) + Send + 'static,
+    ) -> Receiver {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
         let base = format!("http://{}", listener.local_addr().unwrap());
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = received.clone();
         std::thread::spawn(move || {
             for (n, stream) in listener.incoming().flatten().enumerate() {
-                if let Some(request) = read_request(&stream) {
+                let request = read_request(&stream);
+                let path = request.as_ref().map(|(p, _)| p.clone()).unwrap_or_default();
+                if let Some(request) = request {
                     log.lock().unwrap().push(request);
                 }
-                let (status, header, body) = answers[n.min(answers.len() - 1)];
-                let header = match header {
+                let (status, header, body) = answer(n, &path);
+                let header = match header.as_str() {
                     "" => String::new(),
                     h => format!("{h}\r\n"),
                 };
                 let mut stream = stream;
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 {status} X\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} X\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
+                let _ = stream.write_all(&body);
             }
         });
         Receiver { base, received }

@@ -1,0 +1,586 @@
+//! Installing bgcloud as a user would: `scripts/package` makes the release archive of the built
+//! binary, a local HTTP server serves it where GitHub would (`<repo>/releases/download/<tag>/`),
+//! and `install.sh` (or the GitHub Action's own shell steps) downloads, verifies and installs it.
+//! No emulator: the release server is `support::receiver`'s file server on 127.0.0.1.
+//!
+//! The archive is named for the release target `install.sh` picks on this machine (e.g.
+//! x86_64-unknown-linux-musl) although it holds the host's debug build: this tests the layout
+//! and the installer, not the portability of the binary (the release workflow builds those).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use crate::support::receiver::Receiver;
+
+const TAG: &str = "v0.1.0";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The release target install.sh chooses on this machine (its platform table, again).
+fn target() -> &'static str {
+    match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", "x86_64") => "x86_64-unknown-linux-musl",
+        ("linux", "aarch64") => "aarch64-unknown-linux-musl",
+        ("macos", "aarch64") => "aarch64-apple-darwin",
+        other => panic!("no release target for {other:?}"),
+    }
+}
+
+fn asset() -> String {
+    format!("bgcloud-{}.tar.gz", target())
+}
+
+/// The release, packaged once for the whole test binary (gzip of the debug binary takes
+/// seconds) into cargo's scratch directory for tests, so no run leaves it behind in /tmp: a
+/// directory holding `<asset>` and `<asset>.sha256`.
+fn packaged() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("release");
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = Command::new(root().join("scripts/package"))
+            .args([
+                "--binary",
+                env!("CARGO_BIN_EXE_bgcloud"),
+                "--target",
+                target(),
+            ])
+            .arg("--out")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/package: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "scripts/package: {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+        dir
+    })
+}
+
+/// A release server for `acme/bgcloud`: `TAG` and `latest` both serve the packaged release
+/// (`tamper` may change the archive first).
+struct Releases {
+    _dir: tempfile::TempDir,
+    server: Receiver,
+}
+
+impl Releases {
+    fn new(tamper: impl Fn(&mut Vec<u8>)) -> Releases {
+        let dir = tempfile::tempdir().unwrap();
+        for place in [format!("download/{TAG}"), "latest/download".to_string()] {
+            let to = dir.path().join("acme/bgcloud/releases").join(place);
+            std::fs::create_dir_all(&to).unwrap();
+            let mut archive = std::fs::read(packaged().join(asset())).unwrap();
+            tamper(&mut archive);
+            std::fs::write(to.join(asset()), archive).unwrap();
+            let sum = format!("{}.sha256", asset());
+            std::fs::copy(packaged().join(&sum), to.join(&sum)).unwrap();
+        }
+        let server = Receiver::files(dir.path().to_path_buf());
+        Releases { _dir: dir, server }
+    }
+
+    fn base(&self) -> String {
+        format!("{}/acme/bgcloud/releases", self.server.base)
+    }
+
+    fn requested(&self) -> Vec<String> {
+        self.server
+            .received()
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect()
+    }
+}
+
+/// A directory of stand-ins put first on PATH: `id -u` answers `uid`, and `uname` answers
+/// `platform` (-s, -m) when given.
+fn fake_bin(home: &Path, uid: u32, platform: Option<(&str, &str)>) -> String {
+    let bin = tempfile::tempdir_in(home).unwrap().keep();
+    let mut scripts = vec![("id", format!("#!/bin/sh\necho {uid}\n"))];
+    if let Some((os, arch)) = platform {
+        scripts.push((
+            "uname",
+            format!("#!/bin/sh\ncase \"$1\" in -s) echo {os} ;; -m) echo {arch} ;; esac\n"),
+        ));
+    }
+    for (name, text) in scripts {
+        let path = bin.join(name);
+        std::fs::write(&path, text).unwrap();
+        Command::new("chmod")
+            .arg("755")
+            .arg(&path)
+            .status()
+            .unwrap();
+    }
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+/// `sh install.sh ARGS` with HOME = `home` and `path` as PATH.
+fn install(home: &Path, path: &str, args: &[&str]) -> Output {
+    Command::new("sh")
+        .arg(root().join("install.sh"))
+        .args(args)
+        .env("HOME", home)
+        .env("PATH", path)
+        .env_remove("TMPDIR")
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn version_of(binary: &Path) -> String {
+    let out = Command::new(binary).arg("--version").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{} --version: {out:?}",
+        binary.display()
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn the_installer_verifies_and_installs_a_release_that_then_runs() {
+    let releases = Releases::new(|_| {});
+    let home = tempfile::tempdir().unwrap();
+    let path = fake_bin(home.path(), 1000, None);
+    let to = home.path().join("tools");
+    let to_s = to.to_str().unwrap();
+
+    let started = Instant::now();
+    let out = install(
+        home.path(),
+        &path,
+        &[
+            "--version",
+            TAG,
+            "--repo",
+            "acme/bgcloud",
+            "--base-url",
+            &releases.base(),
+            "--to",
+            to_s,
+        ],
+    );
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let built = version_of(Path::new(env!("CARGO_BIN_EXE_bgcloud")));
+    assert!(
+        built.starts_with("bgcloud ") && built.contains(" ("),
+        "{built}"
+    );
+    assert_eq!(
+        version_of(&to.join("bgcloud")),
+        built,
+        "the installed binary is the released one"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{to_s}/bgcloud")
+    );
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("installed {built} (sha256 ")),
+        "{said}"
+    );
+    assert!(said.contains("is not on your PATH"), "{said}");
+    let asset = asset();
+    assert_eq!(
+        releases.requested(),
+        vec![
+            format!("/acme/bgcloud/releases/download/{TAG}/{asset}"),
+            format!("/acme/bgcloud/releases/download/{TAG}/{asset}.sha256"),
+        ]
+    );
+    let size = std::fs::metadata(packaged().join(&asset)).unwrap().len();
+    eprintln!(
+        "install.sh: {} ms for a {size}-byte archive from 127.0.0.1",
+        took.as_millis()
+    );
+
+    // Without --version: the latest release; without --to: ~/.local/bin. A second install
+    // replaces the first.
+    let out = install(
+        home.path(),
+        &path,
+        &["--repo", "acme/bgcloud", "--base-url", &releases.base()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(version_of(&home.path().join(".local/bin/bgcloud")), built);
+    assert_eq!(
+        releases.requested()[2..],
+        [
+            format!("/acme/bgcloud/releases/latest/download/{asset}"),
+            format!("/acme/bgcloud/releases/latest/download/{asset}.sha256"),
+        ]
+    );
+}
+
+#[test]
+fn a_tampered_archive_or_a_wrong_pinned_checksum_installs_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let path = fake_bin(home.path(), 1000, None);
+    let to = home.path().join("bin");
+    std::fs::create_dir_all(&to).unwrap();
+    std::fs::write(to.join("bgcloud"), "the bgcloud installed before").unwrap();
+    let to_s = to.to_str().unwrap();
+
+    // One byte changed in the archive: its .sha256 no longer matches.
+    let tampered = Releases::new(|archive| {
+        let middle = archive.len() / 2;
+        archive[middle] ^= 0xff;
+    });
+    let out = install(
+        home.path(),
+        &path,
+        &[
+            "--version",
+            TAG,
+            "--base-url",
+            &tampered.base(),
+            "--to",
+            to_s,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "checksum mismatch for {}: the release says ",
+            asset()
+        )),
+        "{said}"
+    );
+    assert!(said.contains("nothing was installed"), "{said}");
+
+    // An archive that matches its own .sha256, but not the checksum the user pinned.
+    let releases = Releases::new(|_| {});
+    let pinned = "0".repeat(64);
+    let out = install(
+        home.path(),
+        &path,
+        &[
+            "--version",
+            TAG,
+            "--base-url",
+            &releases.base(),
+            "--to",
+            to_s,
+            "--sha256",
+            &pinned,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("--sha256 says {pinned}")),
+        "{}",
+        stderr(&out)
+    );
+
+    assert_eq!(
+        std::fs::read_to_string(to.join("bgcloud")).unwrap(),
+        "the bgcloud installed before",
+        "the binary already there is untouched"
+    );
+    let left: Vec<_> = std::fs::read_dir(&to)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "nothing else written to {to_s}: {left:?}");
+}
+
+#[test]
+fn an_unknown_platform_root_or_plain_http_is_refused_before_any_download() {
+    let releases = Releases::new(|_| {});
+    let home = tempfile::tempdir().unwrap();
+    let base = releases.base();
+    let args = [
+        "--version",
+        TAG,
+        "--repo",
+        "acme/bgcloud",
+        "--base-url",
+        &base,
+    ];
+
+    let sparc = fake_bin(home.path(), 1000, Some(("SunOS", "sparc64")));
+    let out = install(home.path(), &sparc, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("no bgcloud release for SunOS sparc64"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "cargo install --locked --git https://github.com/acme/bgcloud --tag v0.1.0 bgcloud"
+        ),
+        "the way to build it instead: {said}"
+    );
+
+    let home_root = tempfile::tempdir().unwrap();
+    let as_root = fake_bin(home_root.path(), 0, None);
+    let out = install(home_root.path(), &as_root, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refusing to run as root"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!home_root.path().join(".local").exists());
+
+    let user = fake_bin(home.path(), 1000, None);
+    let out = install(
+        home.path(),
+        &user,
+        &[
+            "--base-url",
+            "http://releases.example.com/acme/bgcloud/releases",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is not https://"), "{}", stderr(&out));
+
+    assert_eq!(
+        releases.requested(),
+        Vec::<String>::new(),
+        "nothing downloaded"
+    );
+    assert!(!home.path().join(".local").exists(), "nothing installed");
+}
+
+/// action.yml as JSON (PyYAML from the emulator's virtualenv).
+fn action() -> serde_json::Value {
+    let out = Command::new(root().join("localstack/.venv/bin/python"))
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(root().join("action.yml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The value of a `${{ … }}` expression in a step's env: the inputs given, `github.server_url`,
+/// and earlier steps' outputs. Any other expression fails the test, so a change to action.yml
+/// is looked at here too.
+fn evaluate(
+    value: &str,
+    inputs: &[(&str, &str)],
+    server_url: &str,
+    outputs: &std::collections::HashMap<String, String>,
+) -> String {
+    let Some(expression) = value
+        .strip_prefix("${{ ")
+        .and_then(|v| v.strip_suffix(" }}"))
+    else {
+        return value.to_string();
+    };
+    if let Some(name) = expression.strip_prefix("inputs.") {
+        let given = inputs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string());
+        return given.unwrap_or_default();
+    }
+    if expression == "github.server_url" {
+        return server_url.to_string();
+    }
+    if let Some(output) = expression.strip_prefix("steps.") {
+        // The `uses:` step (actions/cache) does not run here: no outputs, i.e. a cache miss.
+        return outputs.get(output).cloned().unwrap_or_default();
+    }
+    panic!("action.yml: an expression this test does not know: {value}");
+}
+
+/// Runs the action's `run:` steps as the runner would (bash -eo pipefail, the step's env, the
+/// runner's files), from `<work>/_actions/acme/bgcloud/<sha>`; returns GITHUB_PATH's lines and
+/// the steps' outputs, or the failed step and what it printed.
+fn run_action(
+    work: &Path,
+    inputs: &[(&str, &str)],
+    server_url: &str,
+    cache_hit: bool,
+) -> Result<(Vec<String>, std::collections::HashMap<String, String>), String> {
+    let action_path = work.join("_actions/acme/bgcloud/0123456789abcdef0123456789abcdef01234567");
+    std::fs::create_dir_all(&action_path).unwrap();
+    std::fs::copy(root().join("install.sh"), action_path.join("install.sh")).unwrap();
+    let github_path = work.join("github_path");
+    let mut outputs = std::collections::HashMap::new();
+    if cache_hit {
+        outputs.insert("cache.outputs.cache-hit".to_string(), "true".to_string());
+    }
+    for step in action()["runs"]["steps"].as_array().unwrap() {
+        let Some(script) = step["run"].as_str() else {
+            assert!(
+                step["uses"].as_str().unwrap().starts_with("actions/cache@"),
+                "{step}"
+            );
+            continue;
+        };
+        assert_eq!(step["shell"], "bash", "{step}");
+        let id = step["id"].as_str().unwrap();
+        let output_file = work.join(format!("output-{id}"));
+        std::fs::write(&output_file, "").unwrap();
+        let mut command = Command::new("bash");
+        command.args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script]);
+        for (key, value) in step["env"].as_object().unwrap() {
+            command.env(
+                key,
+                evaluate(value.as_str().unwrap(), inputs, server_url, &outputs),
+            );
+        }
+        let out = command
+            .env("GITHUB_ACTION_PATH", &action_path)
+            .env("GITHUB_OUTPUT", &output_file)
+            .env("GITHUB_PATH", &github_path)
+            .env("RUNNER_TOOL_CACHE", work.join("tool-cache"))
+            .env("RUNNER_ARCH", "X64")
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            return Err(format!("step {id}: {stdout}{}", stderr(&out)));
+        }
+        for line in std::fs::read_to_string(&output_file).unwrap().lines() {
+            let (key, value) = line.split_once('=').unwrap();
+            outputs.insert(format!("{id}.outputs.{key}"), value.to_string());
+        }
+    }
+    let lines = std::fs::read_to_string(&github_path).unwrap_or_default();
+    Ok((lines.lines().map(str::to_string).collect(), outputs))
+}
+
+#[test]
+fn the_action_installs_the_release_of_the_repository_it_comes_from_once_per_version() {
+    let releases = Releases::new(|_| {});
+    let work = tempfile::tempdir().unwrap();
+    let digest = std::fs::read_to_string(packaged().join(format!("{}.sha256", asset()))).unwrap();
+    let digest = digest.split_whitespace().next().unwrap().to_string();
+    let inputs = [("version", TAG), ("sha256", digest.as_str())];
+
+    let (path, outputs) = run_action(work.path(), &inputs, &releases.server.base, false).unwrap();
+    let dir = work
+        .path()
+        .join(format!("tool-cache/bgcloud/acme/bgcloud/{TAG}/X64"));
+    assert_eq!(
+        path,
+        vec![dir.display().to_string()],
+        "bgcloud's directory is put on PATH"
+    );
+    assert_eq!(
+        outputs["install.outputs.path"],
+        dir.join("bgcloud").display().to_string()
+    );
+    assert_eq!(
+        version_of(&dir.join("bgcloud")),
+        version_of(Path::new(env!("CARGO_BIN_EXE_bgcloud")))
+    );
+    // The repository comes from the action's own path (github.action_repository is empty in a
+    // composite action).
+    assert_eq!(
+        releases.requested(),
+        vec![
+            format!("/acme/bgcloud/releases/download/{TAG}/{}", asset()),
+            format!("/acme/bgcloud/releases/download/{TAG}/{}.sha256", asset()),
+        ]
+    );
+
+    // The Actions cache restored the directory: nothing is downloaded again.
+    run_action(work.path(), &inputs, &releases.server.base, true).unwrap();
+    assert_eq!(releases.requested().len(), 2, "{:?}", releases.requested());
+
+    // A version that is not a tag is refused by the first step.
+    let other = tempfile::tempdir().unwrap();
+    let refused = run_action(
+        other.path(),
+        &[("version", "latest")],
+        &releases.server.base,
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        refused.starts_with("step release: ") && refused.contains("'latest' is not a release tag"),
+        "{refused}"
+    );
+    assert_eq!(releases.requested().len(), 2, "{:?}", releases.requested());
+}
+
+fn git(args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn the_version_names_the_commit_it_was_built_from_and_that_commits_date() {
+    let said = version_of(Path::new(env!("CARGO_BIN_EXE_bgcloud")));
+    let commit = git(&["log", "-1", "--format=%h %cs", "--abbrev=7"]);
+    assert_eq!(
+        said,
+        format!("bgcloud {} ({commit})", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn a_release_tag_must_match_the_version_and_have_its_changelog_section() {
+    let notes = |args: &[&str]| {
+        Command::new(root().join("scripts/release-notes"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    let repository = env!("CARGO_PKG_REPOSITORY");
+    let out = notes(&[&format!("v{version}"), "--repository", repository]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let changelog = std::fs::read_to_string(root().join("CHANGELOG.md")).unwrap();
+    assert!(
+        !text.is_empty() && changelog.contains(&text),
+        "the section, verbatim: {text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("## ")),
+        "only this version's section: {text}"
+    );
+
+    let out = notes(&["v99.0.0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "tag v99.0.0 but Cargo.toml says version {version}"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let out = notes(&[
+        &format!("v{version}"),
+        "--repository",
+        "https://github.com/someone/else",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("set it to \"https://github.com/someone/else\""),
+        "{}",
+        stderr(&out)
+    );
+}
