@@ -2,9 +2,11 @@
 //! (`bgcloud 0.1.0 (abc1234 2026-12-07)`): the commit's date, not the build's, so two builds of
 //! one commit say the same. Outside a git checkout (a source archive) it is the version alone.
 //!
-//! Cargo reruns this script only when the checked-out commit can have changed: git's HEAD, the
-//! branch it points at and packed-refs are watched, nothing else, so `cargo test` after an edit
-//! does not rebuild for it.
+//! Cargo reruns this script only when the checked-out commit can have changed: git's HEAD, its
+//! reflog (appended to by every commit, checkout, reset and pull), the branch it points at, the
+//! branches directory and packed-refs are watched, nothing else, so `cargo test` after an edit
+//! does not rebuild for it. (The reflog matters: after `git gc` packs the refs, the next commit
+//! creates a loose branch file that was not there to be watched.)
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -43,8 +45,8 @@ fn main() {
     println!("cargo:rustc-env=VERSION_WITH_COMMIT={version} ({head})");
 
     // The files a new commit or a checkout changes. A linked worktree keeps HEAD in its own git
-    // directory and the branches in the common one. Only files that exist are named: cargo
-    // reruns a script on every build while a watched file is missing.
+    // directory and the branches in the common one. Only paths that exist are named: cargo
+    // reruns a script on every build while a watched path is missing.
     let dirs: Vec<PathBuf> = ["--git-dir", "--git-common-dir"]
         .iter()
         .filter_map(|flag| git(&["rev-parse", flag]).map(PathBuf::from))
@@ -52,14 +54,16 @@ fn main() {
     let mut watched = Vec::new();
     for dir in &dirs {
         watched.push(dir.join("HEAD"));
+        watched.push(dir.join("logs/HEAD"));
         watched.push(dir.join("packed-refs"));
+        watched.push(dir.join("refs/heads"));
     }
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
         for dir in &dirs {
             watched.push(dir.join(&branch));
         }
     }
-    for path in watched.iter().filter(|p| p.is_file()) {
+    for path in watched.iter().filter(|p| p.exists()) {
         println!("cargo:rerun-if-changed={}", path.display());
     }
 }

@@ -125,6 +125,42 @@ fn fake_bin(home: &Path, uid: u32, platform: Option<(&str, &str)>) -> String {
     format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
 }
 
+/// A PATH with only the tools install.sh uses, wget instead of curl (`id -u` answering 1000).
+fn wget_only_path(home: &Path) -> String {
+    let bin = tempfile::tempdir_in(home).unwrap().keep();
+    let tools = [
+        "sh",
+        "uname",
+        "grep",
+        "tr",
+        "cat",
+        "mktemp",
+        "rm",
+        "cut",
+        "sha256sum",
+        "tar",
+        "gzip",
+        "mkdir",
+        "cp",
+        "chmod",
+        "mv",
+        "wget",
+    ];
+    for tool in tools {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let found = String::from_utf8(found.stdout).unwrap();
+        assert!(!found.trim().is_empty(), "{tool} is not installed here");
+        std::os::unix::fs::symlink(found.trim(), bin.join(tool)).unwrap();
+    }
+    let id = bin.join("id");
+    std::fs::write(&id, "#!/bin/sh\necho 1000\n").unwrap();
+    Command::new("chmod").arg("755").arg(&id).status().unwrap();
+    bin.display().to_string()
+}
+
 /// `sh install.sh ARGS` with HOME = `home` and `path` as PATH.
 fn install(home: &Path, path: &str, args: &[&str]) -> Output {
     Command::new("sh")
@@ -200,8 +236,8 @@ fn the_installer_verifies_and_installs_a_release_that_then_runs() {
     assert_eq!(
         releases.requested(),
         vec![
-            format!("/acme/bgcloud/releases/download/{TAG}/{asset}"),
             format!("/acme/bgcloud/releases/download/{TAG}/{asset}.sha256"),
+            format!("/acme/bgcloud/releases/download/{TAG}/{asset}"),
         ]
     );
     let size = std::fs::metadata(packaged().join(&asset)).unwrap().len();
@@ -210,11 +246,11 @@ fn the_installer_verifies_and_installs_a_release_that_then_runs() {
         took.as_millis()
     );
 
-    // Without --version: the latest release; without --to: ~/.local/bin. A second install
-    // replaces the first.
+    // Without --version: the latest release; without --to: ~/.local/bin; with wget where
+    // there is no curl. A second install replaces the first.
     let out = install(
         home.path(),
-        &path,
+        &wget_only_path(home.path()),
         &["--repo", "acme/bgcloud", "--base-url", &releases.base()],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -222,8 +258,8 @@ fn the_installer_verifies_and_installs_a_release_that_then_runs() {
     assert_eq!(
         releases.requested()[2..],
         [
-            format!("/acme/bgcloud/releases/latest/download/{asset}"),
             format!("/acme/bgcloud/releases/latest/download/{asset}.sha256"),
+            format!("/acme/bgcloud/releases/latest/download/{asset}"),
         ]
     );
 }
@@ -302,7 +338,7 @@ fn a_tampered_archive_or_a_wrong_pinned_checksum_installs_nothing() {
 }
 
 #[test]
-fn an_unknown_platform_root_or_plain_http_is_refused_before_any_download() {
+fn an_unknown_platform_root_or_a_doubtful_address_is_refused_before_any_download() {
     let releases = Releases::new(|_| {});
     let home = tempfile::tempdir().unwrap();
     let base = releases.base();
@@ -342,16 +378,49 @@ fn an_unknown_platform_root_or_plain_http_is_refused_before_any_download() {
     assert!(!home_root.path().join(".local").exists());
 
     let user = fake_bin(home.path(), 1000, None);
+    let refusals = [
+        // Plain HTTP from anywhere but this machine: the checksum would come with the archive.
+        (
+            "http://releases.example.com/acme/bgcloud/releases".to_string(),
+            "is not https://",
+        ),
+        // Looks like 127.0.0.1, but curl reads `127.0.0.1:80@` as a user name and goes to the
+        // host after it: here the release server itself, which must not be asked.
+        (
+            format!("http://127.0.0.1:80@{}", base.trim_start_matches("http://")),
+            "has a user name in it",
+        ),
+    ];
+    for (url, why) in refusals {
+        let out = install(home.path(), &user, &["--version", TAG, "--base-url", &url]);
+        assert_eq!(out.status.code(), Some(1), "{url}: {}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{url}: {}", stderr(&out));
+    }
+    let two_lines = format!("{TAG}\n../../elsewhere");
     let out = install(
         home.path(),
         &user,
-        &[
-            "--base-url",
-            "http://releases.example.com/acme/bgcloud/releases",
-        ],
+        &["--version", &two_lines, "--base-url", &base],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("is not https://"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--version must be one line"),
+        "{}",
+        stderr(&out)
+    );
+
+    // --help works piped into sh as well (no file to read the text from): to stdout, exit 0.
+    let piped = Command::new("sh")
+        .args(["-s", "--", "--help"])
+        .stdin(std::fs::File::open(root().join("install.sh")).unwrap())
+        .output()
+        .unwrap();
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    let help = String::from_utf8(piped.stdout).unwrap();
+    assert!(
+        help.contains("--sha256 HEX") && help.contains("--allow-root"),
+        "{help}"
+    );
 
     assert_eq!(
         releases.requested(),
@@ -375,13 +444,13 @@ fn action() -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The value of a `${{ … }}` expression in a step's env: the inputs given, `github.server_url`,
-/// and earlier steps' outputs. Any other expression fails the test, so a change to action.yml
-/// is looked at here too.
+/// The value of a `${{ … }}` expression in a step's env: the inputs given (else the input's
+/// default) and earlier steps' outputs. Any other expression fails the test, so a change to
+/// action.yml is looked at here too.
 fn evaluate(
     value: &str,
+    action: &serde_json::Value,
     inputs: &[(&str, &str)],
-    server_url: &str,
     outputs: &std::collections::HashMap<String, String>,
 ) -> String {
     let Some(expression) = value
@@ -395,36 +464,39 @@ fn evaluate(
             .iter()
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.to_string());
-        return given.unwrap_or_default();
-    }
-    if expression == "github.server_url" {
-        return server_url.to_string();
+        let default = action["inputs"][name]["default"]
+            .as_str()
+            .map(str::to_string);
+        return given.or(default).unwrap_or_default();
     }
     if let Some(output) = expression.strip_prefix("steps.") {
-        // The `uses:` step (actions/cache) does not run here: no outputs, i.e. a cache miss.
         return outputs.get(output).cloned().unwrap_or_default();
     }
     panic!("action.yml: an expression this test does not know: {value}");
 }
 
 /// Runs the action's `run:` steps as the runner would (bash -eo pipefail, the step's env, the
-/// runner's files), from `<work>/_actions/acme/bgcloud/<sha>`; returns GITHUB_PATH's lines and
-/// the steps' outputs, or the failed step and what it printed.
-fn run_action(
-    work: &Path,
-    inputs: &[(&str, &str)],
-    server_url: &str,
-    cache_hit: bool,
-) -> Result<(Vec<String>, std::collections::HashMap<String, String>), String> {
+/// runner's files), from `<work>/_actions/acme/bgcloud/<sha>`; the `uses:` step (actions/cache)
+/// does not run here: the archives directory simply stays between runs, as a cache hit would
+/// restore it. Returns what the steps left, or the failed step and what it printed.
+/// What the action's steps left: GITHUB_PATH's lines, the steps' outputs, their stderr.
+#[derive(Debug)]
+struct ActionRun {
+    path: Vec<String>,
+    outputs: std::collections::HashMap<String, String>,
+    said: String,
+}
+
+fn run_action(work: &Path, inputs: &[(&str, &str)]) -> Result<ActionRun, String> {
+    let action = action();
     let action_path = work.join("_actions/acme/bgcloud/0123456789abcdef0123456789abcdef01234567");
     std::fs::create_dir_all(&action_path).unwrap();
     std::fs::copy(root().join("install.sh"), action_path.join("install.sh")).unwrap();
     let github_path = work.join("github_path");
+    std::fs::write(&github_path, "").unwrap();
     let mut outputs = std::collections::HashMap::new();
-    if cache_hit {
-        outputs.insert("cache.outputs.cache-hit".to_string(), "true".to_string());
-    }
-    for step in action()["runs"]["steps"].as_array().unwrap() {
+    let mut said = String::new();
+    for step in action["runs"]["steps"].as_array().unwrap() {
         let Some(script) = step["run"].as_str() else {
             assert!(
                 step["uses"].as_str().unwrap().starts_with("actions/cache@"),
@@ -441,7 +513,7 @@ fn run_action(
         for (key, value) in step["env"].as_object().unwrap() {
             command.env(
                 key,
-                evaluate(value.as_str().unwrap(), inputs, server_url, &outputs),
+                evaluate(value.as_str().unwrap(), &action, inputs, &outputs),
             );
         }
         let out = command
@@ -456,24 +528,35 @@ fn run_action(
             let stdout = String::from_utf8_lossy(&out.stdout);
             return Err(format!("step {id}: {stdout}{}", stderr(&out)));
         }
+        said.push_str(&stderr(&out));
         for line in std::fs::read_to_string(&output_file).unwrap().lines() {
             let (key, value) = line.split_once('=').unwrap();
             outputs.insert(format!("{id}.outputs.{key}"), value.to_string());
         }
     }
-    let lines = std::fs::read_to_string(&github_path).unwrap_or_default();
-    Ok((lines.lines().map(str::to_string).collect(), outputs))
+    let lines = std::fs::read_to_string(&github_path).unwrap();
+    Ok(ActionRun {
+        path: lines.lines().map(str::to_string).collect(),
+        outputs,
+        said,
+    })
 }
 
 #[test]
-fn the_action_installs_the_release_of_the_repository_it_comes_from_once_per_version() {
+fn the_action_installs_the_release_of_the_repository_it_comes_from_and_never_trusts_its_cache() {
     let releases = Releases::new(|_| {});
     let work = tempfile::tempdir().unwrap();
     let digest = std::fs::read_to_string(packaged().join(format!("{}.sha256", asset()))).unwrap();
     let digest = digest.split_whitespace().next().unwrap().to_string();
-    let inputs = [("version", TAG), ("sha256", digest.as_str())];
+    let inputs = [
+        ("version", TAG),
+        ("sha256", digest.as_str()),
+        ("server-url", releases.server.base.as_str()),
+    ];
+    let archive = format!("/acme/bgcloud/releases/download/{TAG}/{}", asset());
+    let checksum = format!("{archive}.sha256");
 
-    let (path, outputs) = run_action(work.path(), &inputs, &releases.server.base, false).unwrap();
+    let ActionRun { path, outputs, .. } = run_action(work.path(), &inputs).unwrap();
     let dir = work
         .path()
         .join(format!("tool-cache/bgcloud/acme/bgcloud/{TAG}/X64"));
@@ -486,38 +569,47 @@ fn the_action_installs_the_release_of_the_repository_it_comes_from_once_per_vers
         outputs["install.outputs.path"],
         dir.join("bgcloud").display().to_string()
     );
-    assert_eq!(
-        version_of(&dir.join("bgcloud")),
-        version_of(Path::new(env!("CARGO_BIN_EXE_bgcloud")))
-    );
+    let built = version_of(Path::new(env!("CARGO_BIN_EXE_bgcloud")));
+    assert_eq!(version_of(&dir.join("bgcloud")), built);
     // The repository comes from the action's own path (github.action_repository is empty in a
     // composite action).
     assert_eq!(
         releases.requested(),
-        vec![
-            format!("/acme/bgcloud/releases/download/{TAG}/{}", asset()),
-            format!("/acme/bgcloud/releases/download/{TAG}/{}.sha256", asset()),
-        ]
+        vec![checksum.clone(), archive.clone()]
     );
 
-    // The Actions cache restored the directory: nothing is downloaded again.
-    run_action(work.path(), &inputs, &releases.server.base, true).unwrap();
-    assert_eq!(releases.requested().len(), 2, "{:?}", releases.requested());
+    // The archive is cached: the next run fetches only the release's checksum to check it.
+    let said = run_action(work.path(), &inputs).unwrap().said;
+    assert!(said.contains("it matches the release's checksum"), "{said}");
+    assert_eq!(releases.requested()[2..], [checksum.as_str()]);
 
-    // A version that is not a tag is refused by the first step.
+    // A cached archive someone changed (the cache is shared with jobs that run npm) is not
+    // used: the release's archive is downloaded again, and a binary someone planted is replaced.
+    let cached = work.path().join(format!(
+        "tool-cache/bgcloud-archives/acme/bgcloud/{TAG}/X64/{}",
+        asset()
+    ));
+    let mut bytes = std::fs::read(&cached).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&cached, bytes).unwrap();
+    std::fs::write(dir.join("bgcloud"), "#!/bin/sh\necho planted\n").unwrap();
+    let said = run_action(work.path(), &inputs).unwrap().said;
+    assert!(
+        said.contains("does not match the release's checksum: downloading it again"),
+        "{said}"
+    );
+    assert_eq!(releases.requested()[3..], [checksum, archive]);
+    assert_eq!(version_of(&dir.join("bgcloud")), built);
+
+    // A version that is not a tag is refused by the first step, before any download.
     let other = tempfile::tempdir().unwrap();
-    let refused = run_action(
-        other.path(),
-        &[("version", "latest")],
-        &releases.server.base,
-        false,
-    )
-    .unwrap_err();
+    let refused = run_action(other.path(), &[("version", "latest")]).unwrap_err();
     assert!(
         refused.starts_with("step release: ") && refused.contains("'latest' is not a release tag"),
         "{refused}"
     );
-    assert_eq!(releases.requested().len(), 2, "{:?}", releases.requested());
+    assert_eq!(releases.requested().len(), 5, "{:?}", releases.requested());
 }
 
 fn git(args: &[&str]) -> String {
