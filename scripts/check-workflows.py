@@ -130,21 +130,7 @@ def check(path):
                 problems.append(f"{where} has no `steps`")
                 steps = []
             for i, step in enumerate(steps, 1):
-                label = f"{where} step {i}"
-                if isinstance(step, dict) and step.get("name"):
-                    label += f" ({step['name']})"
-                if not isinstance(step, dict):
-                    problems.append(f"{label} is not a mapping")
-                elif ("uses" in step) == ("run" in step):
-                    problems.append(f"{label} needs exactly one of `uses` and `run`")
-                elif "uses" in step:
-                    problems += check_step_uses(label, step)
-                else:
-                    if "${{" in str(step["run"]):
-                        problems.append(
-                            f"{label} has a ${{{{ }}}} expression in `run:`: "
-                            "pass the value through `env:`"
-                        )
+                problems += check_step(f"{where} step {i}", step)
         for need in as_list(job.get("needs")):
             if need not in jobs:
                 problems.append(f"{where} needs {need!r}, which is not a job here")
@@ -196,6 +182,27 @@ def check(path):
     return problems
 
 
+def check_step(label, step, composite=False):
+    """One step of a job or of the composite action: `uses` (pinned) or `run` (no expressions;
+    in a composite action, with its `shell`)."""
+    if isinstance(step, dict) and step.get("name"):
+        label += f" ({step['name']})"
+    if not isinstance(step, dict):
+        return [f"{label} is not a mapping"]
+    if ("uses" in step) == ("run" in step):
+        return [f"{label} needs exactly one of `uses` and `run`"]
+    if "uses" in step:
+        return check_step_uses(label, step)
+    problems = []
+    if composite and "shell" not in step:
+        problems.append(f"{label} has no `shell` (a composite action's run step needs one)")
+    if "${{" in str(step["run"]):
+        problems.append(
+            f"{label} has a ${{{{ }}}} expression in `run:`: pass the value through `env:`"
+        )
+    return problems
+
+
 def check_action(path):
     """action.yml: a composite action, its steps held to the workflows' rules."""
     try:
@@ -215,20 +222,7 @@ def check_action(path):
     if not isinstance(steps, list) or not steps:
         return problems + ["has no `runs.steps`"]
     for i, step in enumerate(steps, 1):
-        label = f"step {i}" + (f" ({step['name']})" if isinstance(step, dict) and step.get("name") else "")
-        if not isinstance(step, dict):
-            problems.append(f"{label} is not a mapping")
-        elif ("uses" in step) == ("run" in step):
-            problems.append(f"{label} needs exactly one of `uses` and `run`")
-        elif "uses" in step:
-            problems += check_step_uses(label, step)
-        else:
-            if "shell" not in step:
-                problems.append(f"{label} has no `shell` (a composite action's run step needs one)")
-            if "${{" in str(step["run"]):
-                problems.append(
-                    f"{label} has a ${{{{ }}}} expression in `run:`: pass the value through `env:`"
-                )
+        problems += check_step(f"step {i}", step, composite=True)
     text = path.read_text(encoding="utf-8")
     problems += check_pin_comments(text, {"action": {"steps": steps}})
     problems += check_ignores(text)

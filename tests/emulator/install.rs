@@ -66,6 +66,12 @@ fn packaged() -> &'static Path {
     })
 }
 
+/// One byte of `archive` changed: a tampered archive.
+fn flip_a_byte(archive: &mut [u8]) {
+    let middle = archive.len() / 2;
+    archive[middle] ^= 0xff;
+}
+
 /// A release server for `acme/bgcloud`: `TAG` and `latest` both serve the packaged release
 /// (`tamper` may change the archive first).
 struct Releases {
@@ -74,7 +80,7 @@ struct Releases {
 }
 
 impl Releases {
-    fn new(tamper: impl Fn(&mut Vec<u8>)) -> Releases {
+    fn new(tamper: impl Fn(&mut [u8])) -> Releases {
         let dir = tempfile::tempdir().unwrap();
         for place in [format!("download/{TAG}"), "latest/download".to_string()] {
             let to = dir.path().join("acme/bgcloud/releases").join(place);
@@ -273,23 +279,14 @@ fn a_tampered_archive_or_a_wrong_pinned_checksum_installs_nothing() {
     std::fs::write(to.join("bgcloud"), "the bgcloud installed before").unwrap();
     let to_s = to.to_str().unwrap();
 
+    let install_from = |releases: &Releases, more: &[&str]| {
+        let base = releases.base();
+        let args = [&["--version", TAG, "--base-url", &base, "--to", to_s], more].concat();
+        install(home.path(), &path, &args)
+    };
+
     // One byte changed in the archive: its .sha256 no longer matches.
-    let tampered = Releases::new(|archive| {
-        let middle = archive.len() / 2;
-        archive[middle] ^= 0xff;
-    });
-    let out = install(
-        home.path(),
-        &path,
-        &[
-            "--version",
-            TAG,
-            "--base-url",
-            &tampered.base(),
-            "--to",
-            to_s,
-        ],
-    );
+    let out = install_from(&Releases::new(flip_a_byte), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let said = stderr(&out);
     assert!(
@@ -302,22 +299,8 @@ fn a_tampered_archive_or_a_wrong_pinned_checksum_installs_nothing() {
     assert!(said.contains("nothing was installed"), "{said}");
 
     // An archive that matches its own .sha256, but not the checksum the user pinned.
-    let releases = Releases::new(|_| {});
     let pinned = "0".repeat(64);
-    let out = install(
-        home.path(),
-        &path,
-        &[
-            "--version",
-            TAG,
-            "--base-url",
-            &releases.base(),
-            "--to",
-            to_s,
-            "--sha256",
-            &pinned,
-        ],
-    );
+    let out = install_from(&Releases::new(|_| {}), &["--sha256", &pinned]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!("--sha256 says {pinned}")),
@@ -590,8 +573,7 @@ fn the_action_installs_the_release_of_the_repository_it_comes_from_and_never_tru
         asset()
     ));
     let mut bytes = std::fs::read(&cached).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
+    flip_a_byte(&mut bytes);
     std::fs::write(&cached, bytes).unwrap();
     std::fs::write(dir.join("bgcloud"), "#!/bin/sh\necho planted\n").unwrap();
     let said = run_action(work.path(), &inputs).unwrap().said;
