@@ -475,8 +475,11 @@ class Controls:
         answered = start_response
 
         def start_response(status, headers, exc_info=None):
-            # The log says how each request was answered (an InvocationDoesNotExist is a 400).
+            # The log says how each request was answered (an InvocationDoesNotExist is a 400),
+            # and when: a request that came before another's answer cannot have waited for it
+            # (tests count round trips by this, support::round_trips_before).
             entry["status"] = int(status.split(" ", 1)[0])
+            entry["answered"] = time.time()
             return answered(status, headers, exc_info) if exc_info else answered(status, headers)
 
         with LOCK:

@@ -192,16 +192,20 @@ def breach_to_back(r, base, config):
 
 
 def round_trips(log, action, latency):
-    """The round trips before the first `action`: requests arriving within half a latency of a
-    round trip's first one were sent together (tests/support/emulator.rs does the same)."""
-    trips = []
+    """The round trips before the first `action`: a request that arrived before any request of
+    the current round trip was answered was sent together with them; a later one starts the next
+    (tests/support/emulator.rs round_trips_before does the same; `latency` stands in for an
+    answer the log lacks)."""
+    trips = []  # [the earliest answer of the round trip, its actions]
     for q in log:
         if q["action"] == action:
             break
-        if trips and q["t"] - trips[-1][0] < latency / 2:
+        answered = q.get("answered", q["t"] + latency)
+        if trips and q["t"] < trips[-1][0]:
+            trips[-1][0] = min(trips[-1][0], answered)
             trips[-1][1].append(q["action"])
         else:
-            trips.append((q["t"], [q["action"]]))
+            trips.append([answered, [q["action"]]])
     return [t[1] for t in trips]
 
 

@@ -166,18 +166,25 @@ pub fn request_log(access_key: &str) -> Vec<Value> {
     serde_json::from_str(&body).expect("request log")
 }
 
-/// The round trips of `log` before its first request for `action`: requests that arrive
-/// within half a `latency` of a round trip's first one were sent together (the emulator's
-/// latency control spaces sequential ones by at least a whole `latency`). Each round trip as
-/// its actions.
+/// The round trips of `log` before its first request for `action`, each as its actions. A
+/// request that arrived before any request of the current round trip was answered cannot have
+/// waited for one of them: it was sent together with them. One that arrived later starts the
+/// next round trip. By cause, not by a time window: on a loaded machine requests sent together
+/// can arrive tens of milliseconds apart. (`latency`, the emulator's delay per request, stands
+/// in for an answer the log lacks.)
 pub fn round_trips_before(log: &[Value], action: &str, latency: f64) -> Vec<Vec<String>> {
+    // (the earliest answer of the round trip, its actions)
     let mut trips: Vec<(f64, Vec<String>)> = Vec::new();
     for r in log.iter().take_while(|r| r["action"] != action) {
         let t = r["t"].as_f64().unwrap();
+        let answered = r["answered"].as_f64().unwrap_or(t + latency);
         let what = r["action"].as_str().unwrap().to_string();
         match trips.last_mut() {
-            Some((start, actions)) if t - *start < latency / 2.0 => actions.push(what),
-            _ => trips.push((t, vec![what])),
+            Some((first_answer, actions)) if t < *first_answer => {
+                *first_answer = first_answer.min(answered);
+                actions.push(what)
+            }
+            _ => trips.push((answered, vec![what])),
         }
     }
     trips.into_iter().map(|(_, a)| a).collect()
