@@ -201,7 +201,7 @@ main() {
     fail "checksum mismatch for $asset: --sha256 says $expected, the download (and its .sha256) is $actual; nothing was installed"
   fi
 
-  (cd "$tmp" && tar -xzf "$archive") || fail "could not unpack $asset; nothing was installed"
+  tar -xzf "$archive" -C "$tmp" || fail "could not unpack $asset; nothing was installed"
   binary="$tmp/bgcloud-$target/bgcloud"
   [ -f "$binary" ] || fail "$asset has no bgcloud-$target/bgcloud; nothing was installed"
   installed=$("$binary" --version) || fail "the bgcloud in $asset does not run on this machine ($os $arch); nothing was installed"
