@@ -24,7 +24,7 @@ Security policy (what zizmor checks too, and what it cannot know about this proj
     job has it) or actions/attest-build-provenance (the Sigstore signature), and those jobs run
     no package manager or toolchain set-up (npm, cargo, pip, actions/setup-*): build in a job
     without the token and hand the result on as an artifact;
-  - release.yml uses no cache (actions/cache, or a setup action's `cache:`): what it publishes is
+  - release.yml uses no cache (an action with "cache" in its name, or a `cache:` input): what it publishes is
     built from nothing, so a poisoned cache cannot end up in a signed release;
   - no `${{ }}` expression inside a `run:` script: values go through `env:`;
   - every artifact a job downloads by name is uploaded by a job it needs (directly or not); one
@@ -167,7 +167,8 @@ def check(path):
         for name, job in jobs.items():
             for s in job_steps(job):
                 w = s.get("with") if isinstance(s.get("with"), dict) else {}
-                if action_name(s.get("uses", "")).startswith("actions/cache") or "cache" in w:
+                # actions/cache, Swatinem/rust-cache, sccache-action, setup-* with `cache:`
+                if "cache" in action_name(s.get("uses", "")).lower() or "cache" in w:
                     problems.append(
                         f"job {name} uses a cache: a release is built from nothing (cache poisoning)"
                     )
