@@ -211,6 +211,11 @@ fn state_calls(fx: &Fixture) -> Vec<String> {
 }
 
 /// Every AWS call a release makes, throttled three times in a row.
+///
+/// Slow on purpose (over 60 s; libtest says so): each of the release's ~25 kinds of call waits
+/// out three throttles with bgcloud's own retry policy (src/aws/mod.rs: standard mode, initial
+/// backoff 0.5 s, so random waits up to 0.5, 1 and 2 s, ~1.75 s a call), the policy it has
+/// against AWS; a shorter backoff here would test another one.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_call_a_release_makes_is_retried_past_throttling() {
     let fx = Fixture::v1_v2_with(
@@ -256,6 +261,8 @@ async fn every_call_a_release_makes_is_retried_past_throttling() {
 }
 
 /// Promote and rollback of a canary, and sync, each with every call throttled three times.
+///
+/// Slow on purpose (over 60 s), for the reason given above the release's table.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_call_promote_rollback_and_sync_make_is_retried_past_throttling() {
     let fx = Fixture::v1_v2().await;
