@@ -93,15 +93,15 @@ def as_list(value):
 
 
 def check(path):
-    if path.resolve() == ACTION:
-        return check_action(path)
-    problems = []
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
         return [f"does not parse: {e}"]
     if not isinstance(doc, dict):
         return ["is not a mapping"]
+    if path.resolve() == ACTION:
+        return check_action(path, doc)
+    problems = []
 
     if "on" not in doc and True not in doc:
         problems.append("has no `on`")
@@ -204,14 +204,8 @@ def check_step(label, step, composite=False):
     return problems
 
 
-def check_action(path):
-    """action.yml: a composite action, its steps held to the workflows' rules."""
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        return [f"does not parse: {e}"]
-    if not isinstance(doc, dict):
-        return ["is not a mapping"]
+def check_action(path, doc):
+    """action.yml (parsed as `doc`): a composite action, its steps held to the workflows' rules."""
     problems = []
     for key in ("name", "description", "inputs", "runs"):
         if key not in doc:

@@ -82,12 +82,12 @@ struct Releases {
 impl Releases {
     fn new(tamper: impl Fn(&mut [u8])) -> Releases {
         let dir = tempfile::tempdir().unwrap();
+        let mut archive = std::fs::read(packaged().join(asset())).unwrap();
+        tamper(&mut archive);
         for place in [format!("download/{TAG}"), "latest/download".to_string()] {
             let to = dir.path().join("acme/bgcloud/releases").join(place);
             std::fs::create_dir_all(&to).unwrap();
-            let mut archive = std::fs::read(packaged().join(asset())).unwrap();
-            tamper(&mut archive);
-            std::fs::write(to.join(asset()), archive).unwrap();
+            std::fs::write(to.join(asset()), &archive).unwrap();
             let sum = format!("{}.sha256", asset());
             std::fs::copy(packaged().join(&sum), to.join(&sum)).unwrap();
         }
@@ -120,15 +120,17 @@ fn fake_bin(home: &Path, uid: u32, platform: Option<(&str, &str)>) -> String {
         ));
     }
     for (name, text) in scripts {
-        let path = bin.join(name);
-        std::fs::write(&path, text).unwrap();
-        Command::new("chmod")
-            .arg("755")
-            .arg(&path)
-            .status()
-            .unwrap();
+        stand_in(&bin, name, &text);
     }
     format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+/// An executable script `name` in `bin`.
+fn stand_in(bin: &Path, name: &str, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = bin.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// A PATH with only the tools install.sh uses, wget instead of curl (`id -u` answering 1000).
@@ -161,9 +163,7 @@ fn wget_only_path(home: &Path) -> String {
         assert!(!found.trim().is_empty(), "{tool} is not installed here");
         std::os::unix::fs::symlink(found.trim(), bin.join(tool)).unwrap();
     }
-    let id = bin.join("id");
-    std::fs::write(&id, "#!/bin/sh\necho 1000\n").unwrap();
-    Command::new("chmod").arg("755").arg(&id).status().unwrap();
+    stand_in(&bin, "id", "#!/bin/sh\necho 1000\n");
     bin.display().to_string()
 }
 
