@@ -527,6 +527,23 @@ def launched(instance_id, script, now=None):
         )
 
 
+_STOP = re.compile(r"^# bgcloud: stop ([A-Za-z0-9_.-]+) on this instance", re.M)
+
+
+def stopped(instance_id, script, now=None):
+    """bgcloud's stop script (script.rs `stop`) ran: the container it names, when there, is
+    stopped and kept (`docker stop`): it answers nothing, and the inspect script reads it
+    `exited` with its digest label, until a launch starts a container again."""
+    name = _STOP.search(script)
+    if not name:
+        return
+    with LOCK:
+        for (i, _), entries in CONTAINERS.items():
+            if i == instance_id and entries and entries[-1][2] == name.group(1):
+                _, _, n, digest = entries[-1]
+                entries.append((now or time.time(), {"down": True, "stopped": True}, n, digest))
+
+
 def inspect(instance_id, script, now=None):
     """What bgcloud's inspect script (script.rs `inspect`) prints on the instance: for each
     container it asks about, `NAME STATUS DIGEST` when a launch started it and it is still the

@@ -10,7 +10,8 @@
   in the region).
 - A launch script that succeeds on an instance starts its container there (alb.launched): the
   ALB model's health checks see the new container from then on, and bgcloud's inspect script
-  (`bgcloud sync`) lists it with its digest label (alb.inspect). On a real-instance lane
+  (`bgcloud sync`) lists it with its digest label (alb.inspect); bgcloud's stop script (`bgcloud
+  idle stop`) stops it, kept: inspect reads it `exited` (alb.stopped). On a real-instance lane
   instance (model_lane.py) the script really runs instead.
 - An invocation takes time (timing.py): GetCommandInvocation answers InvocationDoesNotExist for
   `ssm_invisible` after SendCommand, then Pending for `ssm_pending`, then InProgress for
@@ -230,6 +231,7 @@ def _send_command(self, **kwargs):
             override = OVERRIDES.get(instance_id)
         if override is None or override.get("status") == "Success":
             alb.launched(instance_id, script, now=starts)
+            alb.stopped(instance_id, script, now=starts)
             probe = _probe(script, starts)
             if probe is not None and override is None:
                 with LOCK:

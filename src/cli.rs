@@ -72,6 +72,9 @@ pub enum Command {
     /// Bring every instance in line with the desired state: relaunch missing or stale colour
     /// containers, register missing targets. Never moves traffic.
     Sync(SyncArgs),
+    /// Put the idle colour to sleep (its containers stopped, its memory back) or wake it.
+    #[command(subcommand)]
+    Idle(IdleCommand),
     /// The recorded deployments and traffic changes, newest first.
     History(HistoryArgs),
     /// Inspect or break the deployment lock.
@@ -99,6 +102,8 @@ impl Command {
             Command::Promote(a) if !a.dry_run.dry_run => Some("promote"),
             Command::Rollback(a) if !a.dry_run.dry_run => Some("rollback"),
             Command::Sync(a) if !a.dry_run => Some("sync"),
+            Command::Idle(IdleCommand::Stop(a)) if !a.dry_run.dry_run => Some("idle stop"),
+            Command::Idle(IdleCommand::Start(a)) if !a.dry_run.dry_run => Some("idle start"),
             Command::Lock(LockCommand::Release { .. }) => Some("lock release"),
             Command::Frontend(FrontendCommand::Deploy(a)) if !a.dry_run => Some("frontend deploy"),
             Command::Frontend(FrontendCommand::Rollback(a)) if !a.dry_run.dry_run => {
@@ -231,6 +236,27 @@ pub struct SyncArgs {
     /// Ask the instances what they run and print what would be done; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub lock: LockWait,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdleCommand {
+    /// Now, whatever [backend].idle_after says: the idle colour's targets out of its group
+    /// (drained), its containers stopped (kept), marked stopped so that no instance starts it.
+    /// A rollback then starts it first.
+    Stop(IdleArgs),
+    /// Start the stopped idle colour again and wait until it is healthy; traffic is not moved.
+    Start(IdleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IdleArgs {
+    /// How long the start may take to become healthy (default: [backend].health_timeout).
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    #[command(flatten)]
+    pub dry_run: DryRun,
     #[command(flatten)]
     pub lock: LockWait,
 }

@@ -13,7 +13,7 @@ pub mod notify;
 pub mod output;
 pub mod state;
 
-use cli::{Cli, Command, FrontendCommand, LockCommand};
+use cli::{Cli, Command, FrontendCommand, IdleCommand, LockCommand};
 use context::Context;
 use error::{Error, Result};
 use model::weights::Moved;
@@ -140,6 +140,12 @@ async fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
             cmd::sync::Outcome::Planned(plan) => output::print(ctx.format, &plan),
             cmd::sync::Outcome::Synced(done) => report(ctx, command, &done, None),
         },
+        Command::Idle(IdleCommand::Stop(args)) => {
+            report(ctx, command, &cmd::idle::stop(ctx, args).await?, None)
+        }
+        Command::Idle(IdleCommand::Start(args)) => {
+            report(ctx, command, &cmd::idle::start(ctx, args).await?, None)
+        }
         Command::History(args) => output::print(ctx.format, &cmd::history::run(ctx, args).await?),
         Command::Lock(LockCommand::Status) => {
             output::print(ctx.format, &cmd::lock::status(ctx).await?)

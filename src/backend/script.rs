@@ -321,6 +321,52 @@ fn lock() -> String {
     )
 }
 
+/// The script `bgcloud idle stop` sends: the colour's container stopped (SIGTERM, then
+/// `stop_grace`), not removed, so `docker start` or its launch script brings it back; under the
+/// instance's lock, as every script that changes containers. `docker stop` of a container run
+/// with `--restart unless-stopped` keeps it stopped across a Docker restart and a reboot (the
+/// Docker reference, restart policies). No container (an instance that booted while the colour
+/// slept): nothing to stop.
+pub fn stop(app: &str, color: &str, grace_seconds: u64) -> Vec<String> {
+    let name = format!("{app}-{color}");
+    let container = quote(&name);
+    vec![
+        "#!/bin/sh".to_string(),
+        format!("# bgcloud: stop {name} on this instance (kept, not removed)"),
+        "set -eu".to_string(),
+        lock(),
+        format!(
+            "if docker inspect {container} >/dev/null 2>&1; then\n  \
+               docker stop -t {grace_seconds} {container} >/dev/null\n  \
+               echo \"bgcloud: {name} stopped\"\n\
+             else\n  \
+               echo \"bgcloud: no {name} container on this instance: nothing to stop\"\n\
+             fi"
+        ),
+    ]
+}
+
+/// The lines a sleeping colour's desired state starts with: the boot loop runs the stored
+/// script as it runs any, and these end it before the launch script kept below them (what
+/// `bgcloud idle start` and a rollback run). `since`: an RFC 3339 time bgcloud wrote.
+pub fn asleep(app: &str, color: &str, since: &str) -> Vec<String> {
+    let name = format!("{app}-{color}");
+    vec![
+        "#!/bin/sh".to_string(),
+        format!(
+            "{}{since} {name} sleeps (bgcloud idle stop): `bgcloud idle start` or `bgcloud rollback` starts it",
+            crate::state::desired::STOPPED_MARK
+        ),
+        format!(
+            "echo {} >&2",
+            quote(&format!(
+                "bgcloud: {name} is stopped since {since} (bgcloud idle stop): not started"
+            ))
+        ),
+        "exit 0".to_string(),
+    ]
+}
+
 /// The script `bgcloud sync` sends to ask what runs: one line per colour container of the app,
 /// `NAME STATUS DIGEST` (docker's state and bgcloud's digest label), or `NAME missing`.
 pub fn inspect(app: &str) -> Vec<String> {

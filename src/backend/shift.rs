@@ -245,6 +245,10 @@ pub async fn apply(
                 if r.backend.rolled_back == Some(*c) {
                     r.backend.rolled_back = None;
                 }
+                // … and wakes a stopped one (the deploy launched it).
+                if r.backend.stopped.as_ref().is_some_and(|s| s.color == *c) {
+                    r.backend.stopped = None;
+                }
             }
             r.push(event.clone());
         })
@@ -267,6 +271,19 @@ async fn check_gaining(ctx: &Context, live: &Live, to: Weights, gate: Gate) -> R
     let from = live.weights();
     let gaining = Color::BOTH.into_iter().filter(|&c| to.get(c) > from.get(c));
     for color in gaining.filter(|_| gate != Gate::Checked) {
+        // Asleep: no container runs, --force or not; a rollback starts it first.
+        if let Some(s) = live
+            .record()
+            .and_then(|r| r.backend.stopped.as_ref())
+            .filter(|s| s.color == color)
+        {
+            return Err(Error::refused(format!(
+                "{color} is stopped (since {}, `bgcloud idle stop`): no container of it runs. \
+                 Start it with `bgcloud idle start` (about {:.0} s), or `bgcloud rollback`, \
+                 which starts it first",
+                s.since, s.start_seconds
+            )));
+        }
         let arn = backend.target_group_arn(color);
         let targets = match live.health.as_ref().and_then(|h| h.of(color)) {
             Some(read) => read.to_vec(),

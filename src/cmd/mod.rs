@@ -15,6 +15,7 @@ pub mod deploy;
 pub mod frontend;
 pub mod help;
 pub mod history;
+pub mod idle;
 pub mod lock;
 pub mod promote;
 pub mod rollback;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::backend::idle;
 use crate::backend::live::Live;
 use crate::backend::rollout::{self, Action};
 use crate::backend::shift::{self, Because, Gate, Shifted};
@@ -87,6 +88,7 @@ async fn locked(
             let all = Weights::all(canary);
             watch::after_shift(ctx, backend, canary, all, watch, ignore).await?;
         }
+        idle::when_due(ctx, backend).await;
         Ok(shifted)
     })
     .await

@@ -1,8 +1,10 @@
 //! `bgcloud rollback`: all traffic back to the previous stable colour, at once. The old colour's
-//! containers were kept running, so this is one listener write.
+//! containers were kept running, so this is one listener write — unless it sleeps
+//! (`bgcloud idle stop`): then it is started and judged healthy first, and the cost said up front.
 
 use std::time::Duration;
 
+use crate::backend::idle;
 use crate::backend::live::{Health, Live};
 use crate::backend::rollout::{self, Action};
 use crate::backend::shift::{self, Because, Gate, Shifted};
@@ -40,6 +42,20 @@ pub async fn run(ctx: &Context, args: &TrafficArgs) -> Result<Shifted> {
     if args.dry_run.dry_run {
         let live = Live::read(ctx).await?;
         let to = checked_target(&live, args.force.force)?;
+        if live.record().and_then(idle::asleep) == Some(to) {
+            // Started and gated before the move: the health check is the start's own.
+            let backend = ctx.config.backend()?;
+            let timeout = backend.health_timeout;
+            let woke = idle::start(ctx, backend, &live, to, timeout, true).await?;
+            let mut shifted =
+                shift::preview(ctx, &live, "rollback", Weights::all(to), Gate::Checked).await?;
+            let first = format!("first, {to} is started: {}", woke.to_string().trim_end());
+            shifted.also = Some(match shifted.also.take() {
+                Some(also) => format!("{first}; then {also}"),
+                None => first,
+            });
+            return Ok(shifted);
+        }
         return shift::preview(ctx, &live, "rollback", Weights::all(to), gate).await;
     }
     // The critical path, when production is on fire: both colours' health is read while the
@@ -58,6 +74,9 @@ async fn locked(ctx: &Context, args: &TrafficArgs, gate: Gate, wait: Duration) -
         let mut live = Live::read(ctx).await?;
         live.health = Some(health);
         let to = checked_target(&live, args.force.force)?;
+        if live.record().and_then(idle::asleep) == Some(to) {
+            live = wake(ctx, &live, to).await?;
+        }
         let shifted = shift::apply(
             ctx,
             live,
@@ -72,6 +91,34 @@ async fn locked(ctx: &Context, args: &TrafficArgs, gate: Gate, wait: Duration) -
         Ok(shifted)
     })
     .await
+}
+
+/// Starts `to`, asleep, before traffic moves to it, saying the cost first; the listener, the
+/// record and the health as they are after the start.
+async fn wake(ctx: &Context, live: &Live, to: Color) -> Result<Live> {
+    let backend = ctx.config.backend()?;
+    let from = live.weights();
+    let stopped = live.record().and_then(|r| r.backend.stopped.clone());
+    if let Some(s) = &stopped {
+        tracing::warn!(
+            "{to} is stopped (since {}, by {}): starting it first, about {:.0} s (start + health              gate); {} keeps all traffic meanwhile",
+            s.since,
+            s.by,
+            s.start_seconds,
+            live.stable()
+        );
+    }
+    idle::start(ctx, backend, live, to, backend.health_timeout, false)
+        .await
+        .map_err(|e| {
+            Error::failed(format!(
+                "rollback: {to} is stopped and could not be started: {e}
+Traffic was not                  changed ({from}). Fix the cause, then `bgcloud idle start` and `bgcloud                  rollback` again"
+            ))
+        })?;
+    let (mut live, health) = tokio::try_join!(Live::read(ctx), Health::read(ctx))?;
+    live.health = Some(health);
+    Ok(live)
 }
 
 /// [`target`], refused when it is the colour a watch rolled back (unless `force`) or already has

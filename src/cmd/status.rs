@@ -15,7 +15,7 @@ use crate::model::color::Color;
 use crate::model::digest::short_digest;
 use crate::model::stickiness::Stickiness;
 use crate::model::weights::Weights;
-use crate::state::record::SyncRecord;
+use crate::state::record::{Stopped, SyncRecord};
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -71,6 +71,9 @@ pub struct ColorStatus {
     pub deployment_id: Option<String>,
     pub deployed_at: Option<String>,
     pub deployed_by: Option<String>,
+    /// Asleep (`bgcloud idle stop`): since when, and what a rollback to it costs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stopped>,
 }
 
 pub async fn run(ctx: &Context) -> Result<Status> {
@@ -145,6 +148,10 @@ pub async fn run_cached(ctx: &Context, cache: &mut Cache) -> Result<Status> {
             deployment_id: release.map(|r| r.deployment_id.clone()),
             deployed_at: release.map(|r| r.at.clone()),
             deployed_by: release.map(|r| r.by.clone()),
+            stopped: live
+                .record()
+                .and_then(|r| r.backend.stopped.clone())
+                .filter(|s| s.color == c),
         }
     };
     Ok(Status {
@@ -197,7 +204,14 @@ impl fmt::Display for Status {
                 }
                 _ => writeln!(f, " (no deploy recorded)")?,
             }
-            if s.targets.is_empty() {
+            if let Some(stopped) = &s.stopped {
+                writeln!(
+                    f,
+                    "           {c}: stopped since {} by {} (rollback takes about {:.0} s: start \
+                     + health gate; `bgcloud idle start` starts it now)",
+                    stopped.since, stopped.by, stopped.start_seconds
+                )?;
+            } else if s.targets.is_empty() {
                 writeln!(f, "           no targets registered on port {}", s.port)?;
             }
             for t in &s.targets {

@@ -4,7 +4,8 @@
 //! is missing or stale (a stale container that serves traffic leaves its target group and
 //! drains first, one instance at a time; one of a colour that lost its traffic a moment ago
 //! waits out the drain as a deploy does) → register missing targets → health gate → record the
-//! result for `status`. Traffic is never moved.
+//! result for `status`. Traffic is never moved. A colour marked stopped (`bgcloud idle stop`) is
+//! left stopped; with `[backend] idle = "stop"` sync is also when the idle colour goes to sleep.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -51,6 +52,8 @@ pub struct Plan {
     pub desired: Vec<Wanted>,
     /// Colours never deployed: nothing to sync for them.
     pub not_deployed: Vec<Color>,
+    /// Colours asleep (`bgcloud idle stop`), with when they went to sleep: left stopped.
+    pub stopped: Vec<(Color, String)>,
     pub relaunch: Vec<Relaunch>,
     /// `(instance, colour)` whose container is right but whose target is not registered.
     pub register: Vec<(String, Color)>,
@@ -97,6 +100,13 @@ impl fmt::Display for Plan {
         }
         for c in &self.not_deployed {
             writeln!(f, "  {:<9} never deployed: nothing to sync", c.as_str())?;
+        }
+        for (c, since) in &self.stopped {
+            writeln!(
+                f,
+                "  {:<9} stopped since {since} (bgcloud idle stop): left stopped",
+                c.as_str()
+            )?;
         }
         for r in &self.relaunch {
             let how = if r.serving {
@@ -174,19 +184,27 @@ async fn plan(ctx: &Context, backend: &BackendConfig, timeout: Duration) -> Resu
     let live = Live::read(ctx).await?;
     let desired_of = |c| Desired::new(ctx.clients.buckets.clone(), &ctx.config, c);
     let (blue, green) = (desired_of(Color::Blue), desired_of(Color::Green));
-    let (instances, blue_script, green_script) =
-        tokio::try_join!(fleet::instances(ctx, backend), blue.read(), green.read(),)?;
+    let (instances, blue_script, green_script) = tokio::try_join!(
+        fleet::instances(ctx, backend),
+        blue.read_stored(),
+        green.read_stored(),
+    )?;
     let mut desired = Vec::new();
     let mut not_deployed = Vec::new();
-    for (color, object, body) in [
+    let mut stopped = Vec::new();
+    for (color, object, stored) in [
         (Color::Blue, &blue, blue_script),
         (Color::Green, &green, green_script),
     ] {
-        let Some(body) = body else {
+        let Some(stored) = stored else {
             not_deployed.push(color);
             continue;
         };
-        let script = String::from_utf8_lossy(&body).into_owned();
+        if let Some(since) = stored.stopped {
+            stopped.push((color, since));
+            continue;
+        }
+        let script = stored.script;
         let digest = desired::digest_of(&script)
             .ok_or_else(|| {
                 Error::failed(format!(
@@ -259,6 +277,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, timeout: Duration) -> Resu
         instances,
         desired,
         not_deployed,
+        stopped,
         relaunch,
         register,
         drains,
@@ -306,6 +325,8 @@ struct Repaired {
 
 async fn sync(ctx: &Context, backend: &BackendConfig, timeout: Duration) -> Result<Synced> {
     let started = Instant::now();
+    // First: a colour that should sleep ([backend] idle) is not relaunched only to be stopped.
+    crate::backend::idle::when_due(ctx, backend).await;
     let plan = plan(ctx, backend, timeout).await?;
     let mut done = Repaired::default();
     for w in &plan.desired {

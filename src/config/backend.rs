@@ -41,6 +41,8 @@ pub struct BackendConfig {
     /// How long a replaced container gets after SIGTERM to finish the requests it holds
     /// (`docker stop -t`) before it is killed; Docker's own default is 10 s.
     pub stop_grace: Duration,
+    /// What happens to the idle colour once a release has proved itself (`idle`, `idle_after`).
+    pub idle: Idle,
     pub env: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, String>,
     pub gates: GatesConfig,
@@ -52,6 +54,15 @@ pub struct BackendConfig {
     pub smoke: Vec<String>,
     /// `[backend.preview]`: a header route to the colour being prepared; None: no route.
     pub preview: Option<PreviewConfig>,
+}
+
+/// `[backend] idle`: the idle colour keeps running (instant rollback), or sleeps once the live
+/// release has held all traffic for `idle_after` (its memory back; a rollback then starts it
+/// first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    Keep,
+    Stop { after: Duration },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +110,8 @@ pub(super) struct RawBackend {
     drain_wait_max: Option<String>,
     listener_propagation: Option<String>,
     stop_grace: Option<String>,
+    idle: Option<String>,
+    idle_after: Option<String>,
     env: Option<BTreeMap<String, String>>,
     secrets: Option<BTreeMap<String, String>>,
     gates: Option<RawGates>,
@@ -158,6 +171,7 @@ impl RawBackend {
             value => c.duration_or_zero("[backend].listener_propagation", value)?,
         };
         let stop_grace = stop_grace(c, self.stop_grace)?;
+        let idle = idle(c, self.idle, self.idle_after)?;
         let env = self.env.unwrap_or_default();
         let secrets = self.secrets.unwrap_or_default();
         check_env_and_secrets(c, &env, &secrets)?;
@@ -190,6 +204,7 @@ impl RawBackend {
             drain_wait_max,
             listener_propagation,
             stop_grace,
+            idle,
             env,
             secrets,
         })
@@ -350,6 +365,32 @@ fn stop_grace(c: &Check, value: Option<String>) -> Result<Duration> {
     Ok(Duration::from_secs(
         grace.as_secs() + u64::from(grace.subsec_nanos() > 0),
     ))
+}
+
+/// `idle` and `idle_after` (default 24h; "0s": as soon as the release holds all traffic).
+fn idle(c: &Check, idle: Option<String>, after: Option<String>) -> Result<Idle> {
+    match idle.as_deref() {
+        None | Some("keep") if after.is_some() => Err(c.err(
+            "[backend].idle_after",
+            "only applies with idle = \"stop\": add idle = \"stop\" to let the idle colour \
+             sleep, or remove idle_after",
+        )),
+        None | Some("keep") => Ok(Idle::Keep),
+        Some("stop") => Ok(Idle::Stop {
+            after: match after {
+                None => Duration::from_secs(24 * 3600),
+                after => c.duration_or_zero("[backend].idle_after", after)?,
+            },
+        }),
+        Some(other) => Err(c.err(
+            "[backend].idle",
+            format_args!(
+                "is {other:?}; write \"keep\" (both colours always run: instant rollback) or \
+                 \"stop\" (the idle colour sleeps after idle_after: less memory, a rollback \
+                 starts it first)"
+            ),
+        )),
+    }
 }
 
 /// The drain wait's cap; "0s": no drain wait at all.

@@ -18,7 +18,7 @@ mod notify;
 mod preview;
 mod state;
 
-pub use backend::{release_task_argv, smoke_command, BackendConfig, Instances};
+pub use backend::{release_task_argv, smoke_command, BackendConfig, Idle, Instances};
 pub use canary::CanaryConfig;
 pub use frontend::FrontendConfig;
 pub use gates::{GatesConfig, OnInconclusive, ALB_PERIOD};
@@ -381,6 +381,42 @@ distribution_id = "E2ABCDEF"
         let e = err(&with("\"soon\""));
         assert!(
             e.contains("[backend].drain_wait_max") && e.contains("not a duration"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_idle_colour_keeps_running_unless_told_to_stop_after_a_while() {
+        let idle = |lines: &str| parse(&with_backend_line(lines)).map(|c| c.backend.unwrap().idle);
+        assert_eq!(parse(&full()).unwrap().backend.unwrap().idle, Idle::Keep);
+        assert_eq!(idle("idle = \"keep\"").unwrap(), Idle::Keep);
+        assert_eq!(
+            idle("idle = \"stop\"").unwrap(),
+            Idle::Stop {
+                after: Duration::from_secs(24 * 3600)
+            }
+        );
+        assert_eq!(
+            idle("idle = \"stop\"\nidle_after = \"0s\"").unwrap(),
+            Idle::Stop {
+                after: Duration::ZERO
+            }
+        );
+        let e = err(&with_backend_line("idle = \"sleep\""));
+        assert!(
+            e.contains("[backend].idle is \"sleep\"") && e.contains("\"stop\""),
+            "{e}"
+        );
+        let e = err(&with_backend_line("idle_after = \"2h\""));
+        assert!(
+            e.contains("[backend].idle_after only applies with idle = \"stop\""),
+            "{e}"
+        );
+        let e = err(&with_backend_line(
+            "idle = \"stop\"\nidle_after = \"a day\"",
+        ));
+        assert!(
+            e.contains("[backend].idle_after") && e.contains("not a duration"),
             "{e}"
         );
     }

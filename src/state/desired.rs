@@ -1,12 +1,52 @@
 //! The desired state: each colour's launch script as its release was recorded, kept next to the
 //! deployment record (`<prefix><app>/desired/<colour>.sh`) so that an instance that boots later
 //! runs it and serves both colours without any bgcloud command (see the module's user data).
+//! A sleeping colour's object starts with a few lines that end the script early
+//! (`script::asleep`, marked [`STOPPED_MARK`]) and keeps its launch script below them.
 
 use crate::aws::s3::object::{Condition, Object};
 use crate::aws::s3::Buckets;
 use crate::config::Config;
 use crate::error::Result;
 use crate::model::color::Color;
+
+/// The comment that marks a sleeping colour's desired state, followed by when it went to sleep.
+pub const STOPPED_MARK: &str = "# bgcloud.stopped=";
+
+/// A stored desired state, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The launch script (without the lines a sleeping colour's object starts with).
+    pub script: String,
+    /// When the colour was put to sleep; None: it runs.
+    pub stopped: Option<String>,
+}
+
+impl Stored {
+    pub fn parse(text: &str) -> Stored {
+        let mut lines = text.splitn(3, '\n');
+        let (_, mark) = (lines.next(), lines.next().unwrap_or_default());
+        let since = mark
+            .strip_prefix(STOPPED_MARK)
+            .and_then(|rest| rest.split_whitespace().next());
+        let launch = since.and_then(|_| text.split_once("\nexit 0\n").map(|(_, rest)| rest));
+        match (since, launch) {
+            (Some(since), Some(script)) => Stored {
+                script: script.to_string(),
+                stopped: Some(since.to_string()),
+            },
+            _ => Stored {
+                script: text.to_string(),
+                stopped: None,
+            },
+        }
+    }
+
+    /// The launch script as the one command SSM runs (its lines, without the final newline).
+    pub fn launch(&self) -> Vec<String> {
+        vec![self.script.trim_end_matches('\n').to_string()]
+    }
+}
 
 /// A colour's desired-state object.
 pub struct Desired {
@@ -42,6 +82,14 @@ impl Desired {
     /// The stored script, or None before the colour's first deploy.
     pub async fn read(&self) -> Result<Option<Vec<u8>>> {
         Ok(self.object.get().await?.map(|(body, _)| body))
+    }
+
+    /// The stored state, parsed; None before the colour's first deploy.
+    pub async fn read_stored(&self) -> Result<Option<Stored>> {
+        Ok(self
+            .read()
+            .await?
+            .map(|body| Stored::parse(&String::from_utf8_lossy(&body))))
     }
 
     /// Stores `script` unless the object already holds it. Conditional on the version read
@@ -92,6 +140,28 @@ pub fn key(config: &Config, color: Color) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sleeping_colours_state_keeps_its_launch_script_below_the_lines_that_end_it() {
+        let launch = "#!/bin/sh\n# bgcloud: start shop-green\nset -eu\ndocker run x\n";
+        assert_eq!(
+            Stored::parse(launch),
+            Stored {
+                script: launch.into(),
+                stopped: None
+            }
+        );
+        let asleep = format!(
+            "#!/bin/sh\n{STOPPED_MARK}2026-12-08T01:02:03Z shop-green sleeps\necho 'x' >&2\nexit 0\n{launch}"
+        );
+        let stored = Stored::parse(&asleep);
+        assert_eq!(stored.stopped.as_deref(), Some("2026-12-08T01:02:03Z"));
+        assert_eq!(stored.script, launch);
+        assert_eq!(Desired::body(&stored.launch()), launch.as_bytes());
+        // The same mark further down is not a sleeping colour's (an env value, say).
+        let later = format!("{launch}{STOPPED_MARK}x\nexit 0\n");
+        assert_eq!(Stored::parse(&later).stopped, None);
+    }
 
     #[test]
     fn the_digest_comes_from_the_label() {

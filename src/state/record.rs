@@ -75,6 +75,22 @@ pub struct BackendRecord {
     /// bgcloud turned stickiness off in a rollback; the next deploy turns it back on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stickiness_off: bool,
+    /// The idle colour, asleep (`[backend] idle = "stop"`, `bgcloud idle stop`): its containers
+    /// stopped, its targets out of its group. What `status` says and what `rollback` starts
+    /// first; the instances read the same fact from the desired state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stopped>,
+}
+
+/// A colour whose containers bgcloud stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stopped {
+    pub color: Color,
+    pub since: String,
+    pub by: String,
+    /// About how long a start takes (launch + health gate): the colour's last measured start,
+    /// else the health check's arithmetic; what a rollback then costs.
+    pub start_seconds: f64,
 }
 
 /// The stored result of a `bgcloud sync`.
@@ -108,6 +124,10 @@ pub struct Release {
     pub deployment_id: String,
     pub at: String,
     pub by: String,
+    /// How long its start took (launch + health gate), as last measured: what starting this
+    /// colour again after `bgcloud idle stop` will about cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_seconds: Option<f64>,
 }
 
 /// One entry of the history: a deploy or a traffic change.

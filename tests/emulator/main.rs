@@ -18,6 +18,7 @@ mod gates;
 mod health_gate;
 mod help;
 mod hostile;
+mod idle;
 mod install;
 mod json;
 mod localstack;

@@ -20,6 +20,7 @@ use crate::aws::{ssm, target_group};
 use crate::backend::drain;
 use crate::backend::fleet;
 use crate::backend::health_gate;
+use crate::backend::idle;
 use crate::backend::launch::{self, Launched, ReleaseTask};
 use crate::backend::live::Live;
 use crate::backend::preview;
@@ -490,6 +491,7 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         deployment_id: plan.deployment_id.clone(),
         at: now(),
         by: ctx.who.clone(),
+        start_seconds: Some((trusted_at - drained_at).as_secs_f64()),
     };
     let shift = shift::apply(
         ctx,
@@ -533,6 +535,8 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
             }
         }
     };
+    // A release that has proved itself may put the other colour to sleep ([backend] idle).
+    idle::when_due(ctx, backend).await;
     // Where traffic ended: the first shift, then each move of the rollout.
     let moves = [vec![shift.to], outcome.moves].concat();
     let timings = Timings {

@@ -1,0 +1,414 @@
+//! The idle colour asleep (`[backend] idle = "stop"`, `bgcloud idle stop|start`): its targets
+//! out of its group (drained), its containers stopped but kept, and the fact stored twice — in
+//! its desired state, which instances read (`script::asleep`: a booting instance and `sync` do
+//! not start it), and in the record, which `status` and `rollback` read. A start runs the kept
+//! launch script, registers the targets and waits for the health gate; it never moves traffic.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+use crate::aws::{ssm, target_group, targets};
+use crate::backend::drain;
+use crate::backend::fleet;
+use crate::backend::health_gate;
+use crate::backend::launch;
+use crate::backend::live::Live;
+use crate::backend::rollout::Rollout;
+use crate::backend::script;
+use crate::config::{BackendConfig, Idle};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::model::color::Color;
+use crate::state::desired::{Desired, Stored};
+use crate::state::record::{new_id, now, Event, Record, Stopped};
+
+/// What a stop or a start did (or, for `--dry-run`, would do).
+#[derive(Debug, Serialize)]
+pub struct Slept {
+    pub app: String,
+    /// "stop" or "start".
+    pub action: &'static str,
+    pub color: Color,
+    /// The colour with all traffic, untouched.
+    pub live: Color,
+    pub instances: Vec<String>,
+    /// Targets taken out of (stop) or put in (start) the colour's group.
+    pub targets: Vec<String>,
+    /// When the colour went to sleep (stop; a start: when it had).
+    pub since: Option<String>,
+    /// About how long a start takes: what a rollback costs while it sleeps.
+    pub start_seconds: f64,
+    /// It already was as asked: nothing was done.
+    pub already: bool,
+    pub dry_run: bool,
+    pub seconds: f64,
+}
+
+impl fmt::Display for Slept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (c, live) = (self.color, self.live);
+        let cost = format!("about {:.0} s: start + health gate", self.start_seconds);
+        match (self.action, self.already, self.dry_run) {
+            ("stop", true, _) => writeln!(
+                f,
+                "{c} is already stopped (since {}); a rollback starts it first ({cost})",
+                self.since.as_deref().unwrap_or("?")
+            ),
+            ("stop", false, true) => writeln!(
+                f,
+                "idle stop plan for {} (dry run: nothing changed): {c}'s targets ({}) out of its \
+                 group and drained, its desired state marked stopped, its container stopped (kept) \
+                 on {}; {live} keeps all traffic. A rollback would then start {c} first ({cost})",
+                self.app,
+                list(&self.targets),
+                list(&self.instances)
+            ),
+            ("stop", false, false) => writeln!(
+                f,
+                "{c} stopped on {} instance(s) in {:.1} s: {} target(s) out of its group, \
+                 containers kept; {live} keeps all traffic. A rollback now starts {c} first \
+                 ({cost}); `bgcloud idle start` starts it without moving traffic",
+                self.instances.len(),
+                self.seconds,
+                self.targets.len()
+            ),
+            (_, true, _) => writeln!(f, "{c} is not stopped: nothing to start"),
+            (_, false, true) => writeln!(
+                f,
+                "idle start plan for {} (dry run: nothing changed): {c} (stopped since {}) \
+                 launched on {}, registered and judged healthy ({cost}); traffic untouched",
+                self.app,
+                self.since.as_deref().unwrap_or("?"),
+                list(&self.instances)
+            ),
+            (_, false, false) => writeln!(
+                f,
+                "{c} started on {} instance(s) and judged healthy in {:.1} s; traffic untouched \
+                 ({live} keeps all of it)",
+                self.instances.len(),
+                self.seconds
+            ),
+        }
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// The colour a stop would put to sleep: the one without traffic while the other has all of it
+/// and no rollout is under way; refused otherwise (exit 2, nothing changed).
+pub fn idle_color(live: &Live, rollout: Option<&Rollout>) -> Result<Color> {
+    if let Some(canary) = live.canary() {
+        return Err(Error::refused(format!(
+            "a canary is in progress ({}, canary {canary}): both colours serve traffic. Finish \
+             it with `bgcloud promote` or undo it with `bgcloud rollback` first",
+            live.weights()
+        )));
+    }
+    if let Some(r) = rollout {
+        return Err(Error::refused(format!(
+            "a rollout is under way ({r}): its colour is still being judged. Let it end first \
+             (`bgcloud status` shows it)"
+        )));
+    }
+    Ok(live.stable().other())
+}
+
+/// When `[backend] idle = "stop"` says the idle colour should sleep now: all traffic on the
+/// other colour for at least `after` (by the record's last change of weights, which must
+/// describe the listener), no rollout under way, the idle colour deployed and not asleep.
+pub fn due(
+    live: &Live,
+    rollout: Option<&Rollout>,
+    after: Duration,
+    now: SystemTime,
+) -> Option<Color> {
+    let record = live.record().filter(|_| live.record_matches())?;
+    let color = idle_color(live, rollout).ok()?;
+    if record.backend.release(color).is_none() || asleep(record) == Some(color) {
+        return None;
+    }
+    let (_, lost) = drain::lost_traffic(&record.history, color)?;
+    (now.duration_since(lost).unwrap_or(Duration::ZERO) >= after).then_some(color)
+}
+
+/// The colour the record says is asleep.
+pub fn asleep(record: &Record) -> Option<Color> {
+    record.backend.stopped.as_ref().map(|s| s.color)
+}
+
+/// After a deploy, a promote or a sync (holding the lock): puts the idle colour to sleep when
+/// `[backend] idle` says it is time. A failure is reported, not the command's: what it did
+/// stands, and the next one tries again.
+pub async fn when_due(ctx: &Context, backend: &BackendConfig) {
+    let Idle::Stop { after } = backend.idle else {
+        return;
+    };
+    let read = tokio::try_join!(Live::read(ctx), crate::backend::rollout::load(ctx));
+    let (live, rollout) = match read {
+        Ok(read) => read,
+        Err(e) => return tracing::warn!("idle: could not read what is live ({e})"),
+    };
+    let Some(color) = due(&live, rollout.as_ref(), after, SystemTime::now()) else {
+        return;
+    };
+    tracing::info!(
+        "idle: {color} has had no traffic for at least {} (idle_after): stopping it",
+        humantime::format_duration(after)
+    );
+    match stop(ctx, backend, &live, color, false).await {
+        Ok(slept) => tracing::info!("idle: {}", slept.to_string().trim_end()),
+        Err(e) => tracing::warn!(
+            "idle: stopping {color} failed ({e}); traffic is unchanged. Run `bgcloud idle stop` \
+             to try again"
+        ),
+    }
+}
+
+/// The colour's stored desired state, refused when it was never deployed.
+async fn stored(ctx: &Context, color: Color) -> Result<(Desired, Stored)> {
+    let desired = Desired::new(ctx.clients.buckets.clone(), &ctx.config, color);
+    match desired.read_stored().await? {
+        Some(s) => Ok((desired, s)),
+        None => Err(Error::refused(format!(
+            "{color} was never deployed ({} is missing): there is nothing to stop or start",
+            desired.location()
+        ))),
+    }
+}
+
+/// About how long starting `color` takes: its last measured start, else the health check's
+/// arithmetic and 10 s for SSM and the container.
+fn start_estimate(live: &Live, check: &target_group::HealthCheck, color: Color) -> f64 {
+    live.record()
+        .and_then(|r| r.backend.release(color))
+        .and_then(|r| r.start_seconds)
+        .unwrap_or_else(|| (check.judge_time() + Duration::from_secs(10)).as_secs_f64())
+}
+
+/// Puts `color` (with no traffic) to sleep: waits out what is left of its drain, takes its
+/// targets out of its group and waits until they are gone, marks its desired state stopped
+/// (from then on no instance starts it), stops its containers and records it. Again on a
+/// colour that sleeps: finishes what an interrupted stop left, keeping when it went to sleep.
+pub async fn stop(
+    ctx: &Context,
+    backend: &BackendConfig,
+    live: &Live,
+    color: Color,
+    dry_run: bool,
+) -> Result<Slept> {
+    let started = Instant::now();
+    let arn = backend.target_group_arn(color);
+    let group = [arn];
+    let port = i32::from(backend.port(color));
+    let ((desired, stored), instances, registered, mut checks) = tokio::try_join!(
+        stored(ctx, color),
+        fleet::instances(ctx, backend),
+        targets::targets(&ctx.clients.elb, arn),
+        target_group::health_checks(&ctx.clients.elb, &group),
+    )?;
+    let start_seconds = start_estimate(live, &checks.remove(0), color);
+    let ours: Vec<String> = registered
+        .iter()
+        .filter(|t| t.port == Some(port) && t.state != "draining")
+        .map(|t| t.id.clone())
+        .collect();
+    let recorded = live.record().and_then(|r| r.backend.stopped.clone());
+    let mut slept = Slept {
+        app: ctx.config.app.clone(),
+        action: "stop",
+        color,
+        live: color.other(),
+        instances: instances.clone(),
+        targets: ours.iter().map(|id| format!("{id}:{port}")).collect(),
+        since: stored.stopped.clone(),
+        start_seconds,
+        already: stored.stopped.is_some()
+            && ours.is_empty()
+            && recorded.as_ref().is_some_and(|s| s.color == color),
+        dry_run,
+        seconds: 0.0,
+    };
+    if slept.already || dry_run {
+        return Ok(slept);
+    }
+    ssm::check_agents(&ctx.clients.ssm, &instances).await?;
+
+    // Requests the nodes still route by the weights before the colour lost its traffic, then
+    // requests already on its targets (a tester's preview request): none is cut off.
+    if let Some(wait) = drain::for_color(ctx, backend, live, color).await? {
+        tracing::info!("draining: {wait}");
+        tokio::time::sleep(wait.left()).await;
+    }
+    if !ours.is_empty() {
+        let out: Vec<(String, Option<i32>)> =
+            ours.iter().map(|id| (id.clone(), Some(port))).collect();
+        targets::deregister(&ctx.clients.elb, arn, &out).await?;
+        let delay = target_group::deregistration_delay(&ctx.clients.elb, arn).await?;
+        let cap = backend.drain_wait_max.map_or(delay, |cap| delay.min(cap));
+        tracing::info!(
+            "{color}: {} target(s) out of its group; draining (at most {})",
+            ours.len(),
+            humantime::format_duration(cap)
+        );
+        // One after another: all were taken out at once, so the first wait is the drain and
+        // the others find their target gone.
+        for id in &ours {
+            drain::until_deregistered(ctx, arn, id, port, cap, backend.poll_interval).await;
+        }
+    }
+
+    // Marked before any container stops: an instance booting from now on leaves it stopped.
+    let since = stored.stopped.clone().unwrap_or_else(now);
+    let body = [
+        script::asleep(&ctx.config.app, color.as_str(), &since),
+        stored.launch(),
+    ]
+    .concat();
+    desired.write(&body).await?;
+    let by = ctx.who.clone();
+    let mark = Stopped {
+        color,
+        since: since.clone(),
+        by: by.clone(),
+        start_seconds,
+    };
+    ctx.store()
+        .update(None, |r| {
+            r.backend.stopped = Some(mark.clone());
+            r.push(event("idle-stop", color, &by));
+        })
+        .await?;
+
+    let grace = backend.stop_grace.as_secs();
+    ssm::run(
+        &ctx.clients.ssm,
+        &ctx.in_flight,
+        &instances,
+        launch::sent(script::stop(&ctx.config.app, color.as_str(), grace)),
+        ssm::Step {
+            what: "the stop command",
+            comment: &format!("bgcloud idle stop {}: {color}", ctx.config.app),
+            on_timeout: "check the instance's SSM agent and Docker, then run `bgcloud idle stop` \
+                         again",
+        },
+        backend.poll_interval,
+        Instant::now() + Duration::from_secs(120) + backend.stop_grace,
+    )
+    .await
+    .map_err(|e| {
+        Error::failed(format!(
+            "{e}\n{color} is marked stopped and out of its group (no traffic reaches it); its \
+             container may still run on the instances above. Run `bgcloud idle stop` again"
+        ))
+    })?;
+    slept.since = Some(since);
+    slept.seconds = started.elapsed().as_secs_f64();
+    Ok(slept)
+}
+
+/// Wakes `color`: runs its kept launch script on every instance, registers its targets and waits
+/// for the health gate (by `deadline`), then marks its desired state running and records the
+/// start. Traffic is not moved. A colour that does not sleep: `already`, nothing done.
+pub async fn start(
+    ctx: &Context,
+    backend: &BackendConfig,
+    live: &Live,
+    color: Color,
+    timeout: Duration,
+    dry_run: bool,
+) -> Result<Slept> {
+    let started = Instant::now();
+    let group = [backend.target_group_arn(color)];
+    let ((desired, stored), instances, mut checks) = tokio::try_join!(
+        stored(ctx, color),
+        fleet::instances(ctx, backend),
+        target_group::health_checks(&ctx.clients.elb, &group),
+    )?;
+    let check = checks.remove(0);
+    let recorded = live.record().and_then(|r| r.backend.stopped.clone());
+    let marked = recorded.as_ref().filter(|s| s.color == color);
+    let mut slept = Slept {
+        app: ctx.config.app.clone(),
+        action: "start",
+        color,
+        live: live.stable(),
+        instances: instances.clone(),
+        targets: Vec::new(),
+        since: stored
+            .stopped
+            .clone()
+            .or_else(|| marked.map(|s| s.since.clone())),
+        start_seconds: marked
+            .map_or_else(|| start_estimate(live, &check, color), |s| s.start_seconds),
+        already: stored.stopped.is_none() && marked.is_none(),
+        dry_run,
+        seconds: 0.0,
+    };
+    if slept.already || dry_run {
+        return Ok(slept);
+    }
+    ssm::check_agents(&ctx.clients.ssm, &instances).await?;
+    tracing::info!(
+        "starting {color} (stopped since {}): about {:.0} s (start + health gate)",
+        slept.since.as_deref().unwrap_or("?"),
+        slept.start_seconds
+    );
+    let deadline = Instant::now() + timeout;
+    let launched = launch::launch(
+        ctx,
+        backend,
+        &instances,
+        stored.launch(),
+        &format!("bgcloud idle start {}: {color}", ctx.config.app),
+        deadline,
+    )
+    .await?;
+    // Its targets were taken out by bgcloud's own stop: registering them again while they still
+    // drain is this colour's doing, not an Auto Scaling group's.
+    let retaken: BTreeSet<String> = instances.iter().cloned().collect();
+    let states =
+        health_gate::gate(ctx, backend, color, &check, launched, &retaken, deadline).await?;
+    health_gate::all_launched(color.as_str(), backend.port(color), &states, &instances)?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    desired.write(&stored.launch()).await?;
+    let by = ctx.who.clone();
+    ctx.store()
+        .update(None, |r| {
+            r.backend.stopped = None;
+            if let Some(release) = match color {
+                Color::Blue => r.backend.blue.as_mut(),
+                Color::Green => r.backend.green.as_mut(),
+            } {
+                release.start_seconds = Some(seconds);
+            }
+            r.push(event("idle-start", color, &by));
+        })
+        .await?;
+    slept.targets = instances
+        .iter()
+        .map(|id| format!("{id}:{}", backend.port(color)))
+        .collect();
+    slept.seconds = seconds;
+    Ok(slept)
+}
+
+fn event(kind: &str, color: Color, by: &str) -> Event {
+    Event {
+        id: new_id(),
+        kind: kind.to_string(),
+        at: now(),
+        by: by.to_string(),
+        color: Some(color),
+        ..Event::default()
+    }
+}
