@@ -43,6 +43,13 @@ pub struct Wanted {
     script: String,
 }
 
+/// A colour asleep, and since when.
+#[derive(Debug, Serialize)]
+pub struct Asleep {
+    pub color: Color,
+    pub since: String,
+}
+
 /// What sync found (`--dry-run`) and will do.
 #[derive(Debug, Serialize)]
 pub struct Plan {
@@ -52,8 +59,8 @@ pub struct Plan {
     pub desired: Vec<Wanted>,
     /// Colours never deployed: nothing to sync for them.
     pub not_deployed: Vec<Color>,
-    /// Colours asleep (`bgcloud idle stop`), with when they went to sleep: left stopped.
-    pub stopped: Vec<(Color, String)>,
+    /// Colours asleep (`bgcloud idle stop`): left stopped.
+    pub stopped: Vec<Asleep>,
     pub relaunch: Vec<Relaunch>,
     /// `(instance, colour)` whose container is right but whose target is not registered.
     pub register: Vec<(String, Color)>,
@@ -101,11 +108,12 @@ impl fmt::Display for Plan {
         for c in &self.not_deployed {
             writeln!(f, "  {:<9} never deployed: nothing to sync", c.as_str())?;
         }
-        for (c, since) in &self.stopped {
+        for a in &self.stopped {
             writeln!(
                 f,
-                "  {:<9} stopped since {since} (bgcloud idle stop): left stopped",
-                c.as_str()
+                "  {:<9} stopped since {} (bgcloud idle stop): left stopped",
+                a.color.as_str(),
+                a.since
             )?;
         }
         for r in &self.relaunch {
@@ -201,7 +209,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, timeout: Duration) -> Resu
             continue;
         };
         if let Some(since) = stored.stopped {
-            stopped.push((color, since));
+            stopped.push(Asleep { color, since });
             continue;
         }
         let script = stored.script;

@@ -94,9 +94,15 @@ async fn each_commands_json_has_the_fields_its_documented_example_shows() {
             "bgcloud frontend prune",
             vec!["frontend", "prune", "--keep", "1"],
         ),
+        (
+            "bgcloud idle stop --dry-run",
+            vec!["idle", "stop", "--dry-run"],
+        ),
+        ("bgcloud idle stop", vec!["idle", "stop"]),
+        ("bgcloud idle start", vec!["idle", "start"]),
         ("an error", vec!["deploy", "--image", "no-such-tag"]),
     ];
-    // The frontend rollback needs a second release first.
+    // The frontend rollback needs a second release first, the idle commands a second colour.
     let mut seen = BTreeMap::new();
     for (name, args) in &runs {
         if *name == "bgcloud frontend releases" {
@@ -104,6 +110,10 @@ async fn each_commands_json_has_the_fields_its_documented_example_shows() {
                 .ok();
             let out = fx.bgcloud(&["frontend", "rollback"]).json();
             seen.insert("bgcloud frontend rollback".to_string(), out);
+        }
+        if *name == "bgcloud idle stop --dry-run" {
+            // Both colours deployed: the idle one has something to stop.
+            fx.bgcloud(&["deploy", "--image", "v2"]).ok();
         }
         let out = fx
             .bgcloud(&[&args[..], &["--output", "json"]].concat())

@@ -1300,3 +1300,71 @@ async fn the_first_deploy_adopts_a_plain_listener_under_load_without_a_failed_re
     let (code, out) = lane.on_instance(0, &format!("docker inspect {app}-blue"));
     assert_ne!(code, 0, "bgcloud started no blue container: {out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real-instance lane: run scripts/test-real"]
+async fn a_rollback_to_a_stopped_idle_colour_starts_it_first_under_load_without_a_failed_request()
+{
+    let (fx, lane) = Fixture::lane_on((8151, 8152)).await;
+    let app_path = lane.lane["app_path"].as_str().unwrap().to_string();
+    let app = fx.stack.spec.name.clone();
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green
+    fx.bgcloud(&["deploy", "--image", "v2"]).ok(); // blue live
+    lane.wait_serving(&app_path, "v2");
+
+    // Green sleeps: its real containers stopped, not removed.
+    fx.bgcloud(&["idle", "stop"]).ok();
+    let status = |index: usize| {
+        lane.on_instance(
+            index,
+            &format!("docker inspect -f '{{{{.State.Status}}}}' {app}-green"),
+        )
+    };
+    for index in 0..fx.stack.instance_ids.len() {
+        let (code, out) = status(index);
+        assert_eq!((code, out.trim()), (0, "exited"), "instance {index}");
+    }
+    // A replaced instance (no green container) runs the module's boot loop for green: the stored
+    // desired state leaves it stopped.
+    lane.on_instance(1, &format!("docker rm -f {app}-green"));
+    let scratch = tempfile::tempdir().unwrap();
+    let only_green = module_boot_loop(&fx, scratch.path())
+        .replace("for color in blue green; do", "for color in green; do");
+    assert!(only_green.contains("for color in green; do"), "{only_green}");
+    let (code, out) = lane.on_instance(1, &(boot_env(&lane, "") + &only_green));
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = status(1);
+    assert_ne!(code, 0, "the boot loop started the sleeping colour: {out}");
+
+    // The rollback starts green, gates it, then moves the users, who never see a failure.
+    let load = Load::start(lane.alb_port, &app_path, 100.0, 6);
+    std::thread::sleep(Duration::from_secs(2));
+    let started = now();
+    let out = fx.bgcloud(&["rollback"]).ok();
+    let took = now() - started;
+    out.assert_stderr_has("green is stopped (since");
+    out.assert_stderr_has("starting it first, about");
+    fx.assert_weights(0, 100).await;
+    lane.wait_serving(&app_path, "v1");
+    std::thread::sleep(Duration::from_secs(1));
+    let samples = load.stop();
+
+    let log = lane.alb_log(&fx, started - 4.0);
+    let failed_blue = failed_on(&log, &group_name(&fx.stack.blue_target_group_arn));
+    let failed_green = failed_on(&log, &group_name(&fx.stack.green_target_group_arn));
+    let not_ok: Vec<&Sample> = samples.iter().filter(|s| s.status != 200).collect();
+    println!(
+        "idle: rollback from a stopped colour in {took:.1} s, {} requests, {} failed \
+         ({failed_blue} on blue and {failed_green} on green by the ALB's log)",
+        samples.len(),
+        not_ok.len()
+    );
+    assert!(samples.len() >= 100, "{} requests", samples.len());
+    assert!(not_ok.is_empty(), "{:?}", &not_ok[..not_ok.len().min(10)]);
+    assert_eq!((failed_blue, failed_green), (0, 0));
+    assert_eq!(samples[0].version.as_deref(), Some("v2"));
+    assert_eq!(samples.last().unwrap().version.as_deref(), Some("v1"));
+    for index in 0..fx.stack.instance_ids.len() {
+        assert_eq!(status(index).1.trim(), "running", "instance {index}");
+    }
+}
