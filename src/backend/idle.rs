@@ -22,6 +22,7 @@ use crate::config::{BackendConfig, Idle};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::color::Color;
+use crate::model::weights::Weights;
 use crate::state::desired::{Desired, Stored};
 use crate::state::record::{new_id, now, Event, Record, Stopped};
 
@@ -122,17 +123,22 @@ pub fn idle_color(live: &Live, rollout: Option<&Rollout>) -> Result<Color> {
     Ok(live.stable().other())
 }
 
-/// When `[backend] idle = "stop"` says the idle colour should sleep now: all traffic on the
-/// other colour for at least `after` (by the record's last change of weights, which must
-/// describe the listener), no rollout under way, the idle colour deployed and not asleep.
+/// When `[backend] idle = "stop"` says the idle colour should sleep now: one colour has all of
+/// `weights` (the listener's) for at least `after` by the record's last change of weights (the
+/// record must describe the listener), no rollout is under way, and the other colour was deployed
+/// and is not asleep already.
 pub fn due(
-    live: &Live,
+    weights: Weights,
+    record: Option<&Record>,
     rollout: Option<&Rollout>,
     after: Duration,
     now: SystemTime,
 ) -> Option<Color> {
-    let record = live.record().filter(|_| live.record_matches())?;
-    let color = idle_color(live, rollout).ok()?;
+    let record = record.filter(|r| r.backend.weights == Some(weights))?;
+    if rollout.is_some() {
+        return None;
+    }
+    let color = Color::BOTH.into_iter().find(|&c| weights.get(c) == 0)?;
     if record.backend.release(color).is_none() || asleep(record) == Some(color) {
         return None;
     }
@@ -157,7 +163,8 @@ pub async fn when_due(ctx: &Context, backend: &BackendConfig) {
         Ok(read) => read,
         Err(e) => return tracing::warn!("idle: could not read what is live ({e})"),
     };
-    let Some(color) = due(&live, rollout.as_ref(), after, SystemTime::now()) else {
+    let now = SystemTime::now();
+    let Some(color) = due(live.weights(), live.record(), rollout.as_ref(), after, now) else {
         return;
     };
     tracing::info!(
@@ -410,5 +417,81 @@ fn event(kind: &str, color: Color, by: &str) -> Event {
         by: by.to_string(),
         color: Some(color),
         ..Event::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::record::Release;
+
+    const T0: &str = "2026-12-08T10:00:00Z";
+
+    /// Green deployed, then all traffic moved to blue at T0 (green lost it then).
+    fn record() -> Record {
+        let mut r = Record::default();
+        r.backend.weights = Some(Weights::all(Color::Blue));
+        r.backend.green = Some(Release {
+            image: "v1".into(),
+            digest: "sha256:1".into(),
+            deployment_id: "d1".into(),
+            at: T0.into(),
+            by: "me".into(),
+            start_seconds: None,
+        });
+        r.push(Event {
+            kind: "deploy".into(),
+            at: T0.into(),
+            from: Some(Weights::all(Color::Green)),
+            to: Some(Weights::all(Color::Blue)),
+            ..Event::default()
+        });
+        r
+    }
+
+    fn at(offset: u64) -> SystemTime {
+        humantime::parse_rfc3339(T0).unwrap() + Duration::from_secs(offset)
+    }
+
+    #[test]
+    fn the_idle_colour_sleeps_once_the_live_one_has_held_all_traffic_for_idle_after() {
+        let (blue, r, hour) = (
+            Weights::all(Color::Blue),
+            record(),
+            Duration::from_secs(3600),
+        );
+        // Times are recorded to the second: counted from the end of that second.
+        assert_eq!(due(blue, Some(&r), None, hour, at(3600)), None);
+        assert_eq!(
+            due(blue, Some(&r), None, hour, at(3601)),
+            Some(Color::Green)
+        );
+        assert_eq!(
+            due(blue, Some(&r), None, Duration::ZERO, at(1)),
+            Some(Color::Green)
+        );
+        // Not while a rollout is under way, nor during a canary, nor on a listener changed
+        // outside bgcloud, nor without a record.
+        let rollout = Rollout::default();
+        assert_eq!(due(blue, Some(&r), Some(&rollout), hour, at(9999)), None);
+        let split = Weights::split(Color::Green, 10);
+        let mut canary = r.clone();
+        canary.backend.weights = Some(split);
+        assert_eq!(due(split, Some(&canary), None, hour, at(9999)), None);
+        let green = Weights::all(Color::Green);
+        assert_eq!(due(green, Some(&r), None, hour, at(9999)), None);
+        assert_eq!(due(blue, None, None, hour, at(9999)), None);
+        // Not a colour never deployed, nor one that already sleeps.
+        let mut never = r.clone();
+        never.backend.green = None;
+        assert_eq!(due(blue, Some(&never), None, hour, at(9999)), None);
+        let mut asleep = r.clone();
+        asleep.backend.stopped = Some(Stopped {
+            color: Color::Green,
+            since: T0.into(),
+            by: "me".into(),
+            start_seconds: 40.0,
+        });
+        assert_eq!(due(blue, Some(&asleep), None, hour, at(9999)), None);
     }
 }

@@ -1303,8 +1303,7 @@ async fn the_first_deploy_adopts_a_plain_listener_under_load_without_a_failed_re
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the real-instance lane: run scripts/test-real"]
-async fn a_rollback_to_a_stopped_idle_colour_starts_it_first_under_load_without_a_failed_request()
-{
+async fn a_rollback_to_a_stopped_idle_colour_starts_it_first_under_load_without_a_failed_request() {
     let (fx, lane) = Fixture::lane_on((8151, 8152)).await;
     let app_path = lane.lane["app_path"].as_str().unwrap().to_string();
     let app = fx.stack.spec.name.clone();
@@ -1330,7 +1329,10 @@ async fn a_rollback_to_a_stopped_idle_colour_starts_it_first_under_load_without_
     let scratch = tempfile::tempdir().unwrap();
     let only_green = module_boot_loop(&fx, scratch.path())
         .replace("for color in blue green; do", "for color in green; do");
-    assert!(only_green.contains("for color in green; do"), "{only_green}");
+    assert!(
+        only_green.contains("for color in green; do"),
+        "{only_green}"
+    );
     let (code, out) = lane.on_instance(1, &(boot_env(&lane, "") + &only_green));
     assert_eq!(code, 0, "{out}");
     let (code, out) = status(1);
