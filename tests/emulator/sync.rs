@@ -64,15 +64,7 @@ pub(crate) async fn restart_blue_with_v1(fx: &Fixture, instance: &str) {
     let stale = String::from_utf8(blue)
         .unwrap()
         .replace(&fx.stack.images["v2"], &fx.stack.images["v1"]);
-    fx.aws
-        .ssm
-        .send_command()
-        .document_name("AWS-RunShellScript")
-        .instance_ids(instance)
-        .parameters("commands", vec![stale])
-        .send()
-        .await
-        .unwrap();
+    fx.send_script(instance, vec![stale]).await;
 }
 
 /// The state of `id`'s target in the group, read with the test's own client.

@@ -456,6 +456,21 @@ async fn a_reader_never_sees_a_broken_page_through_five_releases_and_a_rollback(
     }
 }
 
+/// Requests that failed on (blue, green) by the ALB data plane's log since `since`: every
+/// failure, whoever made it (an ELB-made 502/503/504 carries no app version).
+fn failed_per_colour(
+    fx: &Fixture,
+    lane: &crate::support::lane::LaneStack,
+    since: f64,
+) -> (usize, usize) {
+    let log = lane.alb_log(fx, since);
+    let on = |arn: &str| failed_on(&log, &group_name(arn));
+    (
+        on(&fx.stack.blue_target_group_arn),
+        on(&fx.stack.green_target_group_arn),
+    )
+}
+
 /// A lane stack whose error gate judges 5-second periods (the lane ALB publishes every 5 s,
 /// support::lane), with v1 deployed to green and served by the data plane.
 async fn gated_with_v1_live(ports: (u16, u16)) -> (Fixture, crate::support::lane::LaneStack) {
@@ -505,9 +520,7 @@ async fn a_canary_failing_its_business_path_is_rolled_back_by_the_5xx_gate() {
     };
     // Every failure counts, whoever made it: per colour from the load balancer's log (an
     // ELB-made 502/503/504 carries no app version), and as the client saw it.
-    let log = lane.alb_log(&fx, started - 4.0);
-    let stable_failed = failed_on(&log, &group_name(&fx.stack.green_target_group_arn));
-    let canary_failed = failed_on(&log, &group_name(&fx.stack.blue_target_group_arn));
+    let (canary_failed, stable_failed) = failed_per_colour(&fx, &lane, started - 4.0);
     let lost = samples.iter().filter(|s| s.status == 0).count();
     let canary = on("badpath").count();
     let not_badpaths = samples
@@ -1275,9 +1288,7 @@ async fn the_first_deploy_adopts_a_plain_listener_under_load_without_a_failed_re
     std::thread::sleep(Duration::from_secs(1));
     let samples = load.stop();
 
-    let log = lane.alb_log(&fx, started - 4.0);
-    let failed_blue = failed_on(&log, &group_name(&fx.stack.blue_target_group_arn));
-    let failed_green = failed_on(&log, &group_name(&fx.stack.green_target_group_arn));
+    let (failed_blue, failed_green) = failed_per_colour(&fx, &lane, started - 4.0);
     let not_ok: Vec<&Sample> = samples.iter().filter(|s| s.status != 200).collect();
     let versions: std::collections::BTreeSet<Option<&str>> =
         samples.iter().map(|s| s.version.as_deref()).collect();
@@ -1351,9 +1362,7 @@ async fn a_rollback_to_a_stopped_idle_colour_starts_it_first_under_load_without_
     std::thread::sleep(Duration::from_secs(1));
     let samples = load.stop();
 
-    let log = lane.alb_log(&fx, started - 4.0);
-    let failed_blue = failed_on(&log, &group_name(&fx.stack.blue_target_group_arn));
-    let failed_green = failed_on(&log, &group_name(&fx.stack.green_target_group_arn));
+    let (failed_blue, failed_green) = failed_per_colour(&fx, &lane, started - 4.0);
     let not_ok: Vec<&Sample> = samples.iter().filter(|s| s.status != 200).collect();
     println!(
         "idle: rollback from a stopped colour in {took:.1} s, {} requests, {} failed \

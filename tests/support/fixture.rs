@@ -44,7 +44,7 @@ impl Fixture {
         // bgcloud signs with its own key, the test's own SDK calls with another: the emulator's
         // request log for `access_key` is then exactly what bgcloud did.
         let access_key = format!("AKID{}", name.to_uppercase());
-        let aws = clients(&format!("AKIDSETUP{}", name.to_uppercase())).await;
+        let aws = clients(&own_key(&name)).await;
         let stack = Stack::create(&aws, spec)
             .await
             .expect("create the test stack");
@@ -62,6 +62,11 @@ impl Fixture {
             dir,
             config,
         }
+    }
+
+    /// The access key the test's own SDK calls sign with (not bgcloud's).
+    pub fn own_key(&self) -> String {
+        own_key(&self.stack.spec.name)
     }
 
     /// Rewrites the config file.
@@ -541,6 +546,22 @@ impl Fixture {
             .unwrap();
     }
 
+    /// Sends `lines` to `instance` through SSM with the test's own client (as a person or
+    /// another tool would, not bgcloud); the command's id.
+    pub async fn send_script(&self, instance: &str, lines: Vec<String>) -> String {
+        let sent = self
+            .aws
+            .ssm
+            .send_command()
+            .document_name("AWS-RunShellScript")
+            .instance_ids(instance)
+            .parameters("commands", lines)
+            .send()
+            .await
+            .unwrap();
+        sent.command().unwrap().command_id().unwrap().to_string()
+    }
+
     /// A new running instance, tagged as the app's (`bgcloud:app`) or not; its id.
     pub async fn run_instance(&self, of_the_app: bool) -> String {
         let mut run = self
@@ -637,4 +658,9 @@ impl Bare {
 /// A request (access key, action) that writes something other than the deployment lock.
 fn is_write_but_lock((_, action): &(String, String)) -> bool {
     !is_read(action) && !action.ends_with("/lock.json")
+}
+
+/// The key a test's own SDK calls sign with, for the stack named `name`.
+fn own_key(name: &str) -> String {
+    format!("AKIDSETUP{}", name.to_uppercase())
 }
