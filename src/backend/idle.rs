@@ -152,32 +152,46 @@ pub fn asleep(record: &Record) -> Option<Color> {
 }
 
 /// After a deploy, a promote or a sync (holding the lock): puts the idle colour to sleep when
-/// `[backend] idle` says it is time. A failure is reported, not the command's: what it did
-/// stands, and the next one tries again.
-pub async fn when_due(ctx: &Context, backend: &BackendConfig) {
+/// `[backend] idle` says it is time, and says what it did (part of the command's result). A
+/// failure is a warning, not the command's: what the command did stands, and the next one tries
+/// again.
+pub async fn when_due(ctx: &Context, backend: &BackendConfig) -> Option<Slept> {
+    let (color, live) = due_now(ctx, backend).await?;
+    if let Idle::Stop { after } = backend.idle {
+        tracing::info!(
+            "idle: {color} has had no traffic for at least {} (idle_after): it sleeps now",
+            humantime::format_duration(after)
+        );
+    }
+    match stop(ctx, backend, &live, color, false).await {
+        Ok(slept) => Some(slept),
+        Err(e) => {
+            tracing::warn!(
+                "idle: stopping {color} failed ({e}); traffic is unchanged. Run `bgcloud idle \
+                 stop` to try again"
+            );
+            None
+        }
+    }
+}
+
+/// The colour `[backend] idle` would put to sleep now ([`due`] on what is live), and what
+/// is live; None with `idle = "keep"` or when what is live cannot be read (a warning).
+pub async fn due_now(ctx: &Context, backend: &BackendConfig) -> Option<(Color, Live)> {
     let Idle::Stop { after } = backend.idle else {
-        return;
+        return None;
     };
     let read = tokio::try_join!(Live::read(ctx), crate::backend::rollout::load(ctx));
     let (live, rollout) = match read {
         Ok(read) => read,
-        Err(e) => return tracing::warn!("idle: could not read what is live ({e})"),
+        Err(e) => {
+            tracing::warn!("idle: could not read what is live ({e})");
+            return None;
+        }
     };
     let now = SystemTime::now();
-    let Some(color) = due(live.weights(), live.record(), rollout.as_ref(), after, now) else {
-        return;
-    };
-    tracing::info!(
-        "idle: {color} has had no traffic for at least {} (idle_after): stopping it",
-        humantime::format_duration(after)
-    );
-    match stop(ctx, backend, &live, color, false).await {
-        Ok(slept) => tracing::info!("idle: {}", slept.to_string().trim_end()),
-        Err(e) => tracing::warn!(
-            "idle: stopping {color} failed ({e}); traffic is unchanged. Run `bgcloud idle stop` \
-             to try again"
-        ),
-    }
+    let color = due(live.weights(), live.record(), rollout.as_ref(), after, now)?;
+    Some((color, live))
 }
 
 /// The colour's stored desired state, refused when it was never deployed.

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::aws::listener;
 use crate::aws::targets;
+use crate::backend::idle::Slept;
 use crate::backend::live::Live;
 use crate::backend::rollout;
 use crate::config::BackendConfig;
@@ -42,6 +43,9 @@ pub struct Shifted {
     /// write; a paused rollout accepted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub also: Option<String>,
+    /// The idle colour put to sleep after the change (`[backend] idle = "stop"`, promote).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle: Option<Slept>,
 }
 
 impl Shifted {
@@ -61,6 +65,7 @@ impl Shifted {
             warning: None,
             dry_run: false,
             also: None,
+            idle: None,
         }
     }
 }
@@ -100,9 +105,13 @@ impl fmt::Display for Shifted {
                 "stable {}, canary {c} at {} %",
                 self.stable,
                 self.to.get(c)
-            ),
-            None => writeln!(f, "{} is live", self.stable),
+            )?,
+            None => writeln!(f, "{} is live", self.stable)?,
         }
+        if let Some(slept) = &self.idle {
+            write!(f, "idle: {slept}")?;
+        }
+        Ok(())
     }
 }
 
@@ -370,6 +379,7 @@ impl Shifted {
             warning,
             dry_run: false,
             also: None,
+            idle: None,
         }
     }
 }

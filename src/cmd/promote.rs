@@ -88,7 +88,8 @@ async fn locked(
             let all = Weights::all(canary);
             watch::after_shift(ctx, backend, canary, all, watch, ignore).await?;
         }
-        idle::when_due(ctx, backend).await;
+        let mut shifted = shifted;
+        shifted.idle = idle::when_due(ctx, backend).await;
         Ok(shifted)
     })
     .await

@@ -20,6 +20,7 @@ use crate::backend::drain::{self, Drain};
 use crate::backend::drift::{self, Found, Relaunch};
 use crate::backend::fleet;
 use crate::backend::health_gate;
+use crate::backend::idle::{self, Slept};
 use crate::backend::launch::{self, Launched};
 use crate::backend::live::Live;
 use crate::backend::script;
@@ -61,6 +62,9 @@ pub struct Plan {
     pub not_deployed: Vec<Color>,
     /// Colours asleep (`bgcloud idle stop`): left stopped.
     pub stopped: Vec<Asleep>,
+    /// `--dry-run` with `[backend] idle = "stop"`: the idle colour a sync would put to sleep
+    /// first, its `idle_after` having passed.
+    pub idle_due: Option<Color>,
     pub relaunch: Vec<Relaunch>,
     /// `(instance, colour)` whose container is right but whose target is not registered.
     pub register: Vec<(String, Color)>,
@@ -80,6 +84,9 @@ pub struct Synced {
     #[serde(flatten)]
     pub plan: Plan,
     pub seconds: f64,
+    /// The idle colour put to sleep first (`[backend] idle = "stop"`, `idle_after` passed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle: Option<Slept>,
 }
 
 pub enum Outcome {
@@ -130,6 +137,12 @@ impl fmt::Display for Plan {
         for d in &self.drains {
             writeln!(f, "  drain     {d}")?;
         }
+        if let Some(c) = self.idle_due {
+            writeln!(
+                f,
+                "  idle      {c} has had no traffic for idle_after: a sync puts it to sleep first"
+            )?;
+        }
         if self.in_line() {
             writeln!(f, "  in line   every instance runs the recorded digests")?;
         }
@@ -140,6 +153,9 @@ impl fmt::Display for Plan {
 impl fmt::Display for Synced {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.plan;
+        if let Some(slept) = &self.idle {
+            write!(f, "idle: {slept}")?;
+        }
         if p.in_line() {
             return writeln!(
                 f,
@@ -176,7 +192,9 @@ pub async fn run(ctx: &Context, args: &SyncArgs) -> Result<Outcome> {
     };
     let lock_wait = parse_duration("--lock-wait", &args.lock.lock_wait)?;
     if args.dry_run {
-        return Ok(Outcome::Planned(plan(ctx, backend, timeout).await?));
+        let mut plan = plan(ctx, backend, timeout).await?;
+        plan.idle_due = idle::due_now(ctx, backend).await.map(|(c, _)| c);
+        return Ok(Outcome::Planned(plan));
     }
     // Per colour: a drain and a gate per serving relaunch, then one drain and one gate; and
     // the inspect.
@@ -286,6 +304,7 @@ async fn plan(ctx: &Context, backend: &BackendConfig, timeout: Duration) -> Resu
         desired,
         not_deployed,
         stopped,
+        idle_due: None,
         relaunch,
         register,
         drains,
@@ -334,7 +353,7 @@ struct Repaired {
 async fn sync(ctx: &Context, backend: &BackendConfig, timeout: Duration) -> Result<Synced> {
     let started = Instant::now();
     // First: a colour that should sleep ([backend] idle) is not relaunched only to be stopped.
-    crate::backend::idle::when_due(ctx, backend).await;
+    let slept = idle::when_due(ctx, backend).await;
     let plan = plan(ctx, backend, timeout).await?;
     let mut done = Repaired::default();
     for w in &plan.desired {
@@ -364,6 +383,7 @@ async fn sync(ctx: &Context, backend: &BackendConfig, timeout: Duration) -> Resu
     Ok(Synced {
         plan,
         seconds: started.elapsed().as_secs_f64(),
+        idle: slept,
     })
 }
 

@@ -216,12 +216,22 @@ async fn idle_stop_config_sleeps_the_idle_colour_once_idle_after_has_passed() {
     fx.bgcloud(&["history"]).ok();
     fx.assert_no_writes_but_lock_since(mark);
     // (A sync's dry run asks the instances what runs: a command, and still no stop.)
-    fx.bgcloud(&["sync", "--dry-run"]).ok();
+    let plan = fx.bgcloud(&["sync", "--dry-run"]).ok();
+    assert!(
+        plan.stdout
+            .contains("green has had no traffic for idle_after: a sync puts it to sleep first"),
+        "{}",
+        plan.stdout
+    );
     assert!(fx.record().await["backend"]["stopped"].is_null());
     assert_eq!(fx.settled_states(green(&fx)).await.len(), 2);
 
-    let synced = fx.bgcloud(&["sync"]).ok();
-    synced.assert_stderr_has("idle: green has had no traffic for at least 4s");
+    let synced = fx.bgcloud(&["sync"]).json();
+    assert_eq!(
+        (&synced["idle"]["action"], &synced["idle"]["color"]),
+        (&Value::from("stop"), &Value::from("green")),
+        "{synced}"
+    );
     assert_eq!(fx.record().await["backend"]["stopped"]["color"], "green");
     assert!(fx.settled_states(green(&fx)).await.is_empty());
 
@@ -263,4 +273,26 @@ async fn idle_stop_is_refused_during_a_canary_and_before_the_idle_colour_was_dep
     fx.assert_weights(10, 90).await;
     let status: Value = fx.bgcloud(&["status"]).json();
     assert!(status["colors"]["blue"].get("stopped").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_idle_after_zero_a_promote_puts_the_old_colour_to_sleep_and_says_so() {
+    let fx = Fixture::with_tags(&["v1", "v2"]).await;
+    fx.write_config(&fx.stack.config_toml("idle = \"stop\"\nidle_after = \"0s\""));
+    fx.bgcloud(&["deploy", "--image", "v1"]).ok(); // green; blue never deployed
+    fx.bgcloud(&["deploy", "--image", "v2", "--canary", "10"])
+        .ok();
+    // A canary: both colours serve, nothing sleeps.
+    assert!(fx.record().await["backend"]["stopped"].is_null());
+    let promoted = fx.bgcloud(&["promote"]).ok();
+    assert!(
+        promoted
+            .stdout
+            .contains("idle: green stopped on 2 instance(s)"),
+        "{}",
+        promoted.stdout
+    );
+    fx.assert_weights(100, 0).await;
+    assert_eq!(fx.record().await["backend"]["stopped"]["color"], "green");
+    assert!(fx.settled_states(green(&fx)).await.is_empty());
 }

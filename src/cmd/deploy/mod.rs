@@ -536,7 +536,7 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         }
     };
     // A release that has proved itself may put the other colour to sleep ([backend] idle).
-    idle::when_due(ctx, backend).await;
+    let slept = idle::when_due(ctx, backend).await;
     // Where traffic ended: the first shift, then each move of the rollout.
     let moves = [vec![shift.to], outcome.moves].concat();
     let timings = Timings {
@@ -557,6 +557,7 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         ended: outcome.ended,
         seconds: started.elapsed().as_secs_f64(),
         timings,
+        idle: slept,
     })
 }
 

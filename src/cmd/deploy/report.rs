@@ -82,6 +82,9 @@ pub struct Deployed {
     pub ended: String,
     pub seconds: f64,
     pub timings: Timings,
+    /// The other colour put to sleep at the end (`[backend] idle = "stop"`, `idle_after` passed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle: Option<crate::backend::idle::Slept>,
 }
 
 /// Where a deploy's time went, in seconds.
@@ -289,6 +292,8 @@ impl fmt::Display for Deployed {
                 f,
                 "canary: finish with `bgcloud promote`, abort with `bgcloud rollback`"
             )?;
+        } else if let Some(slept) = &self.idle {
+            write!(f, "idle: {slept}")?;
         } else {
             writeln!(
                 f,
