@@ -42,7 +42,8 @@ pub struct Slept {
     pub since: Option<String>,
     /// About how long a start takes: what a rollback costs while it sleeps.
     pub start_seconds: f64,
-    /// It already was as asked: nothing was done.
+    /// It already was as asked: a start did nothing; a stop only sent the stop command again
+    /// (for a container an interrupted stop left running).
     pub already: bool,
     pub dry_run: bool,
     pub seconds: f64,
@@ -55,7 +56,8 @@ impl fmt::Display for Slept {
         match (self.action, self.already, self.dry_run) {
             ("stop", true, _) => writeln!(
                 f,
-                "{c} is already stopped (since {}); a rollback starts it first ({cost})",
+                "{c} is already stopped (since {}; its containers were told to stop again); a \
+                 rollback starts it first ({cost})",
                 self.since.as_deref().unwrap_or("?")
             ),
             ("stop", false, true) => writeln!(
@@ -216,8 +218,8 @@ fn start_estimate(live: &Live, check: &target_group::HealthCheck, color: Color) 
 }
 
 /// Puts `color` (with no traffic) to sleep: waits out what is left of its drain, takes its
-/// targets out of its group and waits until they are gone, marks its desired state stopped
-/// (from then on no instance starts it), stops its containers and records it. Again on a
+/// targets out of its group and waits until they are gone, marks its desired state and the
+/// record stopped (from then on no instance starts it), then stops its containers. Again on a
 /// colour that sleeps: finishes what an interrupted stop left, keeping when it went to sleep.
 pub async fn stop(
     ctx: &Context,
@@ -258,57 +260,23 @@ pub async fn stop(
         dry_run,
         seconds: 0.0,
     };
-    if slept.already || dry_run {
+    if dry_run {
         return Ok(slept);
     }
     ssm::check_agents(&ctx.clients.ssm, &instances).await?;
-
-    // Requests the nodes still route by the weights before the colour lost its traffic, then
-    // requests already on its targets (a tester's preview request): none is cut off.
-    if let Some(wait) = drain::for_color(ctx, backend, live, color).await? {
-        tracing::info!("draining: {wait}");
-        tokio::time::sleep(wait.left()).await;
-    }
-    if !ours.is_empty() {
-        let out: Vec<(String, Option<i32>)> =
-            ours.iter().map(|id| (id.clone(), Some(port))).collect();
-        targets::deregister(&ctx.clients.elb, arn, &out).await?;
-        let delay = target_group::deregistration_delay(&ctx.clients.elb, arn).await?;
-        let cap = backend.drain_wait_max.map_or(delay, |cap| delay.min(cap));
-        tracing::info!(
-            "{color}: {} target(s) out of its group; draining (at most {})",
-            ours.len(),
-            humantime::format_duration(cap)
-        );
-        // One after another: all were taken out at once, so the first wait is the drain and
-        // the others find their target gone.
-        for id in &ours {
-            drain::until_deregistered(ctx, arn, id, port, cap, backend.poll_interval).await;
-        }
-    }
-
-    // Marked before any container stops: an instance booting from now on leaves it stopped.
+    // Kept when it already slept: since when it sleeps.
     let since = stored.stopped.clone().unwrap_or_else(now);
-    let body = [
-        script::asleep(&ctx.config.app, color.as_str(), &since),
-        stored.launch(),
-    ]
-    .concat();
-    desired.write(&body).await?;
-    let by = ctx.who.clone();
-    let mark = Stopped {
-        color,
-        since: since.clone(),
-        by: by.clone(),
-        start_seconds,
-    };
-    ctx.store()
-        .update(None, |r| {
-            r.backend.stopped = Some(mark.clone());
-            r.push(event("idle-stop", color, &by));
-        })
-        .await?;
-
+    if !slept.already {
+        let mark = Stopped {
+            color,
+            since: since.clone(),
+            by: ctx.who.clone(),
+            start_seconds,
+        };
+        put_to_sleep(ctx, backend, live, &desired, &stored, &ours, mark).await?;
+    }
+    // Also when it already slept: a container an interrupted stop left running stops now (a
+    // stopped one, or none, is left as it is).
     let grace = backend.stop_grace.as_secs();
     ssm::run(
         &ctx.clients.ssm,
@@ -334,6 +302,60 @@ pub async fn stop(
     slept.since = Some(since);
     slept.seconds = started.elapsed().as_secs_f64();
     Ok(slept)
+}
+
+/// A stop's steps before its containers stop: the drain, the targets out (`ours`: the colour's
+/// registered ones), then the desired state and the record marked as `mark` says.
+async fn put_to_sleep(
+    ctx: &Context,
+    backend: &BackendConfig,
+    live: &Live,
+    desired: &Desired,
+    stored: &Stored,
+    ours: &[String],
+    mark: Stopped,
+) -> Result<()> {
+    let color = mark.color;
+    let arn = backend.target_group_arn(color);
+    let port = i32::from(backend.port(color));
+    // Requests the nodes still route by the weights before the colour lost its traffic, then
+    // requests already on its targets (a tester's preview request): none is cut off.
+    if let Some(wait) = drain::for_color(ctx, backend, live, color).await? {
+        tracing::info!("draining: {wait}");
+        tokio::time::sleep(wait.left()).await;
+    }
+    if !ours.is_empty() {
+        let out: Vec<(String, Option<i32>)> =
+            ours.iter().map(|id| (id.clone(), Some(port))).collect();
+        targets::deregister(&ctx.clients.elb, arn, &out).await?;
+        let delay = target_group::deregistration_delay(&ctx.clients.elb, arn).await?;
+        let cap = backend.drain_wait_max.map_or(delay, |cap| delay.min(cap));
+        tracing::info!(
+            "{color}: {} target(s) out of its group; draining (at most {})",
+            ours.len(),
+            humantime::format_duration(cap)
+        );
+        // One after another: all were taken out at once, so the first wait is the drain and
+        // the others find their target gone.
+        for id in ours {
+            drain::until_deregistered(ctx, arn, id, port, cap, backend.poll_interval).await;
+        }
+    }
+
+    // Marked before any container stops: an instance booting from now on leaves it stopped.
+    let body = [
+        script::asleep(&ctx.config.app, color.as_str(), &mark.since),
+        stored.launch(),
+    ]
+    .concat();
+    desired.write(&body).await?;
+    ctx.store()
+        .update(None, |r| {
+            r.backend.stopped = Some(mark.clone());
+            r.push(event("idle-stop", color, &mark.by));
+        })
+        .await?;
+    Ok(())
 }
 
 /// Wakes `color`: runs its kept launch script on every instance, registers its targets and waits

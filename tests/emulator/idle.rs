@@ -111,9 +111,20 @@ async fn idle_stop_takes_the_idle_colour_out_stops_it_and_sync_leaves_it_stopped
         "{}",
         status.stdout
     );
-    // Again: nothing left to do.
+    // Again: marked and out already; only the stop command goes out again (for a container an
+    // interrupted stop left running), and the record keeps when it went to sleep.
+    let before = scripts_sent_to(&fx, &instance).await.len();
     let again = fx.bgcloud(&["idle", "stop"]).json();
     assert_eq!(again["already"], true);
+    assert_eq!(again["since"], stopped["since"]);
+    let sent = scripts_sent_to(&fx, &instance).await;
+    assert_eq!(sent.len(), before + 1);
+    assert!(
+        sent[before].contains("-green on this instance (kept"),
+        "{}",
+        sent[before]
+    );
+    assert_eq!(fx.record().await["history"], record["history"]);
 
     // Sync leaves it stopped: no launch sent, nothing registered.
     let before = scripts_sent_to(&fx, &instance).await.len();
