@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::model::color::Color;
 use crate::model::weights::Weights;
 use crate::state::desired::{Desired, Stored};
-use crate::state::record::{new_id, now, Event, Record, Stopped};
+use crate::state::record::{new_id, now, Event, Record, Stopped, HISTORY_LEN};
 
 /// What a stop or a start did (or, for `--dry-run`, would do).
 #[derive(Debug, Serialize)]
@@ -126,9 +126,11 @@ pub fn idle_color(live: &Live, rollout: Option<&Rollout>) -> Result<Color> {
 }
 
 /// When `[backend] idle = "stop"` says the idle colour should sleep now: one colour has all of
-/// `weights` (the listener's) for at least `after` by the record's last change of weights (the
-/// record must describe the listener), no rollout is under way, and the other colour was deployed
-/// and is not asleep already.
+/// `weights` (the listener's) and the other has been idle for at least `after` — since it lost
+/// its traffic by the record's history (the record must describe the listener), or since a
+/// person woke it (`idle start`), whichever came later; no rollout is under way; the idle colour
+/// was deployed and does not sleep already (or began to and its stop command has not succeeded:
+/// then it is due again).
 pub fn due(
     weights: Weights,
     record: Option<&Record>,
@@ -141,11 +143,29 @@ pub fn due(
         return None;
     }
     let color = Color::BOTH.into_iter().find(|&c| weights.get(c) == 0)?;
-    if record.backend.release(color).is_none() || asleep(record) == Some(color) {
-        return None;
+    record.backend.release(color)?;
+    match &record.backend.stopped {
+        Some(s) if s.color == color && s.pending => return Some(color),
+        Some(s) if s.color == color => return None,
+        _ => {}
     }
-    let (_, lost) = drain::lost_traffic(&record.history, color)?;
-    (now.duration_since(lost).unwrap_or(Duration::ZERO) >= after).then_some(color)
+    let at = |e: &Event| humantime::parse_rfc3339_weak(&e.at).ok();
+    let lost = match drain::lost_traffic(&record.history, color) {
+        Some((_, lost)) => lost,
+        // The history keeps the last HISTORY_LEN entries: the loss came before the oldest.
+        None if record.history.len() >= HISTORY_LEN => at(record.history.first()?)?,
+        None => return None,
+    };
+    // A person woke it: idle again from then (times are kept to the second: its end).
+    let woke = record
+        .history
+        .iter()
+        .rev()
+        .find(|e| e.kind == "idle-start" && e.color == Some(color))
+        .and_then(at)
+        .map(|t| t + Duration::from_secs(1));
+    let idle_since = woke.map_or(lost, |w| w.max(lost));
+    (now.duration_since(idle_since).unwrap_or(Duration::ZERO) >= after).then_some(color)
 }
 
 /// The colour the record says is asleep.
@@ -239,24 +259,30 @@ pub async fn stop(
         target_group::health_checks(&ctx.clients.elb, &group),
     )?;
     let start_seconds = start_estimate(live, &checks.remove(0), color);
-    let ours: Vec<String> = registered
+    // Its targets on its port: all of them are waited for, those not draining yet taken out.
+    let present: Vec<&targets::TargetState> = registered
         .iter()
-        .filter(|t| t.port == Some(port) && t.state != "draining")
-        .map(|t| t.id.clone())
+        .filter(|t| t.port == Some(port) && t.state != "unused")
         .collect();
-    let recorded = live.record().and_then(|r| r.backend.stopped.clone());
+    let recorded = live
+        .record()
+        .and_then(|r| r.backend.stopped.clone())
+        .filter(|s| s.color == color);
     let mut slept = Slept {
         app: ctx.config.app.clone(),
         action: "stop",
         color,
         live: color.other(),
         instances: instances.clone(),
-        targets: ours.iter().map(|id| format!("{id}:{port}")).collect(),
-        since: stored.stopped.clone(),
+        targets: present.iter().map(|t| format!("{}:{port}", t.id)).collect(),
+        since: recorded
+            .as_ref()
+            .map(|s| s.since.clone())
+            .or_else(|| stored.stopped.clone()),
         start_seconds,
         already: stored.stopped.is_some()
-            && ours.is_empty()
-            && recorded.as_ref().is_some_and(|s| s.color == color),
+            && present.is_empty()
+            && recorded.as_ref().is_some_and(|s| !s.pending),
         dry_run,
         seconds: 0.0,
     };
@@ -264,16 +290,35 @@ pub async fn stop(
         return Ok(slept);
     }
     ssm::check_agents(&ctx.clients.ssm, &instances).await?;
-    // Kept when it already slept: since when it sleeps.
-    let since = stored.stopped.clone().unwrap_or_else(now);
+    // Kept when it already slept (or began to): since when it sleeps.
+    let since = slept.since.clone().unwrap_or_else(now);
+    let mut mark = Stopped {
+        color,
+        since: since.clone(),
+        by: ctx.who.clone(),
+        start_seconds,
+        pending: true,
+    };
     if !slept.already {
-        let mark = Stopped {
-            color,
-            since: since.clone(),
-            by: ctx.who.clone(),
-            start_seconds,
-        };
-        put_to_sleep(ctx, backend, live, &desired, &stored, &ours, mark).await?;
+        // The record first: from here on `rollback` and `shift` know the colour sleeps, whatever
+        // happens next (a rollback then starts it; nothing sends traffic to an empty group).
+        let first = recorded.is_none();
+        ctx.store()
+            .update(None, |r| {
+                r.backend.stopped = Some(mark.clone());
+                if first {
+                    r.push(event("idle-stop", color, &mark.by));
+                }
+            })
+            .await?;
+        take_out(ctx, backend, live, color, &present).await?;
+        // Before any container stops: an instance booting from now on leaves it stopped.
+        let body = [
+            script::asleep(&ctx.config.app, color.as_str(), &since),
+            stored.launch(),
+        ]
+        .concat();
+        desired.write(&body).await?;
     }
     // Also when it already slept: a container an interrupted stop left running stops now (a
     // stopped one, or none, is left as it is).
@@ -299,62 +344,68 @@ pub async fn stop(
              container may still run on the instances above. Run `bgcloud idle stop` again"
         ))
     })?;
+    if !slept.already {
+        mark.pending = false;
+        ctx.store()
+            .update(None, |r| r.backend.stopped = Some(mark.clone()))
+            .await?;
+    }
     slept.since = Some(since);
     slept.seconds = started.elapsed().as_secs_f64();
     Ok(slept)
 }
 
-/// A stop's steps before its containers stop: the drain, the targets out (`ours`: the colour's
-/// registered ones), then the desired state and the record marked as `mark` says.
-async fn put_to_sleep(
+/// Takes the sleeping colour's targets out: after what is left of the listener's propagation
+/// since the colour lost its traffic (the nodes may still route to it by the previous weights),
+/// the targets not draining yet are deregistered, and every one of `present` is waited for until
+/// the group no longer lists it (requests a tester sent through the preview route finish).
+async fn take_out(
     ctx: &Context,
     backend: &BackendConfig,
     live: &Live,
-    desired: &Desired,
-    stored: &Stored,
-    ours: &[String],
-    mark: Stopped,
+    color: Color,
+    present: &[&targets::TargetState],
 ) -> Result<()> {
-    let color = mark.color;
+    if present.is_empty() {
+        return Ok(());
+    }
     let arn = backend.target_group_arn(color);
     let port = i32::from(backend.port(color));
-    // Requests the nodes still route by the weights before the colour lost its traffic, then
-    // requests already on its targets (a tester's preview request): none is cut off.
-    if let Some(wait) = drain::for_color(ctx, backend, live, color).await? {
-        tracing::info!("draining: {wait}");
-        tokio::time::sleep(wait.left()).await;
-    }
-    if !ours.is_empty() {
-        let out: Vec<(String, Option<i32>)> =
-            ours.iter().map(|id| (id.clone(), Some(port))).collect();
-        targets::deregister(&ctx.clients.elb, arn, &out).await?;
-        let delay = target_group::deregistration_delay(&ctx.clients.elb, arn).await?;
-        let cap = backend.drain_wait_max.map_or(delay, |cap| delay.min(cap));
+    let lost = live
+        .record()
+        .and_then(|r| drain::lost_traffic(&r.history, color))
+        .map(|(_, at)| at);
+    if let Some(wait) = lost
+        .map(|at| at + backend.listener_propagation)
+        .and_then(|end| end.duration_since(SystemTime::now()).ok())
+    {
         tracing::info!(
-            "{color}: {} target(s) out of its group; draining (at most {})",
-            ours.len(),
-            humantime::format_duration(cap)
+            "{color} lost its traffic a moment ago: waiting {:.1} s for the load balancer's \
+             nodes (listener_propagation)",
+            wait.as_secs_f64()
         );
-        // One after another: all were taken out at once, so the first wait is the drain and
-        // the others find their target gone.
-        for id in ours {
-            drain::until_deregistered(ctx, arn, id, port, cap, backend.poll_interval).await;
-        }
+        tokio::time::sleep(wait).await;
     }
-
-    // Marked before any container stops: an instance booting from now on leaves it stopped.
-    let body = [
-        script::asleep(&ctx.config.app, color.as_str(), &mark.since),
-        stored.launch(),
-    ]
-    .concat();
-    desired.write(&body).await?;
-    ctx.store()
-        .update(None, |r| {
-            r.backend.stopped = Some(mark.clone());
-            r.push(event("idle-stop", color, &mark.by));
-        })
-        .await?;
+    let out: Vec<(String, Option<i32>)> = present
+        .iter()
+        .filter(|t| t.state != "draining")
+        .map(|t| (t.id.clone(), Some(port)))
+        .collect();
+    if !out.is_empty() {
+        targets::deregister(&ctx.clients.elb, arn, &out).await?;
+    }
+    let delay = target_group::deregistration_delay(&ctx.clients.elb, arn).await?;
+    let cap = backend.drain_wait_max.map_or(delay, |cap| delay.min(cap));
+    tracing::info!(
+        "{color}: {} target(s) out of its group; draining (at most {})",
+        present.len(),
+        humantime::format_duration(cap)
+    );
+    // One after another: all were taken out at once, so the first wait is the drain and the
+    // others find their target gone.
+    for t in present {
+        drain::until_deregistered(ctx, arn, &t.id, port, cap, backend.poll_interval).await;
+    }
     Ok(())
 }
 
@@ -522,12 +573,54 @@ mod tests {
         never.backend.green = None;
         assert_eq!(due(blue, Some(&never), None, hour, at(9999)), None);
         let mut asleep = r.clone();
-        asleep.backend.stopped = Some(Stopped {
+        let mut mark = Stopped {
             color: Color::Green,
             since: T0.into(),
             by: "me".into(),
             start_seconds: 40.0,
-        });
+            pending: false,
+        };
+        asleep.backend.stopped = Some(mark.clone());
         assert_eq!(due(blue, Some(&asleep), None, hour, at(9999)), None);
+        // … unless its stop command never succeeded: then at once, to send it again.
+        mark.pending = true;
+        asleep.backend.stopped = Some(mark);
+        assert_eq!(
+            due(blue, Some(&asleep), None, hour, at(1)),
+            Some(Color::Green)
+        );
+    }
+
+    #[test]
+    fn a_colour_woken_by_hand_is_idle_again_from_then_and_a_long_history_does_not_hide_the_loss() {
+        let (blue, hour) = (Weights::all(Color::Blue), Duration::from_secs(3600));
+        let mut r = record();
+        r.push(Event {
+            kind: "idle-start".into(),
+            at: "2026-12-08T12:00:00Z".into(),
+            color: Some(Color::Green),
+            ..Event::default()
+        });
+        assert_eq!(due(blue, Some(&r), None, hour, at(3 * 3600)), None);
+        assert_eq!(
+            due(blue, Some(&r), None, hour, at(3 * 3600 + 1)),
+            Some(Color::Green)
+        );
+        // The entry where green lost its traffic has fallen out of the kept history: green has
+        // been idle at least since the oldest entry kept.
+        let mut long = record();
+        for _ in 0..HISTORY_LEN {
+            long.push(Event {
+                kind: "frontend-deploy".into(),
+                at: "2026-12-08T11:00:00Z".into(),
+                ..Event::default()
+            });
+        }
+        assert!(drain::lost_traffic(&long.history, Color::Green).is_none());
+        assert_eq!(due(blue, Some(&long), None, hour, at(3600)), None);
+        assert_eq!(
+            due(blue, Some(&long), None, hour, at(2 * 3600)),
+            Some(Color::Green)
+        );
     }
 }

@@ -322,11 +322,13 @@ fn lock() -> String {
 }
 
 /// The script `bgcloud idle stop` sends: the colour's container stopped (SIGTERM, then
-/// `stop_grace`), not removed, so `docker start` or its launch script brings it back; under the
-/// instance's lock, as every script that changes containers. `docker stop` of a container run
-/// with `--restart unless-stopped` keeps it stopped across a Docker restart and a reboot (the
-/// Docker reference, restart policies). No container (an instance that booted while the colour
-/// slept): nothing to stop.
+/// `stop_grace`) and kept — its logs stay readable (`docker logs`), and a person can
+/// `docker start` it — while bgcloud's own start runs the colour's launch script again (a fresh
+/// container: the recorded digest, the secrets as they are now). Under the instance's lock, as
+/// every script that changes containers. `docker stop` of a container run with
+/// `--restart unless-stopped` keeps it stopped across a Docker restart and a reboot (the Docker
+/// reference, restart policies). No container (an instance that booted while the colour slept):
+/// nothing to stop.
 pub fn stop(app: &str, color: &str, grace_seconds: u64) -> Vec<String> {
     let name = format!("{app}-{color}");
     let container = quote(&name);

@@ -25,8 +25,7 @@ pub async fn stop(ctx: &Context, args: &IdleArgs) -> Result<Slept> {
     if args.dry_run.dry_run {
         return work.await;
     }
-    // The drain (at most drain_wait_max or the deregistration delay) and the stop command.
-    ctx.locked_for("idle stop", wait, crate::backend::drain::cap(backend), work)
+    ctx.locked_for("idle stop", wait, backend.stop_longest(), work)
         .await
 }
 

@@ -49,6 +49,32 @@ where
     }
 }
 
+/// After a deploy or a promote, once its own lock is released: with `[backend] idle = "stop"`,
+/// the idle colour goes to sleep when due, under a plain lock of its own. Not inside the
+/// command's lock: a rollout's lock takes requests, and a rollback handed to it while it stops a
+/// colour would wait for an answer that comes only after the stop; under a plain lock a rollback
+/// meanwhile waits for it (`--lock-wait`) or exits 3. Another run holding the lock: not now, the
+/// next command does it.
+async fn sleep_idle_if_due(
+    ctx: &Context,
+    backend: &BackendConfig,
+) -> Option<crate::backend::idle::Slept> {
+    if backend.idle == crate::config::Idle::Keep {
+        return None;
+    }
+    let work = async { Ok(crate::backend::idle::when_due(ctx, backend).await) };
+    match ctx
+        .locked_for("idle stop", Duration::ZERO, backend.stop_longest(), work)
+        .await
+    {
+        Ok(slept) => slept,
+        Err(e) => {
+            tracing::info!("idle: not checked now ({e}); the next deploy, promote or sync does it");
+            None
+        }
+    }
+}
+
 /// What a traffic change reads while it takes the lock: both colours' health and, when a watch
 /// follows, that its alarms exist (a watch that could not read them is refused before any move).
 async fn read_ahead(

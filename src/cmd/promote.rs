@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::backend::idle;
 use crate::backend::live::Live;
 use crate::backend::rollout::{self, Action};
 use crate::backend::shift::{self, Because, Gate, Shifted};
@@ -41,10 +40,12 @@ pub async fn run(ctx: &Context, args: &PromoteArgs) -> Result<Shifted> {
         let canary = canary(&live)?;
         return shift::preview(ctx, &live, "promote", Weights::all(canary), gate).await;
     }
-    super::locked_or_handed(ctx, Action::Promote, wait, |wait| {
+    let mut shifted = super::locked_or_handed(ctx, Action::Promote, wait, |wait| {
         locked(ctx, backend, gate, watch, ignore, wait)
     })
-    .await
+    .await?;
+    shifted.idle = super::sleep_idle_if_due(ctx, backend).await;
+    Ok(shifted)
 }
 
 /// The promote under the lock (waiting up to `wait` for it). As for a rollback, both colours'
@@ -88,8 +89,6 @@ async fn locked(
             let all = Weights::all(canary);
             watch::after_shift(ctx, backend, canary, all, watch, ignore).await?;
         }
-        let mut shifted = shifted;
-        shifted.idle = idle::when_due(ctx, backend).await;
         Ok(shifted)
     })
     .await

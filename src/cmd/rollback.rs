@@ -101,7 +101,8 @@ async fn wake(ctx: &Context, live: &Live, to: Color) -> Result<Live> {
     let stopped = live.record().and_then(|r| r.backend.stopped.clone());
     if let Some(s) = &stopped {
         tracing::warn!(
-            "{to} is stopped (since {}, by {}): starting it first, about {:.0} s (start + health              gate); {} keeps all traffic meanwhile",
+            "{to} is stopped (since {}, by {}): starting it first, about {:.0} s (start + health \
+             gate); {} keeps all traffic meanwhile",
             s.since,
             s.by,
             s.start_seconds,
@@ -112,8 +113,9 @@ async fn wake(ctx: &Context, live: &Live, to: Color) -> Result<Live> {
         .await
         .map_err(|e| {
             Error::failed(format!(
-                "rollback: {to} is stopped and could not be started: {e}
-Traffic was not                  changed ({from}). Fix the cause, then `bgcloud idle start` and `bgcloud                  rollback` again"
+                "rollback: {to} is stopped and could not be started: {e}\nTraffic was not \
+                 changed ({from}). Fix the cause, then `bgcloud idle start` and `bgcloud \
+                 rollback` again"
             ))
         })?;
     let (mut live, health) = tokio::try_join!(Live::read(ctx), Health::read(ctx))?;

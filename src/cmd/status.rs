@@ -204,7 +204,14 @@ impl fmt::Display for Status {
                 }
                 _ => writeln!(f, " (no deploy recorded)")?,
             }
-            if let Some(stopped) = &s.stopped {
+            if let Some(stopped) = s.stopped.as_ref().filter(|s| s.pending) {
+                writeln!(
+                    f,
+                    "           {c}: going to sleep since {} (out of traffic; its stop command \
+                     has not succeeded on every instance yet: run `bgcloud idle stop` again)",
+                    stopped.since
+                )?;
+            } else if let Some(stopped) = &s.stopped {
                 writeln!(
                     f,
                     "           {c}: stopped since {} by {} (rollback takes about {:.0} s: start \

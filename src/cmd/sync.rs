@@ -199,7 +199,11 @@ pub async fn run(ctx: &Context, args: &SyncArgs) -> Result<Outcome> {
     // Per colour: a drain and a gate per serving relaunch, then one drain and one gate; and
     // the inspect.
     let per = timeout + drain::cap(backend);
-    let longest = per * 2 * (SERVING_PER_RUN as u32 + 1) + timeout.min(Duration::from_secs(120));
+    let mut longest =
+        per * 2 * (SERVING_PER_RUN as u32 + 1) + timeout.min(Duration::from_secs(120));
+    if backend.idle != crate::config::Idle::Keep {
+        longest += backend.stop_longest();
+    }
     ctx.locked_for("sync", lock_wait, longest, sync(ctx, backend, timeout))
         .await
         .map(Outcome::Synced)

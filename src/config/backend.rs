@@ -82,6 +82,16 @@ impl BackendConfig {
         }
     }
 
+    /// The longest putting the idle colour to sleep can take: the rest of the listener's
+    /// propagation, the drain (drain_wait_max, else AWS's default 300 s), the stop command and
+    /// its grace; what a lock held around it must allow for.
+    pub fn stop_longest(&self) -> Duration {
+        self.listener_propagation
+            + self.drain_wait_max.unwrap_or(Duration::from_secs(300))
+            + self.stop_grace
+            + Duration::from_secs(120)
+    }
+
     pub fn port(&self, color: Color) -> u16 {
         match color {
             Color::Blue => self.blue_port,

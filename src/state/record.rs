@@ -91,6 +91,10 @@ pub struct Stopped {
     /// About how long a start takes (launch + health gate): the colour's last measured start,
     /// else the health check's arithmetic; what a rollback then costs.
     pub start_seconds: f64,
+    /// Marked, but the stop command has not succeeded on every instance yet: the next stop
+    /// (`idle stop`, or a deploy, promote or sync with `idle = "stop"`) sends it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 /// The stored result of a `bgcloud sync`.

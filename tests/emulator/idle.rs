@@ -215,13 +215,13 @@ async fn a_rollback_to_a_stopped_colour_starts_it_gates_it_then_moves_traffic() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_stop_config_sleeps_the_idle_colour_once_idle_after_has_passed() {
-    let fx = deployed("idle = \"stop\"\nidle_after = \"4s\"").await;
+    let fx = deployed("idle = \"stop\"\nidle_after = \"8s\"").await;
     // Deploy v2 moved traffic off green just now: not yet.
     let record = fx.record().await;
     assert!(record["backend"]["stopped"].is_null(), "{record}");
     // Read-only commands change nothing, due or not. The record keeps times to the second and
-    // bgcloud counts from the end of that second: due 4–5 s after the shift.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // bgcloud counts from the end of that second: due 8–9 s after the shift.
+    tokio::time::sleep(Duration::from_secs(9)).await;
     let mark = fx.mark();
     fx.bgcloud(&["status"]).ok();
     fx.bgcloud(&["history"]).ok();
@@ -306,4 +306,26 @@ async fn with_idle_after_zero_a_promote_puts_the_old_colour_to_sleep_and_says_so
     fx.assert_weights(100, 0).await;
     assert_eq!(fx.record().await["backend"]["stopped"]["color"], "green");
     assert!(fx.settled_states(green(&fx)).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_whose_start_fails_leaves_traffic_and_the_sleep_as_they_were() {
+    let fx = deployed("").await;
+    fx.bgcloud(&["idle", "stop"]).ok();
+    let asleep = desired_green(&fx).await;
+    // Green's release (v1) no longer comes up (a dependency it needs is gone, say).
+    fx.image_behaviour("v1", serde_json::json!({"status": 500}));
+    let mark = fx.mark();
+    let failed = fx.bgcloud(&["rollback"]).code(1);
+    failed.assert_stderr_has("green is stopped and could not be started");
+    failed.assert_stderr_has("Traffic was not changed (blue 100 % / green 0 %)");
+    fx.assert_weights(100, 0).await;
+    let writes = fx.requests()[mark..]
+        .iter()
+        .filter(|(_, a)| a == "ModifyListener")
+        .count();
+    assert_eq!(writes, 0, "the listener was not written");
+    assert_eq!(fx.record().await["backend"]["stopped"]["color"], "green");
+    assert_eq!(desired_green(&fx).await, asleep);
+    assert!(!fx.lock_exists().await);
 }

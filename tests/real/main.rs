@@ -1344,8 +1344,13 @@ async fn a_rollback_to_a_stopped_idle_colour_starts_it_first_under_load_without_
         only_green.contains("for color in green; do"),
         "{only_green}"
     );
-    let (code, out) = lane.on_instance(1, &(boot_env(&lane, "") + &only_green));
+    let boot = format!("({}{only_green}) 2>&1", boot_env(&lane, ""));
+    let (code, out) = lane.on_instance(1, &boot);
     assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("bgcloud: {app}-green is stopped since")),
+        "the boot loop ran green's stored state: {out}"
+    );
     let (code, out) = status(1);
     assert_ne!(code, 0, "the boot loop started the sleeping colour: {out}");
 

@@ -20,7 +20,6 @@ use crate::aws::{ssm, target_group};
 use crate::backend::drain;
 use crate::backend::fleet;
 use crate::backend::health_gate;
-use crate::backend::idle;
 use crate::backend::launch::{self, Launched, ReleaseTask};
 use crate::backend::live::Live;
 use crate::backend::preview;
@@ -249,7 +248,10 @@ pub async fn run(ctx: &Context, args: &DeployArgs) -> Result<Outcome> {
         ctx.locked_for(&reason, inputs.lock_wait, inputs.longest(), work)
             .await
     };
-    deployed.map(|d| Outcome::Deployed(Box::new(d)))
+    let mut deployed = deployed?;
+    // A release that has proved itself may put the other colour to sleep ([backend] idle).
+    deployed.idle = super::sleep_idle_if_due(ctx, backend).await;
+    Ok(Outcome::Deployed(Box::new(deployed)))
 }
 
 /// The read-only part: live state, digest, colour, instances, script.
@@ -535,8 +537,6 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
             }
         }
     };
-    // A release that has proved itself may put the other colour to sleep ([backend] idle).
-    let slept = idle::when_due(ctx, backend).await;
     // Where traffic ended: the first shift, then each move of the rollout.
     let moves = [vec![shift.to], outcome.moves].concat();
     let timings = Timings {
@@ -557,7 +557,7 @@ async fn deploy(ctx: &Context, backend: &BackendConfig, inputs: &Inputs) -> Resu
         ended: outcome.ended,
         seconds: started.elapsed().as_secs_f64(),
         timings,
-        idle: slept,
+        idle: None,
     })
 }
 
