@@ -58,6 +58,10 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write bgcloud.toml from what the account already has (read-only: the load balancer, its
+    /// listener and target groups, the instances, the repository), or from the Terraform
+    /// module's output.
+    Init(InitArgs),
     /// Show the traffic split, target health per colour and what each colour runs (--watch:
     /// keep showing it until Ctrl-C).
     Status(StatusArgs),
@@ -238,6 +242,38 @@ pub struct SyncArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub lock: LockWait,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The ALB in front of the app: its name or ARN.
+    #[arg(long, value_name = "NAME|ARN", conflicts_with = "from_terraform")]
+    pub load_balancer: Option<String>,
+    /// The listener bgcloud drives, by port (default: the only one that forwards; HTTPS first).
+    #[arg(long, value_name = "PORT")]
+    pub listener_port: Option<i32>,
+    /// The ECR repository of the app's images (default: the only one in the account and
+    /// region).
+    #[arg(long, value_name = "NAME")]
+    pub repository: Option<String>,
+    /// The S3 bucket for bgcloud's record, lock and desired state (versioning on).
+    #[arg(long, value_name = "NAME")]
+    pub state_bucket: Option<String>,
+    /// A CloudFront distribution serving the frontend from one S3 bucket: adds [frontend].
+    #[arg(long, value_name = "ID")]
+    pub distribution: Option<String>,
+    /// The app's name (default: the load balancer's, without a trailing -alb).
+    #[arg(long)]
+    pub app: Option<String>,
+    /// The port the app listens on inside its container (AWS cannot tell).
+    #[arg(long, default_value_t = 3000, value_name = "PORT")]
+    pub container_port: u16,
+    /// Write the module's `bgcloud_toml` output (`terraform output -json` in DIR) instead.
+    #[arg(long, value_name = "DIR")]
+    pub from_terraform: Option<PathBuf>,
+    /// Replace an existing config file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -63,6 +63,13 @@ pub async fn run(cli: Cli) -> std::result::Result<(), Failure> {
     match cli.command {
         Command::Completions { shell } => return cmd::help::completions(shell).map_err(failed),
         Command::Man => return cmd::help::man().map_err(failed),
+        // Writes the config: none to read yet.
+        Command::Init(args) => {
+            return cmd::init::run(&cli.global, &args)
+                .await
+                .and_then(|done| output::print(cli.global.output, &done))
+                .map_err(failed)
+        }
         _ => {}
     }
     let (ctx, result) = match Context::new(&cli.global).await {
@@ -169,6 +176,7 @@ async fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         // Answered by `run` before any config is read; here for a complete match.
         Command::Completions { shell } => cmd::help::completions(*shell),
         Command::Man => cmd::help::man(),
+        Command::Init(_) => unreachable!("answered by `run` before a context exists"),
         Command::Frontend(FrontendCommand::Prune(args)) => {
             report(ctx, command, &cmd::frontend::prune(ctx, args).await?, None)
         }

@@ -4,6 +4,7 @@
 pub mod autoscaling;
 pub mod cloudfront;
 pub mod cloudwatch;
+pub mod discover;
 pub mod ec2;
 pub mod ecr;
 pub mod listener;

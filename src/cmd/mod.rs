@@ -16,6 +16,7 @@ pub mod frontend;
 pub mod help;
 pub mod history;
 pub mod idle;
+pub mod init;
 pub mod lock;
 pub mod promote;
 pub mod rollback;

@@ -62,6 +62,18 @@ async fn each_commands_json_has_the_fields_its_documented_example_shows() {
     let fx = Fixture::v1_v2().await;
     let site = |v: &str| fx.site(v);
     let (s1, s2) = (site("1"), site("2"));
+    let init: Vec<String> = [
+        "init",
+        "--load-balancer",
+        &format!("{}-alb", fx.stack.spec.name),
+        "--state-bucket",
+        &fx.stack.state_bucket,
+        "--repository",
+        &fx.stack.repository,
+        "--force",
+    ]
+    .map(String::from)
+    .to_vec();
     let runs: Vec<(&str, Vec<&str>)> = vec![
         (
             "bgcloud deploy --dry-run",
@@ -101,6 +113,8 @@ async fn each_commands_json_has_the_fields_its_documented_example_shows() {
         ("bgcloud idle stop", vec!["idle", "stop"]),
         ("bgcloud idle start", vec!["idle", "start"]),
         ("an error", vec!["deploy", "--image", "no-such-tag"]),
+        // Last: it rewrites the config the others read.
+        ("bgcloud init", init.iter().map(String::as_str).collect()),
     ];
     // The frontend rollback needs a second release first, the idle commands a second colour.
     let mut seen = BTreeMap::new();

@@ -19,6 +19,7 @@ mod health_gate;
 mod help;
 mod hostile;
 mod idle;
+mod init;
 mod install;
 mod json;
 mod localstack;
