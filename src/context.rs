@@ -48,12 +48,7 @@ impl Context {
             }
         };
         let config = Config::load(&path)?;
-        let opts = AwsOptions {
-            region: global.region.clone(),
-            profile: global.profile.clone(),
-            endpoint_url: global.endpoint_url.clone(),
-            max_attempts: global.max_attempts,
-        };
+        let opts = AwsOptions::from(global);
         let sdk = aws::sdk_config(&opts, config.region.as_deref()).await;
         let clients = Clients::new(&sdk, &opts);
         let from_env = config.from_env.iter().any(|o| o.key == "region");

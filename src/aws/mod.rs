@@ -58,6 +58,17 @@ pub struct AwsOptions {
     pub max_attempts: u32,
 }
 
+impl From<&crate::cli::Global> for AwsOptions {
+    fn from(global: &crate::cli::Global) -> AwsOptions {
+        AwsOptions {
+            region: global.region.clone(),
+            profile: global.profile.clone(),
+            endpoint_url: global.endpoint_url.clone(),
+            max_attempts: global.max_attempts,
+        }
+    }
+}
+
 /// Loads the SDK config: flags first, then the config file's region, then the usual AWS chain
 /// (environment, profile, instance metadata).
 pub async fn sdk_config(opts: &AwsOptions, config_region: Option<&str>) -> SdkConfig {

@@ -156,12 +156,7 @@ async fn from_account(global: &Global, args: &InitArgs) -> Result<Initialized> {
              keeps its record, lock and desired state (the Terraform module makes one)",
         ));
     };
-    let opts = AwsOptions {
-        region: global.region.clone(),
-        profile: global.profile.clone(),
-        endpoint_url: global.endpoint_url.clone(),
-        max_attempts: global.max_attempts,
-    };
+    let opts = AwsOptions::from(global);
     let sdk = aws::sdk_config(&opts, None).await;
     let clients = Clients::new(&sdk, &opts);
     if clients.region.is_empty() {
